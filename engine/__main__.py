@@ -1,0 +1,24 @@
+"""``python -m engine``: stylize a photo, manage the style catalog, or run a Celery worker."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "styles":
+        from engine.styles_cli import main as styles_main
+
+        return styles_main(argv[1:])
+    if argv and argv[0] == "worker":
+        from engine.celery_worker import main as worker_main
+
+        return worker_main(argv[1:])
+    from engine.cli import main as stylize_main
+
+    return stylize_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

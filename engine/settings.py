@@ -1,0 +1,25 @@
+"""Engine configuration from the environment (and a ``.env`` file).
+
+Read once at the edge (the CLI, a worker's start-up, the bot's config) and passed down as an object:
+nothing deeper in the engine reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    engine_device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    engine_weights: Literal["caffe", "torchvision"] = "caffe"
+    engine_threads: int | None = Field(None, description="CPU threads per worker; default: every core")
+    styles_dir: Path = Path("data/styles")
+    style_cache_dir: Path = Path("data/cache/style-stats")
+    output_max_side: int = Field(1024, ge=64, le=4096)
+    max_image_pixels: int = Field(50_000_000, ge=1_000_000)
