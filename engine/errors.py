@@ -73,7 +73,7 @@ class OutOfMemoryError(StylebotError):
     code = "out_of_memory"
 
 
-class Cancelled(StylebotError):  # noqa: N818 - a state, not a failure
+class Cancelled(StylebotError):
     """The caller asked the job to stop."""
 
     code = "cancelled"

@@ -103,8 +103,7 @@ class StyleSource:
     """One painting to learn from: a catalog preset id, or an image of the user's own."""
 
     preset: str | None = None
-    image: bytes | None = None  # encoded image (JPEG, PNG, ...)
-    key: str | None = None  # stable identity of `image` for the statistics cache (e.g. a Telegram file id)
+    image: bytes | None = None  # encoded image (JPEG, PNG, ...); its statistics are cached by content hash
     weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -124,10 +123,7 @@ class StylizeRequest:
     def to_dict(self) -> dict[str, Any]:
         return {
             "content": _b64(self.content),
-            "styles": [
-                {"preset": s.preset, "image": _b64(s.image), "key": s.key, "weight": s.weight}
-                for s in self.styles
-            ],
+            "styles": [{"preset": s.preset, "image": _b64(s.image), "weight": s.weight} for s in self.styles],
             "settings": _settings_to_dict(self.settings),
         }
 
@@ -136,7 +132,7 @@ class StylizeRequest:
         return cls(
             content=_unb64(data["content"]) or b"",
             styles=tuple(
-                StyleSource(preset=s["preset"], image=_unb64(s["image"]), key=s["key"], weight=s["weight"])
+                StyleSource(preset=s["preset"], image=_unb64(s["image"]), weight=s["weight"])
                 for s in data["styles"]
             ),
             settings=settings_from_dict(data["settings"]),

@@ -1,0 +1,83 @@
+"""Quality tiers and the coarse-to-fine schedule.
+
+Optimizing at full resolution from the start wastes most steps on what a small image settles just as
+well: the large shapes. So a run starts near 128 px, doubles the size scale by scale up to the target, and
+warm-starts each scale from the upsampled result of the last. Later scales need fewer steps, and each
+costs ~4x more.
+
+A tier is a target size and a step budget. Accelerators get twice the side of the CPU for the same tier,
+since the same tier should feel equally quick on either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+COARSEST_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    side_cpu: int
+    side_accelerated: int
+    first_steps: int  # at the coarsest scale, where the picture is composed
+    later_steps: int  # at each finer scale, which mostly refines what the last one found
+
+    def side(self, accelerated: bool) -> int:
+        return self.side_accelerated if accelerated else self.side_cpu
+
+
+TIERS: dict[str, Tier] = {
+    "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=80, later_steps=40),
+    "normal": Tier("normal", side_cpu=256, side_accelerated=512, first_steps=100, later_steps=50),
+    "high": Tier("high", side_cpu=512, side_accelerated=1024, first_steps=150, later_steps=80),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    side: int  # longest side of the image at this scale
+    steps: int
+
+
+def scale_sides(target_side: int, multiscale: bool = True) -> list[int]:
+    """Longest sides from near 128 px up to ``target_side``, doubling each time."""
+    if not multiscale or target_side <= COARSEST_SIDE * 1.5:
+        return [target_side]
+    count = round(math.log2(target_side / COARSEST_SIDE)) + 1
+    return [round(target_side / 2 ** (count - 1 - i)) for i in range(count)]
+
+
+def plan(
+    tier: Tier, target_side: int, *, multiscale: bool = True, total_steps: int | None = None
+) -> list[Scale]:
+    """The scales of one run and their step budgets; ``total_steps`` overrides the tier's budget."""
+    sides = scale_sides(target_side, multiscale)
+    budget = [tier.first_steps] + [tier.later_steps] * (len(sides) - 1)
+    if total_steps is not None:
+        budget = _redistribute(budget, total_steps)
+    return [Scale(side, steps) for side, steps in zip(sides, budget, strict=True) if steps > 0]
+
+
+def _redistribute(budget: list[int], total: int) -> list[int]:
+    """Keep the tier's proportions between scales but sum to ``total`` (the finest scale gets at least 1)."""
+    shares = [b / sum(budget) * total for b in budget]
+    steps = [math.floor(s) for s in shares]
+    for i in sorted(range(len(steps)), key=lambda i: shares[i] - steps[i], reverse=True)[
+        : total - sum(steps)
+    ]:
+        steps[i] += 1
+    if steps[-1] == 0:
+        donor = max(range(len(steps)), key=steps.__getitem__)
+        steps[donor] -= 1
+        steps[-1] = 1
+    return steps
+
+
+def relative_cost(scales: list[Scale], aspect: float = 1.0) -> list[float]:
+    """Each scale's share of the run's time: steps times pixels (VGG's cost is linear in pixels)."""
+    costs = [s.steps * s.side * s.side * aspect for s in scales]
+    total = sum(costs) or 1.0
+    return [c / total for c in costs]

@@ -1,0 +1,93 @@
+"""The objective's terms: Gram matrices, normalization, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.losses import (
+    ContentLoss,
+    StyleLoss,
+    StyleTransferObjective,
+    TVLoss,
+    blend_grams,
+    gram_matrix,
+    relative_mse,
+)
+from engine.vgg import feature_extractor
+
+
+def test_gram_matrix_matches_a_naive_loop() -> None:
+    torch.manual_seed(0)
+    features = torch.rand(2, 4, 3, 5)
+    gram = gram_matrix(features)
+    b, c, h, w = features.shape
+    for n in range(b):
+        for i in range(c):
+            for j in range(c):
+                expected = sum(
+                    features[n, i, y, x] * features[n, j, y, x] for y in range(h) for x in range(w)
+                )
+                assert gram[n, i, j].item() == pytest.approx(expected.item() / (h * w), rel=1e-5)
+
+
+def test_gram_matrix_does_not_grow_with_the_image() -> None:
+    tile = torch.rand(1, 8, 6, 6)
+    tiled = tile.repeat(1, 1, 3, 3)  # the same texture, nine times the area
+    assert torch.allclose(gram_matrix(tile), gram_matrix(tiled), atol=1e-6)
+
+
+def test_relative_mse_is_scale_free_and_per_item() -> None:
+    a, b = torch.rand(3, 5, 4, 4), torch.rand(3, 5, 4, 4)
+    assert relative_mse(a, b).shape == (3,)
+    assert torch.allclose(relative_mse(10 * a, 10 * b), relative_mse(a, b))
+    assert torch.equal(relative_mse(a, a), torch.zeros(3))
+
+
+def test_content_and_style_losses_are_zero_at_their_targets() -> None:
+    features = torch.rand(1, 8, 5, 5)
+    assert ContentLoss(features)(features).item() == 0.0
+    assert StyleLoss(gram_matrix(features)[0])(features).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_tv_loss_is_zero_for_flat_images_and_positive_for_noise() -> None:
+    assert TVLoss()(torch.full((1, 3, 8, 8), 0.3)).item() == 0.0
+    assert TVLoss()(torch.rand(1, 3, 8, 8)).item() > 0.05
+
+
+def test_blending_squared_errors_equals_blending_targets() -> None:
+    """The reason ``blend_grams`` can replace a sum of style terms: same gradient."""
+    g = torch.rand(4, 4, requires_grad=True)
+    targets, weights = [torch.rand(4, 4), torch.rand(4, 4)], [0.25, 0.75]
+    separate = sum(w * (g - t).pow(2).sum() for t, w in zip(targets, weights, strict=True))
+    (grad_separate,) = torch.autograd.grad(separate, g)
+    blended = blend_grams([{"l": t} for t in targets], weights)["l"]
+    (grad_blended,) = torch.autograd.grad((g - blended).pow(2).sum(), g)
+    assert torch.allclose(grad_separate, grad_blended, atol=1e-6)
+
+
+def test_blend_normalizes_weights() -> None:
+    a, b = {"x": torch.zeros(2, 2)}, {"x": torch.ones(2, 2)}
+    assert torch.allclose(blend_grams([a, b], [1.0, 3.0])["x"], torch.full((2, 2), 0.75))
+
+
+def test_batched_objective_keeps_images_independent() -> None:
+    extractor = feature_extractor("caffe", "cpu", "conv3_1", "max")
+    torch.manual_seed(1)
+    photo, painting = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        content = extractor(photo, ("conv2_1",))
+        style = {k: gram_matrix(v)[0] for k, v in extractor(painting, ("conv1_1", "conv3_1")).items()}
+    objective = StyleTransferObjective(
+        extractor, content, style, content_weight=1.0, style_weight=5.0, tv_weight=0.01
+    )
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    total, parts = objective(images)
+    assert total.shape == (2,)
+    assert set(parts) == {"content", "style", "tv"}
+    (batched_grad,) = torch.autograd.grad(total.sum(), images)
+    single = images[1:2].detach().clone().requires_grad_(True)
+    total_single, _ = objective(single)
+    (single_grad,) = torch.autograd.grad(total_single.sum(), single)
+    assert total_single.item() == pytest.approx(total[1].item(), rel=1e-5)
+    assert torch.allclose(batched_grad[1:2], single_grad, rtol=1e-4, atol=1e-6)
