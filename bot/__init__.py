@@ -1,0 +1,1 @@
+"""Stylebot's Telegram front end. Never imports torch."""

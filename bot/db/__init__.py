@@ -1,0 +1,24 @@
+"""Stylebot's data layer. SQLAlchemy stays inside this package: callers get frozen records.
+
+Make one ``Database(url)`` per process, ``await db.migrate()`` at start-up, call its repository methods
+(``await db.upsert_user(...)``, ``await db.claim_job(...)``) and ``await db.dispose()`` at shutdown.
+"""
+
+from bot.db.database import DEFAULT_URL, Database, alembic_config, normalize_url
+from bot.db.models import PRESET_NAME_MAX
+from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord, UserRecord
+from bot.db.repositories import preset_key
+
+__all__ = [
+    "DEFAULT_URL",
+    "PRESET_NAME_MAX",
+    "ChatDefaultsRecord",
+    "Database",
+    "JobRecord",
+    "JobState",
+    "PresetRecord",
+    "UserRecord",
+    "alembic_config",
+    "normalize_url",
+    "preset_key",
+]

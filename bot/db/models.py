@@ -1,0 +1,176 @@
+"""SQLAlchemy tables. Only ``bot/db`` imports this module; the rest of the bot sees records.
+
+Changing a model means writing a migration in ``migrations/versions``; ``alembic check`` (run by the
+tests) fails while the two disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.db.records import JobState
+
+PRESET_NAME_MAX = 32
+
+# Named constraints: SQLite's batch migrations and every downgrade need to address them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every back end.
+
+    PostgreSQL stores ``timestamptz`` and returns aware values, but SQLite keeps text and gives naive
+    ones back. Binding converts to UTC (and refuses naive values, which are always a bug here) so that
+    SQLite's text comparisons order correctly; loading attaches UTC where the driver left it off.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the database keeps aware UTC timestamps")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSON on SQLite (text), JSONB on PostgreSQL. none_as_null: a Python None is SQL NULL, not JSON 'null'.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads it as a class attribute
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[dict[str, Any]]: JSONType,
+        list[str]: JSONType,
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(Text)
+    language_code: Mapped[str | None] = mapped_column(String(35))  # the longest common BCP 47 tag
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Preset(Base):
+    """A user's saved combination of styles and settings.
+
+    ``name_key`` is the case-folded name, computed in Python: SQLite's ``lower()`` folds ASCII only, so
+    a unique index on ``lower(name)`` would let "Мой" and "мой" coexist there but not on PostgreSQL.
+    """
+
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("user_id", "name_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(PRESET_NAME_MAX))
+    name_key: Mapped[str] = mapped_column(String(4 * PRESET_NAME_MAX))  # casefold() can lengthen
+    styles: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatDefaults(Base):
+    """What a group's admins chose as the default for everyone in the chat."""
+
+    __tablename__ = "chat_defaults"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    styles: Mapped[list[dict[str, Any]] | None] = mapped_column()
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+_STATES = ", ".join(f"'{state.value}'" for state in JobState)
+
+
+class Job(Base):
+    """One stylization request, from the user's photo to the sent result."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_STATES})", name="state"),
+        Index(None, "state", "created_at"),
+        Index(None, "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    chat_type: Mapped[str] = mapped_column(String(16))
+    language_code: Mapped[str | None] = mapped_column(String(35))
+    source_message_id: Mapped[int] = mapped_column(BigInteger)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    styles: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    style_label: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_path: Mapped[str] = mapped_column(Text)
+    style_paths: Mapped[list[str]] = mapped_column(default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default=text("2"))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    progress: Mapped[float | None] = mapped_column(Double)
+    eta_seconds: Mapped[float | None] = mapped_column(Double)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    result_file_id: Mapped[str | None] = mapped_column(String(255))
+    result_width: Mapped[int | None] = mapped_column(Integer)
+    result_height: Mapped[int | None] = mapped_column(Integer)
+    engine_seconds: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()

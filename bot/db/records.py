@@ -1,0 +1,101 @@
+"""Plain, frozen copies of database rows: what the data layer hands to the rest of the bot.
+
+Handlers never see ORM objects or sessions, so nothing outside ``bot/db`` can lazy-load after a session
+closed or write to a row by accident. JSON columns come back as ordinary dicts and lists; the records are
+frozen, their JSON contents are not deep-frozen, and changing them changes nothing in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; stored as the lower-case value."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    # A plain class attribute of an Enum would become a member, so ACTIVE is set below the class.
+    ACTIVE: ClassVar[tuple[JobState, ...]]
+
+    @property
+    def is_active(self) -> bool:
+        return self in JobState.ACTIVE
+
+
+JobState.ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int  # the Telegram user id
+    username: str | None
+    first_name: str | None
+    language_code: str | None
+    settings: dict[str, Any]  # StyleSettings overrides (only_changed) plus result_as / live_preview
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class PresetRecord:
+    id: int
+    user_id: int
+    name: str  # as the user typed it; lookups ignore case
+    styles: list[dict[str, Any]]  # [{"preset": ..., "weight": ...}] or [{"file_id": ..., ...}]
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ChatDefaultsRecord:
+    chat_id: int
+    styles: list[dict[str, Any]] | None
+    settings: dict[str, Any]
+    updated_by: int | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    user_id: int
+    chat_id: int
+    chat_type: str  # "private", "group" or "supergroup"
+    language_code: str | None
+    source_message_id: int  # the user's photo message; the result replies to it
+    status_message_id: int | None  # the bot's status message, once sent
+    state: JobState
+    styles: list[dict[str, Any]]
+    style_label: str  # for the caption, e.g. "The Starry Night"
+    settings: dict[str, Any]
+    content_path: str
+    style_paths: list[str]
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    external_id: str | None  # e.g. a Celery task id
+    progress: float | None  # 0..1
+    eta_seconds: float | None
+    error_code: str | None
+    error_message: str | None
+    result_file_id: str | None
+    result_width: int | None
+    result_height: int | None
+    engine_seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in JobState.ACTIVE

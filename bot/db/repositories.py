@@ -1,0 +1,441 @@
+"""Everything the bot asks of the database, as async methods that take and return plain values.
+
+The methods live on mixins that ``bot.db.database.Database`` combines; each call is one short
+transaction. Job state changes are single ``UPDATE ... WHERE state IN (...) RETURNING`` statements, so
+two workers, or a late result and a cancel, cannot both win: the loser gets ``None``/``False`` and the row
+stays as the winner left it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import PRESET_NAME_MAX, Base, ChatDefaults, Job, Preset, User, utcnow
+from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord, UserRecord
+
+R = TypeVar("R")
+
+
+def preset_key(name: str) -> str:
+    """The form preset names are compared in: trimmed and case-folded (Unicode-aware)."""
+    return name.strip().casefold()
+
+
+def _record(cls: type[R], row: Base, **overrides: Any) -> R:
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values.update(overrides)
+    return cls(**values)
+
+
+def _user(row: User) -> UserRecord:
+    return _record(UserRecord, row)
+
+
+def _preset(row: Preset) -> PresetRecord:
+    return _record(PresetRecord, row)
+
+
+def _chat(row: ChatDefaults) -> ChatDefaultsRecord:
+    return _record(ChatDefaultsRecord, row)
+
+
+def _job(row: Job) -> JobRecord:
+    return _record(JobRecord, row, state=JobState(row.state))
+
+
+def _states(states: Iterable[JobState]) -> list[str]:
+    return [JobState(s).value for s in states]
+
+
+class _Repository:
+    """What the mixins need from ``Database``."""
+
+    @property
+    def dialect_name(self) -> str:
+        raise NotImplementedError
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        raise NotImplementedError
+
+    def _insert(self, model: type[Base]) -> Any:
+        """An INSERT that knows ``ON CONFLICT``; both back ends spell it the same way."""
+        dialect = postgresql if self.dialect_name == "postgresql" else sqlite
+        return dialect.insert(model)
+
+    async def _upsert(self, stmt: Any, model: type[R]) -> R:
+        async with self.session() as session:
+            result = await session.scalars(
+                stmt.returning(model), execution_options={"populate_existing": True}
+            )
+            return result.one()
+
+
+class UserRepository(_Repository):
+    async def upsert_user(
+        self,
+        user_id: int,
+        username: str | None,
+        first_name: str | None,
+        language_code: str | None,
+    ) -> UserRecord:
+        """Create the user on first contact, else refresh their names and ``last_seen_at``.
+
+        One ``INSERT ... ON CONFLICT`` statement, so two updates from the same user racing each other
+        cannot both try to insert. Settings are never touched here.
+        """
+        now = utcnow()
+        stmt = self._insert(User).values(
+            id=user_id,
+            username=username,
+            first_name=first_name,
+            language_code=language_code,
+            settings={},
+            created_at=now,
+            last_seen_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[User.id],
+            set_={
+                "username": stmt.excluded.username,
+                "first_name": stmt.excluded.first_name,
+                "language_code": stmt.excluded.language_code,
+                "last_seen_at": stmt.excluded.last_seen_at,
+            },
+        )
+        return _user(await self._upsert(stmt, User))
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        async with self.session() as session:
+            row = await session.get(User, user_id)
+            return None if row is None else _user(row)
+
+    async def update_user_settings(self, user_id: int, settings: dict[str, Any]) -> UserRecord | None:
+        """Replace the user's settings dict as a whole; ``None`` if the user is unknown."""
+        stmt = update(User).where(User.id == user_id).values(settings=dict(settings)).returning(User)
+        async with self.session() as session:
+            row = (await session.scalars(stmt, execution_options={"populate_existing": True})).first()
+            return None if row is None else _user(row)
+
+
+class PresetRepository(_Repository):
+    async def save_preset(
+        self,
+        user_id: int,
+        name: str,
+        styles: Sequence[dict[str, Any]],
+        settings: dict[str, Any],
+    ) -> PresetRecord:
+        """Insert a preset, or overwrite the user's preset of the same name in any letter case.
+
+        The name keeps the spelling of the latest save. Raises ``ValueError`` for an empty name or one
+        longer than ``PRESET_NAME_MAX``; the user must exist (``upsert_user`` first).
+        """
+        name = name.strip()
+        if not name or len(name) > PRESET_NAME_MAX:
+            raise ValueError(f"a preset name has 1 to {PRESET_NAME_MAX} characters")
+        now = utcnow()
+        stmt = self._insert(Preset).values(
+            user_id=user_id,
+            name=name,
+            name_key=preset_key(name),
+            styles=list(styles),
+            settings=dict(settings),
+            created_at=now,
+            updated_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Preset.user_id, Preset.name_key],
+            set_={
+                "name": stmt.excluded.name,
+                "styles": stmt.excluded.styles,
+                "settings": stmt.excluded.settings,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        return _preset(await self._upsert(stmt, Preset))
+
+    async def get_preset(self, user_id: int, name: str) -> PresetRecord | None:
+        stmt = select(Preset).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+        async with self.session() as session:
+            row = (await session.scalars(stmt)).first()
+            return None if row is None else _preset(row)
+
+    async def list_presets(self, user_id: int) -> list[PresetRecord]:
+        """The user's presets in name order (case-insensitive)."""
+        stmt = select(Preset).where(Preset.user_id == user_id).order_by(Preset.name_key)
+        async with self.session() as session:
+            return [_preset(row) for row in await session.scalars(stmt)]
+
+    async def delete_preset(self, user_id: int, name: str) -> bool:
+        stmt = delete(Preset).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+        async with self.session() as session:
+            result = await session.execute(stmt)
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    async def count_presets(self, user_id: int) -> int:
+        stmt = select(func.count()).select_from(Preset).where(Preset.user_id == user_id)
+        async with self.session() as session:
+            return int(await session.scalar(stmt) or 0)
+
+
+class ChatDefaultsRepository(_Repository):
+    async def get_chat_defaults(self, chat_id: int) -> ChatDefaultsRecord | None:
+        async with self.session() as session:
+            row = await session.get(ChatDefaults, chat_id)
+            return None if row is None else _chat(row)
+
+    async def set_chat_defaults(
+        self,
+        chat_id: int,
+        styles: Sequence[dict[str, Any]] | None,
+        settings: dict[str, Any],
+        updated_by: int | None,
+    ) -> ChatDefaultsRecord:
+        """Replace the chat's defaults as a whole (``styles=None``: no default painting)."""
+        stmt = self._insert(ChatDefaults).values(
+            chat_id=chat_id,
+            styles=None if styles is None else list(styles),
+            settings=dict(settings),
+            updated_by=updated_by,
+            updated_at=utcnow(),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ChatDefaults.chat_id],
+            set_={
+                "styles": stmt.excluded.styles,
+                "settings": stmt.excluded.settings,
+                "updated_by": stmt.excluded.updated_by,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        return _chat(await self._upsert(stmt, ChatDefaults))
+
+    async def clear_chat_defaults(self, chat_id: int) -> bool:
+        """Forget the chat's defaults; ``False`` if it had none."""
+        async with self.session() as session:
+            result = await session.execute(delete(ChatDefaults).where(ChatDefaults.chat_id == chat_id))
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+class JobRepository(_Repository):
+    async def create_job(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        chat_type: str,
+        language_code: str | None,
+        source_message_id: int,
+        styles: Sequence[dict[str, Any]],
+        style_label: str,
+        settings: dict[str, Any],
+        content_path: str,
+        style_paths: Sequence[str] = (),
+        status_message_id: int | None = None,
+        max_attempts: int = 2,
+    ) -> JobRecord:
+        """Store a new job in state ``queued``."""
+        row = Job(
+            user_id=user_id,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            language_code=language_code,
+            source_message_id=source_message_id,
+            status_message_id=status_message_id,
+            state=JobState.QUEUED.value,
+            styles=list(styles),
+            style_label=style_label,
+            settings=dict(settings),
+            content_path=str(content_path),
+            style_paths=[str(p) for p in style_paths],
+            attempts=0,
+            max_attempts=max_attempts,
+            created_at=utcnow(),
+        )
+        async with self.session() as session:
+            session.add(row)
+            await session.flush()
+            return _job(row)
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        async with self.session() as session:
+            row = await session.get(Job, job_id)
+            return None if row is None else _job(row)
+
+    async def _jobs(
+        self, *where: ColumnElement[bool], newest_first: bool = False, limit: int | None = None
+    ) -> list[JobRecord]:
+        order = (Job.created_at.desc(), Job.id.desc()) if newest_first else (Job.created_at, Job.id)
+        stmt = select(Job).where(*where).order_by(*order).limit(limit)
+        async with self.session() as session:
+            return [_job(row) for row in await session.scalars(stmt)]
+
+    async def _count(self, *where: ColumnElement[bool]) -> int:
+        async with self.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
+
+    async def active_jobs(self, user_id: int | None = None) -> list[JobRecord]:
+        """Queued and running jobs, oldest first; all users' when ``user_id`` is None."""
+        where = [Job.state.in_(_states(JobState.ACTIVE))]
+        if user_id is not None:
+            where.append(Job.user_id == user_id)
+        return await self._jobs(*where)
+
+    async def queued_and_running(self) -> list[JobRecord]:
+        """Every active job, oldest first: what the scheduler orders its queue from."""
+        return await self.active_jobs()
+
+    async def count_active(self, user_id: int) -> int:
+        return await self._count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))
+
+    async def count_created_since(self, user_id: int, since: datetime) -> int:
+        """Jobs the user created at or after ``since`` (aware), whatever became of them: rate limits."""
+        if since.tzinfo is None or since.utcoffset() is None:
+            raise ValueError("count_created_since needs an aware datetime")
+        return await self._count(Job.user_id == user_id, Job.created_at >= since)
+
+    async def jobs_to_recover(self) -> list[JobRecord]:
+        """Jobs left ``running``, e.g. by a worker or a bot that died; oldest first."""
+        return await self._jobs(Job.state == JobState.RUNNING.value)
+
+    async def recent_jobs(self, user_id: int, limit: int = 10) -> list[JobRecord]:
+        """The user's latest jobs in any state, newest first."""
+        return await self._jobs(Job.user_id == user_id, newest_first=True, limit=limit)
+
+    async def job_stats(self) -> dict[JobState, int]:
+        """How many jobs are in each state (every state present, zeros included): for metrics."""
+        stmt = select(Job.state, func.count()).group_by(Job.state)
+        async with self.session() as session:
+            counts = {JobState(state): int(n) for state, n in await session.execute(stmt)}
+        return {state: counts.get(state, 0) for state in JobState}
+
+    async def _transition(
+        self, job_id: int, from_states: Iterable[JobState], **values: Any
+    ) -> JobRecord | None:
+        """Change the job only if it is still in one of ``from_states``; one atomic statement."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(_states(from_states)))
+            .values(**values)
+            .returning(Job)
+        )
+        async with self.session() as session:
+            row = (await session.scalars(stmt, execution_options={"populate_existing": True})).first()
+            return None if row is None else _job(row)
+
+    async def _touch(self, job_id: int, *where: ColumnElement[bool], **values: Any) -> bool:
+        async with self.session() as session:
+            result = await session.execute(update(Job).where(Job.id == job_id, *where).values(**values))
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    async def claim_job(self, job_id: int, worker: str) -> JobRecord | None:
+        """queued → running for ``worker``, counting an attempt; ``None`` if someone else got it first
+        or the job was cancelled meanwhile."""
+        now = utcnow()
+        return await self._transition(
+            job_id,
+            [JobState.QUEUED],
+            state=JobState.RUNNING.value,
+            worker=worker,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            eta_seconds=None,
+        )
+
+    async def record_progress(self, job_id: int, progress: float, eta_seconds: float | None) -> bool:
+        """Store progress (clamped to 0..1) and the heartbeat; ``False`` unless the job is running."""
+        return await self._touch(
+            job_id,
+            Job.state == JobState.RUNNING.value,
+            progress=min(1.0, max(0.0, float(progress))),
+            eta_seconds=eta_seconds,
+            heartbeat_at=utcnow(),
+        )
+
+    async def set_status_message(self, job_id: int, message_id: int | None) -> bool:
+        """Remember the bot's status message, in any state (it is edited when the job ends, too)."""
+        return await self._touch(job_id, status_message_id=message_id)
+
+    async def set_external_id(self, job_id: int, external_id: str | None) -> bool:
+        """Remember the Celery task id, in any state, so a cancelled job's task can still be revoked."""
+        return await self._touch(job_id, external_id=external_id)
+
+    async def finish_job(
+        self,
+        job_id: int,
+        *,
+        result_file_id: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        engine_seconds: float | None = None,
+    ) -> JobRecord | None:
+        """running → done; ``None`` if the job is not running (a late result of a cancelled job)."""
+        return await self._transition(
+            job_id,
+            [JobState.RUNNING],
+            state=JobState.DONE.value,
+            result_file_id=result_file_id,
+            result_width=width,
+            result_height=height,
+            engine_seconds=engine_seconds,
+            progress=1.0,
+            eta_seconds=None,
+            finished_at=utcnow(),
+        )
+
+    async def fail_job(self, job_id: int, code: str, message: str | None = None) -> JobRecord | None:
+        """queued or running → failed (a job can fail before it starts, e.g. a lost photo)."""
+        return await self._transition(
+            job_id,
+            JobState.ACTIVE,
+            state=JobState.FAILED.value,
+            error_code=code,
+            error_message=message,
+            eta_seconds=None,
+            finished_at=utcnow(),
+        )
+
+    async def cancel_job(self, job_id: int) -> JobRecord | None:
+        """queued or running → cancelled; ``None`` if the job had already ended (or does not exist)."""
+        return await self._transition(
+            job_id,
+            JobState.ACTIVE,
+            state=JobState.CANCELLED.value,
+            eta_seconds=None,
+            finished_at=utcnow(),
+        )
+
+    async def requeue_job(self, job_id: int, reason: str | None = None) -> JobRecord | None:
+        """running → queued, e.g. after a worker died. ``attempts`` is kept, so the caller can compare it
+        with ``max_attempts`` and fail the job instead; the reason lands in ``error_message``."""
+        return await self._transition(
+            job_id,
+            [JobState.RUNNING],
+            state=JobState.QUEUED.value,
+            worker=None,
+            external_id=None,
+            progress=None,
+            eta_seconds=None,
+            started_at=None,
+            heartbeat_at=None,
+            error_message=reason,
+        )
+
+
+__all__ = [
+    "ChatDefaultsRepository",
+    "JobRepository",
+    "PresetRepository",
+    "UserRepository",
+    "preset_key",
+]
