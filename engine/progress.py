@@ -82,7 +82,8 @@ class ProgressTracker:
         if skipped > 0:
             self.total_steps -= skipped
             self._work_left -= skipped * self._pixels[self._scale]
-        self._report(losses, image if self.preview_every > 0 else None, force=True)
+        unseen = self.preview_every > 0 and self.step % self.preview_every != 0  # no preview at this step yet
+        self._report(losses, image if unseen else None, force=True)
 
     def _on_step(self, info: StepInfo) -> None:
         now = self.clock()

@@ -1,0 +1,50 @@
+"""One fixed way to say how well an image took a style and kept a photo's content.
+
+Tests and benchmarks compare outputs of different programs (ours, pastiche's) with these numbers, so they
+must not depend on any run's settings: the Caffe VGG19 with max pooling, the paper's layers, equal layer
+weights, everything measured at the evaluated image's own size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.images import fit_within
+from engine.losses import gram_matrix, relative_mse
+from engine.protocol import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from engine.vgg import feature_extractor
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _features(image: Image.Image, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    extractor = feature_extractor("caffe", "cpu", "conv5_1", "max")
+    with torch.no_grad():
+        return extractor(_tensor(image), layers)
+
+
+def style_distance(image: Image.Image, painting: Image.Image) -> float:
+    """Mean relative Gram error over conv1_1..conv5_1, the painting seen at the image's longest side.
+
+    0 means the image has exactly the painting's texture statistics; a photo typically scores near 1.
+    """
+    side = max(image.size)
+    painting = painting.convert("RGB").resize(fit_within(*painting.size, side), Image.Resampling.LANCZOS)
+    ours, theirs = _features(image, DEFAULT_STYLE_LAYERS), _features(painting, DEFAULT_STYLE_LAYERS)
+    errors = [relative_mse(gram_matrix(ours[k]), gram_matrix(theirs[k])).item() for k in DEFAULT_STYLE_LAYERS]
+    return float(np.mean(errors))
+
+
+def content_distance(image: Image.Image, photo: Image.Image) -> float:
+    """Relative feature error at conv4_2 against the photo resized to the image's size.
+
+    0 means the same picture to VGG's eyes; an unrelated image scores about 1 or more.
+    """
+    photo = photo.convert("RGB").resize(image.size, Image.Resampling.LANCZOS)
+    ours, theirs = _features(image, DEFAULT_CONTENT_LAYERS), _features(photo, DEFAULT_CONTENT_LAYERS)
+    return float(np.mean([relative_mse(ours[k], theirs[k]).item() for k in DEFAULT_CONTENT_LAYERS]))
