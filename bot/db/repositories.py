@@ -306,6 +306,18 @@ class JobRepository(_Repository):
         """Jobs left ``running``, e.g. by a worker or a bot that died; oldest first."""
         return await self._jobs(Job.state == JobState.RUNNING.value)
 
+    async def typical_job_seconds(self, limit: int = 20) -> float | None:
+        """Median engine time of the last ``limit`` finished jobs: the unit of the queue's time estimates."""
+        stmt = (
+            select(Job.engine_seconds)
+            .where(Job.state == JobState.DONE.value, Job.engine_seconds.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(limit)
+        )
+        async with self.session() as session:
+            values = sorted(float(v) for v in await session.scalars(stmt))
+        return values[len(values) // 2] if values else None
+
     async def recent_jobs(self, user_id: int, limit: int = 10) -> list[JobRecord]:
         """The user's latest jobs in any state, newest first."""
         return await self._jobs(Job.user_id == user_id, newest_first=True, limit=limit)
@@ -365,6 +377,16 @@ class JobRepository(_Repository):
     async def set_status_message(self, job_id: int, message_id: int | None) -> bool:
         """Remember the bot's status message, in any state (it is edited when the job ends, too)."""
         return await self._touch(job_id, status_message_id=message_id)
+
+    async def record_result_file(self, job_id: int, file_id: str) -> bool:
+        """Remember the Telegram file id of the delivered result; only a finished job has one."""
+        return await self._touch(job_id, Job.state == JobState.DONE.value, result_file_id=file_id)
+
+    async def undelivered_jobs(self, since: datetime) -> list[JobRecord]:
+        """Jobs finished since ``since`` whose result never reached Telegram (the bot stopped in between)."""
+        return await self._jobs(
+            Job.state == JobState.DONE.value, Job.result_file_id.is_(None), Job.finished_at >= since
+        )
 
     async def set_external_id(self, job_id: int, external_id: str | None) -> bool:
         """Remember the Celery task id, in any state, so a cancelled job's task can still be revoked."""

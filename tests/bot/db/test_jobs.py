@@ -284,3 +284,43 @@ async def test_timestamps_are_aware_utc_after_a_fresh_read(database: Database, u
     assert stored is not None
     assert_aware_utc(stored.created_at, stored.started_at, stored.heartbeat_at, stored.finished_at)
     assert stored.created_at <= stored.started_at <= stored.finished_at  # type: ignore[operator]
+
+
+async def finished(db: Database, user: int, seconds: float) -> JobRecord:
+    job = await new_job(db, user)
+    await db.claim_job(job.id, "w")
+    done = await db.finish_job(job.id, width=64, height=48, engine_seconds=seconds)
+    assert done is not None
+    return done
+
+
+async def test_result_file_only_for_finished_jobs(database: Database, user: int) -> None:
+    job = await finished(database, user, 3.0)
+    queued = await new_job(database, user)
+    assert await database.record_result_file(job.id, "AgAD-result")
+    assert not await database.record_result_file(queued.id, "AgAD-nope")
+    assert (await database.get_job(job.id)).result_file_id == "AgAD-result"
+    assert (await database.get_job(queued.id)).result_file_id is None
+
+
+async def test_undelivered_jobs_are_recent_done_ones_without_a_file(database: Database, user: int) -> None:
+    delivered = await finished(database, user, 1.0)
+    await database.record_result_file(delivered.id, "AgAD")
+    undelivered = await finished(database, user, 2.0)
+    await new_job(database, user)  # still queued: nothing to deliver
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert [j.id for j in await database.undelivered_jobs(since)] == [undelivered.id]
+    assert await database.undelivered_jobs(datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+async def test_typical_job_seconds_is_a_recent_median(
+    database: Database, user: int
+) -> None:
+    assert await database.typical_job_seconds() is None
+    for seconds in (10.0, 50.0, 20.0):
+        await finished(database, user, seconds)
+    failed = await new_job(database, user)
+    await database.claim_job(failed.id, "w")
+    await database.fail_job(failed.id, "internal", "boom")  # not counted: no engine time
+    assert await database.typical_job_seconds() == 20.0
+    assert await database.typical_job_seconds(limit=1) == 20.0  # the newest one alone

@@ -1,0 +1,76 @@
+"""What the bot asks of a job queue, and what a queue tells the bot back.
+
+The bot never runs the engine itself. A handler stores a job row (state ``queued``) and calls
+``JobQueue.submit``; the back end moves the row through its states (``claim_job``, ``finish_job``,
+``fail_job``, ``requeue_job``) and reports each step to ``JobEvents``, which the bot implements to talk
+to the user. Cancelling is the other way round: the bot marks the row ``cancelled`` first, then calls
+``JobQueue.cancel`` so a running job stops and frees its worker. Whichever back end runs, the bot sees
+only this module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.protocol import Progress, StylizeResult
+
+RESTART_REASON = "the bot restarted"  # the ``job_retrying`` reason for jobs found running at start-up
+
+
+class JobEvents(Protocol):
+    """Called by the queue on the bot's event loop. Implementations must not raise."""
+
+    async def job_started(self, job_id: int) -> None:
+        """The job left the queue and a worker began (its row is ``running``)."""
+
+    async def job_progress(self, job_id: int, progress: Progress) -> None:
+        """A progress report from the engine (already throttled by the engine to a few per second)."""
+
+    async def job_finished(self, job_id: int, result: StylizeResult) -> None:
+        """The job is ``done``; deliver ``result``."""
+
+    async def job_failed(self, job_id: int, code: str, message: str) -> None:
+        """The job is ``failed``; ``code`` is an ``engine.errors`` code or a queue code (``worker_lost``)."""
+
+    async def job_retrying(self, job_id: int, reason: str) -> None:
+        """A worker died or hung under the job, or the bot restarted (``reason == RESTART_REASON``);
+        the job is ``queued`` again."""
+
+    async def queue_changed(self) -> None:
+        """Jobs moved (one started or ended): queued jobs' positions may have changed."""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    backend: str  # "embedded" or "celery"
+    workers: int  # worker processes the back end knows of
+    busy: int  # of those, running a job now
+    healthy: bool  # False when no worker can take a job (all dead, broker unreachable)
+
+
+class JobQueue(ABC):
+    """A job queue back end. One instance per bot process, started once and stopped once."""
+
+    @abstractmethod
+    async def start(self, events: JobEvents) -> None:
+        """Start the workers and pick up where the last run stopped: jobs ``running`` at a restart are
+        queued again (or failed after their last attempt, with ``job_failed``); queued ones run."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop taking jobs and stop the workers; running jobs stay ``running`` and are retried at the
+        next start."""
+
+    @abstractmethod
+    async def submit(self, job_id: int) -> None:
+        """The job's row is stored and ``queued``: schedule it."""
+
+    @abstractmethod
+    async def cancel(self, job_id: int) -> None:
+        """The job's row is already ``cancelled``: stop its work within seconds and free its worker."""
+
+    @abstractmethod
+    def status(self) -> QueueStatus:
+        """For /healthz and /metrics."""

@@ -1,0 +1,816 @@
+"""The embedded job queue: worker processes on this machine, fed from the bot's database.
+
+The default back end (empty ``QUEUE_URL``). The database is the queue: a job is a row in state ``queued``
+and the bot's ``submit`` only wakes the dispatcher, so nothing is lost when the bot restarts; ``start``
+requeues what was ``running`` then.
+
+How it fits together
+--------------------
+*Slots.* Each worker process lives in a slot: a ``Pipe`` to the process, a shared ``cancel_id``
+(``Value('q')``) and a supervisor task. The supervisor alone changes its slot: it starts the process,
+waits for its hello, claims and sends the jobs the dispatcher assigns, handles the worker's messages, and
+replaces the process when it dies, hangs or reports a broken GPU. Everything a slot reacts to (the
+worker's messages, the end of its pipe, an assignment, a cancel's nudge, stop) arrives in one inbox, an
+``asyncio.Queue``, and is handled in arrival order, one at a time: a late result, a death and a new
+assignment can never be handled out of order or half-way through one another.
+
+*Reading pipes.* One reader thread per worker blocks in ``conn.recv()`` and hands each message to the
+loop with ``call_soon_threadsafe``. ``loop.add_reader`` would only say that *some* bytes arrived:
+``recv()`` then blocks until the whole message is in, and a finished result is a few megabytes of
+base64, or never completes if the worker dies mid-send, all on the bot's event loop. A thread per worker
+(one per GPU, or one on the CPU) costs nothing, works with every event loop, and ends by itself at the
+end of the pipe, which is also how a dead worker is noticed. Sending a job (megabytes again) goes through
+``asyncio.to_thread`` for the same reason.
+
+*Dispatching.* One task, woken by an ``asyncio.Event`` (submit, a worker becoming free, cancel, a
+retry), plus a slow tick as a safety net. It orders the queued rows with ``fair_order`` (round robin
+across users; the job a worker just ended still counts for its user, see ``_dispatch``) and assigns one
+job to each idle slot; the slot claims it (``claim_job``; ``None``: someone cancelled it meanwhile, skip)
+and sends it.
+
+*Supervision.* A worker is replaced (killed if need be, a fresh process in the same slot) when its pipe
+ends (the process died), when it answers ``device_error`` (it exits by itself: a CUDA context does not
+recover), or when it has a job and sends nothing for ``stall_seconds`` (a hang), or ignores a cancel for
+``cancel_grace``. Its job is retried once: ``requeue_job`` while ``attempts < max_attempts``, else
+``fail_job(..., "worker_lost")``. A worker that fails to start (no hello within ``start_timeout``, or an
+exit before it) or dies while idle is restarted after a doubling pause of at most ``BACKOFF_MAX`` seconds;
+meanwhile ``status().healthy`` is false unless another worker is usable.
+
+*Stopping.* ``stop()`` asks idle workers to exit (``None``) and waits ``STOP_TIMEOUT`` for them; busy or
+starting ones, and stragglers, get SIGTERM, then SIGKILL. Every process is reaped before ``stop()``
+returns; the processes are also daemonic, so even a bot that never reaches ``stop()`` takes them along
+when it exits, and a worker whose parent vanished sees its pipe end and exits. Running jobs stay
+``running`` for the next start to retry.
+
+*Guards.* Every state change goes through the database's guarded transitions and their return values
+are checked: a result or failure for a job that is no longer ``running`` (cancelled, requeued) is logged
+and dropped, and a message from a worker for a job it no longer holds is ignored.
+
+*Events.* ``JobEvents`` calls are made through ``events.EventLines``: in order per job, but without making a
+worker wait while the bot talks to Telegram.
+
+*Worker count.* ``workers=None`` starts one worker; when its hello says CUDA and it sees N > 1 GPUs
+(and ``worker_options.device`` is ``auto`` or ``cuda``, not one GPU by index), the slot keeps
+``cuda:0`` and one more worker starts on each of ``cuda:1..N-1``. On the CPU one worker uses every
+core, so more would only compete. An explicit ``workers`` starts that many on ``worker_options.device``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from bot.db import Database, JobRecord, JobState
+from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
+from bot.queue.events import EventLines
+from bot.queue.requests import build_request
+from bot.queue.scheduling import fair_order
+from engine import worker
+from engine.errors import Cancelled
+from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.worker import WorkerOptions
+
+log = logging.getLogger(__name__)
+
+WORKER_LOST = "worker_lost"
+TICK_SECONDS = 5.0  # the dispatcher looks at the queue at least this often, woken or not
+STOP_TIMEOUT = 10.0  # how long an idle worker gets to exit when asked, at stop()
+KILL_TIMEOUT = 5.0  # how long a terminated (then killed) process gets to go
+BACKOFF_FIRST = 1.0  # pause after the first failed start; doubles with each failure in a row
+BACKOFF_MAX = 60.0
+
+
+def auto_devices(requested: str, description: str, gpus: int) -> list[str]:
+    """The devices an auto-sized queue runs on, given its first worker's hello (see the module docstring).
+
+    ``requested`` is ``worker_options.device``; ``description`` and ``gpus`` come from the hello.
+    """
+    if requested in ("auto", "cuda") and description.startswith("cuda") and gpus > 1:
+        return [f"cuda:{index}" for index in range(gpus)]
+    return [requested]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker slot, for /healthz, logs and tests."""
+
+    name: str
+    device: str
+    state: str  # "starting", "idle", "assigned", "busy" or "stopped"
+    pid: int | None
+    job_id: int | None
+    description: str | None  # from the hello, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+    starts: int  # processes started in this slot so far
+
+
+class _State(enum.Enum):
+    STARTING = "starting"  # no usable process: starting one, waiting for its hello, or pausing
+    IDLE = "idle"
+    ASSIGNED = "assigned"  # the dispatcher gave it a job it has not claimed yet
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+
+USABLE = (_State.IDLE, _State.ASSIGNED, _State.BUSY)
+
+
+@dataclass(frozen=True)
+class _FromWorker:
+    generation: int  # which process of the slot sent it: messages of a replaced process are ignored
+    message: tuple[Any, ...] | None  # None: the pipe ended (the process is gone)
+
+
+@dataclass(frozen=True)
+class _Assign:
+    job: JobRecord
+
+
+class _Signal(enum.Enum):
+    STOP = "stop"
+    NUDGE = "nudge"  # look at the deadlines again: a cancel shortened one
+
+
+_Event = _FromWorker | _Assign | _Signal
+
+
+class _Stopping(Exception):
+    """stop() was called: the supervisor shuts its worker down and ends."""
+
+
+class _WorkerLost(Exception):
+    """The worker died, hung or broke its device: replace it and retry its job."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Job:
+    """The job a slot's worker is running."""
+
+    record: JobRecord  # the row as claimed
+    last_heard: float  # monotonic time of the last sign of life: the stall clock
+    last_write: float = float("-inf")  # when progress was last stored
+    cancel_at: float | None = None  # when we asked the worker to stop it
+    abandoned: bool = False  # its row stopped being ``running`` under us: leave the row alone
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def user_id(self) -> int:
+        return self.record.user_id
+
+    def __str__(self) -> str:
+        return f"job {self.id} (user {self.user_id})"
+
+
+@dataclass
+class _Slot:
+    index: int
+    name: str
+    device: str
+    cancel_id: worker.SharedInt
+    inbox: asyncio.Queue[_Event] = field(default_factory=asyncio.Queue)
+    state: _State = _State.STARTING
+    generation: int = 0
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    reader: threading.Thread | None = None
+    job: _Job | None = None
+    last_job: JobRecord | None = None  # what an idle worker ran last, until its successor is chosen
+    description: str | None = None
+    gpus: int = 0
+    starts: int = 0
+    failures: int = 0  # starts in a row that did not lead to a working worker
+    task: asyncio.Task[None] | None = None
+
+
+def _read_pipe(conn: Connection, post: Callable[[_FromWorker], None], generation: int) -> None:
+    """A reader thread: hand every message, then the end of the pipe, to the slot's inbox."""
+    while True:
+        message: tuple[Any, ...] | None
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None
+        except Exception:  # a garbled message: the worker is not to be trusted any more
+            log.exception("unreadable message from a worker")
+            message = None
+        try:
+            post(_FromWorker(generation, message))
+        except RuntimeError:  # the event loop is closed: nobody is listening
+            return
+        if message is None:
+            return
+
+
+def _send_job(conn: Connection, job_id: int, request: StylizeRequest) -> None:
+    conn.send((job_id, request.to_dict()))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+class EmbeddedQueue(JobQueue):
+    """Local worker processes fed from the database; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker_options: WorkerOptions,
+        workers: int | None = None,
+        stall_seconds: float = 180.0,
+        start_timeout: float = 120.0,
+        progress_write_interval: float = 1.0,
+        cancel_grace: float = 10.0,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1 (or None for automatic)")
+        self._db = db
+        self._options = worker_options
+        self._workers = workers
+        self.stall_seconds = stall_seconds
+        self.start_timeout = start_timeout
+        self.progress_write_interval = progress_write_interval
+        self.cancel_grace = cancel_grace
+        self._context = multiprocessing.get_context("spawn")  # CUDA does not survive fork
+        self._slots: list[_Slot] = []
+        self._assigning: set[int] = set()  # job ids handed to a slot, not yet claimed
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._notifier: EventLines | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._expanded = workers is not None  # the auto worker count is settled
+        self._started = False
+        self._stopping = False
+
+    # ----- the JobQueue interface -----
+
+    async def start(self, events: JobEvents) -> None:
+        if self._started:
+            raise RuntimeError("an EmbeddedQueue is started once")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._notifier = EventLines(events)
+        await self._recover()
+        count = self._workers or 1
+        log.info("embedded queue: starting %d worker(s) on %s", count, self._options.device)
+        for _ in range(count):
+            self._add_slot(self._options.device)
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="embedded-queue-dispatcher")
+
+    async def stop(self) -> None:
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        log.info("embedded queue: stopping")
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        for slot in self._slots:
+            slot.inbox.put_nowait(_Signal.STOP)
+        tasks = [slot.task for slot in self._slots if slot.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT + 3 * KILL_TIMEOUT)
+            for task in pending:
+                log.error("embedded queue: a supervisor did not stop in time; cancelling it")
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for slot in self._slots:
+            self._kill_now(slot)
+        if self._notifier is not None:
+            await self._notifier.close(STOP_TIMEOUT)
+        log.info("embedded queue: stopped")
+
+    async def submit(self, job_id: int) -> None:
+        log.debug("job %d: submitted", job_id)
+        self._wake.set()
+        self._queue_changed()  # a newcomer may go ahead of a busy user's jobs
+
+    async def cancel(self, job_id: int) -> None:
+        slot = next((s for s in self._slots if s.job is not None and s.job.id == job_id), None)
+        if slot is None or slot.job is None:
+            log.info("job %d: cancelled while not running here; nothing to stop", job_id)
+        elif slot.job.cancel_at is None:
+            log.info("%s on %s: cancel requested; the engine stops at its next step", slot.job, slot.name)
+            self._request_cancel(slot, slot.job)
+        self._wake.set()
+        self._queue_changed()
+
+    def status(self) -> QueueStatus:
+        usable = [s for s in self._slots if s.state in USABLE]
+        busy = [s for s in self._slots if s.state in (_State.ASSIGNED, _State.BUSY)]
+        return QueueStatus(
+            backend="embedded",
+            workers=len(self._slots),
+            busy=len(busy),
+            healthy=bool(usable) and not self._stopping,
+        )
+
+    def worker_info(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                name=s.name,
+                device=s.device,
+                state=s.state.value,
+                pid=s.process.pid if s.process is not None else None,
+                job_id=s.job.id if s.job is not None else None,
+                description=s.description,
+                starts=s.starts,
+            )
+            for s in self._slots
+        ]
+
+    # ----- start-up and recovery -----
+
+    async def _recover(self) -> None:
+        """Jobs left ``running`` by the last run go back to the queue, or fail after their last attempt."""
+        for record in await self._db.jobs_to_recover():
+            log.warning(
+                "job %d (user %d) was running on %s when the bot stopped (attempt %d of %d)",
+                record.id,
+                record.user_id,
+                record.worker,
+                record.attempts,
+                record.max_attempts,
+            )
+            await self._retry_or_fail(record, RESTART_REASON)
+
+    def _add_slot(self, device: str) -> None:
+        index = len(self._slots)
+        slot = _Slot(
+            index=index,
+            name=f"{self._options.name}-{index}",
+            device=device,
+            cancel_id=self._context.Value("q", 0),
+        )
+        self._slots.append(slot)
+        slot.task = asyncio.create_task(self._supervise(slot), name=f"embedded-queue-{slot.name}")
+        slot.task.add_done_callback(self._supervisor_ended)
+
+    def _expand(self, first: _Slot) -> None:
+        """Auto worker count: one worker per visible GPU once the first worker said what it sees."""
+        self._expanded = True
+        devices = auto_devices(self._options.device, first.description or "", first.gpus)
+        if len(devices) < 2 or self._stopping:
+            return
+        log.info("%s sees %d CUDA devices: one worker per GPU", first.name, len(devices))
+        first.device = devices[0]  # "cuda" meant the current device, cuda:0; restarts say so
+        for device in devices[1:]:
+            self._add_slot(device)
+
+    # ----- a slot's life -----
+
+    async def _supervise(self, slot: _Slot) -> None:
+        """Start a worker, serve jobs, replace it when it is lost; until stop().
+
+        An error of the queue's own (the database refusing a write, a bug) also replaces the worker and
+        retries its job: the slot's state is then not to be trusted, and a fresh start is cheap next to a
+        slot that stops serving. It counts as a failure, so a lasting cause is retried with back-off.
+        """
+        try:
+            while True:
+                try:
+                    await self._run_worker(slot)
+                except (_Stopping, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    log.exception("%s: unexpected error in the queue; replacing the worker", slot.name)
+                    slot.failures += 1
+                    await self._replace(slot, "an internal error in the queue")
+        except _Stopping:
+            await self._shut_down(slot)
+
+    async def _run_worker(self, slot: _Slot) -> None:
+        """One process's life in the slot: start it, serve jobs until it is lost, clean up after it."""
+        if slot.failures:
+            await self._back_off(slot)
+        if not await self._launch(slot):
+            slot.failures += 1
+            await self._end_process(slot, grace=0.0)
+            return
+        self._ready(slot)
+        try:
+            await self._serve(slot)
+        except _WorkerLost as lost:
+            await self._replace(slot, lost.reason)
+
+    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
+        """A supervisor ends only at stop(); anything else leaves its slot without a worker: say so."""
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("embedded queue: %s died", task.get_name(), exc_info=task.exception())
+
+    async def _launch(self, slot: _Slot) -> bool:
+        """Start a fresh process in the slot; ``True`` once it said hello."""
+        slot.state = _State.STARTING
+        slot.generation += 1
+        slot.starts += 1
+        slot.cancel_id.value = 0
+        generation = slot.generation
+        parent, child = self._context.Pipe(duplex=True)
+        options = self._options.replace(name=slot.name, device=slot.device)
+        process = self._context.Process(
+            target=worker.run,
+            args=(child, slot.cancel_id, options),
+            name=f"stylebot-{slot.name}",
+            daemon=True,  # never outlives the bot, even if stop() is never reached
+        )
+        try:
+            await asyncio.to_thread(process.start)
+        except Exception:
+            log.exception("%s: could not start a worker process", slot.name)
+            parent.close()
+            return False
+        finally:
+            child.close()  # the child has its own copy; ours would hide the end of the pipe
+        slot.process, slot.conn = process, parent
+        slot.reader = threading.Thread(
+            target=_read_pipe,
+            args=(parent, self._poster(slot), generation),
+            name=f"stylebot-{slot.name}-reader",
+            daemon=True,
+        )
+        slot.reader.start()
+        log.info("%s: started worker process %d on %s", slot.name, process.pid, slot.device)
+        return await self._await_hello(slot, generation)
+
+    def _poster(self, slot: _Slot) -> Callable[[_FromWorker], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def post(event: _FromWorker) -> None:
+            loop.call_soon_threadsafe(slot.inbox.put_nowait, event)
+
+        return post
+
+    async def _await_hello(self, slot: _Slot, generation: int) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            event = await self._next_event(slot, deadline - time.monotonic())
+            if event is None:
+                log.error("%s: no hello within %g s; killing it", slot.name, self.start_timeout)
+                return False
+            if isinstance(event, _Assign):
+                self._unassign(event.job)
+            elif isinstance(event, _FromWorker) and event.generation == generation:
+                if event.message is None:
+                    code = await self._exit_code(slot)
+                    log.error("%s: the worker died while starting (%s)", slot.name, _describe_exit(code))
+                    return False
+                if event.message[0] == worker.HELLO:
+                    _, slot.description, slot.gpus = event.message
+                    log.info("%s: ready on %s", slot.name, slot.description)
+                    return True
+
+    def _ready(self, slot: _Slot) -> None:
+        slot.state = _State.IDLE
+        if not self._expanded and slot.index == 0:
+            self._expand(slot)
+        self._wake.set()
+
+    async def _back_off(self, slot: _Slot) -> None:
+        """Pause before the next start after failures in a row: 1, 2, 4 ... ``BACKOFF_MAX`` seconds."""
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.failures - 1))
+        log.error(
+            "%s: the worker failed %d time(s) in a row; starting another in %.0f s",
+            slot.name,
+            slot.failures,
+            delay,
+        )
+        deadline = time.monotonic() + delay
+        while (event := await self._next_event(slot, deadline - time.monotonic())) is not None:
+            if isinstance(event, _Assign):
+                self._unassign(event.job)
+
+    async def _serve(self, slot: _Slot) -> None:
+        """Handle the slot's inbox while its worker is usable; raises ``_WorkerLost`` or ``_Stopping``."""
+        while True:
+            event = await self._next_event(slot, self._time_left(slot))
+            if event is None:
+                raise _WorkerLost(self._timeout_reason(slot))
+            if isinstance(event, _Assign):
+                await self._start_job(slot, event.job)
+            elif isinstance(event, _FromWorker) and event.generation == slot.generation:
+                if event.message is None:
+                    code = await self._exit_code(slot)
+                    raise _WorkerLost(f"the worker process ended ({_describe_exit(code)})")
+                await self._on_message(slot, event.message)
+
+    async def _next_event(self, slot: _Slot, within: float | None) -> _Event | None:
+        """The slot's next event, or ``None`` when ``within`` seconds pass first; raises on STOP.
+
+        An event already waiting is returned even if the deadline has passed: it is a sign of life.
+        """
+        try:
+            if within is None:
+                event = await slot.inbox.get()
+            else:
+                async with asyncio.timeout(max(0.0, within)):
+                    event = await slot.inbox.get()
+        except TimeoutError:
+            return None
+        if event is _Signal.STOP:
+            raise _Stopping
+        return event
+
+    def _time_left(self, slot: _Slot) -> float | None:
+        """Seconds until the running job counts as hung (or as ignoring its cancel); None when idle."""
+        job = slot.job
+        if job is None or slot.state is not _State.BUSY:
+            return None
+        deadline = job.last_heard + self.stall_seconds
+        if job.cancel_at is not None:
+            deadline = min(deadline, job.cancel_at + self.cancel_grace)
+        return deadline - time.monotonic()
+
+    def _timeout_reason(self, slot: _Slot) -> str:
+        job = slot.job
+        if (
+            job is not None
+            and job.cancel_at is not None
+            and time.monotonic() >= job.cancel_at + self.cancel_grace
+        ):
+            return f"the worker did not stop within {self.cancel_grace:g} s of a cancel"
+        return f"the worker sent nothing for {self.stall_seconds:g} s (hung)"
+
+    async def _replace(self, slot: _Slot, reason: str) -> None:
+        """The worker is lost: end its process, retry or fail its job; the supervisor starts another."""
+        job, slot.job = slot.job, None
+        slot.state = _State.STARTING
+        if job is None:
+            slot.failures += 1  # an idle worker should not die: pause before the next one
+            log.error("%s: worker lost while idle: %s", slot.name, reason)
+        else:
+            log.error("%s on %s: worker lost: %s", job, slot.name, reason)
+        await self._end_process(slot, grace=0.0)
+        if job is not None:
+            try:
+                record = await self._db.get_job(job.id)
+                if record is not None and record.state is JobState.RUNNING:
+                    await self._retry_or_fail(record, reason)
+                else:
+                    log.info("%s: not retried, it is %s", job, record.state.value if record else "gone")
+            except Exception:
+                log.exception("%s: could not be requeued; the next start will recover it", job)
+        self._queue_changed()
+
+    async def _shut_down(self, slot: _Slot) -> None:
+        """At stop(): an idle worker is asked to exit; a busy or still starting one is terminated at once.
+        A job it was running stays ``running`` and is retried at the next start, as ``JobQueue.stop``
+        promises."""
+        job, slot.job = slot.job, None
+        listening = slot.state in (_State.IDLE, _State.ASSIGNED)  # waiting for a job, so it reads the pipe
+        if job is not None:
+            log.info("%s on %s: left running; the next start retries it", job, slot.name)
+        while not slot.inbox.empty():  # an assignment behind the stop is given back
+            event = slot.inbox.get_nowait()
+            if isinstance(event, _Assign):
+                self._assigning.discard(event.job.id)
+        await self._end_process(slot, grace=STOP_TIMEOUT if listening else 0.0)
+        slot.state = _State.STOPPED
+
+    async def _end_process(self, slot: _Slot, *, grace: float) -> None:
+        """End the slot's process: with ``grace``, ask it (``None``) and wait that long; then SIGTERM,
+        then SIGKILL. Reaps it, waits for its reader thread and closes the pipe."""
+        process, conn, reader = slot.process, slot.conn, slot.reader
+        slot.process = slot.conn = slot.reader = None
+        if process is None:
+            return
+        if grace > 0 and process.is_alive() and conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            await asyncio.to_thread(process.join, grace)
+        for end in (process.terminate, process.kill):
+            if not process.is_alive():
+                break
+            end()
+            await asyncio.to_thread(process.join, KILL_TIMEOUT)
+        if process.is_alive():
+            log.error("%s: process %d survived SIGKILL", slot.name, process.pid)
+            return
+        log.info("%s: worker process %d ended (%s)", slot.name, process.pid, _describe_exit(process.exitcode))
+        if reader is not None:
+            await asyncio.to_thread(reader.join, KILL_TIMEOUT)
+        if conn is not None and (reader is None or not reader.is_alive()):
+            conn.close()  # never under a thread still reading it
+        process.close()
+
+    def _kill_now(self, slot: _Slot) -> None:
+        """The last resort of stop(), for a supervisor that had to be cancelled: no orphans, ever."""
+        process = slot.process
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(KILL_TIMEOUT)
+
+    async def _exit_code(self, slot: _Slot) -> int | None:
+        """The exit code of a process whose pipe just ended (it may take a moment to be reaped)."""
+        process = slot.process
+        if process is None:
+            return None
+        await asyncio.to_thread(process.join, 1.0)
+        return process.exitcode
+
+    # ----- jobs on a slot -----
+
+    async def _start_job(self, slot: _Slot, assigned: JobRecord) -> None:
+        """Claim the assigned job and hand it to the worker."""
+        self._assigning.discard(assigned.id)
+        if self._stopping:
+            return
+        record = await self._db.claim_job(assigned.id, slot.name)
+        if record is None:
+            log.info(
+                "job %d (user %d): not started on %s: it changed meanwhile",
+                assigned.id,
+                assigned.user_id,
+                slot.name,
+            )
+            self._free(slot)
+            return
+        job = slot.job = _Job(record, last_heard=time.monotonic())
+        slot.state = _State.BUSY
+        try:
+            request = await asyncio.to_thread(build_request, record)
+        except Exception as err:  # a missing file (input_lost), or a row the engine cannot take
+            code = getattr(err, "code", worker.INTERNAL)
+            log.error("%s on %s: cannot build its request: %s", job, slot.name, err)
+            failed = await self._db.fail_job(job.id, code, str(err))
+            self._free(slot)
+            if failed is not None:
+                self._notify(job.id, "job_failed", job.id, code, str(err))
+            return
+        log.info("%s on %s: started (attempt %d of %d)", job, slot.name, record.attempts, record.max_attempts)
+        self._notify(job.id, "job_started", job.id)
+        self._queue_changed()
+        try:
+            async with asyncio.timeout(self.stall_seconds):
+                await asyncio.to_thread(_send_job, slot.conn, job.id, request)
+        except (OSError, TimeoutError) as err:
+            raise _WorkerLost(f"the job could not be handed to the worker ({err!r})") from err
+        job.last_heard = time.monotonic()
+
+    async def _on_message(self, slot: _Slot, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        job = slot.job
+        if kind == worker.HELLO:
+            return
+        if job is None or message[1] != job.id:
+            log.info("%s: ignored a late %r message for job %s", slot.name, kind, message[1])
+            return
+        job.last_heard = time.monotonic()
+        if kind == worker.PROGRESS:
+            await self._on_progress(slot, job, Progress.from_dict(message[2]))
+        elif kind == worker.DONE:
+            await self._on_done(slot, job, StylizeResult.from_dict(message[2]))
+        elif kind == worker.FAILED:
+            await self._on_failed(slot, job, message[2], message[3])
+        else:
+            log.warning("%s: unknown message %r from the worker", slot.name, kind)
+
+    async def _on_progress(self, slot: _Slot, job: _Job, progress: Progress) -> None:
+        if job.cancel_at is not None or job.abandoned:
+            return
+        now = time.monotonic()
+        if now - job.last_write >= self.progress_write_interval:
+            job.last_write = now
+            if not await self._db.record_progress(job.id, progress.fraction, progress.eta):
+                # Cancelled (or ended) without cancel() being called: the work is for nobody.
+                log.warning("%s on %s: no longer running; stopping its work", job, slot.name)
+                job.abandoned = True
+                self._request_cancel(slot, job)
+                return
+        if job.cancel_at is None:
+            self._notify(job.id, "job_progress", job.id, progress)
+
+    async def _on_done(self, slot: _Slot, job: _Job, result: StylizeResult) -> None:
+        record = await self._db.finish_job(
+            job.id, width=result.width, height=result.height, engine_seconds=result.seconds
+        )
+        slot.failures = 0
+        self._free(slot)
+        if record is None:
+            log.info("%s on %s: result dropped, the job is no longer running", job, slot.name)
+            return
+        log.info("%s on %s: done in %.1f s", job, slot.name, result.seconds)
+        self._notify(job.id, "job_finished", job.id, result)
+
+    async def _on_failed(self, slot: _Slot, job: _Job, code: str, message: str) -> None:
+        if code == worker.DEVICE_ERROR:
+            raise _WorkerLost(f"the device failed ({message})")
+        slot.failures = 0
+        if job.abandoned or (code == Cancelled.code and job.cancel_at is not None):
+            log.info("%s on %s: stopped after a cancel", job, slot.name)
+            self._free(slot)
+            return
+        record = await self._db.fail_job(job.id, code, message)
+        self._free(slot)
+        if record is None:
+            log.info("%s on %s: failure (%s) dropped, the job is no longer running", job, slot.name, code)
+            return
+        log.warning("%s on %s: failed: %s (%s)", job, slot.name, code, message)
+        self._notify(job.id, "job_failed", job.id, code, message)
+
+    def _free(self, slot: _Slot) -> None:
+        """The worker is ready for the next job."""
+        if slot.job is not None:
+            slot.last_job = slot.job.record
+        slot.job = None
+        slot.cancel_id.value = 0
+        slot.state = _State.IDLE
+        self._wake.set()
+        self._queue_changed()
+
+    def _request_cancel(self, slot: _Slot, job: _Job) -> None:
+        """The engine checks ``cancel_id`` at every step; the nudge makes the supervisor start the
+        ``cancel_grace`` clock."""
+        job.cancel_at = time.monotonic()
+        slot.cancel_id.value = job.id
+        slot.inbox.put_nowait(_Signal.NUDGE)
+
+    async def _retry_or_fail(self, record: JobRecord, reason: str) -> None:
+        """A running job lost its worker: queued again while it has attempts left, else failed."""
+        where = f"job {record.id} (user {record.user_id}) on {record.worker}"
+        if record.attempts < record.max_attempts:
+            if await self._db.requeue_job(record.id, reason) is not None:
+                log.warning("%s: queued again after attempt %d: %s", where, record.attempts, reason)
+                self._notify(record.id, "job_retrying", record.id, reason)
+                self._wake.set()
+        elif await self._db.fail_job(record.id, WORKER_LOST, reason) is not None:
+            log.error("%s: failed after %d attempts: %s", where, record.attempts, reason)
+            self._notify(record.id, "job_failed", record.id, WORKER_LOST, reason)
+
+    # ----- dispatching -----
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._dispatch()
+            except Exception:
+                log.exception("embedded queue: dispatching failed; trying again")
+
+    async def _dispatch(self) -> None:
+        """Assign the fairest queued jobs to the idle workers, one each.
+
+        A worker that just became free counts its last job as still running while its successor is
+        chosen. Otherwise, with one worker, the user whose job just ended would have no job running at the
+        very moment the next one is picked, and their second job would go before another user's first:
+        the opposite of round robin, and of the places users were told while that job ran.
+        """
+        if not self._idle_slots():
+            return
+        active = await self._db.queued_and_running()
+        idle = self._idle_slots()  # again: slots changed while the database answered
+        if self._stopping or not idle:
+            return
+        queued = [j for j in active if j.state is JobState.QUEUED and j.id not in self._assigning]
+        running = [j for j in active if j.state is JobState.RUNNING or j.id in self._assigning]
+        running += [slot.last_job for slot in idle if slot.last_job is not None]
+        order = fair_order(queued, running)
+        for slot in idle:
+            slot.last_job = None
+        for slot, job in zip(idle, order, strict=False):
+            slot.state = _State.ASSIGNED
+            self._assigning.add(job.id)
+            slot.inbox.put_nowait(_Assign(job))
+
+    def _idle_slots(self) -> list[_Slot]:
+        return [slot for slot in self._slots if slot.state is _State.IDLE]
+
+    def _unassign(self, job: JobRecord) -> None:
+        """An assignment reached a slot that lost its worker first: the job stays queued for another."""
+        self._assigning.discard(job.id)
+        self._wake.set()
+
+    # ----- events -----
+
+    def _notify(self, job_id: int, name: str, *args: Any) -> None:
+        if self._notifier is not None:
+            self._notifier.send(job_id, name, *args)
+
+    def _queue_changed(self) -> None:
+        if self._notifier is not None:
+            self._notifier.send(None, "queue_changed")
+
+
+__all__ = ["EmbeddedQueue", "WorkerInfo", "WorkerOptions", "auto_devices"]

@@ -1,0 +1,77 @@
+"""Which queued job runs next, where each job stands and how long it will wait: pure functions, no I/O.
+
+Both queue back ends and the bot's "you are number 3, about 2 minutes" messages use these, so the order
+a user is told is the order the embedded queue follows.
+
+Fairness is round robin across users. A job's *rank* is how many of its owner's jobs would run before it:
+the owner's running jobs plus the owner's older queued jobs. Jobs run in order of (rank, created_at, id),
+so every user's first waiting job comes before anyone's second, a user who already has a job running
+goes behind users who have none, and among equals the older job goes first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Sequence
+
+from bot.db import JobRecord
+
+
+def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> list[JobRecord]:
+    """The queued jobs in the order they should start (see the module's docstring).
+
+    ``running`` are the jobs on workers now. A dispatcher choosing the successor of a job that just ended
+    passes that job too, so its user's next job is ranked as it was while the job ran (see
+    ``EmbeddedQueue._dispatch``).
+    """
+    running_per_user = Counter(job.user_id for job in running)
+    queued_so_far: Counter[int] = Counter()
+    ranked: list[tuple[int, JobRecord]] = []
+    for job in sorted(queued, key=lambda j: (j.created_at, j.id)):
+        ranked.append((running_per_user[job.user_id] + queued_so_far[job.user_id], job))
+        queued_so_far[job.user_id] += 1
+    ranked.sort(key=lambda item: (item[0], item[1].created_at, item[1].id))
+    return [job for _, job in ranked]
+
+
+def queue_positions(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> dict[int, int]:
+    """Job id → 1-based place in ``fair_order`` (1: starts when the next worker is free)."""
+    return {job.id: place for place, job in enumerate(fair_order(queued, running), start=1)}
+
+
+def running_remaining(running: Sequence[JobRecord], typical_seconds: float) -> list[float]:
+    """Seconds each running job still needs: the engine's own ETA when it gave one, else the part of
+    ``typical_seconds`` its progress says is left (all of it before the first report)."""
+    remaining = []
+    for job in running:
+        if job.eta_seconds is not None:
+            remaining.append(max(0.0, job.eta_seconds))
+        else:
+            remaining.append(max(0.0, typical_seconds * (1.0 - (job.progress or 0.0))))
+    return remaining
+
+
+def estimate_wait(
+    position: int, *, workers: int, typical_seconds: float, running_remaining: Sequence[float]
+) -> float:
+    """Seconds until the job at ``position`` (1-based, as in ``queue_positions``) starts.
+
+    The model: each worker becomes free when its running job's remaining time has passed (an idle
+    worker is free now); the ``position - 1`` jobs ahead then start, in order, on whichever worker is free
+    first, and each takes ``typical_seconds``. The job starts when a worker is free after them. With
+    every worker free at the same moment this is ``(position - 1) // workers * typical_seconds`` plus
+    that moment. More running jobs than workers (a stale count) keeps the ``workers`` soonest to finish.
+    The estimate never decreases as the position grows.
+    """
+    if position < 1:
+        raise ValueError("positions start at 1")
+    if workers < 1:
+        raise ValueError("a queue without workers has no wait estimate")
+    typical = max(0.0, typical_seconds)
+    free_at = sorted(max(0.0, r) for r in running_remaining)[:workers]
+    free_at += [0.0] * (workers - len(free_at))
+    heapq.heapify(free_at)
+    for _ in range(position - 1):
+        heapq.heapreplace(free_at, free_at[0] + typical)
+    return free_at[0]
