@@ -242,7 +242,7 @@ class Message:
             out["edit_date"] = self.edit_date
         if self.media_group_id is not None:
             out["media_group_id"] = self.media_group_id
-        if with_reply and self.reply_to is not None:
+        if with_reply and self.reply_to is not None and not self.reply_to.deleted:  # deleted ones are dropped
             out["reply_to_message"] = self.reply_to.to_api(with_reply=False)
         fields = ("text", "entities", "photo", "document", "caption", "caption_entities")
         out.update({key: getattr(self, key) for key in fields if getattr(self, key) is not None})

@@ -313,9 +313,7 @@ async def test_undelivered_jobs_are_recent_done_ones_without_a_file(database: Da
     assert await database.undelivered_jobs(datetime.now(UTC) + timedelta(hours=1)) == []
 
 
-async def test_typical_job_seconds_is_a_recent_median(
-    database: Database, user: int
-) -> None:
+async def test_typical_job_seconds_is_a_recent_median(database: Database, user: int) -> None:
     assert await database.typical_job_seconds() is None
     for seconds in (10.0, 50.0, 20.0):
         await finished(database, user, seconds)

@@ -1,0 +1,161 @@
+"""Builds the python-telegram-bot Application and wires the database, the queue and the handlers.
+
+Start-up (``post_init``): migrate the database, set the command menu, start the queue (which picks up the
+jobs of the last run), start the health endpoint, deliver results the last run painted but never sent.
+Shutdown (``post_shutdown``) stops them in the reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults, TypeHandler
+
+from bot.config import Settings
+from bot.context import KEY, Services, services
+from bot.db import Database
+from bot.handlers import paint, register
+from bot.health import HealthServer, Metrics
+from bot.notifier import Notifier
+from bot.queue.base import JobQueue
+from bot.services.albums import AlbumCollector
+from bot.services.jobs import JobService, Limits
+from bot.services.presets import PresetService
+from bot.status import StatusBoard
+from bot.texts import LANGUAGES, text
+from engine.catalog import load_catalog
+from engine.settings import EngineSettings
+from engine.style_store import StyleStore
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("start", "styles", "style", "settings", "preset", "queue", "cancel", "help")
+QueueFactory = Callable[[Settings, Database], JobQueue]
+
+
+def build_application(settings: Settings, queue_factory: QueueFactory | None = None) -> Application:
+    """The whole bot, ready for ``run_polling``; ``queue_factory`` lets tests choose the engine's stand-in."""
+    api = settings.telegram_api_url
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .defaults(
+            Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+        )
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)  # a slow download for one user must not hold up everyone else
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    db = Database(settings.database_url)
+    queue = (queue_factory or make_queue)(settings, db)
+    catalog = load_catalog()
+    metrics = Metrics()
+    limits = Limits(settings.max_active_jobs, settings.max_jobs_per_hour, settings.max_queue_length)
+    jobs = JobService(
+        db, queue, jobs_dir=settings.jobs_dir, limits=limits, max_image_pixels=settings.max_image_pixels
+    )
+    board = StatusBoard(
+        application.bot,
+        db,
+        interval_private=settings.status_interval_private,
+        interval_group=settings.status_interval_group,
+    )
+    notifier = Notifier(
+        application.bot,
+        db,
+        jobs,
+        board,
+        metrics,
+        results_dir=settings.results_dir,
+        retention=timedelta(days=settings.result_retention_days),
+    )
+    application.bot_data[KEY] = Services(
+        settings=settings,
+        db=db,
+        queue=queue,
+        jobs=jobs,
+        presets=PresetService(db, catalog, settings.max_presets),
+        notifier=notifier,
+        catalog=catalog,
+        store=StyleStore(settings.styles_dir, catalog),
+        metrics=metrics,
+        albums=AlbumCollector(settings.album_wait_seconds, paint.on_album),
+        health=HealthServer(
+            metrics,
+            queue.status,
+            lambda: notifier.counts,
+            host=settings.health_host,
+            port=settings.health_port,
+        ),
+    )
+    application.add_handler(TypeHandler(Update, track_user), group=-1)
+    register(application)
+    return application
+
+
+def make_queue(settings: Settings, db: Database) -> JobQueue:
+    """The back end ``QUEUE_URL`` asks for: local worker processes when empty, Celery otherwise."""
+    if settings.queue_url:
+        from bot.queue.celery_queue import CeleryQueue
+
+        return CeleryQueue(db, settings)
+    from bot.queue.embedded import EmbeddedQueue
+    from engine.worker import WorkerOptions
+
+    options = WorkerOptions(
+        name="worker",
+        device=settings.engine_device,
+        engine_settings=settings.model_dump(mode="json", include=set(EngineSettings.model_fields)),
+        threads=settings.engine_threads,
+        log_level=settings.log_level,
+    )
+    return EmbeddedQueue(
+        db,
+        worker_options=options,
+        workers=settings.engine_workers,
+        stall_seconds=settings.worker_stall_seconds,
+    )
+
+
+async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Keep each user's row (language, name) current; runs before every other handler of the update."""
+    user = update.effective_user
+    if user is not None and not user.is_bot:
+        await services(context).db.upsert_user(user.id, user.username, user.first_name, user.language_code)
+
+
+async def _post_init(application: Application) -> None:
+    s = services(application)
+    await s.db.migrate()
+    await _set_commands(application)
+    await s.queue.start(s.notifier)
+    await s.health.start()
+    await s.notifier.redeliver()
+    s.notifier.prune_results()
+    await s.notifier.queue_changed()
+    log.info("Stylebot is up as @%s (queue: %s)", application.bot.username, s.queue.status().backend)
+
+
+async def _set_commands(application: Application) -> None:
+    for language in LANGUAGES:
+        commands = [BotCommand(name, text(language, f"command_{name}")) for name in COMMANDS]
+        await application.bot.set_my_commands(commands, language_code=None if language == "en" else language)
+
+
+async def _post_shutdown(application: Application) -> None:
+    s = services(application)
+    await s.albums.close()
+    with contextlib.suppress(Exception):
+        await s.queue.stop()
+    await s.notifier.board.close()
+    await s.health.stop()
+    await s.db.dispose()

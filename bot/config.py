@@ -1,0 +1,82 @@
+"""The bot's settings: environment variables and a ``.env`` file, read once at start-up.
+
+Every variable is listed with its default in README.md ("Configuration"). The engine's own settings
+(``ENGINE_DEVICE``, ``STYLES_DIR``, ``OUTPUT_MAX_SIDE``...) are part of the same object, because the bot
+hands them to the worker processes it starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import NoDecode
+
+from engine.settings import EngineSettings
+
+TELEGRAM_API_URL = "https://api.telegram.org"
+
+
+class Settings(EngineSettings):
+    telegram_bot_token: SecretStr = Field(description="from @BotFather")
+    telegram_api_url: str = TELEGRAM_API_URL
+    database_url: str = "sqlite+aiosqlite:///data/stylebot.db"
+    data_dir: Path = Path("data")
+    queue_url: str = ""
+    engine_workers: int | None = Field(None, ge=1, le=64)
+    worker_stall_seconds: float = Field(180.0, gt=0)
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    default_quality: Literal["draft", "normal", "high"] = "normal"
+    max_active_jobs: int = Field(3, ge=1)
+    max_jobs_per_hour: int = Field(30, ge=1)
+    max_queue_length: int = Field(100, ge=1)
+    max_presets: int = Field(30, ge=1)
+    status_interval_private: float = Field(3.0, ge=0)
+    status_interval_group: float = Field(10.0, ge=0)
+    album_wait_seconds: float = Field(1.5, ge=0)
+    result_retention_days: float = Field(7.0, ge=0)
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(8080, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """ADMIN_IDS=123,456 (spaces allowed), the way people write it in a .env file."""
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Inputs of queued jobs, kept until the job ends so a restart loses nothing."""
+        return self.data_dir / "jobs"
+
+    @property
+    def results_dir(self) -> Path:
+        """Finished paintings, kept ``RESULT_RETENTION_DAYS`` for the full-resolution button."""
+        return self.data_dir / "results"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with a readable message instead of a validation dump."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            if error["type"] == "missing" and name == "TELEGRAM_BOT_TOKEN":
+                problems.append(
+                    "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
+                    "(see README.md, Quick start)"
+                )
+            else:
+                problems.append(f"{name}: {error['msg']}")
+        raise SystemExit("Stylebot cannot start:\n  " + "\n  ".join(problems)) from None

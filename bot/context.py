@@ -1,0 +1,46 @@
+"""The services every handler needs, kept in ``application.bot_data`` and fetched with ``services()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from telegram.ext import Application, ContextTypes
+
+from bot.config import Settings
+from bot.db import Database
+from bot.health import HealthServer, Metrics
+from bot.notifier import Notifier
+from bot.queue.base import JobQueue
+from bot.services.jobs import JobService
+from bot.services.presets import PresetService
+from engine.catalog import Catalog
+from engine.style_store import StyleStore
+
+if TYPE_CHECKING:
+    from bot.handlers.paint import AlbumItem
+    from bot.services.albums import AlbumCollector
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    queue: JobQueue
+    jobs: JobService
+    presets: PresetService
+    notifier: Notifier
+    catalog: Catalog
+    store: StyleStore
+    metrics: Metrics
+    albums: AlbumCollector[AlbumItem]
+    health: HealthServer
+
+
+KEY = "services"
+
+
+def services(source: ContextTypes.DEFAULT_TYPE | Application) -> Services:
+    """From a handler's context, or from the application itself (start-up and shutdown hooks)."""
+    application = source if isinstance(source, Application) else source.application
+    return application.bot_data[KEY]

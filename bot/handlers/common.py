@@ -1,0 +1,111 @@
+"""Small pieces every handler uses: the user's language, images in messages, downloads, replies."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from dataclasses import dataclass
+
+from telegram import Message, ReplyParameters, Update
+from telegram.constants import ChatType
+
+from bot.texts import language_for, text
+
+log = logging.getLogger(__name__)
+
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
+_COMMAND = re.compile(
+    r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL
+)
+
+
+class FileTooBigError(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image someone sent: a photo (Telegram's compressed copy) or an image file (full resolution)."""
+
+    file_id: str
+    size: int | None
+    message_id: int
+    sender_id: int | None
+
+
+def language(update: Update) -> str:
+    user = update.effective_user
+    return language_for(user.language_code if user else None)
+
+
+def is_private(update: Update) -> bool:
+    return update.effective_chat is not None and update.effective_chat.type == ChatType.PRIVATE
+
+
+def image_in(message: Message | None) -> ImageRef | None:
+    """The message's image, if it has one (the largest photo size, or an image document)."""
+    if message is None:
+        return None
+    sender = message.from_user.id if message.from_user else None
+    if message.photo:
+        largest = message.photo[-1]
+        return ImageRef(largest.file_id, largest.file_size, message.message_id, sender)
+    document = message.document
+    if document is not None and is_image_document(message):
+        return ImageRef(document.file_id, document.file_size, message.message_id, sender)
+    return None
+
+
+def is_image_document(message: Message) -> bool:
+    document = message.document
+    if document is None:
+        return False
+    mime = (document.mime_type or "").lower()
+    name = (document.file_name or "").lower()
+    return mime.startswith("image/") or name.endswith(IMAGE_SUFFIXES)
+
+
+async def download(message: Message, ref: ImageRef) -> bytes:
+    """The image's bytes; FileTooBigError past what the Bot API lets a bot download."""
+    if ref.size is not None and ref.size > MAX_DOWNLOAD_BYTES:
+        raise FileTooBigError(ref.size)
+    file = await message.get_bot().get_file(ref.file_id)
+    return bytes(await file.download_as_bytearray())
+
+
+def split_command(caption: str | None, bot_username: str) -> tuple[str | None, str]:
+    """``/style@bot starry_night`` → ("style", "starry_night"); plain text → (None, text).
+
+    A command addressed to another bot comes back as ("", ...) so callers ignore it.
+    """
+    caption = (caption or "").strip()
+    match = _COMMAND.match(caption)
+    if not match:
+        return None, caption
+    if match["bot"] and match["bot"].lower() != bot_username.lower():
+        return "", ""
+    return match["name"].lower(), (match["args"] or "").strip()
+
+
+async def reply(update: Update, message: str, **kwargs: object) -> Message | None:
+    """Answer the update's message, quoting it in groups so the reply is clearly for that person."""
+    target = update.effective_message
+    if target is None:
+        return None
+    return await target.reply_text(
+        message,
+        reply_parameters=ReplyParameters(target.message_id, allow_sending_without_reply=True),
+        **kwargs,
+    )
+
+
+def say(update: Update, key: str, **values: object) -> str:
+    return text(language(update), key, **values)
+
+
+def escape(value: str) -> str:
+    return html.escape(value, quote=False)

@@ -1,0 +1,402 @@
+"""Photos in, jobs out: every way a user can ask for a painting.
+
+- a photo (or image file) with a caption: ``/style starry_night``, ``starry_night`` (``/preset use NAME``
+  captions go to ``handlers.presets``);
+- a reply to a photo: ``/style starry_night``, or another picture captioned ``/style`` (its style);
+- two photos as one album: the first in the style of the second;
+- a photo without a caption in a private chat: the inline gallery, which can also ask for an own style image.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram.constants import ChatType
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot import replies
+from bot.context import Services, services
+from bot.handlers.common import (
+    FileTooBigError,
+    ImageRef,
+    download,
+    escape,
+    image_in,
+    is_image_document,
+    is_private,
+    language,
+    reply,
+    say,
+    split_command,
+)
+from bot.services import styles
+from bot.services.jobs import LimitReachedError, NewJob
+from bot.services.preferences import Preferences, job_settings
+from bot.services.styles import StyleChoice
+from bot.texts import text
+from engine.errors import StylebotError
+from engine.protocol import StyleSettings
+
+log = logging.getLogger(__name__)
+
+GALLERY_COLUMNS = 2
+GALLERY_ROWS = 4
+WAITING_FOR_STYLE = 1
+OWN_STYLE_TIMEOUT = 600  # seconds the bot waits for the style image after "My own style image"
+
+
+# -- starting a job -------------------------------------------------------------------------------
+
+
+async def start_job(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    content: ImageRef,
+    choice: StyleChoice,
+    *,
+    status: Message | None = None,
+) -> None:
+    """Download, validate and queue; then show the job's status (reusing ``status`` if given).
+
+    Every refusal becomes a friendly reply; nothing here raises to the user.
+    """
+    s = services(context)
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    assert message is not None and chat is not None and user is not None
+    lang = language(update)
+    try:
+        content_bytes = await download(message, content)
+        style_bytes = tuple([await _download_file(message, file_id) for file_id in choice.image_file_ids])
+        new = NewJob(
+            user_id=user.id,
+            chat_id=chat.id,
+            chat_type=chat.type,
+            language=user.language_code,
+            source_message_id=content.message_id,
+            content=content_bytes,
+            style=choice,
+            style_images=style_bytes,
+            settings=await _settings_for(s, user.id, chat.id, chat.type, choice),
+            exempt=user.id in s.settings.admin_ids,
+        )
+        job, placement = await s.jobs.submit(new)
+    except FileTooBigError as err:
+        await _refuse(update, status, say(update, "error_file_too_big", size=round(err.size / 2**20)))
+        return
+    except LimitReachedError as err:
+        await _refuse(update, status, replies.limit(lang, err))
+        return
+    except StylebotError as err:
+        log.info("user %d: refused input: %s", user.id, err)
+        await _refuse(update, status, replies.engine_error(lang, err))
+        return
+    board = s.notifier.board
+    await board.open(job, replies.queued(lang, placement), replies.cancel_button(lang, job.id), reuse=status)
+    current = await s.db.get_job(job.id)
+    if current is not None and not current.is_active:
+        await board.remove(current)  # it ended before its status was up; the user has heard already
+
+
+async def _download_file(message: Message, file_id: str) -> bytes:
+    return await download(message, ImageRef(file_id, None, message.message_id, None))
+
+
+async def _settings_for(
+    s: Services, user_id: int, chat_id: int, chat_type: str, choice: StyleChoice
+) -> StyleSettings:
+    user = await s.db.get_user(user_id)
+    chat_settings = {}
+    if chat_type != ChatType.PRIVATE:
+        _, chat_settings = await s.presets.chat_default(chat_id, "")
+    return job_settings(
+        default_quality=s.settings.default_quality,
+        chat=chat_settings,
+        preferences=Preferences.from_dict(user.settings if user else {}),
+        preset=choice.settings,
+    )
+
+
+async def _refuse(update: Update, status: Message | None, message: str) -> None:
+    if status is not None:
+        await status.edit_text(message)
+    else:
+        await reply(update, message)
+
+
+def _reply_to(message_id: int) -> ReplyParameters:
+    return ReplyParameters(message_id, allow_sending_without_reply=True)
+
+
+# -- photos and captions -------------------------------------------------------------------------
+
+
+async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo or a file arrived, with or without a caption."""
+    message = update.effective_message
+    assert message is not None
+    s = services(context)
+    if message.media_group_id:
+        s.albums.add((message.chat_id, message.media_group_id), (update, context))
+        return
+    command, args = split_command(message.caption, context.bot.username)
+    if command == "":
+        return  # a command for another bot
+    image = image_in(message)
+    if image is None:
+        if (
+            message.document is not None
+            and not is_image_document(message)
+            and (is_private(update) or command)
+        ):
+            await reply(update, say(update, "error_not_an_image_file"))
+        return
+    if command == "style" and not args:
+        target = image_in(message.reply_to_message)
+        if target is not None:  # a picture captioned /style in reply to a photo: its style, that content
+            await start_job(
+                update, context, target, styles.own_image(image.file_id, say(update, "preset_own_image"))
+            )
+        else:
+            await _no_style_named(update, context, image)
+    elif command == "style" or (command is None and args):
+        await _paint_with_text(update, context, image, args, quiet=command is None and not is_private(update))
+    elif command is None:
+        await _no_style_named(update, context, image)
+    elif is_private(update):
+        await reply(update, say(update, "unknown_command", command=escape(command)))
+
+
+async def style_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/style ID`` as a text message: it must reply to a photo."""
+    message = update.effective_message
+    assert message is not None
+    target = image_in(message.reply_to_message)
+    if target is None:
+        await reply(update, say(update, "style_needs_photo"))
+        return
+    args = " ".join(context.args or [])
+    if args:
+        await _paint_with_text(update, context, target, args)
+    else:
+        await _no_style_named(update, context, target, reply_to=message.reply_to_message)
+
+
+async def _paint_with_text(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, image: ImageRef, words: str, *, quiet: bool = False
+) -> None:
+    """``words`` name paintings or one of the user's presets. ``quiet``: a group caption that may not be
+    meant for the bot at all, so an unknown name is ignored rather than answered."""
+    s = services(context)
+    user = update.effective_user
+    assert user is not None
+    try:
+        choice = styles.parse(words, s.catalog, await s.presets.list(user.id))
+    except StylebotError as err:
+        if not quiet:
+            await reply(update, replies.engine_error(language(update), err))
+        return
+    await start_job(update, context, image, choice)
+
+
+async def _no_style_named(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, image: ImageRef, reply_to: Message | None = None
+) -> None:
+    """No painting named: a group's default style if it has one, else the gallery."""
+    s = services(context)
+    chat = update.effective_chat
+    assert chat is not None
+    if chat.type != ChatType.PRIVATE:
+        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"))
+        if choice is not None:
+            await start_job(update, context, image, choice)
+            return
+    await send_gallery(update, context, image.message_id)
+
+
+# -- albums --------------------------------------------------------------------------------------
+
+
+AlbumItem = tuple[Update, ContextTypes.DEFAULT_TYPE]
+
+
+async def on_album(items: list[AlbumItem]) -> None:
+    """Two pictures in one album: the first is painted in the style of the second."""
+    items = sorted(items, key=lambda item: item[0].effective_message.message_id)  # type: ignore[union-attr]
+    update, context = items[0]
+    images = [image_in(u.effective_message) for u, _ in items]
+    if len(items) != 2 or None in images:
+        await reply(update, say(update, "album_needs_two"))
+        return
+    content, style = images
+    assert content is not None and style is not None
+    await start_job(
+        update, context, content, styles.own_image(style.file_id, say(update, "preset_own_image"))
+    )
+
+
+# -- the gallery ---------------------------------------------------------------------------------
+
+
+def gallery_keyboard(s: Services, lang: str, page: int) -> tuple[InlineKeyboardMarkup, int]:
+    """Paintings on pages, navigation, and the own-image choice. Returns the keyboard and the page count."""
+    ids = list(s.catalog.ids)
+    per_page = GALLERY_COLUMNS * GALLERY_ROWS
+    pages = max(1, -(-len(ids) // per_page))
+    page = min(max(page, 0), pages - 1)
+    shown = [s.catalog.get(i) for i in ids[page * per_page : (page + 1) * per_page]]
+    rows = [
+        [
+            InlineKeyboardButton(_short(p.title), callback_data=f"pick:{p.id}")
+            for p in shown[i : i + GALLERY_COLUMNS]
+        ]
+        for i in range(0, len(shown), GALLERY_COLUMNS)
+    ]
+    rows.append(
+        [
+            InlineKeyboardButton(text(lang, "gallery_previous"), callback_data=f"gal:{(page - 1) % pages}"),
+            InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"gal:{page}"),
+            InlineKeyboardButton(text(lang, "gallery_next"), callback_data=f"gal:{(page + 1) % pages}"),
+        ]
+    )
+    rows.append([InlineKeyboardButton(text(lang, "gallery_own"), callback_data="own")])
+    return InlineKeyboardMarkup(rows), pages
+
+
+def _short(title: str, limit: int = 24) -> str:
+    return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
+async def send_gallery(update: Update, context: ContextTypes.DEFAULT_TYPE, photo_message_id: int) -> None:
+    lang = language(update)
+    chat = update.effective_chat
+    assert chat is not None
+    keyboard, pages = gallery_keyboard(services(context), lang, 0)
+    await context.bot.send_message(
+        chat.id,
+        text(lang, "gallery_prompt", page=1, pages=pages),
+        reply_markup=keyboard,
+        reply_parameters=_reply_to(photo_message_id),
+    )
+
+
+async def _gallery_photo(update: Update) -> ImageRef | None:
+    """The photo a gallery message belongs to (it replies to it); answers the query if it is not usable."""
+    query = update.callback_query
+    assert query is not None
+    photo = image_in(query.message.reply_to_message) if isinstance(query.message, Message) else None
+    if photo is None:
+        await query.answer(say(update, "error_photo_gone"), show_alert=True)
+        return None
+    if photo.sender_id is not None and photo.sender_id != query.from_user.id:
+        await query.answer(say(update, "not_your_photo"))
+        return None
+    return photo
+
+
+async def on_gallery_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    lang = language(update)
+    keyboard, pages = gallery_keyboard(services(context), lang, int(query.data.split(":")[1]))
+    page = int(query.data.split(":")[1]) % pages
+    await query.answer()
+    new_text = text(lang, "gallery_prompt", page=page + 1, pages=pages)
+    message = query.message
+    if isinstance(message, Message) and (message.text != new_text or message.reply_markup != keyboard):
+        await query.edit_message_text(new_text, reply_markup=keyboard)
+
+
+async def on_gallery_pick(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    photo = await _gallery_photo(update)
+    if photo is None:
+        return
+    s = services(context)
+    style_id = query.data.split(":", 1)[1]
+    if style_id not in s.catalog:
+        await query.answer(say(update, "button_expired"))
+        return
+    await query.answer()
+    status = query.message if isinstance(query.message, Message) else None
+    await start_job(update, context, photo, styles.paintings([style_id], s.catalog), status=status)
+
+
+# -- the own-style conversation ------------------------------------------------------------------
+
+
+async def own_style_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    """ "My own style image" in the gallery: remember the photo and wait for the style picture."""
+    query = update.callback_query
+    assert query is not None
+    photo = await _gallery_photo(update)
+    if photo is None:
+        return ConversationHandler.END
+    await query.answer()
+    assert context.user_data is not None
+    context.user_data["own_style_for"] = photo
+    await query.edit_message_text(say(update, "own_style_prompt"))
+    return WAITING_FOR_STYLE
+
+
+async def own_style_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    assert context.user_data is not None and update.effective_message is not None
+    photo: ImageRef | None = context.user_data.pop("own_style_for", None)
+    style = image_in(update.effective_message)
+    if photo is None or style is None:
+        await reply(update, say(update, "own_style_needs_image"))
+        return WAITING_FOR_STYLE if style is None and photo is not None else ConversationHandler.END
+    await start_job(update, context, photo, styles.own_image(style.file_id, say(update, "preset_own_image")))
+    return ConversationHandler.END
+
+
+async def own_style_wrong(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    await reply(update, say(update, "own_style_needs_image"))
+    return WAITING_FOR_STYLE
+
+
+async def own_style_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    assert context.user_data is not None
+    context.user_data.pop("own_style_for", None)
+    await reply(update, say(update, "own_style_cancelled"))
+    return ConversationHandler.END
+
+
+def own_style_conversation() -> ConversationHandler:
+    """Per user and chat, not per message: the style picture arrives as a new message, not a button.
+    PTB warns that the entry button is then not tracked per message, which is what we want."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="If 'per_message=False'", category=PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[CallbackQueryHandler(own_style_start, pattern=r"^own$")],
+            states={
+                WAITING_FOR_STYLE: [
+                    MessageHandler(filters.PHOTO | filters.Document.ALL, own_style_received),
+                    MessageHandler(~filters.COMMAND, own_style_wrong),
+                ]
+            },
+            fallbacks=[CommandHandler("cancel", own_style_cancel)],
+            conversation_timeout=OWN_STYLE_TIMEOUT,
+            name="own_style",
+            per_message=False,
+        )
+
+
+def handlers() -> list:
+    return [
+        own_style_conversation(),
+        CommandHandler("style", style_command),
+        MessageHandler(filters.PHOTO | filters.Document.ALL, on_image),
+        CallbackQueryHandler(on_gallery_page, pattern=r"^gal:\d+$"),
+        CallbackQueryHandler(on_gallery_pick, pattern=r"^pick:[a-z0-9_]+$"),
+    ]

@@ -1,0 +1,143 @@
+"""``/preset save|use|list|delete NAME`` and ``/preset chat NAME|off`` for group admins."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot import replies
+from bot.context import services
+from bot.handlers.common import escape, image_in, language, reply, say, split_command
+from bot.handlers.paint import start_job
+from bot.services import styles
+from bot.services.preferences import Preferences
+from bot.services.presets import PresetError
+from bot.services.styles import StyleChoice
+from engine.errors import StylebotError
+
+ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+
+async def preset_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await run(update, context, context.args or [])
+
+
+async def preset_caption(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo captioned ``/preset use NAME`` (paint it) or ``/preset save NAME`` (keep it as a style)."""
+    message = update.effective_message
+    assert message is not None
+    command, args = split_command(message.caption, context.bot.username)
+    if command == "preset":
+        await run(update, context, args.split())
+
+
+async def run(update: Update, context: ContextTypes.DEFAULT_TYPE, args: list[str]) -> None:
+    action = args[0].lower() if args else ""
+    name = args[1] if len(args) > 1 else ""
+    handler = {"save": _save, "use": _use, "list": _list, "delete": _delete, "chat": _chat}.get(action)
+    if handler is None or (action != "list" and not name):
+        await reply(update, say(update, "preset_usage"))
+        return
+    try:
+        await handler(update, context, name, args[2:])
+    except PresetError as err:
+        await reply(update, say(update, f"preset_{err.kind}", name=escape(name), **err.details))
+
+
+async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, words: list[str]) -> None:
+    """The style comes from, in order: an image the command replies to, painting ids after the name,
+    or the user's latest picture. The settings are the user's current ones."""
+    s = services(context)
+    user, message = update.effective_user, update.effective_message
+    assert user is not None
+    assert message is not None
+    s.presets.check_name(name)
+    own = image_in(message) or image_in(message.reply_to_message)
+    if own is not None:
+        choice = styles.own_image(own.file_id, say(update, "preset_own_image"))
+    elif words:
+        try:
+            choice = styles.parse(" ".join(words), s.catalog)
+        except StylebotError as err:
+            await reply(update, replies.engine_error(language(update), err))
+            return
+    else:
+        latest = await s.jobs.latest_job(user.id)
+        if latest is None:
+            await reply(update, say(update, "preset_nothing_to_save"))
+            return
+        choice = StyleChoice(refs=tuple(latest.styles), label=latest.style_label)  # a job keeps choice refs
+    record = await s.db.get_user(user.id)
+    settings = Preferences.from_dict(record.settings if record else {}).style_settings()
+    await s.presets.save(user.id, name, choice, settings)
+    label = styles.describe(styles.for_saving(choice), s.catalog, say(update, "preset_own_image"))
+    await reply(update, say(update, "preset_saved", name=escape(name), style=escape(label)))
+
+
+async def _use(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
+    """Paint the captioned photo, or the photo the command replies to, with the preset."""
+    message = update.effective_message
+    assert message is not None
+    photo = image_in(message) or image_in(message.reply_to_message)
+    if photo is None:
+        await reply(update, say(update, "preset_use_needs_photo", name=escape(name)))
+        return
+    user = update.effective_user
+    assert user is not None
+    record = await services(context).presets.get(user.id, name)
+    await start_job(update, context, photo, styles.from_preset(record))
+
+
+async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE, _name: str, _words: list[str]) -> None:
+    s = services(context)
+    user = update.effective_user
+    assert user is not None
+    records = await s.presets.list(user.id)
+    if not records:
+        await reply(update, say(update, "preset_list_empty"))
+        return
+    own = say(update, "preset_own_image")
+    lines = [
+        f"• <code>{escape(r.name)}</code>: {escape(styles.describe(r.styles, s.catalog, own))}"
+        for r in records
+    ]
+    await reply(update, say(update, "preset_list", lines="\n".join(lines)))
+
+
+async def _delete(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
+    user = update.effective_user
+    assert user is not None
+    await services(context).presets.delete(user.id, name)
+    await reply(update, say(update, "preset_deleted", name=escape(name)))
+
+
+async def _chat(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
+    """A group's default style: what ``/style`` in reply to a photo paints with when it names nothing."""
+    s = services(context)
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    if chat.type == ChatType.PRIVATE:
+        await reply(update, say(update, "preset_chat_groups_only"))
+        return
+    if user.id not in s.settings.admin_ids:
+        member = await context.bot.get_chat_member(chat.id, user.id)
+        if member.status not in ADMIN_STATUSES:
+            await reply(update, say(update, "preset_chat_admins_only"))
+            return
+    if name.lower() == "off":
+        await s.presets.clear_chat_default(chat.id)
+        await reply(update, say(update, "preset_chat_cleared"))
+        return
+    record = await s.presets.get(user.id, name)
+    await s.presets.set_chat_default(chat.id, record, user.id)
+    label = styles.describe(record.styles, s.catalog, say(update, "preset_own_image"))
+    await reply(update, say(update, "preset_chat_set", style=escape(label)))
+
+
+def handlers() -> list:
+    images = filters.PHOTO | filters.Document.ALL
+    return [
+        CommandHandler("preset", preset_command),
+        MessageHandler(images & filters.CaptionRegex(r"^/preset(@\w+)?(\s|$)"), preset_caption),
+    ]

@@ -1,0 +1,96 @@
+"""``/queue``, ``/cancel``, and the Cancel and Full-resolution buttons."""
+
+from __future__ import annotations
+
+import html
+
+from telegram import Message, Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
+
+from bot.context import services
+from bot.db import JobState
+from bot.handlers.common import language, reply, say
+from bot.texts import text
+
+
+async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s = services(context)
+    user = update.effective_user
+    assert user is not None
+    lang = language(update)
+    active = await s.db.queued_and_running()
+    if not active:
+        await reply(update, say(update, "queue_empty"))
+        return
+    waiting = sum(j.state == JobState.QUEUED for j in active)
+    lines = [text(lang, "queue_summary", waiting=waiting, running=len(active) - waiting)]
+    placements = await s.jobs.placements()
+    mine = []
+    for job in (j for j in active if j.user_id == user.id):
+        style = html.escape(job.style_label)
+        if job.id in placements:
+            mine.append(text(lang, "queue_line_queued", style=style, position=placements[job.id].position))
+        else:
+            mine.append(
+                text(lang, "queue_line_running", style=style, percent=round((job.progress or 0) * 100))
+            )
+    if mine:
+        lines.append(text(lang, "queue_yours", lines="\n".join(mine)))
+    await reply(update, "\n\n".join(lines))
+
+
+async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/cancel`` stops the user's newest picture; ``/cancel all`` stops every one of theirs."""
+    s = services(context)
+    user = update.effective_user
+    assert user is not None
+    everything = bool(context.args) and context.args[0].lower() == "all"
+    cancelled = await s.jobs.cancel_latest(user.id, everything=everything)
+    if not cancelled:
+        await reply(update, say(update, "cancel_none"))
+        return
+    for job in cancelled:
+        await s.notifier.cancelled(job)
+    await reply(update, say(update, "cancel_done", count=len(cancelled)))
+
+
+async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    s = services(context)
+    job = await s.db.get_job(int(query.data.split(":")[1]))
+    if job is None:
+        await query.answer(say(update, "button_expired"))
+        return
+    if job.user_id != query.from_user.id:
+        await query.answer(say(update, "not_your_job"))
+        return
+    cancelled = await s.jobs.cancel(job.id)
+    if cancelled is None:
+        await query.answer(say(update, "already_finished"))
+        return
+    await query.answer(say(update, "cancelled"))
+    await s.notifier.cancelled(cancelled)
+
+
+async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    s = services(context)
+    job = await s.db.get_job(int(query.data.split(":")[1]))
+    message = query.message
+    if job is None or not isinstance(message, Message):
+        await query.answer(say(update, "button_expired"))
+        return
+    await query.answer()
+    if not await s.notifier.send_full_resolution(job, reply_to=message.message_id):
+        await reply(update, say(update, "full_resolution_gone"))
+
+
+def handlers() -> list:
+    return [
+        CommandHandler("queue", queue_command),
+        CommandHandler("cancel", cancel_command),
+        CallbackQueryHandler(on_cancel_button, pattern=r"^cancel:\d+$"),
+        CallbackQueryHandler(on_full_resolution, pattern=r"^full:\d+$"),
+    ]

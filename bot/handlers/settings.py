@@ -1,0 +1,111 @@
+"""``/settings``: quality, strength, colours, result as photo or file, live preview, as inline buttons."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
+
+from bot.context import services
+from bot.handlers.common import language, reply, say
+from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
+from bot.texts import text
+from engine.protocol import QUALITIES
+
+# callback data: "set:<owner id>:<key>:<value>", with one-letter keys to stay far below 64 bytes
+KEYS = {"q": "quality", "s": "strength", "c": "preserve_colors", "r": "result_as", "p": "live_preview"}
+
+
+def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboardMarkup]:
+    quality = prefs.quality or "normal"
+    colors = prefs.preserve_colors or "none"
+    body = text(
+        lang,
+        "settings_title",
+        quality=text(lang, f"quality_{quality}"),
+        strength=text(lang, f"strength_{prefs.strength_name()}"),
+        colors=text(lang, _color_key(colors)),
+        result=text(lang, f"result_{prefs.result_as}"),
+        preview=text(lang, "preview_on" if prefs.live_preview else "preview_off"),
+    )
+
+    def button(label: str, key: str, value: str, current: bool) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            ("✓ " if current else "") + label, callback_data=f"set:{owner}:{key}:{value}"
+        )
+
+    rows = [
+        [button(text(lang, f"quality_{q}").split(" (")[0], "q", q, q == quality) for q in QUALITIES],
+        [button(text(lang, f"strength_{n}"), "s", n, n == prefs.strength_name()) for n in STRENGTHS],
+        [button(text(lang, _color_key(c)), "c", c, c == colors) for c in COLOR_CHOICES],
+        [button(text(lang, f"result_{r}"), "r", r, r == prefs.result_as) for r in RESULT_AS]
+        + [
+            button(
+                f"{text(lang, 'settings_preview')}: {text(lang, 'preview_' + v)}",
+                "p",
+                v,
+                v == ("on" if prefs.live_preview else "off"),
+            )
+            for v in ("on", "off")
+        ],
+    ]
+    return body, InlineKeyboardMarkup(rows)
+
+
+def _color_key(choice: str) -> str:
+    return "colors_painting" if choice == "none" else f"colors_{choice}"
+
+
+async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user = update.effective_user
+    assert user is not None
+    record = await services(context).db.get_user(user.id)
+    body, keyboard = render(
+        language(update), user.id, Preferences.from_dict(record.settings if record else {})
+    )
+    await reply(update, body, reply_markup=keyboard)
+
+
+async def on_setting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    _, owner, key, value = query.data.split(":", 3)
+    if int(owner) != query.from_user.id:
+        await query.answer(say(update, "not_your_settings"))
+        return
+    s = services(context)
+    record = await s.db.get_user(query.from_user.id)
+    prefs = Preferences.from_dict(record.settings if record else {})
+    try:
+        changed = _apply(prefs, KEYS[key], value)
+    except (KeyError, ValueError):
+        await query.answer(say(update, "button_expired"))
+        return
+    await query.answer(say(update, "settings_saved"))
+    if changed == prefs:
+        return  # the button of the current choice: nothing to save, and Telegram refuses an unchanged edit
+    await s.db.update_user_settings(query.from_user.id, changed.to_dict())
+    body, keyboard = render(language(update), query.from_user.id, changed)
+    await query.edit_message_text(body, reply_markup=keyboard)
+
+
+def _apply(prefs: Preferences, field: str, value: str) -> Preferences:
+    if field == "quality" and value in QUALITIES:
+        return replace(prefs, quality=value)
+    if field == "strength" and value in STRENGTHS:
+        return replace(prefs, strength=STRENGTHS[value])
+    if field == "preserve_colors" and value in COLOR_CHOICES:
+        return replace(prefs, preserve_colors=value)
+    if field == "result_as" and value in RESULT_AS:
+        return replace(prefs, result_as=value)
+    if field == "live_preview" and value in ("on", "off"):
+        return replace(prefs, live_preview=value == "on")
+    raise ValueError(f"{field}={value}")
+
+
+def handlers() -> list:
+    return [
+        CommandHandler("settings", settings_command),
+        CallbackQueryHandler(on_setting, pattern=r"^set:\d+:[a-z]:[a-z_]+$"),
+    ]

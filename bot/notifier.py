@@ -1,0 +1,245 @@
+"""Tells users what happens to their jobs: the queue's events turned into Telegram messages.
+
+The queue calls these methods in order per job and off its own critical path (``bot.queue.events``), so
+they may take the time Telegram takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from telegram import Bot, Message, ReplyParameters
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot import replies
+from bot.db import Database, JobRecord, JobState
+from bot.health import Metrics
+from bot.services.jobs import JobService
+from bot.services.preferences import Preferences
+from bot.status import StatusBoard
+from bot.texts import language_for, text
+from engine.protocol import Progress, StylizeResult
+
+log = logging.getLogger(__name__)
+
+PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger results go as a file
+PHOTO_MAX_DIMENSIONS = 10_000
+DELIVERY_ATTEMPTS = 3
+REDELIVERY_WINDOW = timedelta(days=1)
+
+
+class Notifier:
+    """The bot's ``JobEvents``."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        db: Database,
+        jobs: JobService,
+        board: StatusBoard,
+        metrics: Metrics,
+        *,
+        results_dir: Path,
+        retention: timedelta,
+    ) -> None:
+        self.bot = bot
+        self.db = db
+        self.jobs = jobs
+        self.board = board
+        self.metrics = metrics
+        self.results_dir = results_dir
+        self.retention = retention
+        self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
+        self._notes: dict[int, str] = {}  # a retry notice, kept on the job's status until the job ends
+
+    # -- JobEvents ------------------------------------------------------------------------------
+
+    async def job_started(self, job_id: int) -> None:
+        job = await self.db.get_job(job_id)
+        if job is not None and job.state == JobState.RUNNING:
+            await self._show(job, replies.queued(language_for(job.language_code), None))
+
+    async def job_progress(self, job_id: int, progress: Progress) -> None:
+        job = await self.db.get_job(job_id)
+        if job is None or job.state != JobState.RUNNING:
+            return
+        text = replies.running(language_for(job.language_code), job.style_label, progress)
+        await self._show(job, text, preview=progress.preview)
+
+    async def job_finished(self, job_id: int, result: StylizeResult) -> None:
+        job = await self.db.get_job(job_id)
+        if job is None or job.state != JobState.DONE:
+            return
+        self._notes.pop(job.id, None)
+        path = self.results_dir / f"{job.id}.{'jpg' if result.format == 'jpeg' else result.format}"
+        await asyncio.to_thread(_write, path, result.image)
+        await self.board.remove(job)
+        await self.deliver(job, path, notes=result.notes)
+        self.metrics.ended("done", job.engine_seconds)
+        await self.jobs.discard_inputs(job)
+        log.info("job %d done for user %d in %.1f s", job.id, job.user_id, result.seconds)
+
+    async def job_failed(self, job_id: int, code: str, message: str) -> None:
+        job = await self.db.get_job(job_id)
+        if job is None:
+            return
+        self._notes.pop(job.id, None)
+        log.warning("job %d for user %d failed: %s (%s)", job.id, job.user_id, code, message)
+        text = replies.error(language_for(job.language_code), code)
+        if job.status_message_id is not None:
+            await self.board.show(job, text, final=True)
+        else:
+            await self._reply(job, text)
+        self.metrics.ended("failed")
+        await self.jobs.discard_inputs(job)
+
+    async def job_retrying(self, job_id: int, reason: str) -> None:
+        job = await self.db.get_job(job_id)
+        if job is None:
+            return
+        log.warning("job %d for user %d is retried: %s", job.id, job.user_id, reason)
+        language = language_for(job.language_code)
+        self._notes[job.id] = replies.retrying(language, reason)
+        await self._show(job, replies.queued(language, (await self.jobs.placements()).get(job.id)))
+
+    async def queue_changed(self) -> None:
+        """Queued jobs move up when others start or end: show each its new place."""
+        active = await self.db.queued_and_running()
+        self.counts = (
+            sum(j.state == JobState.QUEUED for j in active),
+            sum(j.state == JobState.RUNNING for j in active),
+        )
+        placements = await self.jobs.placements()
+        for job in active:
+            if job.id in placements:
+                await self._show(job, replies.queued(language_for(job.language_code), placements[job.id]))
+
+    async def cancelled(self, job: JobRecord) -> None:
+        """The user cancelled: the status message says so (and loses its button)."""
+        self._notes.pop(job.id, None)
+        language = language_for(job.language_code)
+        await self.board.show(job, text(language, "cancelled"), final=True)
+        self.metrics.ended("cancelled")
+        await self.queue_changed()
+
+    async def _show(self, job: JobRecord, message: str, *, preview: bytes | None = None) -> None:
+        """An active job's status: under any retry notice, with the Cancel button."""
+        if note := self._notes.get(job.id):
+            message = f"{note}\n{message}"
+        buttons = replies.cancel_button(language_for(job.language_code), job.id)
+        await self.board.show(job, message, buttons, preview=preview)
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> Message | None:
+        """Send the painting as a reply to the user's photo: a photo with a full-resolution button, or a
+        file when the user prefers files or the picture is beyond what Telegram takes as a photo."""
+        language = language_for(job.language_code)
+        caption = replies.result_caption(language, job.style_label, job.engine_seconds, notes)
+        user = await self.db.get_user(job.user_id)
+        as_photo = Preferences.from_dict(user.settings if user else {}).result_as == "photo" and _fits_photo(
+            job, path
+        )
+        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        data = await asyncio.to_thread(path.read_bytes)
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                if as_photo:
+                    message = await self.bot.send_photo(
+                        job.chat_id,
+                        data,
+                        caption=caption,
+                        reply_parameters=reply,
+                        reply_markup=replies.full_resolution_button(language, job.id),
+                    )
+                    file_id = message.photo[-1].file_id
+                else:
+                    message = await self.bot.send_document(
+                        job.chat_id,
+                        data,
+                        filename=_file_name(job, path),
+                        caption=caption,
+                        reply_parameters=reply,
+                    )
+                    file_id = message.document.file_id if message.document else ""
+            except Forbidden as err:
+                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
+                return None
+            except TelegramError as err:
+                log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
+                await asyncio.sleep(2**attempt)
+                continue
+            await self.db.record_result_file(job.id, file_id)
+            return message
+        log.error("job %d: the result could not be delivered; it stays in %s", job.id, path)
+        return None
+
+    async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
+        """The lossless file behind a result photo; False once it is past the retention time."""
+        path = self.result_path(job)
+        if path is None:
+            return False
+        await self.bot.send_document(
+            job.chat_id,
+            await asyncio.to_thread(path.read_bytes),
+            filename=_file_name(job, path),
+            reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+        )
+        return True
+
+    def result_path(self, job: JobRecord) -> Path | None:
+        for suffix in ("png", "jpg"):
+            path = self.results_dir / f"{job.id}.{suffix}"
+            if path.is_file():
+                return path
+        return None
+
+    async def redeliver(self) -> None:
+        """Results that were painted but never sent (the bot stopped in between) go out now."""
+        since = datetime.now(UTC) - REDELIVERY_WINDOW
+        for job in await self.db.undelivered_jobs(since):
+            path = self.result_path(job)
+            if path is not None:
+                log.info("job %d: delivering a result left over from the last run", job.id)
+                await self.board.remove(job)
+                await self.deliver(job, path)
+
+    def prune_results(self) -> int:
+        """Delete result files older than the retention time; returns how many went."""
+        cutoff = time.time() - self.retention.total_seconds()
+        removed = 0
+        for path in self.results_dir.glob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    async def _reply(self, job: JobRecord, text: str) -> None:
+        with contextlib.suppress(BadRequest, Forbidden):
+            await self.bot.send_message(
+                job.chat_id,
+                text,
+                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            )
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _fits_photo(job: JobRecord, path: Path) -> bool:
+    width, height = job.result_width or 0, job.result_height or 0
+    return path.stat().st_size <= PHOTO_MAX_BYTES and width + height <= PHOTO_MAX_DIMENSIONS
+
+
+def _file_name(job: JobRecord, path: Path) -> str:
+    return f"stylebot_{job.id}{path.suffix}"

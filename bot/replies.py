@@ -1,0 +1,110 @@
+"""Domain states rendered as texts and buttons in the user's language.
+
+Handlers and the notifier build every reply through these functions, so one state always reads the same.
+"""
+
+from __future__ import annotations
+
+import html
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.queue.base import RESTART_REASON
+from bot.services.jobs import LimitReachedError, Placement
+from bot.texts import duration, text
+from engine.errors import StylebotError, UnknownStyleError
+from engine.protocol import Progress
+
+ERROR_KEYS = {
+    "unsupported_image": "error_unsupported_image",
+    "corrupt_image": "error_corrupt_image",
+    "image_too_large": "error_image_too_large",
+    "image_too_small": "error_image_too_small",
+    "bad_image": "error_unsupported_image",
+    "style_unavailable": "error_style_unavailable",
+    "out_of_memory": "error_out_of_memory",
+    "worker_lost": "error_worker_lost",
+    "input_lost": "error_input_lost",
+}
+BAR_CELLS = 10
+
+
+def error(language: str, code: str) -> str:
+    """The friendly text for an ``engine.errors`` or queue error code; a generic apology for the rest."""
+    return text(language, ERROR_KEYS.get(code, "error_internal"))
+
+
+def engine_error(language: str, err: StylebotError) -> str:
+    if isinstance(err, UnknownStyleError):
+        if err.suggestions:
+            suggestions = ", ".join(f"<code>{html.escape(s)}</code>" for s in err.suggestions)
+            return text(
+                language,
+                "error_unknown_style_suggest",
+                style=html.escape(err.style_id),
+                suggestions=suggestions,
+            )
+        return text(language, "error_unknown_style", style=html.escape(err.style_id))
+    return error(language, err.code)
+
+
+def limit(language: str, err: LimitReachedError) -> str:
+    if err.kind == "active":
+        return text(language, "limit_active", count=err.count)
+    if err.kind == "hourly":
+        return text(language, "limit_hourly", count=err.count, eta=duration(language, err.retry_after))
+    return text(language, "limit_queue_full")
+
+
+def queued(language: str, placement: Placement | None) -> str:
+    if placement is None:
+        return text(language, "starting")
+    if placement.eta_seconds is None:
+        return text(language, "queued_unknown", position=placement.position)
+    return text(
+        language, "queued", position=placement.position, eta=duration(language, placement.eta_seconds)
+    )
+
+
+def running(language: str, style: str, progress: Progress) -> str:
+    filled = round(progress.fraction * BAR_CELLS)
+    eta = ""
+    if progress.eta is not None and progress.fraction < 1:
+        eta = text(language, "running_eta", eta=duration(language, progress.eta))
+    return text(
+        language,
+        "running",
+        style=html.escape(style),
+        bar="▰" * filled + "▱" * (BAR_CELLS - filled),
+        percent=round(progress.fraction * 100),
+        eta=eta,
+    )
+
+
+def retrying(language: str, reason: str) -> str:
+    return text(language, "retrying_restart" if reason == RESTART_REASON else "retrying_worker")
+
+
+def result_caption(language: str, style: str, seconds: float | None, notes: tuple[str, ...] = ()) -> str:
+    took = duration(language, seconds) if seconds is not None else "—"
+    if notes:
+        return text(
+            language,
+            "result_caption_notes",
+            style=html.escape(style),
+            seconds=took,
+            notes=html.escape("; ".join(notes)),
+        )
+    return text(language, "result_caption", style=html.escape(style), seconds=took)
+
+
+def cancel_button(language: str, job_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text(language, "cancel_button"), callback_data=f"cancel:{job_id}")]]
+    )
+
+
+def full_resolution_button(language: str, job_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job_id}")]]
+    )

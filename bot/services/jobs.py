@@ -1,0 +1,183 @@
+"""Jobs from the bot's side: the rules before one is queued, and where it stands afterwards.
+
+``submit`` checks the limits, validates the images (so a user hears about a broken file at once, not after
+waiting in the queue), keeps the inputs on disk (so a restart loses nothing), stores the row and hands it to
+the queue. Positions and waiting times come from the same fair order the queue dispatches in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bot.db import Database, JobRecord, JobState
+from bot.queue.base import JobQueue
+from bot.queue.scheduling import estimate_wait, fair_order
+from bot.services.styles import StyleChoice
+from engine.images import decode_image
+from engine.protocol import StyleSettings, settings_to_dict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JOB_SECONDS = {"draft": 15.0, "normal": 60.0, "high": 240.0}  # until the database has real timings
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_active: int
+    max_per_hour: int
+    max_queue: int
+
+
+class LimitReachedError(Exception):
+    """The user (or everyone) has to wait; ``kind`` is "active", "hourly" or "queue_full"."""
+
+    def __init__(self, kind: str, *, count: int = 0, retry_after: float = 0.0) -> None:
+        super().__init__(kind)
+        self.kind, self.count, self.retry_after = kind, count, retry_after
+
+
+@dataclass(frozen=True)
+class NewJob:
+    user_id: int
+    chat_id: int
+    chat_type: str
+    language: str | None
+    source_message_id: int
+    content: bytes
+    style: StyleChoice
+    style_images: tuple[bytes, ...]  # the user's own style images, in the order of ``style.image_file_ids``
+    settings: StyleSettings
+    exempt: bool = False  # admins are not limited
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a queued job stands: its 1-based place in line and the seconds until it starts."""
+
+    position: int
+    eta_seconds: float | None
+
+
+class JobService:
+    def __init__(
+        self, db: Database, queue: JobQueue, *, jobs_dir: Path, limits: Limits, max_image_pixels: int
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.jobs_dir = jobs_dir
+        self.limits = limits
+        self.max_image_pixels = max_image_pixels
+
+    async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
+        """Queue a job. Raises LimitReachedError or an ``engine.errors.ImageError`` for a bad image."""
+        if not new.exempt:
+            await self._check_limits(new.user_id)
+        await asyncio.to_thread(self._validate, new)
+        folder = self.jobs_dir / uuid.uuid4().hex
+        content_path, style_paths = await asyncio.to_thread(_store_inputs, folder, new)
+        try:
+            job = await self.db.create_job(
+                user_id=new.user_id,
+                chat_id=new.chat_id,
+                chat_type=new.chat_type,
+                language_code=new.language,
+                source_message_id=new.source_message_id,
+                styles=list(new.style.refs),
+                style_label=new.style.label,
+                settings=settings_to_dict(new.settings),
+                content_path=str(content_path),
+                style_paths=[str(p) for p in style_paths],
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info(
+            "job %d queued for user %d in chat %d: %s", job.id, job.user_id, job.chat_id, job.style_label
+        )
+        await self.queue.submit(job.id)
+        return job, (await self.placements()).get(job.id)
+
+    def _validate(self, new: NewJob) -> None:
+        for data in (new.content, *new.style_images):
+            decode_image(data, max_pixels=self.max_image_pixels)
+
+    async def _check_limits(self, user_id: int) -> None:
+        active = await self.db.count_active(user_id)
+        if active >= self.limits.max_active:
+            raise LimitReachedError("active", count=active)
+        since = datetime.now(UTC) - HOUR
+        recent = [
+            j for j in await self.db.recent_jobs(user_id, self.limits.max_per_hour) if j.created_at >= since
+        ]
+        if len(recent) >= self.limits.max_per_hour:
+            oldest = min(j.created_at for j in recent)
+            retry = (oldest + HOUR - datetime.now(UTC)).total_seconds()
+            raise LimitReachedError("hourly", count=len(recent), retry_after=max(retry, 60.0))
+        queued = [j for j in await self.db.queued_and_running() if j.state == JobState.QUEUED]
+        if len(queued) >= self.limits.max_queue:
+            raise LimitReachedError("queue_full", count=len(queued))
+
+    async def placements(self) -> dict[int, Placement]:
+        """Every queued job's place in line and waiting time, in the order the queue will run them."""
+        active = await self.db.queued_and_running()
+        queued = [j for j in active if j.state == JobState.QUEUED]
+        running = [j for j in active if j.state == JobState.RUNNING]
+        typical = await self.db.typical_job_seconds()
+        workers = max(1, self.queue.status().workers)
+        remaining = [j.eta_seconds if j.eta_seconds is not None else (typical or 0.0) for j in running]
+        placements = {}
+        for position, job in enumerate(fair_order(queued, running), start=1):
+            seconds = typical or DEFAULT_JOB_SECONDS.get(job.settings.get("quality", "normal"), 60.0)
+            eta = estimate_wait(
+                position, workers=workers, typical_seconds=seconds, running_remaining=remaining
+            )
+            placements[job.id] = Placement(position, eta)
+        return placements
+
+    async def cancel(self, job_id: int) -> JobRecord | None:
+        """Cancel one job; None if it had already ended."""
+        job = await self.db.cancel_job(job_id)
+        if job is not None:
+            log.info("job %d cancelled by user %d", job.id, job.user_id)
+            await self.queue.cancel(job_id)
+            await self.discard_inputs(job)
+        return job
+
+    async def cancel_latest(self, user_id: int, *, everything: bool = False) -> list[JobRecord]:
+        """Cancel the user's newest active job (or all of them)."""
+        active = await self.db.active_jobs(user_id)
+        targets = active if everything else active[-1:]
+        cancelled = [job for job in [await self.cancel(j.id) for j in targets] if job is not None]
+        return cancelled
+
+    async def active_for_user(self, user_id: int) -> list[JobRecord]:
+        return await self.db.active_jobs(user_id)
+
+    async def latest_job(self, user_id: int) -> JobRecord | None:
+        jobs = await self.db.recent_jobs(user_id, 1)
+        return jobs[0] if jobs else None
+
+    async def discard_inputs(self, job: JobRecord) -> None:
+        """A job that ended needs its stored photo no more."""
+        folder = Path(job.content_path).parent
+        if folder.parent == self.jobs_dir:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _store_inputs(folder: Path, new: NewJob) -> tuple[Path, list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    content = folder / "content"
+    content.write_bytes(new.content)
+    styles = []
+    for index, data in enumerate(new.style_images):
+        path = folder / f"style_{index}"
+        path.write_bytes(data)
+        styles.append(path)
+    return content, styles

@@ -1,0 +1,74 @@
+"""Named presets (a style plus settings) per user, and a group's default style."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.db import ChatDefaultsRecord, Database, PresetRecord
+from bot.services import styles
+from bot.services.styles import StyleChoice
+from engine.catalog import Catalog
+
+NAME = re.compile(r"[\w-]{1,32}")
+
+
+class PresetError(Exception):
+    """A preset request the user has to change; ``kind`` picks the message."""
+
+    def __init__(self, kind: str, **details: object) -> None:
+        super().__init__(kind)
+        self.kind, self.details = kind, details
+
+
+@dataclass(frozen=True)
+class PresetService:
+    db: Database
+    catalog: Catalog
+    max_presets: int
+
+    def check_name(self, name: str) -> None:
+        """Refuse a name before anything else is asked of the user."""
+        if not NAME.fullmatch(name):
+            raise PresetError("name_invalid")
+        if name in self.catalog:  # a preset named like a painting would hide the painting in captions
+            raise PresetError("name_is_painting")
+
+    async def save(self, user_id: int, name: str, choice: StyleChoice, settings: dict) -> PresetRecord:
+        """Create or overwrite the user's preset ``name``."""
+        self.check_name(name)
+        existing = await self.db.get_preset(user_id, name)
+        count = await self.db.count_presets(user_id)
+        if existing is None and count >= self.max_presets:
+            raise PresetError("limit", count=count)
+        return await self.db.save_preset(user_id, name, styles.for_saving(choice), settings)
+
+    async def get(self, user_id: int, name: str) -> PresetRecord:
+        record = await self.db.get_preset(user_id, name)
+        if record is None:
+            raise PresetError("not_found")
+        return record
+
+    async def list(self, user_id: int) -> list[PresetRecord]:
+        return await self.db.list_presets(user_id)
+
+    async def delete(self, user_id: int, name: str) -> None:
+        if not await self.db.delete_preset(user_id, name):
+            raise PresetError("not_found")
+
+    async def set_chat_default(self, chat_id: int, record: PresetRecord, by: int) -> ChatDefaultsRecord:
+        return await self.db.set_chat_defaults(chat_id, list(record.styles), dict(record.settings), by)
+
+    async def clear_chat_default(self, chat_id: int) -> bool:
+        return await self.db.clear_chat_defaults(chat_id)
+
+    async def chat_default(self, chat_id: int, image_label: str) -> tuple[StyleChoice | None, dict]:
+        """The group's default style (if any) and its default settings."""
+        record = await self.db.get_chat_defaults(chat_id)
+        if record is None:
+            return None, {}
+        choice = None
+        if record.styles:
+            label = styles.describe(record.styles, self.catalog, image_label)
+            choice = styles.from_saved(record.styles, label, record.settings)
+        return choice, dict(record.settings)

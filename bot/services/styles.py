@@ -1,0 +1,98 @@
+"""What a user asks to paint with, parsed from a caption or a command, before any job exists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.db import PresetRecord, preset_key
+from engine.catalog import Catalog
+from engine.errors import UnknownStyleError
+
+_SEPARATORS = re.compile(r"\s*[+,&]\s*")
+
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """Paintings and/or the user's own images, with blend weights.
+
+    ``refs`` is what a job row stores: ``{"preset": id, "weight": w}`` for a catalog painting or
+    ``{"image": i, "file_id": ..., "weight": w}`` for the i-th of the user's own images, whose Telegram
+    file ids are ``image_file_ids`` (downloaded when the job is submitted). ``settings`` are the saved
+    settings of a user preset, if the choice came from one.
+    """
+
+    refs: tuple[dict[str, Any], ...]
+    label: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_file_ids(self) -> tuple[str, ...]:
+        return tuple(ref["file_id"] for ref in self.refs if "image" in ref)
+
+
+def paintings(ids: Sequence[str], catalog: Catalog) -> StyleChoice:
+    presets = [catalog.get(style_id) for style_id in ids]
+    refs = tuple({"preset": p.id, "weight": 1.0} for p in presets)
+    return StyleChoice(refs=refs, label=" + ".join(p.title for p in presets))
+
+
+def own_image(file_id: str, label: str) -> StyleChoice:
+    return StyleChoice(refs=({"image": 0, "file_id": file_id, "weight": 1.0},), label=label)
+
+
+def from_preset(record: PresetRecord) -> StyleChoice:
+    """A user's saved preset, labelled with its name."""
+    return from_saved(record.styles, record.name, record.settings)
+
+
+def from_saved(saved: Sequence[dict[str, Any]], label: str, settings: dict[str, Any]) -> StyleChoice:
+    """Refs as presets keep them; image refs are numbered in order so they index the job's stored images."""
+    refs, index = [], 0
+    for ref in saved:
+        if ref.get("file_id"):
+            refs.append({"image": index, "file_id": ref["file_id"], "weight": ref.get("weight", 1.0)})
+            index += 1
+        else:
+            refs.append({"preset": ref["preset"], "weight": ref.get("weight", 1.0)})
+    return StyleChoice(refs=tuple(refs), label=label, settings=dict(settings))
+
+
+def describe(saved: Sequence[dict[str, Any]], catalog: Catalog, image_label: str) -> str:
+    """A label for saved refs: the paintings' titles, and ``image_label`` for the user's own images."""
+    names = [
+        catalog.get(ref["preset"]).title if ref.get("preset") in catalog else image_label for ref in saved
+    ]
+    return " + ".join(names)
+
+
+def for_saving(choice: StyleChoice) -> list[dict[str, Any]]:
+    """The refs as a preset keeps them: images by Telegram file id, not by a job's file index."""
+    return [
+        {"file_id": ref["file_id"], "weight": ref["weight"]} if "image" in ref else dict(ref)
+        for ref in choice.refs
+    ]
+
+
+def parse(text: str, catalog: Catalog, presets: Sequence[PresetRecord] = ()) -> StyleChoice:
+    """``starry_night``, ``Starry Night``, ``starry_night + great_wave``, or one of the user's preset names.
+
+    Raises UnknownStyleError with suggestions from both the catalog and the user's presets.
+    """
+    text = text.strip()
+    mine = {preset_key(p.name): p for p in presets}
+    if preset_key(text) in mine:
+        return from_preset(mine[preset_key(text)])
+    parts = [p for p in _SEPARATORS.split(text) if p]
+    if len(parts) == 1 and " " in text and text not in catalog:
+        words = text.split()
+        if all(word in catalog for word in words):  # "starry_night great_wave"
+            parts = words
+    missing = [part for part in parts if part not in catalog]
+    if missing:
+        suggestions = list(catalog.suggest(missing[0]))
+        suggestions += [p.name for p in presets if missing[0].lower() in p.name.lower()][:2]
+        raise UnknownStyleError(missing[0], suggestions)
+    return paintings(parts, catalog)

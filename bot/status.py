@@ -1,0 +1,204 @@
+"""The status message of each job, edited in place without flooding the chat.
+
+Rules: at most one edit per ``interval`` (3 s in private chats, 10 s in groups by default), never an edit
+that changes nothing (Telegram refuses those), and the latest state always wins: an update that arrives
+too early is kept and shown when the interval has passed. When a live preview arrives, the text message is
+replaced once by a photo message whose picture and caption are then edited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot.db import Database, JobRecord
+
+log = logging.getLogger(__name__)
+
+_GONE = ("message to edit not found", "message can't be edited", "message to delete not found")
+
+
+@dataclass
+class _View:
+    text: str
+    buttons: InlineKeyboardMarkup | None
+    preview: bytes | None = None
+
+    def key(self) -> tuple[str, str, str]:
+        markup = repr(self.buttons.to_dict()) if self.buttons else ""
+        picture = hashlib.sha1(self.preview).hexdigest() if self.preview else ""
+        return self.text, markup, picture
+
+
+@dataclass
+class _Entry:
+    job: JobRecord
+    message_id: int
+    interval: float
+    is_photo: bool = False
+    shown: tuple[str, str, str] | None = None
+    shown_at: float = float("-inf")
+    pending: _View | None = None
+    final: bool = False
+    timer: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class StatusBoard:
+    def __init__(self, bot: Bot, db: Database, *, interval_private: float, interval_group: float) -> None:
+        self.bot = bot
+        self.db = db
+        self.interval_private = interval_private
+        self.interval_group = interval_group
+        self._entries: dict[int, _Entry] = {}
+
+    async def open(
+        self,
+        job: JobRecord,
+        text: str,
+        buttons: InlineKeyboardMarkup | None,
+        *,
+        reuse: Message | None = None,
+    ) -> None:
+        """Post the job's status message (or turn ``reuse``, e.g. the gallery, into it) and track it.
+
+        The board then knows what is on screen, so it never sends Telegram an edit that changes nothing.
+        """
+        if reuse is not None:
+            await reuse.edit_text(text, reply_markup=buttons)
+            message_id = reuse.message_id
+        else:
+            reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+            message = await self.bot.send_message(
+                job.chat_id, text, reply_markup=buttons, reply_parameters=reply
+            )
+            message_id = message.message_id
+        entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job))
+        entry.shown, entry.shown_at = _View(text, buttons).key(), time.monotonic()
+        await self.db.set_status_message(job.id, message_id)
+
+    async def show(
+        self,
+        job: JobRecord,
+        text: str,
+        buttons: InlineKeyboardMarkup | None = None,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+    ) -> None:
+        """Show ``text`` (and ``preview``) on the job's status message, now or when the interval allows.
+
+        ``final`` shows the last state of the job; the board forgets the job once it is on screen.
+        """
+        entry = self._entry(job)
+        if entry is None:
+            return
+        if entry.pending is not None and entry.pending.preview and not preview:
+            preview = entry.pending.preview  # a newer text must not drop a picture not yet shown
+        entry.pending = _View(text, buttons, preview)
+        entry.final = entry.final or final
+        if entry.timer is not None:
+            return  # the scheduled flush will show the latest pending view
+        delay = entry.shown_at + entry.interval - time.monotonic()
+        if delay <= 0:
+            await self._flush(entry)
+        else:
+            entry.timer = asyncio.create_task(self._flush_later(entry, delay), name=f"status-{job.id}")
+
+    async def remove(self, job: JobRecord) -> None:
+        """Delete the status message (the result is there, or the job vanished) and forget the job."""
+        entry = self._entries.pop(job.id, None)
+        message_id = entry.message_id if entry else job.status_message_id
+        if entry is not None and entry.timer is not None:
+            entry.timer.cancel()
+        if message_id is not None:
+            with contextlib.suppress(BadRequest, Forbidden):
+                await self.bot.delete_message(job.chat_id, message_id)
+
+    async def close(self) -> None:
+        """Stop pending flushes (at shutdown)."""
+        timers = [e.timer for e in self._entries.values() if e.timer is not None]
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
+        self._entries.clear()
+
+    def _entry(self, job: JobRecord) -> _Entry | None:
+        """The job's tracked message; a job from before a restart is picked up from its row."""
+        entry = self._entries.get(job.id)
+        if entry is None and job.status_message_id is not None:
+            entry = self._entries[job.id] = _Entry(job, job.status_message_id, self._interval(job))
+        return entry
+
+    def _interval(self, job: JobRecord) -> float:
+        return self.interval_private if job.chat_type == "private" else self.interval_group
+
+    async def _flush_later(self, entry: _Entry, delay: float) -> None:
+        await asyncio.sleep(delay)
+        entry.timer = None
+        await self._flush(entry)
+
+    async def _flush(self, entry: _Entry) -> None:
+        async with entry.lock:
+            view, entry.pending = entry.pending, None
+            if view is None:
+                return
+            if view.key() != entry.shown:
+                try:
+                    await self._render(entry, view)
+                except BadRequest as err:
+                    if any(reason in str(err).lower() for reason in _GONE):
+                        log.info("job %d: status message is gone (%s); no more updates", entry.job.id, err)
+                        self._entries.pop(entry.job.id, None)
+                        return
+                    if "not modified" not in str(err).lower():
+                        log.error("job %d: Telegram refused a status update: %s", entry.job.id, err)
+                        return
+                except Forbidden:
+                    self._entries.pop(entry.job.id, None)
+                    return
+                except TelegramError as err:  # network trouble: keep the view for the next update
+                    log.warning("job %d: status update failed: %s", entry.job.id, err)
+                    entry.pending = entry.pending or view
+                    return
+                entry.shown, entry.shown_at = view.key(), time.monotonic()
+            if entry.final:
+                self._entries.pop(entry.job.id, None)
+
+    async def _render(self, entry: _Entry, view: _View) -> None:
+        job = entry.job
+        if view.preview and not entry.is_photo:
+            await self._switch_to_photo(entry, view)
+        elif view.preview:
+            media = InputMediaPhoto(view.preview, caption=view.text)
+            await self.bot.edit_message_media(media, job.chat_id, entry.message_id, reply_markup=view.buttons)
+        elif entry.is_photo:
+            await self.bot.edit_message_caption(
+                job.chat_id, entry.message_id, caption=view.text, reply_markup=view.buttons
+            )
+        else:
+            await self.bot.edit_message_text(
+                view.text, job.chat_id, entry.message_id, reply_markup=view.buttons
+            )
+
+    async def _switch_to_photo(self, entry: _Entry, view: _View) -> None:
+        """A text message cannot become a photo: send the photo status, then delete the text one."""
+        job = entry.job
+        message = await self.bot.send_photo(
+            job.chat_id,
+            view.preview,
+            caption=view.text,
+            reply_markup=view.buttons,
+            reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+        )
+        with contextlib.suppress(BadRequest, Forbidden):
+            await self.bot.delete_message(job.chat_id, entry.message_id)
+        entry.message_id, entry.is_photo = message.message_id, True
+        await self.db.set_status_message(job.id, message.message_id)

@@ -1,0 +1,118 @@
+"""The real bot, polling a local stand-in for Telegram's Bot API, with real worker processes.
+
+``start_bot`` builds the Application exactly as ``python -m bot`` does (``bot.app.build_application``),
+points it at the stand-in through ``TELEGRAM_API_URL``, and runs the same start-up and shutdown hooks
+``run_polling`` runs. The engine in the workers is the fast fake from ``tests/fakes/engine.py`` unless a
+test asks for another factory (the real one included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import Settings
+from bot.context import Services, services
+from bot.db import Database
+from bot.queue.embedded import EmbeddedQueue
+from engine.settings import EngineSettings
+from engine.worker import WorkerOptions
+from tests.fakes.telegram_api import FakeTelegram
+
+StartBot = Callable[..., contextlib.AbstractAsyncContextManager[Services]]
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(max_poll_timeout=0.5, wait_timeout=15.0) as server:
+        yield server
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
+    styles = tmp_path / "styles"
+    styles.mkdir(exist_ok=True)
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "telegram_bot_token": tg.token,
+            "telegram_api_url": tg.root_url,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "data_dir": tmp_path / "data",
+            "styles_dir": styles,
+            "style_cache_dir": tmp_path / "stats",
+            "health_port": 0,
+            "status_interval_private": 0.3,
+            "status_interval_group": 0.6,
+            "album_wait_seconds": 0.3,
+            "engine_workers": 1,
+            "max_image_pixels": 4_000_000,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+def fake_queue(factory: str = "tests.fakes.engine:fake_engine", **queue_options: Any) -> Callable:
+    """A queue factory for ``build_application``: the embedded queue, with the engine ``factory``."""
+
+    def make(settings: Settings, db: Database) -> EmbeddedQueue:
+        options = WorkerOptions(
+            name="worker",
+            device="cpu",
+            engine_factory=factory,
+            engine_settings=settings.model_dump(mode="json", include=set(EngineSettings.model_fields)),
+            threads=1,
+            log_level="WARNING",
+        )
+        return EmbeddedQueue(db, worker_options=options, workers=1, **queue_options)
+
+    return make
+
+
+@pytest.fixture
+def start_bot(settings_for: Callable[..., Settings]) -> StartBot:
+    @contextlib.asynccontextmanager
+    async def run(
+        settings: Settings | None = None,
+        *,
+        engine: str = "tests.fakes.engine:fake_engine",
+        **queue_options: Any,
+    ) -> AsyncIterator[Services]:
+        application = build_application(
+            settings or settings_for(), queue_factory=fake_queue(engine, **queue_options)
+        )
+        async with running(application):
+            yield services(application)
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def running(application: Application) -> AsyncIterator[None]:
+    """What ``Application.run_polling`` does, minus the blocking: the same hooks in the same order."""
+    async with application:
+        assert application.post_init is not None
+        assert application.post_shutdown is not None
+        await application.post_init(application)
+        try:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+            )
+            await application.start()
+            try:
+                yield
+            finally:
+                await application.updater.stop()
+                await application.stop()
+        finally:
+            await application.post_shutdown(application)

@@ -1,0 +1,216 @@
+"""Photos in, paintings out: every way to ask, end to end over HTTP with real polling."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+from PIL import Image
+
+from tests.bot.e2e.conftest import StartBot
+from tests.fakes import images
+from tests.fakes.engine import invert
+from tests.fakes.telegram_api import Call, FakeTelegram
+
+
+def picture(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def painted(tg: FakeTelegram, call: Call) -> np.ndarray:
+    """The picture the bot sent (as a photo or a file)."""
+    result = call.result
+    file_id = result["photo"][-1]["file_id"] if "photo" in result else result["document"]["file_id"]
+    return picture(tg.downloaded(file_id))
+
+
+def negative_of(tg: FakeTelegram, message) -> np.ndarray:
+    """What the fake engine paints for a photo: its negative."""
+    return picture(invert(tg.downloaded(message.file_id)))
+
+
+async def test_start_and_command_menu(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        menus = {c.params.get("language_code") for c in tg.calls_to("setMyCommands")}
+        assert menus == {None, "ru"}
+        alice = tg.user("Alice")
+        await tg.send_text(alice, tg.private_chat(alice), "/start")
+        assert "Hi Alice!" in (await tg.wait_for("sendMessage")).params["text"]
+        boris = tg.user("Борис", language_code="ru")
+        await tg.send_text(boris, tg.private_chat(boris), "/start")
+        assert "Привет, Борис!" in (await tg.wait_for("sendMessage")).params["text"]
+        await tg.send_text(boris, tg.private_chat(boris), "/help")
+        assert "/preset save" in (await tg.wait_for("sendMessage")).params["text"]
+
+
+async def test_photo_with_a_style_caption(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        source = await tg.send_photo(
+            alice, tg.private_chat(alice), images.pattern(64, 48), caption="/style starry_night"
+        )
+        status = await tg.wait_for("sendMessage")
+        assert status.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("cancel:")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["caption"].startswith("🎨 The Starry Night · ")
+        assert sent.params["reply_parameters"]["message_id"] == source.message_id
+        assert np.array_equal(painted(tg, sent), negative_of(tg, source))
+        await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == status.result["message_id"])
+
+
+async def test_just_the_id_or_title_as_caption_and_blends(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_photo(alice, chat, images.pattern(), caption="Great Wave")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "The Great Wave off Kanagawa" in sent.params["caption"]
+        await tg.send_photo(alice, chat, images.pattern(), caption="starry_night + udnie")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "The Starry Night + Udnie" in sent.params["caption"]
+
+
+async def test_an_image_file_keeps_full_resolution(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        big = images.pattern(1600, 1200, fmt="PNG")
+        await tg.send_document(alice, chat, big, "photo.png", "image/png", caption="udnie")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert painted(tg, sent).shape == (960, 1280, 3)  # a photo: Telegram's own, smaller copy
+        result = next(m for m in tg.messages_in(chat) if m.message_id == sent.result["message_id"])
+        await tg.press_button(alice, result, result.button_data[0])
+        document = await tg.wait_for("sendDocument", lambda c: c.ok)
+        assert document.params["reply_parameters"]["message_id"] == result.message_id
+        assert np.array_equal(painted(tg, document), picture(invert(big)))  # the painter's 1600x1200, exactly
+
+
+async def test_reply_to_a_photo_with_a_style_command(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.wait_for("sendMessage")  # the gallery for the uncaptioned photo
+        await tg.send_text(alice, chat, "/style shipwreck", reply_to=photo)
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["reply_parameters"]["message_id"] == photo.message_id
+        assert "The Shipwreck" in sent.params["caption"]
+        assert np.array_equal(painted(tg, sent), negative_of(tg, photo))
+
+
+async def test_reply_with_a_second_photo_uses_it_as_the_style(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.send_photo(alice, chat, images.jpeg(50, 50, (10, 200, 10)), caption="/style", reply_to=photo)
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["reply_parameters"]["message_id"] == photo.message_id
+        assert np.array_equal(painted(tg, sent), negative_of(tg, photo))
+        assert "your image" in sent.params["caption"]
+
+
+async def test_album_of_two_is_one_job_and_one_result(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        first, _ = await tg.send_album(
+            alice, chat, [images.pattern(64, 48), images.jpeg(40, 40, (0, 0, 255))]
+        )
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert np.array_equal(painted(tg, sent), negative_of(tg, first))
+        await asyncio.sleep(0.6)  # longer than the album wait: a second job would have been queued by now
+        assert len([c for c in tg.calls_to("sendPhoto") if c.ok]) == 1
+        jobs = await services.db.recent_jobs(alice.id, 10)
+        assert len(jobs) == 1
+        assert jobs[0].styles[0]["image"] == 0
+
+
+async def test_album_of_three_is_explained(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        await tg.send_album(alice, tg.private_chat(alice), [images.pattern()] * 3)
+        sent = await tg.wait_for("sendMessage")
+        assert "exactly two photos" in sent.params["text"]
+
+
+async def test_gallery_pick_turns_the_gallery_into_the_status(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
+        gallery_call = await tg.wait_for("sendMessage")
+        assert "page 1 of 3" in gallery_call.params["text"]
+        gallery = tg.messages_in(chat)[-1]
+        await tg.press_button(alice, gallery, "gal:1")
+        await tg.wait_for("editMessageText", lambda c: "page 2 of 3" in c.params["text"])
+        await tg.press_button(alice, gallery, "gal:1")  # the page it is on: nothing to edit, no error
+        await tg.press_button(alice, gallery, "pick:mona_lisa")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "Mona Lisa" in sent.params["caption"]
+        assert np.array_equal(painted(tg, sent), negative_of(tg, photo))
+        assert not [c for c in tg.calls if not c.ok]  # no refused edit along the way
+
+
+async def test_gallery_own_style_conversation(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.wait_for("sendMessage")
+        await tg.press_button(alice, tg.messages_in(chat)[-1], "own")
+        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        await tg.send_text(alice, chat, "hmm?")
+        assert "isn't a picture" in (await tg.wait_for("sendMessage")).params["text"]
+        await tg.send_photo(alice, chat, images.jpeg(40, 40, (250, 200, 0)))
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["reply_parameters"]["message_id"] == photo.message_id
+        assert np.array_equal(painted(tg, sent), negative_of(tg, photo))
+
+
+async def test_gallery_buttons_of_someone_elses_photo(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice, bob = tg.user("Alice"), tg.user("Bob")
+        group = tg.group("Friends", [alice, bob])
+        photo = await tg.send_photo(alice, group, images.pattern(), caption="/style@stylebot_test_bot")
+        await tg.wait_for("sendMessage", lambda c: "Pick a painting" in c.params["text"])
+        gallery = tg.messages_in(group)[-1]
+        assert gallery.reply_to is photo
+        query = await tg.press_button(bob, gallery, "pick:udnie")
+        await tg.wait_for("answerCallbackQuery")
+        assert query.answer["text"] == "This is someone else's photo."
+
+
+async def test_groups_answer_commands_addressed_to_the_bot_only(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        group = tg.group("Friends", [alice, tg.user("Bob")])
+        await tg.send_photo(alice, group, images.pattern(), caption="/style@some_other_bot udnie")
+        await tg.send_text(alice, group, "/unknowncmd")
+        await asyncio.sleep(0.5)
+        assert not tg.calls_to("sendMessage")
+        await tg.send_photo(alice, group, images.pattern(), caption="/style@stylebot_test_bot udnie")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "Udnie" in sent.params["caption"]
+        await tg.send_text(alice, group, "/unknowncmd@stylebot_test_bot")
+        assert (
+            "I don't know /unknowncmd"
+            in (await tg.wait_for("sendMessage", lambda c: "know" in c.params["text"])).params["text"]
+        )
+
+
+async def test_reply_in_a_group_with_the_style_command(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice, bob = tg.user("Alice"), tg.user("Bob")
+        group = tg.group("Friends", [alice, bob])
+        photo = await tg.send_photo(
+            bob, group, images.pattern(64, 48), caption="/style@stylebot_test_bot udnie"
+        )
+        await tg.wait_for("sendPhoto", lambda c: c.ok)
+        await tg.send_text(alice, group, "/style@stylebot_test_bot the_scream", reply_to=photo)
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "The Scream" in sent.params["caption"]
+        assert sent.params["reply_parameters"]["message_id"] == photo.message_id

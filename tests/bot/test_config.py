@@ -1,0 +1,57 @@
+"""Settings from the environment, and a readable refusal without a token."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import Settings, load_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    settings = load_settings()
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.queue_url == ""
+    assert settings.default_quality == "normal"
+    assert settings.admin_ids == frozenset()
+    assert settings.jobs_dir == settings.data_dir / "jobs"
+
+
+def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:8081/")
+    monkeypatch.setenv("ADMIN_IDS", "11, 22,33")
+    monkeypatch.setenv("DEFAULT_QUALITY", "draft")
+    monkeypatch.setenv("OUTPUT_MAX_SIDE", "512")
+    settings = load_settings()
+    assert settings.telegram_api_url == "http://127.0.0.1:8081"
+    assert settings.admin_ids == frozenset({11, 22, 33})
+    assert settings.default_quality == "draft"
+    assert settings.output_max_side == 512
+
+
+def test_a_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    (tmp_path / ".env").write_text("TELEGRAM_BOT_TOKEN=42:from-dotenv\nMAX_ACTIVE_JOBS=5\n")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.telegram_bot_token.get_secret_value() == "42:from-dotenv"
+    assert settings.max_active_jobs == 5
+
+
+def test_missing_token_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match="TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather"):
+        load_settings()
+
+
+def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:x")
+    monkeypatch.setenv("DEFAULT_QUALITY", "ultra")
+    with pytest.raises(SystemExit, match="DEFAULT_QUALITY"):
+        load_settings()
