@@ -214,3 +214,23 @@ async def test_reply_in_a_group_with_the_style_command(tg: FakeTelegram, start_b
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert "The Scream" in sent.params["caption"]
         assert sent.params["reply_parameters"]["message_id"] == photo.message_id
+
+
+async def test_styles_sends_the_contact_sheet_and_the_list(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    settings = settings_for()
+    Image.new("RGB", (120, 90), (200, 30, 30)).save(settings.styles_dir / "udnie.png")
+    async with start_bot(settings):
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_text(alice, chat, "/styles")
+        sheet = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "/style id" in sheet.params["caption"]
+        listing = await tg.wait_for("sendMessage")
+        assert (
+            "<code>starry_night</code>: The Starry Night, Vincent van Gogh (1889)" in listing.params["text"]
+        )
+        await tg.send_text(alice, chat, "/styles")
+        again = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert isinstance(again.params["photo"], str)  # the uploaded sheet is reused by its file id
