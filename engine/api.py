@@ -14,9 +14,10 @@ One run, top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,10 @@ from PIL import Image
 
 from engine import color, devices
 from engine.catalog import Catalog, Preset, load_catalog
-from engine.errors import OutOfMemoryError
+from engine.errors import Cancelled, OutOfMemoryError, StylebotError
 from engine.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_within, resize_to
 from engine.losses import StyleTransferObjective, blend_grams, gram_matrix
-from engine.optimize import optimize
+from engine.optimize import StepInfo, optimize
 from engine.progress import ProgressTracker
 from engine.protocol import (
     DEFAULT_STRENGTH,
@@ -43,7 +44,7 @@ from engine.protocol import (
     StylizeResult,
     strength_multiplier,
 )
-from engine.schedule import TIERS, plan
+from engine.schedule import TIERS, Scale, plan
 from engine.settings import EngineSettings
 from engine.style_stats import StyleStatsCache, image_digest, stats_key
 from engine.style_store import StyleStore
@@ -55,6 +56,9 @@ CONVERGENCE_TOLERANCE = 1e-4  # stop a scale when the loss improves by less than
 OOM_SHRINK = 0.75
 MIN_RETRY_SIDE = 128
 MIN_STYLE_SIDE = 64
+# fp32 is the default; bf16 runs the convolutions in bfloat16 on CUDA (statistics stay fp32); fp64 is for
+# verification: it makes a batched run match single runs to the last bit that survives 8-bit output.
+PRECISIONS = ("fp32", "bf16", "fp64")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,44 @@ class _Style:
     digest: str
     weight: float
     preset: Preset | None
+
+
+@dataclass
+class _Job:
+    """One request, decoded and sized: all a run needs besides the model."""
+
+    content: Image.Image
+    styles: list[_Style]
+    settings: StyleSettings
+    side: int
+    notes: list[str]
+    started: float
+    progress: Callable[[Progress], None] | None
+    should_cancel: Callable[[], bool] | None
+
+    def batch_key(self) -> tuple[object, ...] | None:
+        """Jobs with equal keys can share one optimization; None: this one runs alone.
+
+        Only Adam keeps each image's trajectory independent of the others', and only without a time
+        budget (which would stop all of them at once). The rest is what makes the runs identical in
+        shape: the schedule, the layers, and the image size at every scale.
+        """
+        s = self.settings
+        if s.optimizer != "adam" or s.time_budget is not None:
+            return None
+        sizes = tuple(
+            fit_within(*self.content.size, sc.side)
+            for sc in plan(TIERS[s.quality], self.side, multiscale=s.multiscale, total_steps=s.steps)
+        )
+        return (
+            s.quality,
+            s.steps,
+            s.multiscale,
+            s.content_layers,
+            s.style_layers,
+            s.style_layer_weights,
+            sizes,
+        )
 
 
 class Engine:
@@ -80,13 +122,14 @@ class Engine:
         threads: int | None = None,
         catalog: Catalog | None = None,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError("precision must be fp32 or bf16")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         self.device = devices.resolve_device(device)
         devices.prepare(self.device, threads=threads)
         self.weights = weights
         self.pooling = pooling
         self.precision = precision
+        self.dtype = torch.float64 if precision == "fp64" else torch.float32
         self.output_max_side = output_max_side
         self.max_image_pixels = max_image_pixels
         self.catalog = catalog or load_catalog()
@@ -112,7 +155,7 @@ class Engine:
 
     def load_model(self, last_layer: str = "conv5_1") -> None:
         """Load the weights now, so the first job does not pay for it."""
-        feature_extractor(self.weights, str(self.device), last_layer, self.pooling)
+        feature_extractor(self.weights, str(self.device), last_layer, self.pooling, self.dtype)
 
     def stylize(
         self,
@@ -122,40 +165,103 @@ class Engine:
         should_cancel: Callable[[], bool] | None = None,
     ) -> StylizeResult:
         """Paint the request's photo in its styles. Raises the typed errors of ``engine.errors``."""
-        started = time.monotonic()
-        settings = request.settings
-        content = decode_image(request.content, max_pixels=self.max_image_pixels)
-        styles = [self._load_style(source) for source in request.styles]
-        side, notes = self._target_side(content, settings)
+        job = self._prepare(request, progress, should_cancel)
         while True:
             try:
-                image, steps, losses = self._run(content, styles, settings, side, progress, should_cancel)
+                ((image, steps, losses),) = self._run([job])
                 break
             except Exception as err:
                 if not devices.is_out_of_memory(err):
                     raise
             # Outside the except block, so the failed attempt's tensors are no longer referenced.
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            smaller = int(side * OOM_SHRINK)
+            self._free_memory()
+            smaller = int(job.side * OOM_SHRINK)
             if smaller < MIN_RETRY_SIDE:
-                raise OutOfMemoryError(f"out of memory on {self.device} even at {side} px")
-            log.warning("out of memory at %d px on %s; retrying at %d px", side, self.device, smaller)
-            notes.append(f"out of memory at {side} px; made at {smaller} px instead")
-            side = smaller
+                raise OutOfMemoryError(f"out of memory on {self.device} even at {job.side} px")
+            log.warning("out of memory at %d px on %s; retrying at %d px", job.side, self.device, smaller)
+            job.notes.append(f"out of memory at {job.side} px; made at {smaller} px instead")
+            job.side = smaller
+        return self._result(job, image, steps, losses)
+
+    def stylize_batch(
+        self,
+        requests: list[StylizeRequest],
+        *,
+        progress: list[Callable[[Progress], None] | None] | None = None,
+        should_cancel: list[Callable[[], bool] | None] | None = None,
+    ) -> list[StylizeResult | StylebotError]:
+        """Paint several photos in one optimization where they allow it, one by one where they do not.
+
+        Jobs that use Adam, no time budget and the same schedule and image sizes (``batch_key``) are
+        optimized together as one batch: Adam works element by element and every loss is computed per image,
+        so each image follows the trajectory it would follow alone while the device works on all of them at
+        once. Each item comes back as its result or as the error it alone ran into (a bad image, a cancel).
+        """
+        progress = progress or [None] * len(requests)
+        should_cancel = should_cancel or [None] * len(requests)
+        results: list[StylizeResult | StylebotError | None] = [None] * len(requests)
+        jobs: dict[int, _Job] = {}
+        for index, request in enumerate(requests):
+            try:
+                jobs[index] = self._prepare(request, progress[index], should_cancel[index])
+            except StylebotError as err:
+                results[index] = err
+        keys = {job.batch_key() for job in jobs.values()}
+        if len(jobs) > 1 and len(keys) == 1 and None not in keys:
+            try:
+                for index, outcome in zip(jobs, self._run(list(jobs.values())), strict=True):
+                    results[index] = (
+                        outcome if isinstance(outcome, StylebotError) else self._result(jobs[index], *outcome)
+                    )
+                jobs = {}
+            except Cancelled as err:  # every item was cancelled
+                for index in jobs:
+                    results[index] = err
+                jobs = {}
+            except Exception as err:
+                if not devices.is_out_of_memory(err):
+                    raise
+                log.warning("out of memory for a batch of %d; painting them one by one", len(jobs))
+            self._free_memory()
+        for index in jobs:  # what could not be batched, one at a time
+            try:
+                results[index] = self.stylize(
+                    requests[index], progress=progress[index], should_cancel=should_cancel[index]
+                )
+            except StylebotError as err:
+                results[index] = err
+        return [r for r in results if r is not None]
+
+    def _prepare(
+        self,
+        request: StylizeRequest,
+        progress: Callable[[Progress], None] | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> _Job:
+        """Decode and check the images and settle the size: everything a run needs but the model."""
+        started = time.monotonic()
+        content = decode_image(request.content, max_pixels=self.max_image_pixels)
+        styles = [self._load_style(source) for source in request.styles]
+        side, notes = self._target_side(content, request.settings)
+        return _Job(content, styles, request.settings, side, notes, started, progress, should_cancel)
+
+    def _result(self, job: _Job, image: torch.Tensor, steps: int, losses: dict[str, float]) -> StylizeResult:
         pil = to_pil(image)
-        data = encode_image(pil, settings.output_format)
         return StylizeResult(
-            image=data,
-            format=settings.output_format,
+            image=encode_image(pil, job.settings.output_format),
+            format=job.settings.output_format,
             width=pil.width,
             height=pil.height,
-            seconds=time.monotonic() - started,
+            seconds=time.monotonic() - job.started,
             steps=steps,
             device=str(self.device),
             losses=losses,
-            notes=tuple(notes),
+            notes=tuple(job.notes),
         )
+
+    def _free_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _load_style(self, source: StyleSource) -> _Style:
         preset = None
@@ -178,92 +284,122 @@ class Engine:
             side = self.output_max_side
         return side, notes
 
-    def _run(
-        self,
-        content: Image.Image,
-        styles: list[_Style],
-        settings: StyleSettings,
-        side: int,
-        progress: Callable[[Progress], None] | None,
-        should_cancel: Callable[[], bool] | None,
-    ) -> tuple[torch.Tensor, int, dict[str, float]]:
+    def _run(self, jobs: list[_Job]) -> list[tuple[torch.Tensor, int, dict[str, float]] | Cancelled]:
+        """Optimize one job, or a batch of jobs that share a ``batch_key``, through all the scales.
+
+        The first job's settings shape the schedule (in a batch they are the same); everything that may
+        differ per job (photo, paintings, strength, colours, seed) is kept per image. A batch item whose
+        user cancels comes back as ``Cancelled`` while the others carry on; a single job raises it.
+        """
+        first = jobs[0]
         scales = plan(
-            TIERS[settings.quality], side, multiscale=settings.multiscale, total_steps=settings.steps
+            TIERS[first.settings.quality],
+            first.side,
+            multiscale=first.settings.multiscale,
+            total_steps=first.settings.steps,
         )
-        mode = settings.preserve_colors
-        layers = tuple(dict.fromkeys((*settings.content_layers, *settings.style_layers)))
-        deepest = max(layers, key=LAYER_NAMES.index)
-        extractor = feature_extractor(self.weights, str(self.device), deepest, self.pooling)
-        strength, style_scale = _preset_defaults(settings, styles)
-        layer_weights = _layer_weights(settings)
-        tracker = ProgressTracker(
-            scales,
-            aspect=content.width / content.height,
-            progress=progress,
-            should_cancel=should_cancel,
-            time_budget=settings.time_budget,
-            preview_every=settings.preview_every,
-            make_preview=_preview_maker(mode),
-        )
+        trackers = [self._tracker(job, scales) for job in jobs]
+        steps_done = _BatchSteps(len(jobs))
         image: torch.Tensor | None = None
-        steps, losses = 0, {}
+        steps, losses, photos = 0, {}, []
         for index, scale in enumerate(scales):
-            width, height = fit_within(content.width, content.height, scale.side)
-            photo = self._tensor(content.resize((width, height), Image.Resampling.LANCZOS))
-            seen = color.luminance(photo) if mode == "luminance" else photo
-            with torch.no_grad(), self._autocast():
-                content_targets = {k: v.float() for k, v in extractor(seen, settings.content_layers).items()}
-            grams = [
-                self._style_grams(s, scale.side, style_scale, mode, photo, extractor, settings)
-                for s in styles
+            width, height = fit_within(first.content.width, first.content.height, scale.side)
+            photos = [
+                self._tensor(job.content.resize((width, height), Image.Resampling.LANCZOS)) for job in jobs
             ]
-            objective = StyleTransferObjective(
-                extractor,
-                content_targets,
-                blend_grams(grams, [s.weight for s in styles]),
-                content_weight=settings.content_weight,
-                style_weight=settings.style_weight * strength_multiplier(strength),
-                tv_weight=settings.tv_weight,
-                style_layer_weights=layer_weights,
-            )
+            seen = [_as_seen(photo, job) for photo, job in zip(photos, jobs, strict=True)]
+            objective = self._objective(jobs, photos, seen, scale.side)
             if image is None:
-                start = self._initial_image(settings, seen)
-            else:
-                start = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False).clamp(
-                    0, 1
+                start = torch.cat(
+                    [self._initial_image(job.settings, s) for job, s in zip(jobs, seen, strict=True)]
                 )
-            on_step = tracker.begin_scale(index, width, height)
+            else:
+                start = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False)
+            steps_done.begin_scale(trackers, index, width, height)
             image, taken, losses = optimize(
-                start.contiguous(),
+                start.clamp(0, 1).contiguous(),
                 objective,
-                optimizer=settings.optimizer,
+                optimizer=first.settings.optimizer,
                 steps=scale.steps,
                 tolerance=CONVERGENCE_TOLERANCE,
-                on_step=on_step,
+                on_step=steps_done,
                 autocast=self._autocast,
             )
             steps += taken
-            tracker.end_scale(taken, losses, image)
+            for item, tracker in enumerate(trackers):
+                if item not in steps_done.cancelled:
+                    tracker.end_scale(taken, {k: v[item] for k, v in losses.items()}, image[item : item + 1])
         assert image is not None
-        if mode == "luminance":
-            image = color.restore_chroma(image, photo)  # the photo's chroma, at the final scale's size
-        return image, steps, losses
+        outcomes: list[tuple[torch.Tensor, int, dict[str, float]] | Cancelled] = []
+        for item, job in enumerate(jobs):
+            if item in steps_done.cancelled:
+                outcomes.append(steps_done.cancelled[item])
+                continue
+            painted = image[item : item + 1]
+            if job.settings.preserve_colors == "luminance":
+                painted = color.restore_chroma(painted, photos[item])  # the photo's chroma, final size
+            outcomes.append((painted, steps, {k: v[item] for k, v in losses.items()}))
+        return outcomes
+
+    def _tracker(self, job: _Job, scales: list[Scale]) -> ProgressTracker:
+        return ProgressTracker(
+            scales,
+            aspect=job.content.width / job.content.height,
+            progress=job.progress,
+            should_cancel=job.should_cancel,
+            time_budget=job.settings.time_budget,
+            preview_every=job.settings.preview_every,
+            make_preview=_preview_maker(job.settings.preserve_colors),
+        )
+
+    def _objective(
+        self, jobs: list[_Job], photos: list[torch.Tensor], seen: list[torch.Tensor], side: int
+    ) -> StyleTransferObjective:
+        """The loss at one scale: each image against its own photo and its own (blend of) paintings."""
+        settings = jobs[0].settings
+        layers = tuple(dict.fromkeys((*settings.content_layers, *settings.style_layers)))
+        extractor = feature_extractor(
+            self.weights, str(self.device), max(layers, key=LAYER_NAMES.index), self.pooling, self.dtype
+        )
+        with torch.no_grad(), self._autocast():
+            features = extractor(torch.cat(seen), settings.content_layers)
+        style_targets, style_weights = [], []
+        for job, photo in zip(jobs, photos, strict=True):
+            strength, style_scale = _preset_defaults(job.settings, job.styles)
+            grams = [self._style_grams(s, side, style_scale, job, photo, extractor) for s in job.styles]
+            style_targets.append(blend_grams(grams, [s.weight for s in job.styles]))
+            style_weights.append(job.settings.style_weight * strength_multiplier(strength))
+        return StyleTransferObjective(
+            extractor,
+            {k: v.to(self.dtype) for k, v in features.items()},
+            {k: torch.stack([t[k] for t in style_targets]) for k in style_targets[0]},
+            content_weight=self._per_image([job.settings.content_weight for job in jobs]),
+            style_weight=self._per_image(style_weights),
+            tv_weight=self._per_image([job.settings.tv_weight for job in jobs]),
+            style_layer_weights=_layer_weights(settings),
+        )
+
+    def _per_image(self, values: list[float]) -> torch.Tensor | float:
+        """A loss weight for each image of a batch (a plain number when all are the same)."""
+        if len(set(values)) == 1:
+            return values[0]
+        return torch.tensor(values, device=self.device)
 
     def _style_grams(
         self,
         style: _Style,
         side: int,
         style_scale: float,
-        mode: str | None,
+        job: _Job,
         photo: torch.Tensor,
         extractor: torch.nn.Module,
-        settings: StyleSettings,
     ) -> dict[str, torch.Tensor]:
         """The painting's Gram matrices when seen at ``style_scale`` times the photo's size.
 
         Never larger than the painting itself: upscaling adds blur, not strokes. Only plain transfers are
         cached: the colour modes adapt the painting to each photo.
         """
+        settings, mode = job.settings, job.settings.preserve_colors
         style_side = max(MIN_STYLE_SIDE, min(round(side * style_scale), max(style.image.size)))
         width, height = fit_within(style.image.width, style.image.height, style_side)
         key = stats_key(
@@ -275,7 +411,8 @@ class Engine:
             layers=settings.style_layers,
             mode="rgb",
         )
-        if mode is None and (cached := self.stats.get(key, self.device)) is not None:
+        cacheable = mode is None and self.dtype == torch.float32  # the cache keeps float32 statistics
+        if cacheable and (cached := self.stats.get(key, self.device)) is not None:
             return cached
         painting = self._tensor(resize_to(style.image, style_side))
         if mode == "luminance":
@@ -285,7 +422,7 @@ class Engine:
         with torch.no_grad(), self._autocast():
             features = extractor(painting, settings.style_layers)
             grams = {layer: gram_matrix(f)[0] for layer, f in features.items()}
-        if mode is None:
+        if cacheable:
             self.stats.put(key, grams)
         return grams
 
@@ -295,14 +432,62 @@ class Engine:
         if settings.init == "gray":
             return torch.full_like(photo, 0.5)
         generator = torch.Generator().manual_seed(settings.seed)
-        return torch.rand(photo.shape, generator=generator).to(self.device)
+        return torch.rand(photo.shape, generator=generator, dtype=self.dtype).to(self.device)
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
         array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
-        return array.permute(2, 0, 1).unsqueeze(0).contiguous().to(self.device).float().div_(255.0)
+        return array.permute(2, 0, 1).unsqueeze(0).contiguous().to(self.device, self.dtype).div_(255.0)
 
     def _autocast(self):
         return devices.autocast(self.device, self.precision)
+
+
+class _BatchSteps:
+    """The optimizer's per-step callback for a batch: each image's own tracker sees its own slice.
+
+    A cancelled image stops being reported and comes back as ``Cancelled``; when every image is
+    cancelled (or the only one), the run stops.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.callbacks: dict[int, Callable[[StepInfo], None]] = {}
+        self.cancelled: dict[int, Cancelled] = {}
+
+    def begin_scale(self, trackers: list[ProgressTracker], index: int, width: int, height: int) -> None:
+        self.callbacks = {}
+        for item, tracker in enumerate(trackers):
+            if item in self.cancelled:
+                continue
+            with self._cancellable(item):
+                self.callbacks[item] = tracker.begin_scale(index, width, height)
+        self._stop_if_all_cancelled()
+
+    def __call__(self, info: StepInfo) -> None:
+        for item, callback in self.callbacks.items():
+            if item in self.cancelled:
+                continue
+            with self._cancellable(item):
+                callback(info.item(item))
+        self._stop_if_all_cancelled()
+
+    @contextlib.contextmanager
+    def _cancellable(self, item: int) -> Iterator[None]:
+        try:
+            yield
+        except Cancelled as err:
+            if self.size == 1:
+                raise
+            self.cancelled[item] = err
+
+    def _stop_if_all_cancelled(self) -> None:
+        if self.cancelled and len(self.cancelled) == self.size:
+            raise next(iter(self.cancelled.values()))
+
+
+def _as_seen(photo: torch.Tensor, job: _Job) -> torch.Tensor:
+    """The photo as the network compares it: gray for luminance-only transfer."""
+    return color.luminance(photo) if job.settings.preserve_colors == "luminance" else photo
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

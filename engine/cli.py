@@ -78,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-layer-weights", type=float, nargs="+", metavar="W", help="one per style layer")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: ENGINE_DEVICE or auto)")
     p.add_argument("--weights", choices=("caffe", "torchvision"), help="VGG19 weights (default caffe)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast on CUDA")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp64"),
+        default="fp32",
+        help="bf16: autocast on CUDA; fp64: slow",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the noise start (runs are deterministic)")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="save the image every N steps")
     p.add_argument("--save-dir", type=Path, help="where --save-every writes (default: next to OUT)")

@@ -20,18 +20,23 @@ from torch import nn
 EPS = 1e-8
 
 
+def wide(tensor: torch.Tensor) -> torch.Tensor:
+    """At least float32: statistics of bf16 features are summed in float32; float64 stays float64."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W) -> (B, C, C)``: channel co-activations averaged over positions, in float32."""
+    """``(B, C, H, W) -> (B, C, C)``: channel co-activations averaged over positions, in float32 or more."""
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w).float()
+    flat = wide(features.reshape(b, c, h * w))
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
 
 
 def relative_mse(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-item mean squared error divided by the target's mean square (``(B,)``)."""
     dims = tuple(range(1, value.dim()))
-    error = (value.float() - target.float()).pow(2).mean(dim=dims)
-    scale = target.float().pow(2).mean(dim=dims).clamp_min(EPS)
+    error = (wide(value) - wide(target)).pow(2).mean(dim=dims)
+    scale = wide(target).pow(2).mean(dim=dims).clamp_min(EPS)
     return error / scale
 
 
@@ -53,7 +58,7 @@ class StyleLoss(nn.Module):
         super().__init__()
         if target_gram.dim() == 2:
             target_gram = target_gram.unsqueeze(0)
-        self.register_buffer("target", target_gram.detach().float())
+        self.register_buffer("target", wide(target_gram.detach()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return relative_mse(gram_matrix(features), self.target)

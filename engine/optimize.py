@@ -24,8 +24,15 @@ class StepInfo:
     """What ``on_step`` sees after each step. ``losses()`` syncs with the device, so call it sparingly."""
 
     step: int  # 1-based, within this scale
-    image: torch.Tensor  # the current image (no grad); read only
-    losses: Callable[[], dict[str, float]]
+    image: torch.Tensor  # the current image or batch (no grad); read only
+    losses: Callable[[], dict[str, list[float]]]  # each term, one value per image of the batch
+
+    def item(self, index: int) -> StepInfo:
+        """The view of one image of a batch, as if it had been optimized alone."""
+        whole = self.losses
+        return StepInfo(
+            self.step, self.image[index : index + 1], lambda: {k: v[index] for k, v in whole().items()}
+        )
 
 
 class StopScale(Exception):
@@ -41,12 +48,14 @@ def optimize(
     tolerance: float = 0.0,
     on_step: Callable[[StepInfo], None] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
-) -> tuple[torch.Tensor, int, dict[str, float]]:
-    """Run up to ``steps`` steps from ``image``; return the result, the steps taken and the last losses.
+) -> tuple[torch.Tensor, int, dict[str, list[float]]]:
+    """Run up to ``steps`` steps from ``image`` (one image or a batch); return the result, the steps taken
+    and the last losses, per image.
 
-    ``tolerance`` stops early once the loss improves by less than that fraction per step, averaged over
-    the last ten steps (0 disables it). A non-finite loss (a diverging L-BFGS step) ends the scale with
-    the last finite image instead of a picture of noise.
+    With L-BFGS, ``tolerance`` stops early once the loss improves by less than that fraction per step,
+    averaged over the last ten steps (0 disables it), and a non-finite loss (a diverging step) ends the
+    scale with the last finite image instead of a picture of noise. Adam runs its full budget: its loss is
+    noisy, and a fixed schedule keeps every image of a batch on exactly the trajectory it would have alone.
     """
     x = image.detach().clone().requires_grad_(True)
     last: dict[str, torch.Tensor] = {}
@@ -55,11 +64,11 @@ def optimize(
         with autocast():
             total, parts = objective(x)
         last.clear()
-        last.update({"total": total.detach().sum(), **{k: v.detach().sum() for k, v in parts.items()}})
+        last.update({"total": total.detach(), **{k: v.detach() for k, v in parts.items()}})
         return total.sum()
 
-    def losses() -> dict[str, float]:
-        return {k: float(v) for k, v in last.items()}
+    def losses() -> dict[str, list[float]]:
+        return {k: v.float().tolist() for k, v in last.items()}
 
     if optimizer == "lbfgs":
         opt: torch.optim.Optimizer = torch.optim.LBFGS(
@@ -76,7 +85,7 @@ def optimize(
         loss.backward()
         return loss
 
-    history: list[tuple[int, float]] = []  # (step, loss), every step for L-BFGS, every tenth for Adam
+    history: list[float] = []  # the L-BFGS loss at every step
     good = x.detach().clone()  # the latest image whose loss was finite
     taken = 0
     for step in range(1, steps + 1):
@@ -85,14 +94,13 @@ def optimize(
         if optimizer == "adam":
             with torch.no_grad():
                 x.clamp_(0.0, 1.0)
-        if optimizer == "lbfgs" or step % CONVERGENCE_WINDOW == 0:
-            value = float(loss.detach())  # L-BFGS has synced already; Adam pays for it only every tenth step
+        else:
+            value = float(loss.detach())  # L-BFGS has synced for it already
             if not math.isfinite(value):
                 x.data.copy_(good)
                 break
-            if before is not None:
-                good = before
-            history.append((step, value))
+            good = before
+            history.append(value)
             if tolerance > 0 and _converged(history, tolerance):
                 taken = step
                 break
@@ -107,10 +115,9 @@ def optimize(
     return result, taken, losses()
 
 
-def _converged(history: list[tuple[int, float]], tolerance: float) -> bool:
+def _converged(history: list[float], tolerance: float) -> bool:
     """True when the loss fell by less than ``tolerance`` per step over the last ten steps."""
-    step, new = history[-1]
-    earlier = [value for s, value in history if s <= step - CONVERGENCE_WINDOW]
-    if not earlier:
+    if len(history) <= CONVERGENCE_WINDOW:
         return False
-    return (earlier[-1] - new) / max(abs(new), 1e-12) < tolerance * CONVERGENCE_WINDOW
+    old, new = history[-CONVERGENCE_WINDOW - 1], history[-1]
+    return (old - new) / max(abs(new), 1e-12) < tolerance * CONVERGENCE_WINDOW

@@ -177,11 +177,13 @@ def cached_conv_weights(weights: str) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 
 @functools.lru_cache(maxsize=8)
-def feature_extractor(weights: str, device: str, last_layer: str, pooling: str = "max") -> VGGFeatures:
-    """A frozen extractor on ``device``, built once per (weights, device, cut, pooling) in a process."""
+def feature_extractor(
+    weights: str, device: str, last_layer: str, pooling: str = "max", dtype: torch.dtype = torch.float32
+) -> VGGFeatures:
+    """A frozen extractor on ``device``, built once per (weights, device, cut, pooling, dtype) and process."""
     preprocessing = CAFFE if weights == "caffe" else IMAGENET
     model = VGGFeatures(cached_conv_weights(weights), preprocessing, last_layer=last_layer, pooling=pooling)
-    model = model.to(torch.device(device))
+    model = model.to(torch.device(device), dtype)
     if torch.device(device).type in ("cuda", "cpu"):  # ~15% faster convolutions on both (bench/engine.py)
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True

@@ -262,11 +262,11 @@ def test_out_of_memory_retries_smaller_and_says_so(engine: Engine, monkeypatch: 
     real_run = engine._run
     sides: list[int] = []
 
-    def flaky(content, styles, settings, side, progress, should_cancel):  # type: ignore[no-untyped-def]
-        sides.append(side)
+    def flaky(jobs):  # type: ignore[no-untyped-def]
+        sides.append(jobs[0].side)
         if len(sides) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run(content, styles, settings, side, progress, should_cancel)
+        return real_run(jobs)
 
     monkeypatch.setattr(engine, "_run", flaky)
     request = StylizeRequest(encode(photo(400, 300)), (own(painting()),), StyleSettings(size=400, steps=2))
