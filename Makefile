@@ -6,13 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint format bench migrate clean
+.PHONY: help install run test lint format bench bench-load migrate clean
 
 help:
 	@echo "make run     set up, migrate the database and start the bot"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make lint    ruff check and format check"
-	@echo "make bench   run the engine benchmark (minutes; writes bench/results/)"
+	@echo "make bench   run the engine benchmark (about 30 min on a 2-core CPU; writes bench/results/)"
+	@echo "make bench-load  20 users at once through the bot, real engine (minutes)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -42,6 +43,9 @@ format: install
 
 bench: install
 	$(PY) -m bench.engine
+
+bench-load: install
+	$(PY) -m bench.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from telegram import BotCommand, LinkPreviewOptions, Update
@@ -100,6 +100,29 @@ def build_application(settings: Settings, queue_factory: QueueFactory | None = N
     application.add_handler(TypeHandler(Update, track_user), group=-1)
     register(application)
     return application
+
+
+@contextlib.asynccontextmanager
+async def running(application: Application) -> AsyncIterator[None]:
+    """What ``run_polling`` does, as a context manager: the same hooks in the same order, for running the
+    bot inside another program's event loop (the end-to-end tests, the load benchmark)."""
+    async with application:
+        assert application.post_init is not None
+        assert application.post_shutdown is not None
+        await application.post_init(application)
+        try:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+            )
+            await application.start()
+            try:
+                yield
+            finally:
+                await application.updater.stop()
+                await application.stop()
+        finally:
+            await application.post_shutdown(application)
 
 
 def make_queue(settings: Settings, db: Database) -> JobQueue:

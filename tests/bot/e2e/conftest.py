@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram import Update
-from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import build_application, running
 from bot.config import Settings
 from bot.context import Services, services
 from bot.db import Database
@@ -94,25 +92,3 @@ def start_bot(settings_for: Callable[..., Settings]) -> StartBot:
             yield services(application)
 
     return run
-
-
-@contextlib.asynccontextmanager
-async def running(application: Application) -> AsyncIterator[None]:
-    """What ``Application.run_polling`` does, minus the blocking: the same hooks in the same order."""
-    async with application:
-        assert application.post_init is not None
-        assert application.post_shutdown is not None
-        await application.post_init(application)
-        try:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
-            )
-            await application.start()
-            try:
-                yield
-            finally:
-                await application.updater.stop()
-                await application.stop()
-        finally:
-            await application.post_shutdown(application)

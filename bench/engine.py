@@ -1,0 +1,359 @@
+"""Engine benchmark: speed and quality beside the peer (pastiche), per-step cost, memory, tier timings.
+
+    python -m bench.engine                 # everything (about 30 min on a 2-core CPU; minutes on a GPU)
+    python -m bench.engine --only tiers    # one section: weights, tiers, steps, peer, precision
+    python -m bench.engine --peer-steps 300
+
+Every number comes from this run, on this machine; the results go to bench/results/engine-<device>.json
+and a Markdown table on stdout, which docs/benchmarks.md records. Quality is measured by
+``engine.metrics`` (one fixed VGG19 for every program's output), never by the programs' own losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "images"
+RESULTS = REPO / "bench" / "results"
+PHOTO = SHARED / "content" / "tubingen.jpg"
+PAINTING = SHARED / "styles" / "starry_night.jpg"
+SECTIONS = ("weights", "tiers", "steps", "peer", "precision")
+# pastiche with its defaults, and with a content weight that lands near our content distance (found by a
+# sweep at 300 steps: 1 -> 1.65, 1000 -> 0.33, 10000 -> 0.05), so the comparison is not only a matter of
+# where each program's default sits on the content/style trade-off.
+PEER_VARIANTS = (("pastiche (defaults)", []), ("pastiche (content weight 300)", ["--content-weight", "300"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--peer-size", type=int, help="side for the peer comparison (default: the normal tier's)"
+    )
+    parser.add_argument("--peer-steps", type=int, default=1000, help="pastiche's steps (its default: 1000)")
+    parser.add_argument(
+        "--measure-step", type=int, help=argparse.SUPPRESS
+    )  # internal: one subprocess per size
+    parser.add_argument("--program", default="ours", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_step:
+        print(json.dumps(_measure_step(args.program, args.measure_step, args.device)))
+        return 0
+    if not PHOTO.is_file() or not PAINTING.is_file():
+        sys.exit(f"the benchmark needs {PHOTO} and {PAINTING} (../shared beside the repository)")
+
+    import torch
+
+    from engine.devices import describe, resolve_device
+
+    device = resolve_device(args.device)
+    report: dict[str, object] = {
+        "machine": _machine(),
+        "device": describe(device),
+        "torch": torch.__version__,
+    }
+    sections = args.only or list(SECTIONS)
+    accelerated = device.type != "cpu"
+    if "weights" in sections:
+        report["weights"] = _weights()
+    if "tiers" in sections:
+        report["tiers"] = _tiers(str(device), accelerated)
+    if "steps" in sections:
+        report["steps"] = _steps(str(device), accelerated)
+    if "peer" in sections:
+        side = args.peer_size or (512 if accelerated else 256)
+        report["peer"] = _peer(str(device), side, args.peer_steps)
+    if "precision" in sections and device.type == "cuda":
+        report["precision"] = _precision(str(device))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"engine-{device.type}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(_markdown(report))
+    print(f"\n(raw numbers: {out.relative_to(REPO)})")
+    return 0
+
+
+def _machine() -> dict[str, object]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+    }
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+
+def _weights() -> dict[str, float]:
+    """Loading the 8-bit VGG19: our vectorized dequantization against pastiche's own loader."""
+    from pastiche.vgg19 import VGG19
+
+    from engine.vgg import _load_pastiche_weights, pastiche_weights_path
+
+    path = pastiche_weights_path()
+    started = time.perf_counter()
+    _load_pastiche_weights(path)
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    VGG19.from_quantized_bin(str(path))
+    theirs = time.perf_counter() - started
+    return {"ours_s": round(ours, 3), "pastiche_s": round(theirs, 3)}
+
+
+def _tiers(device: str, accelerated: bool) -> list[dict[str, object]]:
+    """Each quality tier at its own size, the model already loaded: wall time of ``Engine.stylize``."""
+    from engine.api import Engine
+    from engine.protocol import StyleSettings, StyleSource, StylizeRequest
+
+    engine = Engine(device=device, styles_dir=SHARED / "styles", output_max_side=2048)
+    engine.load_model()
+    tiers = ("normal", "high") if accelerated else ("draft", "normal")
+    rows = []
+    for tier in tiers:
+        request = StylizeRequest(
+            PHOTO.read_bytes(), (StyleSource(image=PAINTING.read_bytes()),), StyleSettings(quality=tier)
+        )
+        engine.stylize(request.__class__(request.content, request.styles, request.settings.replace(steps=2)))
+        times, result = [], None
+        for _ in range(3 if accelerated else 2):
+            _sync(device)
+            started = time.perf_counter()
+            result = engine.stylize(request)
+            _sync(device)
+            times.append(time.perf_counter() - started)
+        assert result is not None
+        rows.append(
+            {
+                "tier": tier,
+                "size": f"{result.width}x{result.height}",
+                "steps": result.steps,
+                "seconds": round(statistics.median(times), 2),
+                "runs": [round(t, 2) for t in times],
+                **_quality(result.image),
+            }
+        )
+    return rows
+
+
+def _steps(device: str, accelerated: bool) -> list[dict[str, object]]:
+    """Seconds per optimizer step and peak memory at 128, 256 and 512 px (1024 on a GPU), ours and pastiche's,
+    each size in a fresh process so the peak belongs to that size alone."""
+    sizes = (128, 256, 512, 1024) if accelerated else (128, 256, 512)
+    rows = []
+    for size in sizes:
+        for program in ("ours", "pastiche"):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.engine", "--measure-step", str(size), "--program", program,
+                 "--device", device],
+                cwd=REPO, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            rows.append(
+                {"side": size, "program": program, **json.loads(done.stdout.strip().splitlines()[-1])}
+            )
+    return rows
+
+
+def _measure_step(program: str, side: int, device_name: str) -> dict[str, float]:
+    import torch
+
+    from engine.devices import prepare, resolve_device
+    from engine.images import decode_image, resize_to
+
+    device = resolve_device(device_name)
+    prepare(device)
+    steps = 20 if side <= 256 else 8
+    if program == "pastiche":
+        from pastiche.pastiche import PasticheArtist
+
+        artist = PasticheArtist(str(PHOTO), [str(PAINTING)], device=str(device), size=side)
+        artist.draw()  # warm-up
+        _sync(str(device))
+        started = time.perf_counter()
+        for _ in range(steps):
+            artist.draw()
+    else:
+        from engine.losses import StyleTransferObjective, gram_matrix
+        from engine.optimize import optimize
+        from engine.vgg import feature_extractor
+
+        def tensor(path: Path) -> torch.Tensor:
+            image = resize_to(decode_image(path.read_bytes()), side)
+            array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+            return array.view(image.height, image.width, 3).permute(2, 0, 1)[None].float().div(255).to(device)
+
+        extractor = feature_extractor("caffe", str(device), "conv5_1", "max")
+        photo, art = tensor(PHOTO), tensor(PAINTING)
+        layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+        with torch.no_grad():
+            content = extractor(photo, ("conv4_2",))
+            grams = {k: gram_matrix(v)[0] for k, v in extractor(art, layers).items()}
+        objective = StyleTransferObjective(
+            extractor, content, grams, content_weight=1.0, style_weight=10.0, tv_weight=1e-3
+        )
+        optimize(photo, objective, optimizer="lbfgs", steps=2)  # warm-up (cuDNN autotuning)
+        _sync(str(device))
+        started = time.perf_counter()
+        optimize(photo, objective, optimizer="lbfgs", steps=steps)
+    _sync(str(device))
+    per_step = (time.perf_counter() - started) / steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result = {"seconds_per_step": round(per_step, 4), "peak_rss_mib": round(peak)}
+    if device.type == "cuda":
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return result
+
+
+def _peer(device: str, side: int, peer_steps: int) -> list[dict[str, object]]:
+    """The same photo, painting and size through both command lines, each a fresh process (so each pays
+    its own start-up, as a user would). Pastiche runs twice: with its default weights, and with a content
+    weight raised until its content distance is close to ours, so the comparison is not only a matter of
+    where each default sits on the content/style trade-off."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_out = Path(tmp) / "ours.png"
+        ours = [sys.executable, "-m", "engine", str(PHOTO), str(PAINTING), "-o", str(ours_out)]
+        seconds = _timed([*ours, "--size", str(side), "--device", device, "-q"], env={"STYLE_CACHE_DIR": tmp})
+        rows.append(
+            {"program": "stylebot (normal tier)", "seconds": seconds, **_quality(ours_out.read_bytes())}
+        )
+        for label, extra in PEER_VARIANTS:
+            out = Path(tmp) / "pastiche.png"
+            peer = [sys.executable, "-m", "pastiche", "--content", str(PHOTO), "--styles", str(PAINTING)]
+            options = ["--size", str(side), "--num-steps", str(peer_steps), "--device", device, "--seed", "0"]
+            seconds = _timed([*peer, "--output", str(out), *options, "--no-verbose", *extra])
+            rows.append(
+                {"program": f"{label}, {peer_steps} steps", "seconds": seconds, **_quality(out.read_bytes())}
+            )
+    return rows
+
+
+def _precision(device: str) -> list[dict[str, object]]:
+    """bf16 autocast against fp32 on CUDA at the normal and high tiers: time and quality."""
+    from engine.api import Engine
+    from engine.protocol import StyleSettings, StyleSource, StylizeRequest
+
+    rows = []
+    for precision in ("fp32", "bf16"):
+        engine = Engine(
+            device=device, precision=precision, styles_dir=SHARED / "styles", output_max_side=2048
+        )
+        for tier in ("normal", "high"):
+            request = StylizeRequest(
+                PHOTO.read_bytes(), (StyleSource(image=PAINTING.read_bytes()),), StyleSettings(quality=tier)
+            )
+            engine.stylize(request)  # warm-up
+            _sync(device)
+            started = time.perf_counter()
+            result = engine.stylize(request)
+            _sync(device)
+            rows.append(
+                {"precision": precision, "tier": tier, "seconds": round(time.perf_counter() - started, 2),
+                 **_quality(result.image)}
+            )  # fmt: skip
+    return rows
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _quality(image: bytes) -> dict[str, float]:
+    """Our fixed evaluator, and pastiche's own loss terms, both on the same Caffe VGG19."""
+    from PIL import Image
+
+    from engine.metrics import content_distance, style_distance
+
+    out = Image.open(io.BytesIO(image)).convert("RGB")
+    painting, photo = Image.open(PAINTING).convert("RGB"), Image.open(PHOTO).convert("RGB")
+    peer_style, peer_content = _peer_losses(out, painting, photo)
+    return {
+        "style_distance": round(style_distance(out, painting), 4),
+        "content_distance": round(content_distance(out, photo), 4),
+        "pastiche_style_loss": round(peer_style),
+        "pastiche_content_loss": round(peer_content),
+    }
+
+
+def _peer_losses(out, painting, photo) -> tuple[float, float]:
+    """Pastiche's objective as it defines it (pastiche.py, ``_calc_loss``): Gram matrices divided by H*W,
+    each layer's mean squared error weighted 10/C^2; content 0.01 times the mean squared error at conv4_2."""
+    import numpy as np
+    import torch
+
+    from engine.images import fit_within
+    from engine.losses import gram_matrix
+    from engine.vgg import feature_extractor
+
+    def features(image, layers):
+        array = (
+            torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+        )
+        with torch.no_grad():
+            return feature_extractor("caffe", "cpu", "conv5_1", "max")(array, layers)
+
+    layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    ours = features(out, (*layers, "conv4_2"))
+    theirs = features(painting.resize(fit_within(*painting.size, max(out.size))), layers)
+    target = features(photo.resize(out.size), ("conv4_2",))
+    style = sum(
+        10 / ours[k].shape[1] ** 2 * (gram_matrix(ours[k]) - gram_matrix(theirs[k])).pow(2).mean()
+        for k in layers
+    )
+    content = 0.01 * (ours["conv4_2"] - target["conv4_2"]).pow(2).mean()
+    return float(style), float(content)
+
+
+def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    )
+    return round(time.perf_counter() - started, 1)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _markdown(report: dict) -> str:  # type: ignore[type-arg]
+    lines = [f"Machine: {report['machine']}, device: {report['device']}, torch {report['torch']}", ""]
+    for name, rows in report.items():
+        if isinstance(rows, list) and rows:
+            lines += [f"### {name}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows]
+            lines.append("")
+        elif isinstance(rows, dict) and name == "weights":
+            lines += ["### weights", "", f"ours {rows['ours_s']} s, pastiche {rows['pastiche_s']} s", ""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
