@@ -57,7 +57,7 @@ def optimize(
     scale with the last finite image instead of a picture of noise. Adam runs its full budget: its loss is
     noisy, and a fixed schedule keeps every image of a batch on exactly the trajectory it would have alone.
     """
-    x = image.detach().clone().requires_grad_(True)
+    x = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS flattens it
     last: dict[str, torch.Tensor] = {}
 
     def evaluate() -> torch.Tensor:

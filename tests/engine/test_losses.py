@@ -91,3 +91,20 @@ def test_batched_objective_keeps_images_independent() -> None:
     (single_grad,) = torch.autograd.grad(total_single.sum(), single)
     assert total_single.item() == pytest.approx(total[1].item(), rel=1e-5)
     assert torch.allclose(batched_grad[1:2], single_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_optimize_accepts_any_memory_layout() -> None:
+    """L-BFGS flattens its parameter with a view: a permuted (channels-last) start must still work."""
+    from engine.optimize import optimize
+
+    extractor = feature_extractor("caffe", "cpu", "conv2_1", "max")
+    with torch.no_grad():
+        content = extractor(torch.rand(1, 3, 16, 16), ("conv2_1",))
+        style = {"conv1_1": gram_matrix(extractor(torch.rand(1, 3, 16, 16), ("conv1_1",))["conv1_1"])[0]}
+    objective = StyleTransferObjective(
+        extractor, content, style, content_weight=1, style_weight=1, tv_weight=0
+    )
+    start = torch.rand(1, 16, 16, 3).permute(0, 3, 1, 2)  # not contiguous
+    image, steps, _ = optimize(start, objective, optimizer="lbfgs", steps=2)
+    assert steps == 2
+    assert image.shape == (1, 3, 16, 16)
