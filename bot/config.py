@@ -1,8 +1,8 @@
 """The bot's settings: environment variables and a ``.env`` file, read once at start-up.
 
-Every variable is listed with its default in README.md ("Configuration"). The engine's own settings
-(``ENGINE_DEVICE``, ``STYLES_DIR``, ``OUTPUT_MAX_SIDE``...) are part of the same object, because the bot
-hands them to the worker processes it starts.
+Every variable is listed with its default in README.md ("Configuration"). The engine's settings
+(``ENGINE_DEVICE``, ``STYLES_DIR``, ``OUTPUT_MAX_SIDE``...) and the Celery back end's (``QUEUE_URL``,
+``QUEUE_NAME``...) are part of the same object, because the bot hands them to the workers it uses.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, QueueSettings
 
 TELEGRAM_API_URL = "https://api.telegram.org"
 
 
-class Settings(EngineSettings):
+class Settings(EngineSettings, QueueSettings):
     telegram_bot_token: SecretStr = Field(description="from @BotFather")
     telegram_api_url: str = TELEGRAM_API_URL
     database_url: str = "sqlite+aiosqlite:///data/stylebot.db"
     data_dir: Path = Path("data")
-    queue_url: str = ""
     engine_workers: int | None = Field(None, ge=1, le=64)
     worker_stall_seconds: float = Field(180.0, gt=0)
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()

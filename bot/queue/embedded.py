@@ -74,6 +74,7 @@ from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
 from bot.queue.events import EventLines
 from bot.queue.requests import build_request
+from bot.queue.retries import log_left_running, retry_or_fail
 from bot.queue.scheduling import fair_order
 from engine import worker
 from engine.errors import Cancelled
@@ -82,7 +83,6 @@ from engine.worker import WorkerOptions
 
 log = logging.getLogger(__name__)
 
-WORKER_LOST = "worker_lost"
 TICK_SECONDS = 5.0  # the dispatcher looks at the queue at least this often, woken or not
 STOP_TIMEOUT = 10.0  # how long an idle worker gets to exit when asked, at stop()
 KILL_TIMEOUT = 5.0  # how long a terminated (then killed) process gets to go
@@ -343,14 +343,7 @@ class EmbeddedQueue(JobQueue):
     async def _recover(self) -> None:
         """Jobs left ``running`` by the last run go back to the queue, or fail after their last attempt."""
         for record in await self._db.jobs_to_recover():
-            log.warning(
-                "job %d (user %d) was running on %s when the bot stopped (attempt %d of %d)",
-                record.id,
-                record.user_id,
-                record.worker,
-                record.attempts,
-                record.max_attempts,
-            )
+            log_left_running(record)
             await self._retry_or_fail(record, RESTART_REASON)
 
     def _add_slot(self, device: str) -> None:
@@ -745,16 +738,8 @@ class EmbeddedQueue(JobQueue):
         slot.inbox.put_nowait(_Signal.NUDGE)
 
     async def _retry_or_fail(self, record: JobRecord, reason: str) -> None:
-        """A running job lost its worker: queued again while it has attempts left, else failed."""
-        where = f"job {record.id} (user {record.user_id}) on {record.worker}"
-        if record.attempts < record.max_attempts:
-            if await self._db.requeue_job(record.id, reason) is not None:
-                log.warning("%s: queued again after attempt %d: %s", where, record.attempts, reason)
-                self._notify(record.id, "job_retrying", record.id, reason)
-                self._wake.set()
-        elif await self._db.fail_job(record.id, WORKER_LOST, reason) is not None:
-            log.error("%s: failed after %d attempts: %s", where, record.attempts, reason)
-            self._notify(record.id, "job_failed", record.id, WORKER_LOST, reason)
+        if await retry_or_fail(self._db, self._notifier, record, reason):
+            self._wake.set()
 
     # ----- dispatching -----
 

@@ -1,0 +1,828 @@
+"""The scale-out job queue: Celery workers on other machines, reached through Redis or RabbitMQ.
+
+Chosen when ``QUEUE_URL`` is set; each GPU machine runs ``python -m engine worker`` (see
+``engine/celery_worker.py``; the names and messages on the broker are in ``engine/celery_app.py``). As
+with the embedded queue, the bot's database is the queue and the bot the only authority over a job's
+state: workers never see the database, they only run what they are sent and report back.
+
+How it fits together
+--------------------
+*Dispatching.* Queued jobs stay rows in the database. The bot hands the broker only as many tasks as
+there are live workers, plus one so that a worker finishing a job finds the next one waiting, and picks
+them with ``fair_order``: round robin across users and the places users are told hold as with the
+embedded queue. Each dispatch gets a fresh task id, stored with ``set_external_id``; the task carries the
+job id and ``build_request(job).to_dict()`` (JSON). The row stays ``queued`` until a worker says
+``started``; only then is it claimed (``claim_job``, which counts the attempt).
+
+*Events.* Workers report on a queue of their own (started, progress, done, failed, released,
+redelivered, and a heartbeat every ``QUEUE_HEARTBEAT_SECONDS``). A thread (``_Listener``) consumes it
+with kombu, decodes each message (results are megabytes of base64) and hands it to the event loop with
+``call_soon_threadsafe``. Everything that changes the queue's state (those messages, ``submit``,
+``cancel``, the broker connection going and coming back, a tick of the clock) goes through one inbox
+handled by one task, in arrival order: nothing interleaves, nothing on the event loop blocks (sends to
+the broker and request building run in threads). ``JobEvents`` are called through ``EventLines``.
+
+*Only the current task counts.* A job's messages are accepted only from the task id it was last
+dispatched as, and from the worker that started it. Anything else (a task the bot gave up on, one from
+before a restart) is ignored, and a task that is still running unwanted is told to stop.
+
+*Cancel and stop.* Bot → workers goes on a fanout exchange: ``{"stop": [task ids]}``. Every worker keeps
+the ids; the running job checks them between engine steps, and a withdrawn task that arrives later is
+skipped. ``cancel`` forgets the job's task and stops it; the freed place goes to the next job at once.
+
+*Lost workers.* A worker is alive while its heartbeats come; after ``LOST_BEATS`` missed ones it is
+gone, and its job is retried: ``requeue_job`` and ``job_retrying`` while attempts are left, else
+``fail_job(..., "worker_lost")`` and ``job_failed``, exactly as the embedded queue does. The same
+happens to a job whose worker sends nothing about it for ``WORKER_STALL_SECONDS`` (a hang), whose device
+broke (``device_error``), or whose worker shut down under it (``released``). A retried job is dispatched
+again under a new task id; the old one is stopped. Workers never run a task the broker hands out a second
+time (they report ``redelivered``), so a job that kills its worker cannot go round the workers; a
+redelivery of a job that has not started yet is dispatched again at once.
+
+*Broker restarts.* A restarted Redis (which may keep nothing) loses the tasks waiting in it: when the
+listener's connection comes back after a loss, every task dispatched but not started is dispatched again.
+RabbitMQ keeps its durable queues, so there nothing is resent. As a last resort, a task still waiting
+while some worker has been idle for ``redispatch_after`` seconds is taken as lost and sent again. Running
+jobs carry on; their worker's reports are retried until the broker is back. Nobody can be heard while the
+broker is away, so no worker is judged by its silence then, nor for ``RECONNECT_GRACE`` seconds after.
+
+*Restarts of the bot.* ``start`` recovers as the embedded queue does: rows left ``running`` are retried
+(``RESTART_REASON``) or failed, tasks dispatched by the last run are stopped and their jobs dispatched
+again. ``stop`` stops the tasks in flight and leaves the rows for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import Settings
+from bot.db import Database, JobRecord, JobState
+from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
+from bot.queue.events import EventLines
+from bot.queue.requests import build_request
+from bot.queue.retries import log_left_running, retry_or_fail
+from bot.queue.scheduling import fair_order
+from engine import celery_app as protocol
+from engine.errors import Cancelled
+from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.settings import QueueSettings
+from engine.worker import DEVICE_ERROR, INTERNAL
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5  # how often the clocks (heartbeats, stalls) are looked at
+BACKLOG_LIMIT = 5.0  # the clocks wait for the inbox to be handled, but never longer than this
+DISPATCH_TICK = 5.0  # the queue is looked at at least this often, woken or not
+LOST_BEATS = 3  # heartbeats a worker may miss before it counts as gone
+RECONNECT_GRACE = 15.0  # after the broker connection comes back, workers get this long to be heard again
+STOP_RESEND = 2.0  # a withdrawn task that keeps running is told again at most this often
+WITHDRAWN_TTL = 3600.0  # withdrawn task ids are remembered this long
+STOP_TIMEOUT = 10.0  # for stop(): the listener, the last stop messages, pending events
+LISTENER_PREFETCH = 50
+RECONNECT_DELAY = 1.0  # between the listener's attempts to reach the broker again
+STOP_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+
+
+# ----- what the inbox carries -----
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A message from a worker, decoded in the listener thread."""
+
+    kind: str
+    worker: str
+    task_id: str | None = None
+    job_id: int | None = None
+    progress: Progress | None = None
+    result: StylizeResult | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # the rest: code, message, reason, heartbeat data
+
+
+@dataclass(frozen=True)
+class _Link:
+    """The listener's connection to the broker went down (``up=False``) or is up again."""
+
+    up: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    job_id: int
+
+
+class _Signal(enum.Enum):
+    WAKE = "wake"
+    STOP = "stop"
+
+
+_Item = _Event | _Link | _Cancel | _Signal
+
+
+# ----- state -----
+
+
+@dataclass
+class _Dispatch:
+    """A job handed to the broker as ``task_id``; ``worker`` is set once a worker started it."""
+
+    job: JobRecord
+    task_id: str
+    sent_at: float
+    worker: str | None = None
+    last_heard: float = 0.0  # the stall clock, once started
+    last_write: float = float("-inf")  # when progress was last stored
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+    def __str__(self) -> str:
+        return f"job {self.job.id} (user {self.job.user_id})"
+
+
+@dataclass
+class WorkerSeen:
+    """A worker process as its heartbeats describe it; for status, logs and tests."""
+
+    name: str
+    device: str
+    pid: int | None
+    interval: float
+    last_seen: float  # monotonic, on this machine
+    task_id: str | None  # what it runs now
+    idle_since: float | None  # monotonic, on this machine; None while it runs a task
+
+
+# ----- the listener thread -----
+
+
+def _decode(body: Any) -> _Event | None:
+    """A worker's message as an ``_Event``; ``None`` (logged) for anything malformed."""
+    try:
+        fields = dict(body)
+        kind, worker = str(fields.pop("kind")), str(fields.pop("worker"))
+        task_id = fields.pop("task_id", None)
+        job_id = fields.pop("job_id", None)
+        progress = fields.pop("progress", None)
+        result = fields.pop("result", None)
+        return _Event(
+            kind=kind,
+            worker=worker,
+            task_id=None if task_id is None else str(task_id),
+            job_id=None if job_id is None else int(job_id),
+            progress=None if progress is None else Progress.from_dict(progress),
+            result=None if result is None else StylizeResult.from_dict(result),
+            fields=fields,
+        )
+    except Exception:
+        log.exception("celery queue: an unreadable message from a worker was dropped")
+        return None
+
+
+class _LoopClosed(Exception):
+    """The bot's event loop is gone: the listener thread ends."""
+
+
+class _Listener(threading.Thread):
+    """Consumes the events queue with its own kombu connection and posts what it gets to the loop.
+
+    Reconnects by itself, posting ``_Link(False)`` when the connection breaks (or cannot be made) and
+    ``_Link(True)`` each time it is consuming again.
+    """
+
+    def __init__(self, settings: QueueSettings, post: Callable[[_Item], None]) -> None:
+        super().__init__(name="stylebot-celery-listener", daemon=True)
+        self._settings = settings
+        self._post = post
+        self._closing = threading.Event()
+
+    def close(self) -> None:
+        self._closing.set()
+        self.join(STOP_TIMEOUT)
+
+    def run(self) -> None:
+        """Consume until closed, trying to reconnect every ``RECONNECT_DELAY`` seconds: the sooner the
+        bot hears again after a broker restart, the sooner lost tasks are sent again."""
+        while not self._closing.is_set():
+            try:
+                self._consume()
+            except _LoopClosed:  # nobody is listening any more
+                return
+            except Exception as err:
+                if self._closing.is_set():
+                    return
+                try:
+                    self._tell(_Link(False, repr(err)))
+                except _LoopClosed:
+                    return
+                self._closing.wait(RECONNECT_DELAY)
+
+    def _consume(self) -> None:
+        queue = protocol.events_queue(self._settings.names)
+        with protocol.connect(self._settings, heartbeat=protocol.KOMBU_HEARTBEAT) as connection:
+            connection.ensure_connection(max_retries=1)
+            with connection.Consumer(
+                [queue],
+                callbacks=[self._on_message],
+                accept=["json"],
+                prefetch_count=LISTENER_PREFETCH,
+                on_decode_error=self._on_bad_message,
+            ):
+                self._tell(_Link(True))
+                while not self._closing.is_set():
+                    try:
+                        connection.drain_events(timeout=TICK_SECONDS)
+                    except TimeoutError:
+                        connection.heartbeat_check()
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        event = _decode(body)
+        if event is not None:
+            self._tell(event)
+        message.ack()
+
+    def _on_bad_message(self, message: Any, err: Exception) -> None:
+        log.error("celery queue: dropped a message that is not JSON (%s): %r", message.content_type, err)
+        message.ack()
+
+    def _tell(self, item: _Item) -> None:
+        try:
+            self._post(item)
+        except RuntimeError as err:  # call_soon_threadsafe on a closed event loop
+            raise _LoopClosed from err
+
+
+class _Broker:
+    """Blocking sends, for ``asyncio.to_thread``: Celery's producer pool is safe to share between threads."""
+
+    def __init__(self, settings: QueueSettings) -> None:
+        self.app = protocol.make_app(settings)
+        self._exchange = protocol.control_exchange(settings.names)
+
+    def send_job(self, task_id: str, job_id: int, request: StylizeRequest) -> None:
+        self.app.send_task(protocol.TASK_NAME, args=[job_id, request.to_dict()], task_id=task_id)
+
+    def send_stop(self, task_ids: list[str], worker: str | None) -> None:
+        with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
+            producer.publish(
+                protocol.stop_message(task_ids, worker),
+                exchange=self._exchange,
+                routing_key="",
+                declare=[self._exchange],
+                serializer="json",
+                retry=True,
+                retry_policy=STOP_RETRY,
+            )
+
+    def close(self) -> None:
+        self.app.close()
+
+
+# ----- the queue -----
+
+
+class CeleryQueue(JobQueue):
+    """Celery workers fed from the bot's database; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        queue_settings: QueueSettings | None = None,
+        stall_seconds: float | None = None,
+        progress_write_interval: float = 1.0,
+        redispatch_after: float = 30.0,
+    ) -> None:
+        self._db = db
+        self._queue_settings = queue_settings or settings
+        if not self._queue_settings.queue_url:
+            raise ValueError("the Celery queue needs QUEUE_URL")
+        self.stall_seconds = settings.worker_stall_seconds if stall_seconds is None else stall_seconds
+        self.progress_write_interval = progress_write_interval
+        self.redispatch_after = redispatch_after
+        self._broker = _Broker(self._queue_settings)
+        self._dispatches: dict[int, _Dispatch] = {}  # job id → its current task
+        self._by_task: dict[str, _Dispatch] = {}
+        self._workers: dict[str, WorkerSeen] = {}
+        self._withdrawn: dict[str, float] = {}  # task ids the bot gave up on → when
+        self._stops_sent: dict[tuple[str, str | None], float] = {}  # (task id, worker) → when last told
+        self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
+        self._background: set[asyncio.Task[None]] = set()
+        self._notifier: EventLines | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: _Listener | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._link_lost = False  # the connection broke since it was last up
+        self._quiet_until = 0.0  # no worker counts as gone, no job as hung, before this (a broker outage)
+        self._dispatch_wanted = True
+        self._started = False
+        self._stopping = False
+
+    # ----- the JobQueue interface -----
+
+    async def start(self, events: JobEvents) -> None:
+        if self._started:
+            raise RuntimeError("a CeleryQueue is started once")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._notifier = EventLines(events)
+        log.info(
+            "celery queue: broker %s, names %s.*",
+            protocol.safe_url(self._queue_settings),
+            self._queue_settings.queue_name,
+        )
+        if self._db.dialect_name == "sqlite":
+            log.warning("celery queue: the database is SQLite; scaled out, PostgreSQL is the one to use")
+        await self._recover()
+        self._listener = _Listener(self._queue_settings, self._post)
+        self._listener.start()
+        self._task = asyncio.create_task(self._serve(), name="celery-queue")
+
+    async def stop(self) -> None:
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        log.info("celery queue: stopping")
+        if self._task is not None:
+            self._inbox.put_nowait(_Signal.STOP)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self._task
+            except TimeoutError:
+                log.error("celery queue: the queue task did not stop in time; cancelling it")
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.close)
+        in_flight = [d.task_id for d in self._dispatches.values()]
+        if in_flight:  # their rows stay as they are; the next start dispatches them again
+            log.info("celery queue: stopping %d task(s) in flight", len(in_flight))
+            self._withdraw_tasks(in_flight)
+        if self._background:
+            await asyncio.wait(self._background, timeout=STOP_TIMEOUT)
+        if self._notifier is not None:
+            await self._notifier.close(STOP_TIMEOUT)
+        await asyncio.to_thread(self._broker.close)
+        log.info("celery queue: stopped")
+
+    async def submit(self, job_id: int) -> None:
+        log.debug("job %d: submitted", job_id)
+        self._post(_Signal.WAKE)
+        self._queue_changed()
+
+    async def cancel(self, job_id: int) -> None:
+        self._post(_Cancel(job_id))
+
+    def status(self) -> QueueStatus:
+        return QueueStatus(
+            backend="celery",
+            workers=len(self._workers),
+            busy=sum(1 for d in self._dispatches.values() if d.worker is not None),
+            healthy=self._connected and bool(self._workers) and not self._stopping,
+        )
+
+    def workers(self) -> list[WorkerSeen]:
+        """The live workers, as their last heartbeats describe them."""
+        return list(self._workers.values())
+
+    # ----- start-up and recovery -----
+
+    async def _recover(self) -> None:
+        """Jobs left ``running`` by the last run are retried or failed; tasks it dispatched are stopped
+        (the jobs still queued are dispatched again under new task ids)."""
+        stale: list[str] = []
+        for record in await self._db.jobs_to_recover():
+            log_left_running(record)
+            if record.external_id:
+                stale.append(record.external_id)
+            await self._retry_or_fail(record, RESTART_REASON)
+        for record in await self._db.queued_and_running():
+            if record.state is JobState.QUEUED and record.external_id:
+                stale.append(record.external_id)
+                await self._db.set_external_id(record.id, None)
+        if stale:
+            log.info("celery queue: stopping %d task(s) of the last run", len(stale))
+            self._withdraw_tasks(stale)
+
+    # ----- the inbox -----
+
+    def _post(self, item: _Item) -> None:
+        """Put an item in the inbox, from any thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(self._inbox.put_nowait, item)
+
+    async def _serve(self) -> None:
+        """The queue's one task: handle the inbox in order; once it is caught up (or after
+        ``BACKLOG_LIMIT`` seconds of backlog), watch the clocks and dispatch. Clocks are read after the
+        backlog, so messages that waited in the inbox (a busy event loop) never make a worker look silent."""
+        next_dispatch = last_check = 0.0
+        while True:
+            item: _Item | None = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    item = await self._inbox.get()
+            if item is _Signal.STOP:
+                return
+            try:
+                if item is not None:
+                    await self._handle(item)
+                now = time.monotonic()
+                if not self._inbox.empty() and now < last_check + BACKLOG_LIMIT:
+                    continue
+                last_check = now
+                await self._check_clocks()
+                if self._dispatch_wanted or now >= next_dispatch:
+                    self._dispatch_wanted = False
+                    next_dispatch = now + DISPATCH_TICK
+                    await self._dispatch()
+            except Exception:
+                log.exception("celery queue: error while handling %r; carrying on", item)
+
+    async def _handle(self, item: _Item) -> None:
+        if isinstance(item, _Event):
+            await self._on_event(item)
+        elif isinstance(item, _Link):
+            self._on_link(item)
+        elif isinstance(item, _Cancel):
+            self._on_cancel(item.job_id)
+        elif item is _Signal.WAKE:
+            self._dispatch_wanted = True
+
+    # ----- messages from workers -----
+
+    async def _on_event(self, event: _Event) -> None:
+        if event.kind == protocol.HEARTBEAT:
+            self._on_heartbeat(event)
+            return
+        if event.kind == protocol.BYE:
+            if self._workers.pop(event.worker, None) is not None:
+                log.info("worker %s: stopped", event.worker)
+                self._dispatch_wanted = True
+            return
+        dispatch = self._by_task.get(event.task_id or "")
+        if dispatch is None or dispatch.id != event.job_id:
+            self._on_stale(event)
+            return
+        if event.kind == protocol.STARTED:
+            await self._on_started(dispatch, event)
+        elif event.kind == protocol.REDELIVERED:
+            await self._on_redelivered(dispatch, event)
+        elif event.kind == protocol.RELEASED and dispatch.worker is None:
+            log.info("%s: %s; sending it again", dispatch, event.fields.get("reason"))
+            self._withdraw(dispatch)
+        elif dispatch.worker != event.worker:  # only the worker that started it speaks for the job
+            log.warning(
+                "%s: ignored %r from %s, it runs on %s", dispatch, event.kind, event.worker, dispatch.worker
+            )
+            self._stop_copy(dispatch.task_id, event.worker)
+        elif event.kind == protocol.PROGRESS and event.progress is not None:
+            await self._on_progress(dispatch, event.progress)
+        elif event.kind == protocol.DONE and event.result is not None:
+            await self._on_done(dispatch, event.result)
+        elif event.kind == protocol.FAILED:
+            await self._on_failed(dispatch, str(event.fields.get("code")), str(event.fields.get("message")))
+        elif event.kind == protocol.RELEASED:
+            await self._lose(
+                dispatch, str(event.fields.get("reason") or f"its worker {event.worker} stopped")
+            )
+        else:
+            log.warning("celery queue: unknown message %r from %s", event.kind, event.worker)
+
+    def _on_stale(self, event: _Event) -> None:
+        """A message about a task the bot no longer holds; one still running is told to stop."""
+        if event.kind in (protocol.STARTED, protocol.PROGRESS) and event.task_id:
+            if self._withdraw_tasks([event.task_id]):
+                log.info(
+                    "job %s: task %s on %s is no longer wanted; told it to stop",
+                    event.job_id,
+                    event.task_id,
+                    event.worker,
+                )
+        else:
+            log.info(
+                "job %s: ignored a late %r of task %s from %s",
+                event.job_id,
+                event.kind,
+                event.task_id,
+                event.worker,
+            )
+
+    async def _on_started(self, dispatch: _Dispatch, event: _Event) -> None:
+        if dispatch.worker is not None:  # a second start of one task (never expected)
+            if dispatch.worker != event.worker:
+                log.warning("%s: started again on %s; stopping that copy", dispatch, event.worker)
+                self._stop_copy(dispatch.task_id, event.worker)
+            return
+        record = await self._db.claim_job(dispatch.id, event.worker)
+        if record is None:
+            log.info("%s: not started on %s: it changed meanwhile", dispatch, event.worker)
+            self._withdraw(dispatch)
+            return
+        dispatch.job, dispatch.worker, dispatch.last_heard = record, event.worker, time.monotonic()
+        log.info(
+            "%s on %s: started (attempt %d of %d)",
+            dispatch,
+            event.worker,
+            record.attempts,
+            record.max_attempts,
+        )
+        self._notify(dispatch.id, "job_started", dispatch.id)
+        self._queue_changed()
+
+    async def _on_redelivered(self, dispatch: _Dispatch, event: _Event) -> None:
+        """The broker handed the task out again (its worker lost the connection, or died); the worker that
+        got it did not run it. Not started yet: send it again. Running: the worker's heartbeats decide."""
+        if dispatch.worker is None:
+            log.warning(
+                "%s: its task came back from the broker before it started; sending it again", dispatch
+            )
+            self._withdraw(dispatch)
+        elif dispatch.worker in self._workers:
+            log.info(
+                "%s: its task was handed out again; %s is judged by its heartbeats", dispatch, dispatch.worker
+            )
+        else:
+            await self._lose(
+                dispatch, f"its worker {dispatch.worker} is gone (the broker handed the task out again)"
+            )
+
+    async def _on_progress(self, dispatch: _Dispatch, progress: Progress) -> None:
+        now = dispatch.last_heard = time.monotonic()
+        if now - dispatch.last_write >= self.progress_write_interval:
+            dispatch.last_write = now
+            if not await self._db.record_progress(dispatch.id, progress.fraction, progress.eta):
+                # Cancelled (or ended) without cancel() being called: the work is for nobody.
+                log.warning("%s on %s: no longer running; stopping its work", dispatch, dispatch.worker)
+                self._withdraw(dispatch)
+                return
+        self._notify(dispatch.id, "job_progress", dispatch.id, progress)
+
+    async def _on_done(self, dispatch: _Dispatch, result: StylizeResult) -> None:
+        record = await self._db.finish_job(
+            dispatch.id, width=result.width, height=result.height, engine_seconds=result.seconds
+        )
+        self._forget(dispatch)
+        if record is None:
+            log.info("%s on %s: result dropped, the job is no longer running", dispatch, dispatch.worker)
+            return
+        log.info("%s on %s: done in %.1f s", dispatch, dispatch.worker, result.seconds)
+        self._notify(dispatch.id, "job_finished", dispatch.id, result)
+
+    async def _on_failed(self, dispatch: _Dispatch, code: str, message: str) -> None:
+        if code == DEVICE_ERROR:
+            await self._lose(dispatch, f"the device failed ({message})")
+            return
+        if code == Cancelled.code:  # a worker stops a job on its own only when it shuts down
+            await self._lose(dispatch, f"its worker {dispatch.worker} stopped it")
+            return
+        record = await self._db.fail_job(dispatch.id, code, message)
+        self._forget(dispatch)
+        if record is None:
+            log.info(
+                "%s on %s: failure (%s) dropped, the job is no longer running",
+                dispatch,
+                dispatch.worker,
+                code,
+            )
+            return
+        log.warning("%s on %s: failed: %s (%s)", dispatch, dispatch.worker, code, message)
+        self._notify(dispatch.id, "job_failed", dispatch.id, code, message)
+
+    def _on_heartbeat(self, event: _Event) -> None:
+        now = time.monotonic()
+        data = event.fields
+        task_id = data.get("task_id")
+        idle = None if task_id else now - float(data.get("idle_seconds") or 0.0)
+        worker = self._workers.get(event.worker)
+        if worker is None:
+            worker = self._workers[event.worker] = WorkerSeen(
+                name=event.worker,
+                device=str(data.get("device")),
+                pid=data.get("pid"),
+                interval=float(data.get("interval") or 1.0),
+                last_seen=now,
+                task_id=task_id,
+                idle_since=idle,
+            )
+            log.info("worker %s: up on %s", worker.name, worker.device)
+            self._dispatch_wanted = True
+        worker.last_seen, worker.task_id, worker.idle_since = now, task_id, idle
+        if task_id and task_id in self._withdrawn:
+            self._withdraw_tasks([task_id])  # still running a task the bot gave up on: tell it again
+        if worker.idle_since is not None and now - worker.idle_since >= self.redispatch_after:
+            self._resend_lost_tasks(worker)
+
+    def _resend_lost_tasks(self, idle: WorkerSeen) -> None:
+        """Tasks waiting in the broker long after a worker became idle were lost on the way."""
+        for dispatch in list(self._dispatches.values()):
+            if dispatch.worker is None and time.monotonic() - dispatch.sent_at >= self.redispatch_after:
+                log.warning(
+                    "%s: task %s not picked up in %.0f s while %s was idle; sending it again",
+                    dispatch,
+                    dispatch.task_id,
+                    self.redispatch_after,
+                    idle.name,
+                )
+                self._withdraw(dispatch)
+
+    # ----- the broker connection, cancel, clocks -----
+
+    def _on_link(self, link: _Link) -> None:
+        if not link.up:
+            if self._connected or not self._link_lost:
+                log.warning("celery queue: no connection to the broker (%s)", link.reason)
+            self._connected, self._link_lost = False, True
+            return
+        lost, self._connected, self._link_lost = self._link_lost, True, False
+        log.info("celery queue: connected to the broker%s", " again" if lost else "")
+        if lost:  # nobody could be heard meanwhile: give the workers time to reconnect before judging them
+            self._quiet_until = time.monotonic() + RECONNECT_GRACE
+        waiting = [d for d in self._dispatches.values() if d.worker is None]
+        if lost and waiting and not self._queue_settings.keeps_tasks:
+            log.warning(
+                "celery queue: the broker may have lost %d waiting task(s); sending them again", len(waiting)
+            )
+            for dispatch in waiting:
+                self._withdraw(dispatch)
+        self._dispatch_wanted = True
+
+    def _on_cancel(self, job_id: int) -> None:
+        dispatch = self._dispatches.get(job_id)
+        if dispatch is None:
+            log.info("job %d: cancelled while not dispatched; nothing to stop", job_id)
+        else:
+            where = f"on {dispatch.worker}" if dispatch.worker else "waiting in the broker"
+            log.info("%s %s: cancelled; stopping task %s", dispatch, where, dispatch.task_id)
+            self._withdraw(dispatch)
+        self._queue_changed()
+
+    async def _check_clocks(self) -> None:
+        """Workers whose heartbeats stopped are gone, with their jobs; a job silent too long is hung."""
+        now = time.monotonic()
+        if not self._connected or now < self._quiet_until:
+            self._heard_from_everyone(now)
+            return
+        gone = [w for w in self._workers.values() if now - w.last_seen > LOST_BEATS * w.interval]
+        for worker in gone:
+            del self._workers[worker.name]
+            log.warning(
+                "worker %s: no heartbeat for %.1f s; counted as gone", worker.name, now - worker.last_seen
+            )
+        names = {worker.name for worker in gone}
+        for dispatch in list(self._dispatches.values()):
+            if dispatch.worker is None:
+                continue
+            if dispatch.worker in names:
+                await self._lose(dispatch, f"its worker {dispatch.worker} stopped sending heartbeats")
+            elif now - dispatch.last_heard > self.stall_seconds:
+                await self._lose(dispatch, f"the worker sent nothing for {self.stall_seconds:g} s (hung)")
+        if gone:
+            self._dispatch_wanted = True
+
+    def _heard_from_everyone(self, now: float) -> None:
+        """While the broker is out of reach silence proves nothing: the clocks start again when it is back."""
+        for worker in self._workers.values():
+            worker.last_seen = now
+        for dispatch in self._dispatches.values():
+            dispatch.last_heard = now
+
+    # ----- job bookkeeping -----
+
+    def _forget(self, dispatch: _Dispatch) -> None:
+        """The task ended: its place goes to the next job."""
+        self._dispatches.pop(dispatch.id, None)
+        self._by_task.pop(dispatch.task_id, None)
+        self._dispatch_wanted = True
+        self._queue_changed()
+
+    def _withdraw(self, dispatch: _Dispatch) -> None:
+        """Give up on the task (stop it wherever it is); the row, if still queued, is dispatched again."""
+        self._forget(dispatch)
+        self._withdraw_tasks([dispatch.task_id])
+
+    async def _lose(self, dispatch: _Dispatch, reason: str) -> None:
+        """The job's worker is gone (or hung, or broke): stop its task, retry or fail the job."""
+        log.error("%s on %s: worker lost: %s", dispatch, dispatch.worker, reason)
+        self._withdraw(dispatch)
+        record = await self._db.get_job(dispatch.id)
+        if record is not None and record.state is JobState.RUNNING:
+            await self._retry_or_fail(record, reason)
+        else:
+            log.info("%s: not retried, it is %s", dispatch, record.state.value if record else "gone")
+
+    async def _retry_or_fail(self, record: JobRecord, reason: str) -> None:
+        if await retry_or_fail(self._db, self._notifier, record, reason):
+            self._dispatch_wanted = True
+
+    # ----- dispatching -----
+
+    def _capacity(self) -> int:
+        """Tasks the broker may hold, running or waiting: one per live worker, plus one waiting."""
+        return len(self._workers) + 1
+
+    async def _dispatch(self) -> None:
+        """Hand the fairest queued jobs to the broker, up to ``_capacity``.
+
+        Dispatched jobs count as running for ``fair_order`` (they are on their way to a worker), so the
+        next user in the round robin is the one who has nothing running or on its way.
+        """
+        if self._stopping or not self._connected or len(self._dispatches) >= self._capacity():
+            return
+        active = await self._db.queued_and_running()
+        free = self._capacity() - len(self._dispatches)
+        queued = [j for j in active if j.state is JobState.QUEUED and j.id not in self._dispatches]
+        running = [j for j in active if j.state is JobState.RUNNING or j.id in self._dispatches]
+        for job in fair_order(queued, running)[: max(0, free)]:
+            if not await self._send(job):
+                break
+
+    async def _send(self, job: JobRecord) -> bool:
+        """Dispatch one job under a new task id; ``False`` when the broker refused it (it stays queued)."""
+        try:
+            request = await asyncio.to_thread(build_request, job)
+        except Exception as err:  # a missing file (input_lost), or a row the engine cannot take
+            code = getattr(err, "code", INTERNAL)
+            log.error("job %d (user %d): cannot build its request: %s", job.id, job.user_id, err)
+            if await self._db.fail_job(job.id, code, str(err)) is not None:
+                self._notify(job.id, "job_failed", job.id, code, str(err))
+            self._queue_changed()
+            return True
+        task_id = str(uuid.uuid4())
+        await self._db.set_external_id(job.id, task_id)
+        try:
+            await asyncio.to_thread(self._broker.send_job, task_id, job.id, request)
+        except Exception as err:
+            log.error(
+                "job %d (user %d): the broker did not take it (%r); it stays queued", job.id, job.user_id, err
+            )
+            return False
+        dispatch = _Dispatch(job, task_id, sent_at=time.monotonic())
+        self._dispatches[job.id] = self._by_task[task_id] = dispatch
+        log.info("%s: sent to the workers as task %s", dispatch, task_id)
+        return True
+
+    def _withdraw_tasks(self, task_ids: list[str]) -> bool:
+        """Give up on these tasks for good: every worker stops them, or skips them when they arrive.
+        ``False`` when all of them were told so moments ago (nothing sent)."""
+        now = time.monotonic()
+        if len(self._withdrawn) > 1000:
+            self._withdrawn = {t: at for t, at in self._withdrawn.items() if now - at < WITHDRAWN_TTL}
+        for task_id in task_ids:
+            self._withdrawn.setdefault(task_id, now)
+        return self._send_stops(task_ids, None)
+
+    def _stop_copy(self, task_id: str, worker: str) -> None:
+        """Stop one worker's copy of a task that runs, as it should, somewhere else."""
+        self._send_stops([task_id], worker)
+
+    def _send_stops(self, task_ids: list[str], worker: str | None) -> bool:
+        """Publish a stop in the background, unless the same one went out within ``STOP_RESEND``."""
+        now = time.monotonic()
+        if len(self._stops_sent) > 1000:
+            self._stops_sent = {k: at for k, at in self._stops_sent.items() if now - at < STOP_RESEND}
+        fresh = [t for t in task_ids if now - self._stops_sent.get((t, worker), float("-inf")) >= STOP_RESEND]
+        if not fresh:
+            return False
+        for task_id in fresh:
+            self._stops_sent[(task_id, worker)] = now
+        self._spawn(self._send_stop(fresh, worker))
+        return True
+
+    async def _send_stop(self, task_ids: list[str], worker: str | None) -> None:
+        try:
+            await asyncio.to_thread(self._broker.send_stop, task_ids, worker)
+        except Exception as err:
+            log.warning("celery queue: could not send a stop for %s: %r", ", ".join(task_ids), err)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ----- events -----
+
+    def _notify(self, job_id: int, name: str, *args: Any) -> None:
+        if self._notifier is not None:
+            self._notifier.send(job_id, name, *args)
+
+    def _queue_changed(self) -> None:
+        if self._notifier is not None:
+            self._notifier.send(None, "queue_changed")
+
+
+__all__ = ["CeleryQueue", "WorkerSeen"]
