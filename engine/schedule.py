@@ -30,7 +30,7 @@ class Tier:
 
 
 TIERS: dict[str, Tier] = {
-    "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=80, later_steps=40),
+    "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=64, later_steps=40),
     "normal": Tier("normal", side_cpu=256, side_accelerated=512, first_steps=100, later_steps=50),
     "high": Tier("high", side_cpu=512, side_accelerated=1024, first_steps=150, later_steps=80),
 }
