@@ -300,19 +300,18 @@ class CeleryQueue(JobQueue):
         db: Database,
         settings: Settings,
         *,
-        queue_settings: QueueSettings | None = None,
         stall_seconds: float | None = None,
         progress_write_interval: float = 1.0,
         redispatch_after: float = 30.0,
     ) -> None:
         self._db = db
-        self._queue_settings = queue_settings or settings
-        if not self._queue_settings.queue_url:
+        self._settings = settings
+        if not settings.queue_url:
             raise ValueError("the Celery queue needs QUEUE_URL")
         self.stall_seconds = settings.worker_stall_seconds if stall_seconds is None else stall_seconds
         self.progress_write_interval = progress_write_interval
         self.redispatch_after = redispatch_after
-        self._broker = _Broker(self._queue_settings)
+        self._broker = _Broker(self._settings)
         self._dispatches: dict[int, _Dispatch] = {}  # job id → its current task
         self._by_task: dict[str, _Dispatch] = {}
         self._workers: dict[str, WorkerSeen] = {}
@@ -341,13 +340,13 @@ class CeleryQueue(JobQueue):
         self._notifier = EventLines(events)
         log.info(
             "celery queue: broker %s, names %s.*",
-            protocol.safe_url(self._queue_settings),
-            self._queue_settings.queue_name,
+            protocol.safe_url(self._settings),
+            self._settings.queue_name,
         )
         if self._db.dialect_name == "sqlite":
             log.warning("celery queue: the database is SQLite; scaled out, PostgreSQL is the one to use")
         await self._recover()
-        self._listener = _Listener(self._queue_settings, self._post)
+        self._listener = _Listener(self._settings, self._post)
         self._listener.start()
         self._task = asyncio.create_task(self._serve(), name="celery-queue")
 
@@ -653,7 +652,7 @@ class CeleryQueue(JobQueue):
         if lost:  # nobody could be heard meanwhile: give the workers time to reconnect before judging them
             self._quiet_until = time.monotonic() + RECONNECT_GRACE
         waiting = [d for d in self._dispatches.values() if d.worker is None]
-        if lost and waiting and not self._queue_settings.keeps_tasks:
+        if lost and waiting and not self._settings.keeps_tasks:
             log.warning(
                 "celery queue: the broker may have lost %d waiting task(s); sending them again", len(waiting)
             )

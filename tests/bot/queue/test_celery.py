@@ -187,7 +187,7 @@ def workers(queue_settings: QueueSettings, tmp_path: Path) -> Iterator[WorkerPro
 async def start_queue(db: Database, queue_settings: QueueSettings) -> AsyncIterator[StartQueue]:
     """``await start_queue(**CeleryQueue options)`` → (queue, events); all stopped when the test ends."""
     queues: list[CeleryQueue] = []
-    settings = Settings(telegram_bot_token="1:test", queue_url=queue_settings.queue_url)  # type: ignore[call-arg]
+    settings = Settings(telegram_bot_token="1:test", **queue_settings.model_dump())  # type: ignore[call-arg]
 
     async def start(
         *, events: RecordingEvents | None = None, **options: Any
@@ -195,7 +195,7 @@ async def start_queue(db: Database, queue_settings: QueueSettings) -> AsyncItera
         options.setdefault("stall_seconds", STALL)
         options.setdefault("redispatch_after", 10.0)
         options.setdefault("progress_write_interval", 0.0)
-        queue = CeleryQueue(db, settings, queue_settings=queue_settings, **options)
+        queue = CeleryQueue(db, settings, **options)
         queues.append(queue)
         events = events or RecordingEvents()
         await queue.start(events)
