@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -52,6 +53,10 @@ INTERNAL = "internal"
 
 EXIT_START_FAILED = 2
 EXIT_DEVICE_ERROR = 3
+
+# Workers run below the bot's priority: on a machine where the engine keeps every core busy, the bot's
+# event loop still answers users at once (the engine loses only what the bot actually uses).
+NICENESS = 10
 
 
 class SharedInt(Protocol):
@@ -152,6 +157,7 @@ def run(conn: Connection, cancel_id: SharedInt, options: WorkerOptions) -> None:
     _setup_logging(options)
     # Ctrl+C in a terminal reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lower_priority()
     try:
         engine = build_engine(options)
         engine.load_model()
@@ -216,6 +222,13 @@ def run_job(
     log.info("job %d: done in %.1f s", job_id, result.seconds)
     conn.send((DONE, job_id, result.to_dict()))
     return True
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError) as err:  # no nice() on Windows; a sandbox may refuse it
+        log.info("could not lower this worker's priority: %s", err)
 
 
 def _setup_logging(options: WorkerOptions) -> None:

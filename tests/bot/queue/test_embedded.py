@@ -23,6 +23,7 @@ from PIL import Image
 from bot.db import Database, JobState
 from bot.queue import embedded
 from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
+from engine import worker
 from engine.protocol import Progress, StyleSettings, StyleSource, StylizeRequest, StylizeResult
 from engine.worker import WorkerOptions, is_device_error, load_factory, run_job
 from tests.bot.queue.conftest import WAIT, Jobs, RecordingEvents, StartQueue
@@ -444,6 +445,16 @@ async def test_a_restart_fails_a_job_on_its_last_attempt(
     code, message = await events.failed(job.id)
     assert (code, message) == ("worker_lost", "the bot restarted")
     assert await state_of(db, job.id) is JobState.FAILED
+
+
+async def test_workers_run_below_the_bots_priority(start_queue: StartQueue) -> None:
+    """So that the bot answers users at once while the engine keeps every core busy."""
+    queue, _ = await start_queue()
+    await eventually(lambda: [info.state for info in queue.worker_info()] == ["idle"])
+    (pid,) = [info.pid for info in queue.worker_info()]
+    assert pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + worker.NICENESS, 19)
 
 
 async def test_stop_leaves_no_worker_process(start_queue: StartQueue, jobs: Jobs) -> None:
