@@ -26,6 +26,13 @@ WAIT = 15.0  # seconds any single expectation may take before the test fails (ne
 FAKE = "tests.fakes.engine:fake_engine"
 
 
+async def eventually(condition: Callable[[], bool], within: float = WAIT) -> None:
+    """For states no event announces (workers coming up or restarting): look every 50 ms."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - nothing announces these states
+            await asyncio.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class Call:
     name: str  # "started", "progress", "finished", "failed", "retrying", "queue_changed"

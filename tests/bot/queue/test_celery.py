@@ -37,7 +37,7 @@ from tests.bot.queue.celery_helpers import (
     brought_back,
     namespace,
 )
-from tests.bot.queue.conftest import Jobs, RecordingEvents
+from tests.bot.queue.conftest import Jobs, RecordingEvents, eventually
 from tests.fakes.engine import invert, marked
 
 pytestmark = pytest.mark.timeout(120)
@@ -208,15 +208,8 @@ async def start_queue(db: Database, queue_settings: QueueSettings) -> AsyncItera
             await queue.stop()
 
 
-async def eventually(condition: Callable[[], bool], within: float = WAIT) -> None:
-    """For states no event announces (workers coming up): look every 50 ms."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - nothing announces these states
-            await asyncio.sleep(0.05)
-
-
 async def workers_up(queue: CeleryQueue, count: int) -> None:
-    await eventually(lambda: len(queue.workers()) == count)
+    await eventually(lambda: len(queue.workers()) == count, within=WAIT)
 
 
 async def record_of(db: Database, job_id: int) -> Any:
@@ -390,7 +383,7 @@ async def test_a_hung_job_is_retried_after_the_stall_time(
     await events.finished(job.id, within=WAIT)
     assert events.names(job.id) == ["started", "retrying", "started", "finished"]
     # The hung worker ignored its stop: it ended itself after --cancel-grace, and was replaced.
-    await eventually(lambda: "asked to stop; ending this process" in workers.logs())
+    await eventually(lambda: "asked to stop; ending this process" in workers.logs(), within=WAIT)
 
 
 @pytest.mark.broker
@@ -462,6 +455,6 @@ async def test_a_worker_stopped_mid_job_releases_it_and_leaves_no_process(
     assert time.monotonic() - stopped_at < 10
     assert not workers.group_pids()
     assert "shut down" in await events.retrying(job.id)
-    await eventually(lambda: queue.status().workers == 0)
+    await eventually(lambda: queue.status().workers == 0, within=WAIT)
     assert (await record_of(db, job.id)).state is JobState.QUEUED  # for the next worker to come
     assert not queue.status().healthy

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +25,7 @@ from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
 from engine import worker
 from engine.protocol import Progress, StyleSettings, StyleSource, StylizeRequest, StylizeResult
 from engine.worker import WorkerOptions, is_device_error, load_factory, run_job
-from tests.bot.queue.conftest import WAIT, Jobs, RecordingEvents, StartQueue
+from tests.bot.queue.conftest import Jobs, RecordingEvents, StartQueue, eventually
 from tests.engine.samples import encode, painting, photo
 from tests.fakes.engine import FakeEngine, fake_engine, invert, marked
 from tests.fakes.images import pattern
@@ -34,13 +33,6 @@ from tests.fakes.images import pattern
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-async def eventually(condition: Callable[[], bool], within: float = WAIT) -> None:
-    """For states no event announces (a worker restarting during a back-off): look every 50 ms."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - nothing announces these states
-            await asyncio.sleep(0.05)
 
 
 async def state_of(db: Database, job_id: int) -> JobState:
