@@ -141,7 +141,7 @@ def _tiers(device: str, accelerated: bool) -> list[dict[str, object]]:
         request = StylizeRequest(
             PHOTO.read_bytes(), (StyleSource(image=PAINTING.read_bytes()),), StyleSettings(quality=tier)
         )
-        engine.stylize(request.__class__(request.content, request.styles, request.settings.replace(steps=2)))
+        engine.stylize(StylizeRequest(request.content, request.styles, request.settings.replace(steps=2)))
         times, result = [], None
         for _ in range(3):
             _sync(device)
