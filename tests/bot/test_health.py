@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 import pytest
 
@@ -59,3 +61,21 @@ async def test_port_zero_turns_it_off() -> None:
     )
     await health.start()  # no server, no error
     await health.stop()
+
+
+def test_listens_on_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """/metrics has no auth: only the machine itself sees it by default; compose opts in to 0.0.0.0 and
+    publishes the port on the host's loopback only."""
+    from pathlib import Path
+
+    from bot.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HEALTH_HOST", raising=False)
+    assert Settings(telegram_bot_token="1:x").health_host == "127.0.0.1"  # type: ignore[call-arg]
+    compose = (Path(__file__).resolve().parents[2] / "compose.yaml").read_text()
+    bot = compose.split("\n  bot:\n", 1)[1].split("\n  worker:\n", 1)[0]  # the bot service's block
+    assert re.search(r"^\s+HEALTH_HOST: \"?0\.0\.0\.0\"?$", bot, re.MULTILINE)
+    ports = re.findall(r"^\s+- \"([^\"]+)\"$", bot.split("ports:", 1)[1].split("depends_on:", 1)[0], re.M)
+    assert ports
+    assert all(port.startswith("127.0.0.1:") for port in ports)
