@@ -10,6 +10,7 @@ import sys
 from telegram import Update
 
 from bot.config import Settings, load_settings
+from bot.redaction import protect
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,7 @@ async def _migrate(db) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
+    protect(settings.telegram_bot_token.get_secret_value())  # before the first record that could hold it
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

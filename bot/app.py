@@ -23,6 +23,7 @@ from bot.handlers import paint, register
 from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
+from bot.redaction import protect
 from bot.services.albums import AlbumCollector
 from bot.services.jobs import JobService, Limits
 from bot.services.presets import PresetService
@@ -40,6 +41,7 @@ QueueFactory = Callable[[Settings, Database], JobQueue]
 
 def build_application(settings: Settings, queue_factory: QueueFactory | None = None) -> Application:
     """The whole bot, ready for ``run_polling``; ``queue_factory`` lets tests choose the engine's stand-in."""
+    protect(settings.telegram_bot_token.get_secret_value())  # whichever program builds the bot
     api = settings.telegram_api_url
     application = (
         ApplicationBuilder()
