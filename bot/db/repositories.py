@@ -23,6 +23,8 @@ from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord
 
 R = TypeVar("R")
 
+MAX_JOB_ID = 2**31 - 1  # jobs.id is a 32-bit INTEGER on PostgreSQL; ids arrive from (forgeable) buttons
+
 
 def preset_key(name: str) -> str:
     """The form preset names are compared in: trimmed and case-folded (Unicode-aware)."""
@@ -266,6 +268,9 @@ class JobRepository(_Repository):
             return _job(row)
 
     async def get_job(self, job_id: int) -> JobRecord | None:
+        """The job, or ``None`` for an unknown id, including one no row can have (a forged button's)."""
+        if not 0 < job_id <= MAX_JOB_ID:
+            return None
         async with self.session() as session:
             row = await session.get(Job, job_id)
             return None if row is None else _job(row)

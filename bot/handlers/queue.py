@@ -74,6 +74,7 @@ async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 
 async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The lossless file, sent again; only for the job's owner (job ids are easy to guess)."""
     query = update.callback_query
     assert query is not None and query.data is not None
     s = services(context)
@@ -81,6 +82,9 @@ async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE)
     message = query.message
     if job is None or not isinstance(message, Message):
         await query.answer(say(update, "button_expired"))
+        return
+    if job.user_id != query.from_user.id:
+        await query.answer(say(update, "not_your_job"))
         return
     await query.answer()
     if not await s.notifier.send_full_resolution(job, reply_to=message.message_id):

@@ -1,0 +1,62 @@
+"""Nobody acts for someone else, and forged or repeated input gets a polite answer, never an apology."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.bot.e2e.conftest import StartBot
+from tests.fakes import images
+from tests.fakes.telegram_api import FakeTelegram
+
+BOT = "stylebot_test_bot"
+
+
+def no_apology(tg: FakeTelegram) -> None:
+    """The generic apology is for bugs; none of these inputs is one."""
+    answers = ("sendMessage", "answerCallbackQuery")
+    texts = [c.params.get("text") or "" for c in tg.calls if c.method in answers]
+    assert not [t for t in texts if "went wrong on my side" in t]
+
+
+async def test_full_resolution_only_for_the_owner(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice, bob = tg.user("Alice"), tg.user("Bob")
+        group = tg.group("Friends", [alice, bob])
+        await tg.send_photo(alice, group, images.pattern(), caption=f"/style@{BOT} udnie")
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        result = next(m for m in tg.messages_in(group) if m.message_id == sent.result["message_id"])
+        button = result.button_data[0]
+        assert button.startswith("full:")
+        query = await tg.press_button(bob, result, button)  # on Alice's result in the group
+        await tg.wait_for("answerCallbackQuery")
+        assert query.answer["text"] == "Only the person who sent the photo can do that."
+        # ... nor by forging the button on a message of his own chat
+        bob_chat = tg.private_chat(bob)
+        await tg.send_text(bob, bob_chat, "/help")
+        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == bob_chat.id)
+        query = await tg.press_button(bob, tg.messages_in(bob_chat)[-1], button, force=True)
+        await tg.wait_for("answerCallbackQuery")
+        assert query.answer["text"] == "Only the person who sent the photo can do that."
+        await asyncio.sleep(0.3)
+        assert not tg.calls_to("sendDocument")
+        await tg.press_button(alice, result, button)
+        await tg.wait_for("sendDocument", lambda c: c.ok)
+
+
+@pytest.mark.parametrize(
+    "data", ["cancel:99999999999999999999999999", "full:99999999999999999999999999", "cancel:2147483648"]
+)
+async def test_forged_buttons_with_huge_numbers_have_expired(
+    tg: FakeTelegram, start_bot: StartBot, data: str
+) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_text(alice, chat, "/help")
+        await tg.wait_for("sendMessage")
+        query = await tg.press_button(alice, tg.messages_in(chat)[-1], data, force=True)
+        await tg.wait_for("answerCallbackQuery")
+        assert query.answer["text"] == "This button has expired."
+        no_apology(tg)
