@@ -205,6 +205,7 @@ class Message:
     media_group_id: str | None = None
     reply_to: Message | None = None
     reply_markup: dict[str, Any] | None = None
+    sender_chat: Chat | None = None  # an anonymous admin's group, or the channel someone posts as
     deleted: bool = False
     delivered: bool = False  # for users' messages: whether the bot got an update for it
     edit_count: int = 0
@@ -238,6 +239,10 @@ class Message:
             "chat": self.chat.to_api(),
             "date": self.date,
         }
+        if self.sender_chat is not None:
+            out["sender_chat"] = self.sender_chat.to_api()
+            if self.chat.type == "channel":  # channel posts have no author
+                del out["from"]
         if self.edit_date is not None:
             out["edit_date"] = self.edit_date
         if self.media_group_id is not None:
@@ -1431,6 +1436,57 @@ class FakeTelegram:
             await self.send_photo(user, chat, image, caption if n == 0 else None, media_group_id=group_id)
             for n, image in enumerate(images)
         ]
+
+    async def edit(self, message: Message, new_text: str) -> Message:
+        """The user edits their message's text or caption; the bot hears an edited_message update."""
+        field = "text" if message.text is not None else "caption"
+        setattr(message, field, new_text)
+        setattr(
+            message, "entities" if field == "text" else "caption_entities", command_entities(new_text) or None
+        )
+        message.edit_count += 1
+        message.edit_date = int(time.time())
+        if message.chat.type == "channel":
+            await self._deliver("edited_channel_post", message.to_api())
+        elif self._reaches_bot(message):
+            await self._deliver("edited_message", message.to_api())
+        return message
+
+    # Telegram's stand-in senders: anonymous group admins all write as this one bot...
+    ANONYMOUS_ADMIN_ID, CHANNEL_BOT_ID = 1087968824, 136817688
+
+    def channel(self, title: str) -> Chat:
+        """A channel the bot administers (it sees every post)."""
+        chat = Chat(-1_000_000_000_000 - 100_000 - next(self._ids), "channel", title=title, known=True)
+        self.chats[chat.id] = chat
+        return chat
+
+    async def send_as(
+        self, as_chat: Chat, chat: Chat, text: str | None = None, *, image: bytes | None = None,
+        reply_to: Message | None = None,
+    ) -> Message:  # fmt: skip
+        """A message sent on behalf of a chat: by an anonymous admin of ``chat`` (``as_chat is chat``), by a
+        user posting as a channel in a group, or a post in the channel itself (a ``channel_post``).
+        With ``image`` it is a photo and ``text`` its caption."""
+        anonymous = as_chat is chat and chat.type != "channel"
+        sender_id = self.ANONYMOUS_ADMIN_ID if anonymous else self.CHANNEL_BOT_ID
+        sender = self.users.setdefault(
+            sender_id,
+            User(sender_id, "Group" if anonymous else "Channel", is_bot=True,
+                 username="GroupAnonymousBot" if anonymous else "Channel_Bot"),
+        )  # fmt: skip
+        entities = command_entities(text or "") or None
+        content: dict[str, Any] = (
+            {"photo": self._store_photo(image, strict=False), "caption": text, "caption_entities": entities}
+            if image is not None
+            else {"text": text, "entities": entities}
+        )
+        message = self._new_message(chat, sender, reply_to=reply_to, sender_chat=as_chat, **content)
+        if chat.type == "channel":
+            message.delivered = True
+            await self._deliver("channel_post", message.to_api())
+            return message
+        return await self._post(message)
 
     async def press_button(
         self, user: User, message: Message, callback_data: str, *, force: bool = False

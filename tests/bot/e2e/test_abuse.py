@@ -60,3 +60,24 @@ async def test_forged_buttons_with_huge_numbers_have_expired(
         await tg.wait_for("answerCallbackQuery")
         assert query.answer["text"] == "This button has expired."
         no_apology(tg)
+
+
+async def test_editing_a_caption_or_command_starts_nothing(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        photo = await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await tg.wait_for("sendPhoto", lambda c: c.ok)
+        await tg.edit(photo, "starry_night")
+        command = await tg.send_text(alice, chat, "/queue")
+        await tg.wait_for("sendMessage", lambda c: "Nothing is waiting" in c.params["text"])
+        await tg.edit(command, "/style udnie")  # now a command that would paint, had it been sent so
+        other = await tg.send_photo(alice, chat, images.pattern(), caption="/preset use nothing")
+        await tg.edit(other, "/preset use nothing_either")
+        await asyncio.sleep(1.0)
+        assert len(await services.db.recent_jobs(alice.id)) == 1
+        assert len(tg.calls_to("sendPhoto")) == 1
+        texts = [c.params["text"] for c in tg.calls_to("sendMessage")]
+        assert sum("no preset called" in t for t in texts) == 1  # the edit was not answered
+        assert not any("Send a photo with the caption" in t for t in texts)
+        no_apology(tg)
