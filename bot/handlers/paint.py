@@ -343,17 +343,30 @@ async def own_style_start(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if photo is None:
         return ConversationHandler.END
     await query.answer()
-    assert context.user_data is not None
-    context.user_data["own_style_for"] = photo
+    _waiting(update, context)[_chat_id(update)] = photo
     await query.edit_message_text(say(update, "own_style_prompt"))
     return WAITING_FOR_STYLE
 
 
+def _waiting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> dict[int, ImageRef]:
+    """The user's photos waiting for a style picture, one per chat: the conversation is per chat and user,
+    so a photo waiting in one chat is never painted (or posted) in another."""
+    assert context.user_data is not None
+    return context.user_data.setdefault("own_style_for", {})
+
+
+def _chat_id(update: Update) -> int:
+    assert update.effective_chat is not None
+    return update.effective_chat.id
+
+
 async def own_style_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    assert context.user_data is not None and update.effective_message is not None
-    photo: ImageRef | None = context.user_data.pop("own_style_for", None)
+    assert update.effective_message is not None
+    photo = _waiting(update, context).pop(_chat_id(update), None)
     style = image_in(update.effective_message)
     if photo is None or style is None:
+        if photo is not None:
+            _waiting(update, context)[_chat_id(update)] = photo  # still waiting for a picture
         await reply(update, say(update, "own_style_needs_image"))
         return WAITING_FOR_STYLE if style is None and photo is not None else ConversationHandler.END
     await start_job(update, context, photo, styles.own_image(style.file_id, say(update, "preset_own_image")))
@@ -366,8 +379,7 @@ async def own_style_wrong(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 
 async def own_style_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    assert context.user_data is not None
-    context.user_data.pop("own_style_for", None)
+    _waiting(update, context).pop(_chat_id(update), None)
     await reply(update, say(update, "own_style_cancelled"))
     return ConversationHandler.END
 

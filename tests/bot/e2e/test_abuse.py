@@ -81,3 +81,29 @@ async def test_editing_a_caption_or_command_starts_nothing(tg: FakeTelegram, sta
         assert sum("no preset called" in t for t in texts) == 1  # the edit was not answered
         assert not any("Send a photo with the caption" in t for t in texts)
         no_apology(tg)
+
+
+async def test_own_style_waits_per_chat(tg: FakeTelegram, start_bot: StartBot) -> None:
+    """The own-style button pressed in a group, then in private: each chat styles its own photo."""
+    async with start_bot():
+        alice, bob = tg.user("Alice"), tg.user("Bob")
+        group, private = tg.group("Friends", [alice, bob]), tg.private_chat(alice)
+        group_photo = await tg.send_photo(alice, group, images.pattern(64, 48), caption=f"/style@{BOT}")
+        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == group.id)
+        group_gallery = tg.messages_in(group)[-1]
+        await tg.press_button(alice, group_gallery, "own")
+        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        private_photo = await tg.send_photo(alice, private, images.jpeg(80, 60, (10, 200, 30)))
+        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == private.id)
+        await tg.press_button(alice, tg.messages_in(private)[-1], "own")
+        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        await tg.send_photo(alice, group, images.jpeg(40, 40, (250, 200, 0)), reply_to=group_gallery)
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["chat_id"] == group.id
+        assert sent.params["reply_parameters"]["message_id"] == group_photo.message_id
+        assert tg.downloaded(group_photo.file_id) != tg.downloaded(private_photo.file_id)
+        assert private_photo.file_id not in [c.params.get("file_id") for c in tg.calls_to("getFile")]
+        await tg.send_photo(alice, private, images.jpeg(40, 40, (0, 0, 250)))
+        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert sent.params["chat_id"] == private.id
+        assert sent.params["reply_parameters"]["message_id"] == private_photo.message_id
