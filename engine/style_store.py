@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from engine.catalog import ID_PATTERN, Catalog, Preset, load_catalog
 from engine.errors import StyleUnavailableError
+from engine.images import READ_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +261,12 @@ def _as_stored_image(data: bytes, content_type: str) -> tuple[str, bytes]:
     Rejects what does not decode as a sensible painting (an HTML error page, a truncated file, an icon).
     """
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=READ_FORMATS) as probe:
             image_format, (width, height) = probe.format, probe.size
             probe.verify()  # structure and checksums, cheaply
         if min(width, height) < MIN_SIDE or width * height > MAX_PIXELS:
             raise _AttemptFailed(f"unusable image size {width}x{height}", retry=False)
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=READ_FORMATS) as image:
             image.load()  # every pixel: verify() lets a truncated JPEG through
             if image_format in ("JPEG", "MPO"):  # MPO: a camera JPEG with extra frames, still a JPEG file
                 return ".jpg", data
@@ -302,7 +303,7 @@ def _thumbnail(path: Path | None, size: int) -> Image.Image | None:
     if path is None:
         return None
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=READ_FORMATS) as image:
             image.draft("RGB", (size, size))  # JPEG: decode big scans at 1/2..1/8 scale, much faster
             thumb = ImageOps.exif_transpose(image).convert("RGB")
     except Exception as exc:  # a damaged file must not break the gallery

@@ -2,7 +2,9 @@
 
 ``submit`` checks the limits, validates the images (so a user hears about a broken file at once, not after
 waiting in the queue), keeps the inputs on disk (so a restart loses nothing), stores the row and hands it to
-the queue. Positions and waiting times come from the same fair order the queue dispatches in.
+the queue. Validation reads headers only (``engine.images.probe_image``): the bot never decodes a whole
+picture, so a decompression bomb costs it nothing; the worker decodes and reports what the probe missed.
+Positions and waiting times come from the same fair order the queue dispatches in.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +22,7 @@ from bot.db import Database, JobRecord, JobState
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
 from bot.services.styles import StyleChoice
-from engine.images import decode_image
+from engine.images import probe_image
 from engine.protocol import StyleSettings, settings_to_dict
 
 log = logging.getLogger(__name__)
@@ -105,8 +108,7 @@ class JobService:
         return job, (await self.placements()).get(job.id)
 
     def _validate(self, new: NewJob) -> None:
-        for data in (new.content, *new.style_images):
-            decode_image(data, max_pixels=self.max_image_pixels)
+        validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)
 
     async def _check_limits(self, user_id: int) -> None:
         active = await self.db.count_active(user_id)
@@ -169,6 +171,12 @@ class JobService:
         folder = Path(job.content_path).parent
         if folder.parent == self.jobs_dir:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def validate_images(images: Sequence[bytes], *, max_pixels: int) -> None:
+    """Raise an ``engine.errors.ImageError`` for the first image a job cannot use, decoding none."""
+    for data in images:
+        probe_image(data, max_pixels=max_pixels)
 
 
 def _store_inputs(folder: Path, new: NewJob) -> tuple[Path, list[Path]]:

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from engine.errors import CorruptImageError, ImageTooLargeError, ImageTooSmallError, UnsupportedImageError
-from engine.images import decode_image, encode_image, fit_within, resize_to, to_rgb
+from engine.images import decode_image, encode_image, fit_within, probe_image, resize_to, to_rgb
 from tests.engine.samples import encode, photo
+from tests.fakes.images import png_chunk, streamed_png
 
 
 def test_plain_jpeg_decodes_to_rgb() -> None:
@@ -126,3 +127,71 @@ def test_encode(fmt: str, magic: bytes) -> None:
 def test_encode_rejects_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown output format"):
         encode_image(photo(), "gif")
+
+
+# -- only the documented formats, and checks before any decoding ------------------------------------
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n0 0 moveto 64 64 lineto stroke\nshowpage\n"
+
+
+@pytest.mark.parametrize("check", [probe_image, decode_image])
+def test_eps_is_never_opened(check, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow would hand an EPS file to Ghostscript; it must not even be identified."""
+    from PIL import EpsImagePlugin
+
+    def no_ghostscript(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ghostscript was about to run")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    with pytest.raises(UnsupportedImageError, match="JPEG, PNG, WebP, GIF, BMP or TIFF"):
+        check(EPS)
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "TGA", "ICO", "PPM", "SGI", "DDS"])
+def test_formats_we_do_not_document_are_refused(fmt: str) -> None:
+    data = encode(photo(48, 48), fmt)
+    for check in (probe_image, decode_image):
+        with pytest.raises(UnsupportedImageError):
+            check(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_documented_formats_pass_the_probe(fmt: str) -> None:
+    info = probe_image(encode(photo(80, 60), fmt))
+    assert (info.width, info.height) == (80, 60)
+
+
+def test_a_png_text_chunk_bomb_is_an_image_error() -> None:
+    """A zTXt chunk that inflates past Pillow's limit raised a bare ValueError before."""
+    import zlib
+
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"a" * (8 * 2**20), 9))
+    data = streamed_png(64, 64, chunks=(bomb,))
+    for check in (probe_image, decode_image):
+        with pytest.raises(CorruptImageError):
+            check(data)
+
+
+def test_sixteen_bit_images_have_a_quarter_of_the_pixel_limit() -> None:
+    """2 to 4 bytes a pixel before conversion: a 95 kB 16-bit PNG of 49 MP used to cost 1.2 GB."""
+    data = streamed_png(7000, 7000, bit_depth=16)
+    for check in (probe_image, decode_image):
+        with pytest.raises(ImageTooLargeError, match="16 bits"):
+            check(data, max_pixels=50_000_000)
+    assert probe_image(streamed_png(2000, 2000, bit_depth=16), max_pixels=50_000_000).mode == "I;16"
+
+
+def test_probe_refuses_from_the_header() -> None:
+    with pytest.raises(ImageTooSmallError, match="too narrow"):
+        probe_image(streamed_png(70000, 700))
+    with pytest.raises(ImageTooLargeError, match="9 MP"):
+        probe_image(streamed_png(3000, 3000), max_pixels=4_000_000)
+    with pytest.raises(ImageTooSmallError, match="1x1"):
+        probe_image(encode(Image.new("RGB", (1, 1)), "PNG"))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_probe_finds_a_truncated_file(fmt: str) -> None:
+    data = encode(photo(200, 200), fmt)
+    with pytest.raises(CorruptImageError):
+        probe_image(data[: len(data) * 2 // 3])

@@ -51,3 +51,35 @@ def size_of(data: bytes) -> tuple[int, int]:
     """(width, height) of encoded image bytes, for asserting on what the bot produced."""
     with Image.open(io.BytesIO(data)) as img:
         return img.size
+
+
+def streamed_png(
+    width: int, height: int, *, bit_depth: int = 8, channels: int = 1, chunks: tuple[bytes, ...] = ()
+) -> bytes:
+    """A black PNG written row by row without Pillow: a huge picture in a tiny file, made for a few
+    bytes of memory (a decompression bomb). ``chunks`` (whole chunks, see ``png_chunk``) go before the
+    pixels; ``channels`` is 1 (gray) or 3 (RGB)."""
+    import struct
+    import zlib
+
+    color_type = {1: 0, 3: 2}[channels]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (1 + width * channels * bit_depth // 8)  # filter byte, then the samples
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            png_chunk(b"IHDR", header),
+            *chunks,
+            png_chunk(b"IDAT", idat),
+            png_chunk(b"IEND"),
+        )
+    )
+
+
+def png_chunk(kind: bytes, data: bytes = b"") -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
