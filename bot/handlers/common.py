@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -9,12 +10,15 @@ from dataclasses import dataclass
 
 from telegram import Message, ReplyParameters, Update
 from telegram.constants import ChatType
+from telegram.error import BadRequest, NetworkError
 
 from bot.texts import language_for, text
 
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_BACKOFF = 0.5  # seconds before the second attempt; doubled before the third
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
 _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL
@@ -25,6 +29,10 @@ class FileTooBigError(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(f"{size} bytes")
         self.size = size
+
+
+class DownloadFailedError(Exception):
+    """Telegram did not hand over the file after a few tries (a network hiccup, a 5xx)."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +78,25 @@ def is_image_document(message: Message) -> bool:
 
 
 async def download(message: Message, ref: ImageRef) -> bytes:
-    """The image's bytes; FileTooBigError past what the Bot API lets a bot download."""
+    """The image's bytes; FileTooBigError past what the Bot API lets a bot download.
+
+    A transient failure (a timeout, a dropped connection, a 5xx) is tried again twice, then becomes
+    DownloadFailedError; a refusal (BadRequest: an unknown or too big file) is not retried.
+    """
     if ref.size is not None and ref.size > MAX_DOWNLOAD_BYTES:
         raise FileTooBigError(ref.size)
-    file = await message.get_bot().get_file(ref.file_id)
-    return bytes(await file.download_as_bytearray())
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            file = await message.get_bot().get_file(ref.file_id)
+            return bytes(await file.download_as_bytearray())
+        except BadRequest:
+            raise
+        except NetworkError as err:  # TimedOut included
+            log.warning("download of %s failed (attempt %d): %s", ref.file_id, attempt, err)
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise DownloadFailedError(str(err)) from err
+            await asyncio.sleep(DOWNLOAD_BACKOFF * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def split_command(caption: str | None, bot_username: str) -> tuple[str | None, str]:

@@ -27,6 +27,7 @@ from telegram.warnings import PTBUserWarning
 from bot import replies
 from bot.context import Services, services
 from bot.handlers.common import (
+    DownloadFailedError,
     FileTooBigError,
     ImageRef,
     download,
@@ -92,6 +93,9 @@ async def start_job(
         job, placement = await s.jobs.submit(new)
     except FileTooBigError as err:
         await _refuse(update, status, say(update, "error_file_too_big", size=round(err.size / 2**20)))
+        return
+    except DownloadFailedError:
+        await _refuse(update, status, say(update, "error_download_failed"))
         return
     except LimitReachedError as err:
         await _refuse(update, status, replies.limit(lang, err))

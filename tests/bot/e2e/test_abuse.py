@@ -107,3 +107,27 @@ async def test_own_style_waits_per_chat(tg: FakeTelegram, start_bot: StartBot) -
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert sent.params["chat_id"] == private.id
         assert sent.params["reply_parameters"]["message_id"] == private_photo.message_id
+
+
+async def test_a_transient_download_failure_is_retried(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        tg.fail_next("getFile", code=502, description="Bad Gateway", times=2)
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert [c.status for c in tg.calls_to("getFile")] == [502, 502, 200]
+        no_apology(tg)
+
+
+async def test_a_lasting_download_failure_is_explained(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        tg.fail_next("getFile", code=502, description="Bad Gateway", times=10)
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        answer = await tg.wait_for("sendMessage")
+        assert "couldn't fetch your picture from Telegram" in answer.params["text"]
+        assert len(tg.calls_to("getFile")) == 3
+        assert not await services.db.recent_jobs(alice.id)
+        no_apology(tg)

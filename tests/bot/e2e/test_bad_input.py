@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import pytest
 from PIL import Image
@@ -10,6 +11,11 @@ from PIL import Image
 from tests.bot.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
+
+# a zTXt chunk that inflates to 8 MB, past Pillow's limit for text
+TEXT_BOMB = images.streamed_png(
+    64, 64, chunks=(images.png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"a" * 8 * 2**20, 9)),)
+)
 
 
 def png(width: int, height: int) -> bytes:
@@ -31,6 +37,8 @@ async def answer_to(tg: FakeTelegram) -> str:
         (png(1, 1), "pixel.png", "image/png", "too small or too narrow"),
         (png(3000, 2000), "huge.png", "image/png", "too many pixels"),  # the test bot's limit is 4 MP
         (png(1000, 40), "strip.png", "image/png", "too small or too narrow"),
+        (TEXT_BOMB, "bomb.png", "image/png", "seems damaged or incomplete"),  # an error escaped before
+        (images.streamed_png(7000, 7000, bit_depth=16), "deep.png", "image/png", "too many pixels"),
     ],
 )
 async def test_bad_files(
