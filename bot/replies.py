@@ -11,6 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.queue.base import RESTART_REASON
 from bot.services.jobs import LimitReachedError, Placement
+from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
 from engine.protocol import Progress
@@ -45,6 +46,8 @@ def engine_error(language: str, err: StylebotError) -> str:
                 suggestions=suggestions,
             )
         return text(language, "error_unknown_style", style=html.escape(err.style_id))
+    if isinstance(err, TooManyStylesError):
+        return text(language, "error_too_many_styles", count=err.count, most=MAX_STYLES)
     return error(language, err.code)
 
 

@@ -43,6 +43,8 @@ async def run(update: Update, context: ContextTypes.DEFAULT_TYPE, args: list[str
         await handler(update, context, name, args[2:])
     except PresetError as err:
         await reply(update, say(update, f"preset_{err.kind}", name=escape(name), **err.details))
+    except StylebotError as err:  # e.g. a blend of too many styles
+        await reply(update, replies.engine_error(language(update), err))
 
 
 async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, words: list[str]) -> None:

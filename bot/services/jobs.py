@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
-from bot.services.styles import StyleChoice
+from bot.services.styles import StyleChoice, check_blend
 from engine.images import probe_image
 from engine.protocol import StyleSettings, settings_to_dict
 
@@ -79,7 +79,9 @@ class JobService:
         self.max_image_pixels = max_image_pixels
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
-        """Queue a job. Raises LimitReachedError or an ``engine.errors.ImageError`` for a bad image."""
+        """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
+        for a bad image."""
+        check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         if not new.exempt:
             await self._check_limits(new.user_id)
         await asyncio.to_thread(self._validate, new)

@@ -37,6 +37,7 @@ class PresetService:
     async def save(self, user_id: int, name: str, choice: StyleChoice, settings: dict) -> PresetRecord:
         """Create or overwrite the user's preset ``name``."""
         self.check_name(name)
+        styles.check_blend(choice)
         existing = await self.db.get_preset(user_id, name)
         count = await self.db.count_presets(user_id)
         if existing is None and count >= self.max_presets:

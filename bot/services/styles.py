@@ -1,4 +1,9 @@
-"""What a user asks to paint with, parsed from a caption or a command, before any job exists."""
+"""What a user asks to paint with, parsed from a caption or a command, before any job exists.
+
+A blend names each style once: repeats of one painting (or one image) merge and their weights add, so
+``udnie + udnie + ...`` costs the worker one painting, not hundreds. At most ``MAX_STYLES`` different
+styles make one blend; ``check_blend`` refuses more, wherever the choice came from.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,20 @@ from typing import Any
 
 from bot.db import PresetRecord, preset_key
 from engine.catalog import Catalog
-from engine.errors import UnknownStyleError
+from engine.errors import StylebotError, UnknownStyleError
 
 _SEPARATORS = re.compile(r"\s*[+,&]\s*")
+MAX_STYLES = 4  # the worker decodes each style and runs VGG on it at every scale
+
+
+class TooManyStylesError(StylebotError):
+    """A blend of more different paintings or pictures than ``MAX_STYLES``."""
+
+    code = "too_many_styles"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} different styles in one blend; at most {MAX_STYLES}")
+        self.count = count
 
 
 @dataclass(frozen=True)
@@ -28,15 +44,41 @@ class StyleChoice:
     label: str
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "refs", merged(self.refs))
+
     @property
     def image_file_ids(self) -> tuple[str, ...]:
         return tuple(ref["file_id"] for ref in self.refs if "image" in ref)
 
 
+def merged(refs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """One ref per painting or image, in first-seen order, weights added; images renumbered from 0."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for ref in refs:
+        key = ("file", ref["file_id"]) if ref.get("file_id") else ("preset", ref["preset"])
+        weight = float(ref.get("weight", 1.0))
+        if key in by_key:
+            by_key[key]["weight"] += weight
+        else:
+            by_key[key] = {**ref, "weight": weight}
+    images = (ref for ref in by_key.values() if "image" in ref)
+    for index, ref in enumerate(images):
+        ref["image"] = index
+    return tuple(by_key.values())
+
+
+def check_blend(choice: StyleChoice) -> None:
+    """Refuse a blend of more different styles than a worker should hold."""
+    if len(choice.refs) > MAX_STYLES:
+        raise TooManyStylesError(len(choice.refs))
+
+
 def paintings(ids: Sequence[str], catalog: Catalog) -> StyleChoice:
-    presets = [catalog.get(style_id) for style_id in ids]
-    refs = tuple({"preset": p.id, "weight": 1.0} for p in presets)
-    return StyleChoice(refs=refs, label=" + ".join(p.title for p in presets))
+    found = {name: catalog.get(name) for name in dict.fromkeys(ids)}  # each spelling looked up once
+    presets = [found[name] for name in ids]
+    refs = tuple({"preset": p.id, "weight": 1.0} for p in presets)  # repeats merge in StyleChoice
+    return StyleChoice(refs=refs, label=" + ".join(dict.fromkeys(p.title for p in presets)))
 
 
 def own_image(file_id: str, label: str) -> StyleChoice:

@@ -131,3 +131,41 @@ async def test_a_lasting_download_failure_is_explained(tg: FakeTelegram, start_b
         assert len(tg.calls_to("getFile")) == 3
         assert not await services.db.recent_jobs(alice.id)
         no_apology(tg)
+
+
+FIVE = ["udnie", "starry_night", "great_wave", "the_scream", "the_kiss"]
+
+
+async def test_a_blend_of_more_than_four_styles_is_refused_everywhere(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        group = tg.group("Friends", [alice], admins=[alice])
+
+        async def refused() -> None:
+            answer = await tg.wait_for("sendMessage")
+            assert "at most 4 different" in answer.params["text"], answer.params["text"]
+
+        await tg.send_photo(alice, chat, images.pattern(), caption=" + ".join(FIVE))  # a caption
+        await refused()
+        photo = await tg.send_photo(alice, chat, images.pattern())
+        await tg.wait_for("sendMessage")  # the gallery
+        await tg.send_text(alice, chat, "/style " + " + ".join(FIVE), reply_to=photo)  # a reply
+        await refused()
+        await tg.send_text(alice, chat, "/preset save five " + " ".join(FIVE))  # saving such a preset
+        await refused()
+        await services.db.save_preset(alice.id, "old", [{"preset": p} for p in FIVE], {})  # saved long ago
+        await tg.send_photo(alice, chat, images.pattern(), caption="/preset use old")
+        await refused()
+        await services.db.set_chat_defaults(group.id, [{"preset": p} for p in FIVE], {}, alice.id)
+        await tg.send_photo(alice, group, images.pattern(), caption=f"/style@{BOT}")  # a group default
+        await refused()
+        assert not await services.db.recent_jobs(alice.id)
+        no_apology(tg)
+        # the same painting over and over is one painting
+        await tg.send_photo(alice, chat, images.pattern(), caption=" + ".join(["udnie"] * 300))
+        await tg.wait_for("sendPhoto", lambda c: c.ok)
+        (job,) = await services.db.recent_jobs(alice.id)
+        assert job.styles == [{"preset": "udnie", "weight": 300.0}]

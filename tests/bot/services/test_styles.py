@@ -74,3 +74,53 @@ def test_saving_turns_job_refs_back_into_file_ids() -> None:
 def test_describe_uses_titles_and_a_label_for_images() -> None:
     saved = [{"preset": "great_wave"}, {"file_id": "f"}]
     assert styles.describe(saved, CATALOG, "your image") == "The Great Wave off Kanagawa + your image"
+
+
+# -- blends: repeats merge, at most four different styles ------------------------------------------
+
+
+def test_repeats_of_a_painting_merge_and_their_weights_add() -> None:
+    choice = styles.parse(" + ".join(["udnie"] * 450 + ["great_wave"]), CATALOG)
+    assert choice.refs == ({"preset": "udnie", "weight": 450.0}, {"preset": "great_wave", "weight": 1.0})
+    assert choice.label == "Udnie + The Great Wave off Kanagawa"
+    styles.check_blend(choice)  # two paintings: fine
+
+
+def test_repeated_images_in_a_saved_blend_merge_and_are_renumbered() -> None:
+    saved = [
+        {"file_id": "A", "weight": 1.0},
+        {"preset": "udnie", "weight": 0.5},
+        {"file_id": "A", "weight": 2.0},
+        {"file_id": "B"},
+        {"preset": "udnie", "weight": 0.5},
+    ]
+    choice = styles.from_preset(preset("mine", saved))
+    assert choice.refs == (
+        {"image": 0, "file_id": "A", "weight": 3.0},
+        {"preset": "udnie", "weight": 1.0},
+        {"image": 1, "file_id": "B", "weight": 1.0},
+    )
+    assert choice.image_file_ids == ("A", "B")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: styles.parse("udnie + starry_night + great_wave + the_scream + the_kiss", CATALOG),
+        lambda: styles.from_saved([{"file_id": str(n)} for n in range(5)], "x", {}),
+        lambda: styles.from_preset(
+            preset("p", [{"preset": "udnie"}] + [{"file_id": str(n)} for n in range(4)])
+        ),
+    ],
+)
+def test_more_than_four_different_styles_are_refused(make) -> None:
+    with pytest.raises(styles.TooManyStylesError) as refused:
+        styles.check_blend(make())
+    assert refused.value.count == 5
+    assert refused.value.code == "too_many_styles"
+
+
+def test_spellings_of_one_painting_merge_too() -> None:
+    choice = styles.parse("Starry Night + starry_night + starry-night", CATALOG)
+    assert choice.refs == ({"preset": "starry_night", "weight": 3.0},)
+    assert choice.label == "The Starry Night"
