@@ -7,15 +7,17 @@ Make one ``Database(url)`` per process, ``await db.migrate()`` at start-up, call
 from bot.db.database import DEFAULT_URL, Database, alembic_config, normalize_url
 from bot.db.models import PRESET_NAME_MAX
 from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord, UserRecord
-from bot.db.repositories import preset_key
+from bot.db.repositories import JobLimits, LimitExceededError, preset_key
 
 __all__ = [
     "DEFAULT_URL",
     "PRESET_NAME_MAX",
     "ChatDefaultsRecord",
     "Database",
+    "JobLimits",
     "JobRecord",
     "JobState",
+    "LimitExceededError",
     "PresetRecord",
     "UserRecord",
     "alembic_config",

@@ -4,17 +4,22 @@ The methods live on mixins that ``bot.db.database.Database`` combines; each call
 transaction. Job state changes are single ``UPDATE ... WHERE state IN (...) RETURNING`` statements, so
 two workers, or a late result and a cancel, cannot both win: the loser gets ``None``/``False`` and the row
 stays as the winner left it.
+
+Limits (jobs per user, per hour, in the queue; presets per user) are checked in the same transaction as
+the insert, which first takes a lock (``_serialized``), so requests arriving at once cannot all see room
+for one more. The lock is the database's, not the process's: it holds however many bot processes share
+the database.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, Executable, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +29,24 @@ from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord
 R = TypeVar("R")
 
 MAX_JOB_ID = 2**31 - 1  # jobs.id is a 32-bit INTEGER on PostgreSQL; ids arrive from (forgeable) buttons
+JOB_LOCK_KEY = 0x5374796C  # PostgreSQL advisory lock taken while a job is checked against limits and added
+HOUR = timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobLimits:
+    max_active: int  # queued or running jobs per user
+    max_per_hour: int  # jobs a user created in the last hour, whatever became of them
+    max_queued: int  # queued jobs of everyone
+
+
+class LimitExceededError(Exception):
+    """A limit is reached; nothing was written. ``kind``: "active", "hourly", "queue_full" or "presets";
+    ``oldest``: for "hourly", when the oldest job of the hour was created."""
+
+    def __init__(self, kind: str, count: int, oldest: datetime | None = None) -> None:
+        super().__init__(f"{kind} limit reached ({count})")
+        self.kind, self.count, self.oldest = kind, count, oldest
 
 
 def preset_key(name: str) -> str:
@@ -66,6 +89,22 @@ class _Repository:
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         raise NotImplementedError
+
+    @asynccontextmanager
+    async def _serialized(self, postgres_lock: Executable) -> AsyncIterator[AsyncSession]:
+        """A transaction that holds a write lock from its first statement, so that a check and the
+        write that depends on it are one atomic step.
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock at once (other writers wait, up to
+        the busy timeout, in this or any other process). PostgreSQL: ``postgres_lock``, a row lock or an
+        advisory lock, held until the transaction ends. Readers are never blocked on either.
+        """
+        async with self.session() as session:
+            if self.dialect_name == "sqlite":
+                await session.execute(text("BEGIN IMMEDIATE"))
+            else:
+                await session.execute(postgres_lock)
+            yield session
 
     def _insert(self, model: type[Base]) -> Any:
         """An INSERT that knows ``ON CONFLICT``; both back ends spell it the same way."""
@@ -134,11 +173,14 @@ class PresetRepository(_Repository):
         name: str,
         styles: Sequence[dict[str, Any]],
         settings: dict[str, Any],
+        *,
+        max_presets: int | None = None,
     ) -> PresetRecord:
         """Insert a preset, or overwrite the user's preset of the same name in any letter case.
 
         The name keeps the spelling of the latest save. Raises ``ValueError`` for an empty name or one
-        longer than ``PRESET_NAME_MAX``; the user must exist (``upsert_user`` first).
+        longer than ``PRESET_NAME_MAX``, and ``LimitExceededError("presets")`` when a new name would make
+        more than ``max_presets``; the user must exist (``upsert_user`` first).
         """
         name = name.strip()
         if not name or len(name) > PRESET_NAME_MAX:
@@ -162,7 +204,20 @@ class PresetRepository(_Repository):
                 "updated_at": stmt.excluded.updated_at,
             },
         )
-        return _preset(await self._upsert(stmt, Preset))
+        if max_presets is None:
+            return _preset(await self._upsert(stmt, Preset))
+        user_row = select(User.id).where(User.id == user_id).with_for_update()
+        async with self._serialized(user_row) as session:
+            existing = await session.scalar(
+                select(Preset.id).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+            )
+            count = int(await session.scalar(select(func.count()).where(Preset.user_id == user_id)) or 0)
+            if existing is None and count >= max_presets:
+                raise LimitExceededError("presets", count)
+            result = await session.scalars(
+                stmt.returning(Preset), execution_options={"populate_existing": True}
+            )
+            return _preset(result.one())
 
     async def get_preset(self, user_id: int, name: str) -> PresetRecord | None:
         stmt = select(Preset).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
@@ -186,6 +241,23 @@ class PresetRepository(_Repository):
         stmt = select(func.count()).select_from(Preset).where(Preset.user_id == user_id)
         async with self.session() as session:
             return int(await session.scalar(stmt) or 0)
+
+
+async def _check_job_limits(session: AsyncSession, user_id: int, limits: JobLimits) -> None:
+    def count(*where: ColumnElement[bool]) -> Any:
+        return select(func.count()).select_from(Job).where(*where)
+
+    active = int(await session.scalar(count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))))
+    if active >= limits.max_active:
+        raise LimitExceededError("active", active)
+    recent = (Job.user_id == user_id, Job.created_at >= utcnow() - HOUR)
+    hourly = int(await session.scalar(count(*recent)))
+    if hourly >= limits.max_per_hour:
+        oldest = await session.scalar(select(func.min(Job.created_at)).where(*recent))
+        raise LimitExceededError("hourly", hourly, oldest)
+    queued = int(await session.scalar(count(Job.state == JobState.QUEUED.value)))
+    if queued >= limits.max_queued:
+        raise LimitExceededError("queue_full", queued)
 
 
 class ChatDefaultsRepository(_Repository):
@@ -243,8 +315,10 @@ class JobRepository(_Repository):
         style_paths: Sequence[str] = (),
         status_message_id: int | None = None,
         max_attempts: int = 2,
+        limits: JobLimits | None = None,
     ) -> JobRecord:
-        """Store a new job in state ``queued``."""
+        """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
+        ``LimitExceededError``), checked and inserted as one step."""
         row = Job(
             user_id=user_id,
             chat_id=chat_id,
@@ -262,7 +336,13 @@ class JobRepository(_Repository):
             max_attempts=max_attempts,
             created_at=utcnow(),
         )
-        async with self.session() as session:
+        if limits is None:
+            async with self.session() as session:
+                session.add(row)
+                await session.flush()
+                return _job(row)
+        async with self._serialized(select(func.pg_advisory_xact_lock(JOB_LOCK_KEY))) as session:
+            await _check_job_limits(session, user_id, limits)
             session.add(row)
             await session.flush()
             return _job(row)
@@ -461,7 +541,9 @@ class JobRepository(_Repository):
 
 __all__ = [
     "ChatDefaultsRepository",
+    "JobLimits",
     "JobRepository",
+    "LimitExceededError",
     "PresetRepository",
     "UserRepository",
     "preset_key",

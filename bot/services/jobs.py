@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.db import Database, JobRecord, JobState
+from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
 from bot.services.styles import StyleChoice, check_blend
@@ -80,13 +80,13 @@ class JobService:
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
-        for a bad image."""
+        for a bad image. The limits are checked by the database in the step that adds the row, so
+        photos sent at once cannot all slip under them."""
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
-        if not new.exempt:
-            await self._check_limits(new.user_id)
         await asyncio.to_thread(self._validate, new)
         folder = self.jobs_dir / uuid.uuid4().hex
         content_path, style_paths = await asyncio.to_thread(_store_inputs, folder, new)
+        limits = self.limits
         try:
             job = await self.db.create_job(
                 user_id=new.user_id,
@@ -99,9 +99,14 @@ class JobService:
                 settings=settings_to_dict(new.settings),
                 content_path=str(content_path),
                 style_paths=[str(p) for p in style_paths],
+                limits=None
+                if new.exempt
+                else JobLimits(limits.max_active, limits.max_per_hour, limits.max_queue),
             )
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(err, LimitExceededError):
+                raise _refusal(err) from None
             raise
         log.info(
             "job %d queued for user %d in chat %d: %s", job.id, job.user_id, job.chat_id, job.style_label
@@ -111,22 +116,6 @@ class JobService:
 
     def _validate(self, new: NewJob) -> None:
         validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)
-
-    async def _check_limits(self, user_id: int) -> None:
-        active = await self.db.count_active(user_id)
-        if active >= self.limits.max_active:
-            raise LimitReachedError("active", count=active)
-        since = datetime.now(UTC) - HOUR
-        recent = [
-            j for j in await self.db.recent_jobs(user_id, self.limits.max_per_hour) if j.created_at >= since
-        ]
-        if len(recent) >= self.limits.max_per_hour:
-            oldest = min(j.created_at for j in recent)
-            retry = (oldest + HOUR - datetime.now(UTC)).total_seconds()
-            raise LimitReachedError("hourly", count=len(recent), retry_after=max(retry, 60.0))
-        queued = [j for j in await self.db.queued_and_running() if j.state == JobState.QUEUED]
-        if len(queued) >= self.limits.max_queue:
-            raise LimitReachedError("queue_full", count=len(queued))
 
     async def placements(self) -> dict[int, Placement]:
         """Every queued job's place in line and waiting time, in the order the queue will run them."""
@@ -173,6 +162,13 @@ class JobService:
         folder = Path(job.content_path).parent
         if folder.parent == self.jobs_dir:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _refusal(err: LimitExceededError) -> LimitReachedError:
+    if err.kind == "hourly" and err.oldest is not None:
+        retry = (err.oldest + HOUR - datetime.now(UTC)).total_seconds()
+        return LimitReachedError("hourly", count=err.count, retry_after=max(retry, 60.0))
+    return LimitReachedError(err.kind, count=err.count)
 
 
 def validate_images(images: Sequence[bytes], *, max_pixels: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.db import ChatDefaultsRecord, Database, PresetRecord
+from bot.db import ChatDefaultsRecord, Database, LimitExceededError, PresetRecord
 from bot.services import styles
 from bot.services.styles import StyleChoice
 from engine.catalog import Catalog
@@ -38,11 +38,12 @@ class PresetService:
         """Create or overwrite the user's preset ``name``."""
         self.check_name(name)
         styles.check_blend(choice)
-        existing = await self.db.get_preset(user_id, name)
-        count = await self.db.count_presets(user_id)
-        if existing is None and count >= self.max_presets:
-            raise PresetError("limit", count=count)
-        return await self.db.save_preset(user_id, name, styles.for_saving(choice), settings)
+        try:
+            return await self.db.save_preset(
+                user_id, name, styles.for_saving(choice), settings, max_presets=self.max_presets
+            )
+        except LimitExceededError as err:  # checked with the insert, as one step
+            raise PresetError("limit", count=err.count) from None
 
     async def get(self, user_id: int, name: str) -> PresetRecord:
         record = await self.db.get_preset(user_id, name)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from bot.db import Database
+import asyncio
+from datetime import UTC, datetime
+
+from bot.db import Database, JobLimits, LimitExceededError
 
 from .test_jobs import new_job
+from .test_users_presets_chats import OWN, STARRY
 
 
 async def test_job_ids_beyond_the_column_are_simply_unknown(database: Database, user: int) -> None:
@@ -13,3 +17,70 @@ async def test_job_ids_beyond_the_column_are_simply_unknown(database: Database, 
     assert (await database.get_job(job.id)) is not None
     for forged in (2**31, 2**63, 10**30, 0, -1):
         assert await database.get_job(forged) is None
+
+
+async def _at_once(n: int, make) -> tuple[list, list[LimitExceededError]]:
+    """Start ``n`` calls together; the created records and the refusals."""
+    outcomes = await asyncio.gather(*(make(i) for i in range(n)), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, LimitExceededError)]
+    unexpected = [o for o in outcomes if isinstance(o, BaseException) and o not in refused]
+    assert not unexpected, unexpected
+    return [o for o in outcomes if not isinstance(o, BaseException)], refused
+
+
+async def _second_connection(database: Database) -> Database:
+    """Another Database on the same data, as a second bot process sharing it would have."""
+    return Database(database.url)
+
+
+async def test_ten_at_once_with_an_active_limit_of_three_make_three(database: Database, user: int) -> None:
+    other = await _second_connection(database)
+    limits = JobLimits(max_active=3, max_per_hour=100, max_queued=100)
+    try:
+        created, refused = await _at_once(
+            10, lambda i: new_job(database if i % 2 else other, limits=limits, source_message_id=i)
+        )
+    finally:
+        await other.dispose()
+    assert len(created) == 3
+    assert {r.kind for r in refused} == {"active"}
+    assert {r.count for r in refused} == {3}
+    assert await database.count_active(user) == 3
+
+
+async def test_the_hourly_limit_holds_at_once(database: Database, user: int) -> None:
+    limits = JobLimits(max_active=100, max_per_hour=5, max_queued=100)
+    for _ in range(2):
+        job = await new_job(database)
+        await database.cancel_job(job.id)  # ended jobs still count for the hour
+    created, refused = await _at_once(12, lambda i: new_job(database, limits=limits))
+    assert len(created) == 3
+    assert {r.kind for r in refused} == {"hourly"}
+    assert all(r.oldest is not None and r.oldest <= datetime.now(UTC) for r in refused)
+
+
+async def test_the_queue_length_holds_across_users(database: Database, user: int) -> None:
+    for other in range(2, 6):
+        await database.upsert_user(other, None, "x", None)
+    limits = JobLimits(max_active=3, max_per_hour=100, max_queued=4)
+    created, refused = await _at_once(15, lambda i: new_job(database, user_id=2 + i % 4, limits=limits))
+    assert len(created) == 4
+    assert {r.kind for r in refused} <= {"queue_full", "active"}
+    assert len(await database.queued_and_running()) == 4
+
+
+async def test_without_limits_nothing_is_refused(database: Database, user: int) -> None:
+    created, refused = await _at_once(6, lambda i: new_job(database))
+    assert (len(created), refused) == (6, [])
+
+
+async def test_the_preset_limit_holds_at_once(database: Database, user: int) -> None:
+    await database.save_preset(user, "first", STARRY, {}, max_presets=3)
+    created, refused = await _at_once(
+        8, lambda i: database.save_preset(user, f"p{i}", STARRY, {}, max_presets=3)
+    )
+    assert len(created) == 2
+    assert {(r.kind, r.count) for r in refused} == {("presets", 3)}
+    assert await database.count_presets(user) == 3
+    await database.save_preset(user, "FIRST", OWN, {}, max_presets=3)  # overwriting is not a new one
+    assert await database.count_presets(user) == 3

@@ -1,0 +1,86 @@
+"""Submitting jobs: limits hold however fast photos arrive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.db import Database
+from bot.queue.base import QueueStatus
+from bot.services import styles
+from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob
+from engine.catalog import load_catalog
+from engine.protocol import StyleSettings
+from tests.fakes import images
+
+
+class RecordingQueue:
+    """Just enough of a queue: remembers what was submitted."""
+
+    def __init__(self) -> None:
+        self.submitted: list[int] = []
+
+    async def submit(self, job_id: int) -> None:
+        self.submitted.append(job_id)
+
+    def status(self) -> QueueStatus:
+        return QueueStatus("test", workers=1, busy=0, healthy=True)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    await database.migrate()
+    await database.upsert_user(7, "ada", "Ada", "en")
+    yield database
+    await database.dispose()
+
+
+def photo_job(n: int, *, exempt: bool = False) -> NewJob:
+    return NewJob(
+        user_id=7,
+        chat_id=7,
+        chat_type="private",
+        language=None,
+        source_message_id=n,
+        content=images.jpeg(64, 48),
+        style=styles.paintings(["udnie"], load_catalog()),
+        style_images=(),
+        settings=StyleSettings(),
+        exempt=exempt,
+    )
+
+
+async def test_ten_photos_at_once_with_a_limit_of_three_make_three_jobs(db: Database, tmp_path: Path) -> None:
+    queue = RecordingQueue()
+    jobs = JobService(
+        db,
+        queue,
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(3, 30, 100),
+        max_image_pixels=4_000_000,  # type: ignore[arg-type]
+    )
+    outcomes = await asyncio.gather(*(jobs.submit(photo_job(n)) for n in range(10)), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, LimitReachedError)]
+    assert len(refused) == 7
+    assert {(r.kind, r.count) for r in refused} == {("active", 3)}
+    assert len(queue.submitted) == 3
+    assert await db.count_active(7) == 3
+    assert len(list((tmp_path / "jobs").iterdir())) == 3  # the refused ones left no inputs behind
+
+
+async def test_admins_are_exempt(db: Database, tmp_path: Path) -> None:
+    jobs = JobService(
+        db,
+        RecordingQueue(),
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(1, 1, 1),
+        max_image_pixels=4_000_000,  # type: ignore[arg-type]
+    )
+    for n in range(3):
+        await jobs.submit(photo_job(n, exempt=True))
+    with pytest.raises(LimitReachedError):
+        await jobs.submit(photo_job(9))
