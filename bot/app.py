@@ -152,9 +152,13 @@ def make_queue(settings: Settings, db: Database) -> JobQueue:
 
 
 async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Keep each user's row (language, name) current; runs before every other handler of the update."""
-    user = update.effective_user
-    if user is not None and not user.is_bot:
+    """Keep each sender's row (language, name) current; runs before every other handler of the update.
+    A chat that sends (an anonymous admin's group, a channel) gets a row of its own: see ``sender_id``."""
+    message, user = update.effective_message, update.effective_user
+    if update.callback_query is None and message is not None and message.sender_chat is not None:
+        chat = message.sender_chat
+        await services(context).db.upsert_user(chat.id, chat.username, chat.effective_name, None)
+    elif user is not None and not user.is_bot:
         await services(context).db.upsert_user(user.id, user.username, user.first_name, user.language_code)
 
 

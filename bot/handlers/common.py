@@ -45,6 +45,28 @@ class ImageRef:
     sender_id: int | None
 
 
+def sender_id(update: Update) -> int:
+    """Whose request a message is: jobs, presets, limits and settings belong to this id.
+
+    Usually the user. A message sent on behalf of a chat (an anonymous group admin, who writes as
+    Telegram's one shared GroupAnonymousBot account, or someone posting as a channel) belongs to that
+    chat: its id stands for every admin of that group (or the channel), and never reaches into another
+    group. Button presses always come from a real user.
+    """
+    message = update.effective_message
+    if update.callback_query is None and message is not None and message.sender_chat is not None:
+        return message.sender_chat.id
+    user = update.effective_user
+    assert user is not None
+    return user.id
+
+
+def sender_is_the_group(update: Update) -> bool:
+    """An anonymous admin of this very group: only admins can write as the group."""
+    message, chat = update.effective_message, update.effective_chat
+    return bool(message and chat and message.sender_chat and message.sender_chat.id == chat.id)
+
+
 def language(update: Update) -> str:
     user = update.effective_user
     return language_for(user.language_code if user else None)

@@ -38,6 +38,7 @@ from bot.handlers.common import (
     language,
     reply,
     say,
+    sender_id,
     split_command,
 )
 from bot.services import styles
@@ -74,12 +75,13 @@ async def start_job(
     s = services(context)
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     assert message is not None and chat is not None and user is not None
+    owner = sender_id(update)
     lang = language(update)
     try:
         content_bytes = await download(message, content)
         style_bytes = tuple([await _download_file(message, file_id) for file_id in choice.image_file_ids])
         new = NewJob(
-            user_id=user.id,
+            user_id=owner,
             chat_id=chat.id,
             chat_type=chat.type,
             language=user.language_code,
@@ -87,8 +89,8 @@ async def start_job(
             content=content_bytes,
             style=choice,
             style_images=style_bytes,
-            settings=await _settings_for(s, user.id, chat.id, chat.type, choice),
-            exempt=user.id in s.settings.admin_ids,
+            settings=await _settings_for(s, owner, chat.id, chat.type, choice),
+            exempt=owner in s.settings.admin_ids,
         )
         job, placement = await s.jobs.submit(new)
     except FileTooBigError as err:
@@ -101,7 +103,7 @@ async def start_job(
         await _refuse(update, status, replies.limit(lang, err))
         return
     except StylebotError as err:
-        log.info("user %d: refused input: %s", user.id, err)
+        log.info("user %d: refused input: %s", owner, err)
         await _refuse(update, status, replies.engine_error(lang, err))
         return
     board = s.notifier.board
@@ -201,10 +203,8 @@ async def _paint_with_text(
     """``words`` name paintings or one of the user's presets. ``quiet``: a group caption that may not be
     meant for the bot at all, so an unknown name is ignored rather than answered."""
     s = services(context)
-    user = update.effective_user
-    assert user is not None
     try:
-        choice = styles.parse(words, s.catalog, await s.presets.list(user.id))
+        choice = styles.parse(words, s.catalog, await s.presets.list(sender_id(update)))
     except StylebotError as err:
         if not quiet:
             await reply(update, replies.engine_error(language(update), err))

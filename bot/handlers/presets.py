@@ -8,7 +8,16 @@ from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import replies
 from bot.context import services
-from bot.handlers.common import escape, image_in, language, reply, say, split_command
+from bot.handlers.common import (
+    escape,
+    image_in,
+    language,
+    reply,
+    say,
+    sender_id,
+    sender_is_the_group,
+    split_command,
+)
 from bot.handlers.paint import start_job
 from bot.services import styles
 from bot.services.preferences import Preferences
@@ -51,8 +60,7 @@ async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, w
     """The style comes from, in order: an image the command replies to, painting ids after the name,
     or the user's latest picture. The settings are the user's current ones."""
     s = services(context)
-    user, message = update.effective_user, update.effective_message
-    assert user is not None
+    owner, message = sender_id(update), update.effective_message
     assert message is not None
     s.presets.check_name(name)
     own = image_in(message) or image_in(message.reply_to_message)
@@ -65,14 +73,14 @@ async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, w
             await reply(update, replies.engine_error(language(update), err))
             return
     else:
-        latest = await s.jobs.latest_job(user.id)
+        latest = await s.jobs.latest_job(owner)
         if latest is None:
             await reply(update, say(update, "preset_nothing_to_save"))
             return
         choice = StyleChoice(refs=tuple(latest.styles), label=latest.style_label)  # a job keeps choice refs
-    record = await s.db.get_user(user.id)
+    record = await s.db.get_user(owner)
     settings = Preferences.from_dict(record.settings if record else {}).style_settings()
-    await s.presets.save(user.id, name, choice, settings)
+    await s.presets.save(owner, name, choice, settings)
     label = styles.describe(styles.for_saving(choice), s.catalog, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_saved", name=escape(name), style=escape(label)))
 
@@ -85,17 +93,13 @@ async def _use(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _:
     if photo is None:
         await reply(update, say(update, "preset_use_needs_photo", name=escape(name)))
         return
-    user = update.effective_user
-    assert user is not None
-    record = await services(context).presets.get(user.id, name)
+    record = await services(context).presets.get(sender_id(update), name)
     await start_job(update, context, photo, styles.from_preset(record))
 
 
 async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE, _name: str, _words: list[str]) -> None:
     s = services(context)
-    user = update.effective_user
-    assert user is not None
-    records = await s.presets.list(user.id)
+    records = await s.presets.list(sender_id(update))
     if not records:
         await reply(update, say(update, "preset_list_empty"))
         return
@@ -108,22 +112,20 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE, _name: str, 
 
 
 async def _delete(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
-    user = update.effective_user
-    assert user is not None
-    await services(context).presets.delete(user.id, name)
+    await services(context).presets.delete(sender_id(update), name)
     await reply(update, say(update, "preset_deleted", name=escape(name)))
 
 
 async def _chat(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
     """A group's default style: what ``/style`` in reply to a photo paints with when it names nothing."""
     s = services(context)
-    chat, user = update.effective_chat, update.effective_user
-    assert chat is not None and user is not None
+    chat, owner = update.effective_chat, sender_id(update)
+    assert chat is not None
     if chat.type == ChatType.PRIVATE:
         await reply(update, say(update, "preset_chat_groups_only"))
         return
-    if user.id not in s.settings.admin_ids:
-        member = await context.bot.get_chat_member(chat.id, user.id)
+    if owner not in s.settings.admin_ids and not sender_is_the_group(update):
+        member = await context.bot.get_chat_member(chat.id, owner)
         if member.status not in ADMIN_STATUSES:
             await reply(update, say(update, "preset_chat_admins_only"))
             return
@@ -131,8 +133,8 @@ async def _chat(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _
         await s.presets.clear_chat_default(chat.id)
         await reply(update, say(update, "preset_chat_cleared"))
         return
-    record = await s.presets.get(user.id, name)
-    await s.presets.set_chat_default(chat.id, record, user.id)
+    record = await s.presets.get(owner, name)
+    await s.presets.set_chat_default(chat.id, record, owner)
     label = styles.describe(record.styles, s.catalog, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_chat_set", style=escape(label)))
 

@@ -9,14 +9,13 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.context import services
 from bot.db import JobState
-from bot.handlers.common import language, reply, say
+from bot.handlers.common import language, reply, say, sender_id
 from bot.texts import text
 
 
 async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services(context)
-    user = update.effective_user
-    assert user is not None
+    owner = sender_id(update)
     lang = language(update)
     active = await s.db.queued_and_running()
     if not active:
@@ -26,7 +25,7 @@ async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     lines = [text(lang, "queue_summary", waiting=waiting, running=len(active) - waiting)]
     placements = await s.jobs.placements()
     mine = []
-    for job in (j for j in active if j.user_id == user.id):
+    for job in (j for j in active if j.user_id == owner):
         style = html.escape(job.style_label)
         if job.id in placements:
             mine.append(text(lang, "queue_line_queued", style=style, position=placements[job.id].position))
@@ -42,10 +41,8 @@ async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/cancel`` stops the user's newest picture; ``/cancel all`` stops every one of theirs."""
     s = services(context)
-    user = update.effective_user
-    assert user is not None
     everything = bool(context.args) and context.args[0].lower() == "all"
-    cancelled = await s.jobs.cancel_latest(user.id, everything=everything)
+    cancelled = await s.jobs.cancel_latest(sender_id(update), everything=everything)
     if not cancelled:
         await reply(update, say(update, "cancel_none"))
         return

@@ -8,7 +8,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.context import services
-from bot.handlers.common import language, reply, say
+from bot.handlers.common import language, reply, say, sender_id
 from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
 from bot.texts import text
 from engine.protocol import QUALITIES
@@ -58,12 +58,9 @@ def _color_key(choice: str) -> str:
 
 
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    user = update.effective_user
-    assert user is not None
-    record = await services(context).db.get_user(user.id)
-    body, keyboard = render(
-        language(update), user.id, Preferences.from_dict(record.settings if record else {})
-    )
+    owner = sender_id(update)
+    record = await services(context).db.get_user(owner)
+    body, keyboard = render(language(update), owner, Preferences.from_dict(record.settings if record else {}))
     await reply(update, body, reply_markup=keyboard)
 
 

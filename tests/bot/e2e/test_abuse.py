@@ -169,3 +169,59 @@ async def test_a_blend_of_more_than_four_styles_is_refused_everywhere(
         await tg.wait_for("sendPhoto", lambda c: c.ok)
         (job,) = await services.db.recent_jobs(alice.id)
         assert job.styles == [{"preset": "udnie", "weight": 300.0}]
+
+
+SLOW = "tests.fakes.engine:slow_engine"
+
+
+async def test_anonymous_admins_are_their_group(tg: FakeTelegram, start_bot: StartBot) -> None:
+    """Every anonymous admin writes as one Telegram account: the bot keys them by their group."""
+    async with start_bot(engine=SLOW) as services:
+        alice = tg.user("Alice")
+        first, second = tg.group("First", [alice]), tg.group("Second", [alice])
+        await tg.send_as(first, first, f"/style@{BOT} udnie", image=images.pattern())
+        await tg.send_as(second, second, f"/style@{BOT} udnie", image=images.pattern())
+        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == first.id)
+        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == second.id)
+        await tg.send_as(first, first, f"/cancel@{BOT} all")
+        done = await tg.wait_for("sendMessage", lambda c: c.params["text"].startswith("Cancelled"))
+        assert done.params["text"] == "Cancelled 1."
+        assert done.params["chat_id"] == first.id
+        (theirs,) = await services.db.recent_jobs(second.id)
+        assert theirs.state in ("queued", "running")  # the other group's job lives on
+        assert (await services.db.recent_jobs(first.id))[0].state == "cancelled"
+
+        await tg.send_as(first, first, f"/preset@{BOT} save ours udnie")  # a foreign key failed here
+        assert "Saved preset <b>ours</b>" in (await tg.wait_for("sendMessage")).params["text"]
+        await tg.send_as(second, second, f"/preset@{BOT} list")
+        assert "no presets yet" in (await tg.wait_for("sendMessage")).params["text"]
+        await tg.send_as(first, first, f"/preset@{BOT} chat ours")  # anonymous admins are admins
+        assert "default style is now" in (await tg.wait_for("sendMessage")).params["text"]
+        no_apology(tg)
+
+
+async def test_posting_as_a_channel_is_the_channels_own_identity(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        group, news = tg.group("Friends", [alice]), tg.channel("News")
+        await tg.send_as(news, group, f"/style@{BOT} udnie", image=images.pattern())
+        await tg.wait_for("sendPhoto", lambda c: c.ok and c.params["chat_id"] == group.id)
+        (job,) = await services.db.recent_jobs(news.id)
+        assert job.chat_id == group.id
+        no_apology(tg)
+
+
+async def test_channel_posts_are_ignored(tg: FakeTelegram, start_bot: StartBot) -> None:
+    """The bot has no business posting in a channel; a photo there used to hit an assertion."""
+    async with start_bot() as services:
+        news = tg.channel("News")
+        post = await tg.send_as(news, news, "udnie", image=images.pattern())
+        await tg.send_as(news, news, "/style udnie", image=images.pattern())
+        await tg.edit(post, "starry_night")
+        await asyncio.sleep(1.0)
+        assert not [
+            c for c in tg.calls if c.method not in ("getUpdates", "getMe", "setMyCommands", "deleteWebhook")
+        ]
+        assert not await services.db.recent_jobs(news.id)
