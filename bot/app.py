@@ -1,7 +1,8 @@
 """Builds the python-telegram-bot Application and wires the database, the queue and the handlers.
 
 Start-up (``post_init``): migrate the database, set the command menu, start the queue (which picks up the
-jobs of the last run), start the health endpoint, deliver results the last run painted but never sent.
+jobs of the last run), start the health endpoint, deliver results the last run painted but never sent,
+start the retention sweep.
 Shutdown (``post_shutdown``) stops them in the reverse order.
 """
 
@@ -27,6 +28,7 @@ from bot.redaction import protect
 from bot.services.albums import AlbumCollector
 from bot.services.jobs import JobService, Limits
 from bot.services.presets import PresetService
+from bot.services.retention import Retention, RetentionPolicy
 from bot.status import StatusBoard
 from bot.texts import LANGUAGES, text
 from engine.catalog import load_catalog
@@ -97,6 +99,16 @@ def build_application(settings: Settings, queue_factory: QueueFactory | None = N
             lambda: notifier.counts,
             host=settings.health_host,
             port=settings.health_port,
+        ),
+        retention=Retention(
+            db,
+            results_dir=settings.results_dir,
+            jobs_dir=settings.jobs_dir,
+            policy=RetentionPolicy(
+                results=timedelta(days=settings.result_retention_days),
+                orphans=timedelta(hours=settings.orphan_input_hours),
+                every=timedelta(minutes=settings.retention_sweep_minutes),
+            ),
         ),
     )
     application.add_handler(TypeHandler(Update, track_user), group=-1)
@@ -169,7 +181,7 @@ async def _post_init(application: Application) -> None:
     await s.queue.start(s.notifier)
     await s.health.start()
     await s.notifier.redeliver()
-    s.notifier.prune_results()
+    await s.retention.start()  # tidies results and job inputs now, then every RETENTION_SWEEP_MINUTES
     await s.notifier.queue_changed()
     log.info("Stylebot is up as @%s (queue: %s)", application.bot.username, s.queue.status().backend)
 
@@ -182,6 +194,7 @@ async def _set_commands(application: Application) -> None:
 
 async def _post_shutdown(application: Application) -> None:
     s = services(application)
+    await s.retention.stop()
     await s.albums.close()
     with contextlib.suppress(Exception):
         await s.queue.stop()

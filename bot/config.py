@@ -35,6 +35,8 @@ class Settings(EngineSettings, QueueSettings):
     status_interval_group: float = Field(10.0, ge=0)
     album_wait_seconds: float = Field(1.5, ge=0)
     result_retention_days: float = Field(7.0, ge=0)
+    orphan_input_hours: float = Field(1.0, gt=0)
+    retention_sweep_minutes: float = Field(60.0, gt=0)
     health_host: str = "127.0.0.1"  # /metrics has no auth: the machine itself only, unless told
     health_port: int = Field(8080, ge=0, le=65535)
     log_level: str = "INFO"

@@ -14,6 +14,7 @@ from bot.notifier import Notifier
 from bot.queue.base import JobQueue
 from bot.services.jobs import JobService
 from bot.services.presets import PresetService
+from bot.services.retention import Retention
 from engine.catalog import Catalog
 from engine.style_store import StyleStore
 
@@ -35,6 +36,7 @@ class Services:
     metrics: Metrics
     albums: AlbumCollector[AlbumItem]
     health: HealthServer
+    retention: Retention
 
 
 KEY = "services"
