@@ -23,7 +23,12 @@ class EngineSettings(BaseSettings):
     engine_weights: Literal["caffe", "torchvision"] = "caffe"
     engine_threads: int | None = Field(None, description="CPU threads per worker; default: every core")
     styles_dir: Path = Path("data/styles")
+    styles_prefetch: bool = Field(True, description="fetch the catalog's missing paintings at start-up")
+    styles_fetch_seconds: float = Field(
+        60.0, gt=0, description="the longest one painting's download may take; below WORKER_STALL_SECONDS"
+    )
     style_cache_dir: Path = Path("data/cache/style-stats")
+    style_cache_max_mb: float = Field(1024.0, gt=0, description="disk cap of the style statistics")
     output_max_side: int = Field(1024, ge=64, le=4096)
     max_image_pixels: int = Field(50_000_000, ge=1_000_000)
 
