@@ -46,7 +46,9 @@ from engine.protocol import (
 )
 from engine.schedule import TIERS, Scale, plan
 from engine.settings import EngineSettings
+from engine.style_stats import DEFAULT_MAX_BYTES as DEFAULT_STATS_BYTES
 from engine.style_stats import StyleStatsCache, image_digest, stats_key
+from engine.style_store import DEFAULT_DEADLINE as DEFAULT_FETCH_SECONDS
 from engine.style_store import StyleStore
 from engine.vgg import feature_extractor
 
@@ -117,6 +119,8 @@ class Engine:
         precision: str = "fp32",
         styles_dir: Path = Path("data/styles"),
         stats_dir: Path | None = None,
+        stats_max_bytes: int = DEFAULT_STATS_BYTES,
+        styles_fetch_seconds: float = DEFAULT_FETCH_SECONDS,
         output_max_side: int = 1024,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int | None = None,
@@ -133,8 +137,8 @@ class Engine:
         self.output_max_side = output_max_side
         self.max_image_pixels = max_image_pixels
         self.catalog = catalog or load_catalog()
-        self.store = StyleStore(styles_dir, self.catalog)
-        self.stats = StyleStatsCache(stats_dir)
+        self.store = StyleStore(styles_dir, self.catalog, deadline=styles_fetch_seconds)
+        self.stats = StyleStatsCache(stats_dir, stats_max_bytes)
 
     @classmethod
     def from_settings(cls, settings: EngineSettings, **overrides: object) -> Engine:
@@ -143,6 +147,8 @@ class Engine:
             "weights": settings.engine_weights,
             "styles_dir": settings.styles_dir,
             "stats_dir": settings.style_cache_dir,
+            "stats_max_bytes": int(settings.style_cache_max_mb * 2**20),
+            "styles_fetch_seconds": settings.styles_fetch_seconds,
             "output_max_side": settings.output_max_side,
             "max_image_pixels": settings.max_image_pixels,
             "threads": settings.engine_threads,
