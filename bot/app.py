@@ -1,8 +1,8 @@
 """Builds the python-telegram-bot Application and wires the database, the queue and the handlers.
 
 Start-up (``post_init``): migrate the database, set the command menu, start the queue (which picks up the
-jobs of the last run), start the health endpoint, deliver results the last run painted but never sent,
-start the retention sweep.
+jobs of the last run), start the health endpoint and the background fetch of the paintings, deliver results
+the last run painted but never sent, start the retention sweep.
 Shutdown (``post_shutdown``) stops them in the reverse order.
 """
 
@@ -27,6 +27,7 @@ from bot.queue.base import JobQueue
 from bot.redaction import protect
 from bot.services.albums import AlbumCollector
 from bot.services.jobs import JobService, Limits
+from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
 from bot.status import StatusBoard
@@ -90,7 +91,7 @@ def build_application(settings: Settings, queue_factory: QueueFactory | None = N
         presets=PresetService(db, catalog, settings.max_presets),
         notifier=notifier,
         catalog=catalog,
-        store=StyleStore(settings.styles_dir, catalog),
+        paintings=Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch),
         metrics=metrics,
         albums=AlbumCollector(settings.album_wait_seconds, paint.on_album),
         health=HealthServer(
@@ -180,6 +181,7 @@ async def _post_init(application: Application) -> None:
     await _set_commands(application)
     await s.queue.start(s.notifier)
     await s.health.start()
+    s.paintings.start()  # in the background: the bot answers at once, paintings arrive as they come
     await s.notifier.redeliver()
     await s.retention.start()  # tidies results and job inputs now, then every RETENTION_SWEEP_MINUTES
     await s.notifier.queue_changed()
@@ -196,6 +198,7 @@ async def _post_shutdown(application: Application) -> None:
     s = services(application)
     await s.retention.stop()
     await s.albums.close()
+    await s.paintings.close()
     with contextlib.suppress(Exception):
         await s.queue.stop()
     await s.notifier.board.close()

@@ -13,10 +13,10 @@ from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
 from bot.services.jobs import JobService
+from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention
 from engine.catalog import Catalog
-from engine.style_store import StyleStore
 
 if TYPE_CHECKING:
     from bot.handlers.paint import AlbumItem
@@ -32,7 +32,7 @@ class Services:
     presets: PresetService
     notifier: Notifier
     catalog: Catalog
-    store: StyleStore
+    paintings: Paintings
     metrics: Metrics
     albums: AlbumCollector[AlbumItem]
     health: HealthServer

@@ -70,9 +70,15 @@ class StatusBoard:
         """Post the job's status message (or turn ``reuse``, e.g. the gallery, into it) and track it.
 
         The board then knows what is on screen, so it never sends Telegram an edit that changes nothing.
+        A picture (the gallery's sheet) keeps its picture: the status is its caption, until a preview
+        replaces the picture.
         """
+        is_photo = bool(reuse is not None and reuse.photo)
         if reuse is not None:
-            await reuse.edit_text(text, reply_markup=buttons)
+            if is_photo:
+                await reuse.edit_caption(text, reply_markup=buttons)
+            else:
+                await reuse.edit_text(text, reply_markup=buttons)
             message_id = reuse.message_id
         else:
             reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
@@ -80,7 +86,7 @@ class StatusBoard:
                 job.chat_id, text, reply_markup=buttons, reply_parameters=reply
             )
             message_id = message.message_id
-        entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job))
+        entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job), is_photo=is_photo)
         entry.shown, entry.shown_at = _View(text, buttons).key(), time.monotonic()
         await self.db.set_status_message(job.id, message_id)
 

@@ -70,6 +70,14 @@ class PaintingState(enum.StrEnum):
     MISSING = "missing"  # not on disk and not being fetched: fetched when a job first needs it
 
 
+_PLACEHOLDERS = {
+    PaintingState.READY: "unreadable",  # on disk, but it did not decode
+    PaintingState.COMING: "on its way…",
+    PaintingState.FAILED: "unavailable",
+    PaintingState.MISSING: "not downloaded",
+}
+
+
 class _Unreachable(StyleUnavailableError):
     """No address could even be connected to: this machine is probably offline."""
 
@@ -273,12 +281,13 @@ class StyleStore:
         return self.local_path(preset.id) or asyncio.run(self.fetch(preset.id))
 
     def make_sheet(
-        self, ids: Iterable[str] | None = None, *, columns: int = 5, thumb: int = 200
+        self, ids: Iterable[str] | None = None, *, columns: int = 5, thumb: int = 200, numbered: bool = False
     ) -> Image.Image:
         """A contact sheet of the presets with their ids, for the bot's gallery and the CLI.
 
-        Paintings not on disk (or unreadable) are drawn as grey tiles, so one missing file never costs the
-        whole gallery.
+        Paintings not on disk (or unreadable) are drawn as grey tiles that say why (on its way, unavailable,
+        not downloaded), so one missing file never costs the whole gallery. ``numbered`` puts 1, 2, 3... on
+        the tiles, for buttons that name them by number.
         """
         presets = self._presets(ids)
         if not presets or columns < 1 or thumb < 32:
@@ -291,6 +300,7 @@ class StyleStore:
         title_size = max(10, min(thumb // 11, id_size - 2))
         id_font = ImageFont.load_default(size=id_size)
         title_font = ImageFont.load_default(size=title_size)
+        number_font = ImageFont.load_default(size=max(12, thumb // 7))
         cell_h = thumb + 2 * pad + id_size + title_size + pad // 2
         rows = math.ceil(len(presets) / columns)
         sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (250, 250, 247))
@@ -301,9 +311,16 @@ class StyleStore:
             image = _thumbnail(self.local_path(preset.id), thumb)
             if image is None:
                 draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), fill=(214, 214, 210))
-                draw.text((x + thumb / 2, y + thumb / 2), "not downloaded", (90, 90, 90), title_font, "mm")
+                why = _PLACEHOLDERS[self.state(preset.id)]
+                draw.text((x + thumb / 2, y + thumb / 2), why, (90, 90, 90), title_font, "mm")
             else:
                 sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
+            if numbered:
+                radius = number_font.size * 0.8
+                centre = (x + radius + 2, y + radius + 2)
+                box = (centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius)
+                draw.ellipse(box, fill=(20, 20, 20), outline=(250, 250, 247), width=2)
+                draw.text(centre, str(index + 1), (250, 250, 247), number_font, "mm")
             middle, text_y = x + thumb / 2, y + thumb + pad // 2
             title = _fit(_drawable(preset.title), title_font, text_w)
             draw.text((middle, text_y), preset.id, (20, 20, 20), id_font, "ma")

@@ -4,7 +4,8 @@
   captions go to ``handlers.presets``);
 - a reply to a photo: ``/style starry_night``, or another picture captioned ``/style`` (its style);
 - two photos as one album: the first in the style of the second;
-- a photo without a caption in a private chat: the inline gallery, which can also ask for an own style image.
+- a photo without a caption in a private chat: the gallery (a page of paintings as one picture with numbered
+  tiles, and a button per tile), which can also ask for an own style image.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from __future__ import annotations
 import logging
 import warnings
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ChatType
 from telegram.ext import (
     CallbackQueryHandler,
@@ -51,8 +59,7 @@ from engine.protocol import StyleSettings
 
 log = logging.getLogger(__name__)
 
-GALLERY_COLUMNS = 2
-GALLERY_ROWS = 4
+GALLERY_COLUMNS = 2  # buttons per row; the tiles per page are services.paintings.PAGE_SIZE
 WAITING_FOR_STYLE = 1
 OWN_STYLE_TIMEOUT = 600  # seconds the bot waits for the style image after "My own style image"
 
@@ -134,7 +141,7 @@ async def _settings_for(
 
 async def _refuse(update: Update, status: Message | None, message: str) -> None:
     if status is not None:
-        await status.edit_text(message)
+        await _say_instead(status, message)
     else:
         await reply(update, message)
 
@@ -251,20 +258,19 @@ async def on_album(items: list[AlbumItem]) -> None:
 # -- the gallery ---------------------------------------------------------------------------------
 
 
-def gallery_keyboard(s: Services, lang: str, page: int) -> tuple[InlineKeyboardMarkup, int]:
-    """Paintings on pages, navigation, and the own-image choice. Returns the keyboard and the page count."""
-    ids = list(s.catalog.ids)
-    per_page = GALLERY_COLUMNS * GALLERY_ROWS
-    pages = max(1, -(-len(ids) // per_page))
-    page = min(max(page, 0), pages - 1)
-    shown = [s.catalog.get(i) for i in ids[page * per_page : (page + 1) * per_page]]
-    rows = [
-        [
-            InlineKeyboardButton(_short(p.title), callback_data=f"pick:{p.id}")
-            for p in shown[i : i + GALLERY_COLUMNS]
-        ]
-        for i in range(0, len(shown), GALLERY_COLUMNS)
+def gallery_keyboard(s: Services, lang: str, page: int) -> tuple[InlineKeyboardMarkup, int, int]:
+    """One button per numbered tile of the page's sheet, navigation, and the own-image choice.
+
+    Returns the keyboard, the page (taken modulo the page count) and the page count.
+    """
+    pages = s.paintings.pages
+    page %= pages
+    shown = [s.catalog.get(i) for i in s.paintings.page_ids(page)]
+    buttons = [
+        InlineKeyboardButton(f"{number}. {_short(p.title)}", callback_data=f"pick:{p.id}")
+        for number, p in enumerate(shown, start=1)
     ]
+    rows = [buttons[i : i + GALLERY_COLUMNS] for i in range(0, len(buttons), GALLERY_COLUMNS)]
     rows.append(
         [
             InlineKeyboardButton(text(lang, "gallery_previous"), callback_data=f"gal:{(page - 1) % pages}"),
@@ -273,24 +279,29 @@ def gallery_keyboard(s: Services, lang: str, page: int) -> tuple[InlineKeyboardM
         ]
     )
     rows.append([InlineKeyboardButton(text(lang, "gallery_own"), callback_data="own")])
-    return InlineKeyboardMarkup(rows), pages
+    return InlineKeyboardMarkup(rows), page, pages
 
 
-def _short(title: str, limit: int = 24) -> str:
-    return title if len(title) <= limit else title[: limit - 1] + "…"
+def _short(title: str, limit: int = 20) -> str:
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
 async def send_gallery(update: Update, context: ContextTypes.DEFAULT_TYPE, photo_message_id: int) -> None:
+    """The paintings of page 1 as a picture with numbered tiles, the matching buttons below it."""
     lang = language(update)
     chat = update.effective_chat
     assert chat is not None
-    keyboard, pages = gallery_keyboard(services(context), lang, 0)
-    await context.bot.send_message(
+    s = services(context)
+    keyboard, page, pages = gallery_keyboard(s, lang, 0)
+    sheet = await s.paintings.page(page)
+    sent = await context.bot.send_photo(
         chat.id,
-        text(lang, "gallery_prompt", page=1, pages=pages),
+        sheet.picture,
+        caption=text(lang, "gallery_prompt", page=page + 1, pages=pages),
         reply_markup=keyboard,
         reply_parameters=_reply_to(photo_message_id),
     )
+    s.paintings.uploaded(sheet, sent.photo[-1].file_id, sent.photo[-1].file_unique_id)
 
 
 async def _gallery_photo(update: Update) -> ImageRef | None:
@@ -308,16 +319,38 @@ async def _gallery_photo(update: Update) -> ImageRef | None:
 
 
 async def on_gallery_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Another page: the picture and the buttons change together (the picture also when a painting of
+    this page arrived since it was drawn)."""
     query = update.callback_query
     assert query is not None and query.data is not None
+    s = services(context)
     lang = language(update)
-    keyboard, pages = gallery_keyboard(services(context), lang, int(query.data.split(":")[1]))
-    page = int(query.data.split(":")[1]) % pages
+    keyboard, page, pages = gallery_keyboard(s, lang, int(query.data.split(":")[1]))
     await query.answer()
-    new_text = text(lang, "gallery_prompt", page=page + 1, pages=pages)
+    caption = text(lang, "gallery_prompt", page=page + 1, pages=pages)
     message = query.message
-    if isinstance(message, Message) and (message.text != new_text or message.reply_markup != keyboard):
-        await query.edit_message_text(new_text, reply_markup=keyboard)
+    if not isinstance(message, Message):
+        return
+    if not message.photo:  # a text gallery sent before the gallery had pictures
+        if message.text != caption or message.reply_markup != keyboard:
+            await query.edit_message_text(caption, reply_markup=keyboard)
+        return
+    sheet = await s.paintings.page(page)
+    shown = message.photo[-1].file_unique_id
+    if message.caption == caption and message.reply_markup == keyboard and s.paintings.is_shown(sheet, shown):
+        return  # Telegram refuses an edit that changes nothing
+    media = InputMediaPhoto(sheet.picture, caption=caption)
+    edited = await query.edit_message_media(media, reply_markup=keyboard)
+    if isinstance(edited, Message) and edited.photo:
+        s.paintings.uploaded(sheet, edited.photo[-1].file_id, edited.photo[-1].file_unique_id)
+
+
+async def _say_instead(message: Message, words: str) -> None:
+    """Replace what a gallery message says, and its buttons: its caption if it is a picture."""
+    if message.photo:
+        await message.edit_caption(words, reply_markup=None)
+    else:
+        await message.edit_text(words)
 
 
 async def on_gallery_pick(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -348,7 +381,8 @@ async def own_style_start(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return ConversationHandler.END
     await query.answer()
     _waiting(update, context)[_chat_id(update)] = photo
-    await query.edit_message_text(say(update, "own_style_prompt"))
+    assert isinstance(query.message, Message)  # _gallery_photo found the photo it replies to
+    await _say_instead(query.message, say(update, "own_style_prompt"))
     return WAITING_FOR_STYLE
 
 

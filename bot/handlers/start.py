@@ -1,19 +1,16 @@
-"""``/start``, ``/help`` and ``/styles`` (the paintings as one contact sheet, and as a list)."""
+"""``/start``, ``/help`` and ``/styles`` (the paintings on disk as one contact sheet, and all as a list)."""
 
 from __future__ import annotations
 
-import asyncio
 import html
-import io
 
 from telegram import Update
 from telegram.ext import CommandHandler, ContextTypes
 
 from bot.context import services
 from bot.handlers.common import escape, reply, say
-
-SHEET_FILE_ID = "styles_sheet_file_id"  # bot_data key: the uploaded sheet, reused until the paintings change
-SHEET_VERSION = "styles_sheet_version"
+from engine.catalog import Preset
+from engine.style_store import PaintingState
 
 
 async def start_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -27,29 +24,30 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 
 async def styles_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services(context)
-    on_disk = tuple(p.id for p in s.catalog if s.store.local_path(p.id))
-    bot_data = context.application.bot_data
-    photo: str | bytes | None = (
-        bot_data.get(SHEET_FILE_ID) if bot_data.get(SHEET_VERSION) == on_disk else None
-    )
-    if photo is None:
-        photo = await asyncio.to_thread(_sheet_png, s.store)
+    """Every painting on disk as one sheet (uploaded again only when that set changes), then the list."""
+    paintings = services(context).paintings
     message = update.effective_message
     assert message is not None
-    sent = await message.reply_photo(photo, caption=say(update, "styles_caption"))
-    bot_data[SHEET_FILE_ID], bot_data[SHEET_VERSION] = sent.photo[-1].file_id, on_disk
-    lines = [
-        f"<code>{p.id}</code>: {html.escape(p.title)}, {html.escape(p.artist)} ({html.escape(p.year)})"
-        for p in s.catalog
-    ]
+    states = paintings.states()
+    coming = sum(state is PaintingState.COMING for state in states.values())
+    notes = [say(update, "styles_coming", count=coming)] if coming else []
+    sheet = await paintings.overview()
+    if sheet is None:
+        await message.reply_text("\n".join([say(update, "styles_none_yet"), *notes]))
+    else:
+        caption = "\n\n".join([say(update, "styles_caption"), *notes])
+        sent = await message.reply_photo(sheet.picture, caption=caption)
+        paintings.uploaded(sheet, sent.photo[-1].file_id, sent.photo[-1].file_unique_id)
+    lines = [_line(update, preset, states[preset.id]) for preset in paintings.store.catalog]
     await message.reply_text(say(update, "styles_list", lines="\n".join(lines)))
 
 
-def _sheet_png(store) -> bytes:
-    buffer = io.BytesIO()
-    store.make_sheet().save(buffer, "PNG", optimize=True)
-    return buffer.getvalue()
+def _line(update: Update, preset: Preset, state: PaintingState) -> str:
+    line = f"<code>{preset.id}</code>: {html.escape(preset.title)}, {html.escape(preset.artist)} "
+    line += f"({html.escape(preset.year)})"
+    if state is not PaintingState.READY:
+        line += f" <i>({say(update, f'styles_state_{state.value}')})</i>"
+    return line
 
 
 def handlers() -> list:

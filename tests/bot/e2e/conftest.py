@@ -22,7 +22,7 @@ from bot.db import Database
 from bot.queue.embedded import EmbeddedQueue
 from engine.settings import EngineSettings
 from engine.worker import WorkerOptions
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import Call, FakeTelegram
 
 StartBot = Callable[..., contextlib.AbstractAsyncContextManager[Services]]
 
@@ -46,6 +46,7 @@ def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "styles_dir": styles,
             "style_cache_dir": tmp_path / "stats",
+            "styles_prefetch": False,  # the bundled catalog's addresses are on the internet
             "health_port": 0,
             "status_interval_private": 0.3,
             "status_interval_group": 0.6,
@@ -57,6 +58,13 @@ def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
         return Settings(**values)
 
     return make
+
+
+def is_gallery(call: Call) -> bool:
+    """A sent gallery: a picture with page buttons under it."""
+    markup = call.params.get("reply_markup") or {}
+    buttons = [b.get("callback_data", "") for row in markup.get("inline_keyboard", []) for b in row]
+    return call.ok and any(data.startswith("gal:") for data in buttons)
 
 
 def fake_queue(factory: str = "tests.fakes.engine:fake_engine", **queue_options: Any) -> Callable:

@@ -8,7 +8,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -113,7 +113,7 @@ async def test_a_deleted_gallery_photo(tg: FakeTelegram, start_bot: StartBot) ->
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         photo = await tg.send_photo(alice, chat, images.pattern())
-        await tg.wait_for("sendMessage")
+        await tg.wait_for("sendPhoto", is_gallery)
         gallery = tg.messages_in(chat)[-1]
         photo.deleted = True  # the user deleted the photo; the gallery now replies to nothing
         query = await tg.press_button(alice, gallery, "pick:udnie")

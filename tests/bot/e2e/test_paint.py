@@ -8,7 +8,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from tests.bot.e2e.conftest import StartBot
+from engine.catalog import load_catalog
+from tests.bot.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.engine import invert
 from tests.fakes.telegram_api import Call, FakeTelegram
@@ -91,7 +92,7 @@ async def test_reply_to_a_photo_with_a_style_command(tg: FakeTelegram, start_bot
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
-        await tg.wait_for("sendMessage")  # the gallery for the uncaptioned photo
+        await tg.wait_for("sendPhoto", is_gallery)  # the gallery for the uncaptioned photo
         await tg.send_text(alice, chat, "/style shipwreck", reply_to=photo)
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert sent.params["reply_parameters"]["message_id"] == photo.message_id
@@ -104,6 +105,7 @@ async def test_reply_with_a_second_photo_uses_it_as_the_style(tg: FakeTelegram, 
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.wait_for("sendPhoto", is_gallery)
         await tg.send_photo(alice, chat, images.jpeg(50, 50, (10, 200, 10)), caption="/style", reply_to=photo)
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert sent.params["reply_parameters"]["message_id"] == photo.message_id
@@ -135,22 +137,52 @@ async def test_album_of_three_is_explained(tg: FakeTelegram, start_bot: StartBot
         assert "exactly two photos" in sent.params["text"]
 
 
-async def test_gallery_pick_turns_the_gallery_into_the_status(tg: FakeTelegram, start_bot: StartBot) -> None:
-    async with start_bot():
+async def test_the_gallery_is_a_picture_with_numbered_buttons_paged_and_picked(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    settings = settings_for()
+    for n, style_id in enumerate(load_catalog().ids[:10]):  # page 1 and part of page 2 on disk
+        Image.new("RGB", (120, 90), (20 * n, 200 - 15 * n, 90)).save(settings.styles_dir / f"{style_id}.png")
+    async with start_bot(settings):
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
-        gallery_call = await tg.wait_for("sendMessage")
-        assert "page 1 of 3" in gallery_call.params["text"]
+        sent = await tg.wait_for("sendPhoto", is_gallery)
+        assert sent.params["caption"] == "Pick a painting for this photo (page 1 of 3):"
+        assert sent.params["reply_parameters"]["message_id"] == photo.message_id
         gallery = tg.messages_in(chat)[-1]
+        rows = gallery.inline_keyboard
+        numbered = [b["text"] for row in rows[:-2] for b in row]
+        assert numbered[:2] == ["1. The Starry Night", "2. The Great Wave off…"]
+        assert [label.split(".")[0] for label in numbered] == [str(n) for n in range(1, 9)]
+        assert [b["callback_data"] for b in rows[-1]] == ["own"]
+        first_page = picture(tg.downloaded(gallery.file_id))
+        assert first_page.shape[1] > first_page.shape[0]  # four tiles a row, two rows
+
         await tg.press_button(alice, gallery, "gal:1")
-        await tg.wait_for("editMessageText", lambda c: "page 2 of 3" in c.params["text"])
+        edit = await tg.wait_for("editMessageMedia")
+        assert edit.ok
+        assert edit.params["media"]["caption"] == "Pick a painting for this photo (page 2 of 3):"
+        second_page = picture(tg.downloaded(gallery.file_id))
+        assert not np.array_equal(first_page, second_page)  # another picture, not only other buttons
+        assert gallery.button_data[0] == f"pick:{load_catalog().ids[8]}"
+
         await tg.press_button(alice, gallery, "gal:1")  # the page it is on: nothing to edit, no error
-        await tg.press_button(alice, gallery, "pick:mona_lisa")
-        sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
-        assert "Mona Lisa" in sent.params["caption"]
-        assert np.array_equal(painted(tg, sent), negative_of(tg, photo))
+        await tg.press_button(alice, gallery, "gal:0")
+        back = await tg.wait_for("editMessageMedia")
+        assert isinstance(back.params["media"]["media"], str)  # page 1 again: its upload, by file id
+        assert np.array_equal(picture(tg.downloaded(gallery.file_id)), first_page)
+
+        await tg.press_button(alice, gallery, "pick:the_scream")
+        status = await tg.wait_for("editMessageCaption")  # the gallery picture now carries the status
+        assert status.ok
+        assert status.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("cancel:")
+        result = await tg.wait_for("sendPhoto", lambda c: c.ok)
+        assert "The Scream" in result.params["caption"]
+        assert np.array_equal(painted(tg, result), negative_of(tg, photo))
+        await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == gallery.message_id)
         assert not [c for c in tg.calls if not c.ok]  # no refused edit along the way
+        assert len(tg.calls_to("editMessageMedia")) == 2
 
 
 async def test_gallery_own_style_conversation(tg: FakeTelegram, start_bot: StartBot) -> None:
@@ -158,9 +190,11 @@ async def test_gallery_own_style_conversation(tg: FakeTelegram, start_bot: Start
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
-        await tg.wait_for("sendMessage")
+        await tg.wait_for("sendPhoto", is_gallery)
         await tg.press_button(alice, tg.messages_in(chat)[-1], "own")
-        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        prompt = await tg.wait_for("editMessageCaption")
+        assert "Send me the picture" in prompt.params["caption"]
+        assert "reply_markup" not in prompt.params  # the gallery's buttons are gone
         await tg.send_text(alice, chat, "hmm?")
         assert "isn't a picture" in (await tg.wait_for("sendMessage")).params["text"]
         await tg.send_photo(alice, chat, images.jpeg(40, 40, (250, 200, 0)))
@@ -174,7 +208,7 @@ async def test_gallery_buttons_of_someone_elses_photo(tg: FakeTelegram, start_bo
         alice, bob = tg.user("Alice"), tg.user("Bob")
         group = tg.group("Friends", [alice, bob])
         photo = await tg.send_photo(alice, group, images.pattern(), caption="/style@stylebot_test_bot")
-        await tg.wait_for("sendMessage", lambda c: "Pick a painting" in c.params["text"])
+        await tg.wait_for("sendPhoto", lambda c: "Pick a painting" in c.params["caption"])
         gallery = tg.messages_in(group)[-1]
         assert gallery.reply_to is photo
         query = await tg.press_button(bob, gallery, "pick:udnie")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.protocol import settings_from_dict
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -83,7 +83,7 @@ async def test_presets_save_list_use_delete(tg: FakeTelegram, start_bot: StartBo
         assert "Saved preset <b>mine</b>: your image" in (await tg.wait_for("sendMessage")).params["text"]
         del own
         style_image = await tg.send_photo(alice, chat, images.jpeg(60, 60, (255, 0, 0)))
-        await tg.wait_for("sendMessage")  # the gallery for that photo
+        await tg.wait_for("sendPhoto", is_gallery)  # the gallery for that photo
         assert "Saved preset <b>red</b>: your image" in await say("/preset save red", reply_to=style_image)
         listing = await say("/preset list")
         assert "<code>calm</code>: Water Lilies" in listing
