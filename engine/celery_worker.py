@@ -52,7 +52,7 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from engine import celery_app as protocol
-from engine import worker
+from engine import style_store, worker
 from engine.celery_app import BrokerUnreachableError
 from engine.errors import Cancelled
 from engine.settings import EngineSettings, QueueSettings
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, device, cuda_visible in devices
         for name in _slot_names(label, args.concurrency_per_gpu)
     ]
+    style_store.start_prefetch(engine_settings)  # this machine's paintings, in the background
     return Supervisor(specs).run()
 
 

@@ -185,6 +185,24 @@ async def test_the_gallery_is_a_picture_with_numbered_buttons_paged_and_picked(
         assert len(tg.calls_to("editMessageMedia")) == 2
 
 
+async def test_a_refused_pick_says_why_on_the_gallery_picture(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    async with start_bot(settings_for(max_active_jobs=1), engine="tests.fakes.engine:slow_engine"):
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_photo(alice, chat, images.pattern(64, 48), caption="udnie")  # takes the only slot
+        await tg.wait_for("sendMessage", lambda c: "cancel:" in str(c.params.get("reply_markup")))
+        await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.wait_for("sendPhoto", is_gallery)
+        gallery = tg.messages_in(chat)[-1]
+        await tg.press_button(alice, gallery, "pick:udnie")
+        refused = await tg.wait_for("editMessageCaption")
+        assert refused.ok
+        assert "You already have 1 pictures in progress" in refused.params["caption"]
+        assert gallery.button_data == []  # no buttons left to press on a refusal
+
+
 async def test_gallery_own_style_conversation(tg: FakeTelegram, start_bot: StartBot) -> None:
     async with start_bot():
         alice = tg.user("Alice")
