@@ -190,9 +190,15 @@ class StatusBoard:
                 job.chat_id, entry.message_id, caption=view.text, reply_markup=view.buttons
             )
         else:
-            await self.bot.edit_message_text(
-                view.text, job.chat_id, entry.message_id, reply_markup=view.buttons
-            )
+            try:
+                await self.bot.edit_message_text(
+                    view.text, job.chat_id, entry.message_id, reply_markup=view.buttons
+                )
+            except BadRequest as err:
+                if "no text in the message" not in str(err).lower():
+                    raise
+                entry.is_photo = True  # a picture (the gallery's) whose status survived a restart of the bot
+                await self._render(entry, view)
 
     async def _switch_to_photo(self, entry: _Entry, view: _View) -> None:
         """A text message cannot become a photo: send the photo status, then delete the text one."""

@@ -203,6 +203,30 @@ async def test_a_refused_pick_says_why_on_the_gallery_picture(
         assert gallery.button_data == []  # no buttons left to press on a refusal
 
 
+async def test_a_picked_jobs_status_stays_on_the_gallery_picture_across_a_restart(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    settings = settings_for()
+    alice = tg.user("Alice")
+    chat = tg.private_chat(alice)
+    async with start_bot(settings, engine="tests.fakes.engine:slow_engine"):
+        await tg.send_photo(alice, chat, images.pattern(64, 48))
+        await tg.wait_for("sendPhoto", is_gallery)
+        gallery = tg.messages_in(chat)[-1]
+        shown = gallery.message_id
+        await tg.press_button(alice, gallery, "pick:udnie")
+        await tg.wait_for("editMessageCaption", lambda c: "%" in c.params["caption"])  # progress, on it
+    earlier = len(tg.calls)
+    async with start_bot(settings, engine="tests.fakes.engine:slow_engine"):
+        after = await tg.wait_for(
+            "editMessageCaption",
+            lambda c: c.params["message_id"] == shown and tg.calls.index(c) >= earlier,
+        )
+        assert after.ok
+        assert not gallery.deleted
+    assert not [c for c in tg.calls if c.method == "editMessageText" and c.ok]  # never sent to a picture
+
+
 async def test_gallery_own_style_conversation(tg: FakeTelegram, start_bot: StartBot) -> None:
     async with start_bot():
         alice = tg.user("Alice")
