@@ -158,7 +158,7 @@ def test_a_workers_background_thread_and_its_job_share_the_lock(
     tmp_path: Path, painting_server: PaintingServer
 ) -> None:
     catalog = catalog_of(shared=[painting_server.plan("/shared.jpg", slowly(0.5))])
-    settings = EngineSettings(styles_dir=tmp_path, styles_fetch_seconds=10)
+    settings = EngineSettings(styles_dir=tmp_path, styles_prefetch=True, styles_fetch_seconds=10)
     background = start_prefetch(settings, catalog)
     assert background is not None
     try:
