@@ -76,6 +76,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
                 data_dir=Path(tmp) / "data",
                 styles_dir=SHARED / "styles",
+                styles_prefetch=False,  # measure the jobs, not downloads into the shared folder
                 style_cache_dir=Path(tmp) / "stats",
                 default_quality=args.quality,
                 engine_device=args.device,
