@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -89,14 +89,14 @@ async def test_own_style_waits_per_chat(tg: FakeTelegram, start_bot: StartBot) -
         alice, bob = tg.user("Alice"), tg.user("Bob")
         group, private = tg.group("Friends", [alice, bob]), tg.private_chat(alice)
         group_photo = await tg.send_photo(alice, group, images.pattern(64, 48), caption=f"/style@{BOT}")
-        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == group.id)
+        await tg.wait_for("sendPhoto", lambda c: is_gallery(c) and c.params["chat_id"] == group.id)
         group_gallery = tg.messages_in(group)[-1]
         await tg.press_button(alice, group_gallery, "own")
-        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        await tg.wait_for("editMessageCaption", lambda c: "Send me the picture" in c.params["caption"])
         private_photo = await tg.send_photo(alice, private, images.jpeg(80, 60, (10, 200, 30)))
-        await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == private.id)
+        await tg.wait_for("sendPhoto", lambda c: is_gallery(c) and c.params["chat_id"] == private.id)
         await tg.press_button(alice, tg.messages_in(private)[-1], "own")
-        await tg.wait_for("editMessageText", lambda c: "Send me the picture" in c.params["text"])
+        await tg.wait_for("editMessageCaption", lambda c: "Send me the picture" in c.params["caption"])
         await tg.send_photo(alice, group, images.jpeg(40, 40, (250, 200, 0)), reply_to=group_gallery)
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert sent.params["chat_id"] == group.id
@@ -151,7 +151,7 @@ async def test_a_blend_of_more_than_four_styles_is_refused_everywhere(
         await tg.send_photo(alice, chat, images.pattern(), caption=" + ".join(FIVE))  # a caption
         await refused()
         photo = await tg.send_photo(alice, chat, images.pattern())
-        await tg.wait_for("sendMessage")  # the gallery
+        await tg.wait_for("sendPhoto", is_gallery)
         await tg.send_text(alice, chat, "/style " + " + ".join(FIVE), reply_to=photo)  # a reply
         await refused()
         await tg.send_text(alice, chat, "/preset save five " + " ".join(FIVE))  # saving such a preset
