@@ -8,6 +8,7 @@ Shutdown (``post_shutdown``) stops them in the reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "styles", "style", "settings", "preset", "queue", "cancel", "help")
 QueueFactory = Callable[[Settings, Database], JobQueue]
+REDELIVERY = "redelivery"  # bot_data key of the task that sends results again until Telegram confirms
 
 
 def build_application(settings: Settings, queue_factory: QueueFactory | None = None) -> Application:
@@ -145,9 +147,9 @@ def make_queue(settings: Settings, db: Database) -> JobQueue:
     if settings.queue_url:
         from bot.queue.celery_queue import CeleryQueue
 
-        return CeleryQueue(db, settings)
+        return CeleryQueue(db, settings, results_dir=settings.results_dir)
     from bot.queue.embedded import EmbeddedQueue
-    from engine.worker import WorkerOptions
+    from engine.workers.runner import WorkerOptions
 
     options = WorkerOptions(
         name="worker",
@@ -159,6 +161,7 @@ def make_queue(settings: Settings, db: Database) -> JobQueue:
     return EmbeddedQueue(
         db,
         worker_options=options,
+        results_dir=settings.results_dir,
         workers=settings.engine_workers,
         stall_seconds=settings.worker_stall_seconds,
     )
@@ -182,7 +185,8 @@ async def _post_init(application: Application) -> None:
     await s.queue.start(s.notifier)
     await s.health.start()
     s.paintings.start()  # in the background: the bot answers at once, paintings arrive as they come
-    await s.notifier.redeliver()
+    # Results not confirmed sent by the last run go out now, and any that fail to go out, later.
+    application.bot_data[REDELIVERY] = asyncio.create_task(s.notifier.redeliver_forever(), name="redelivery")
     await s.retention.start()  # tidies results and job inputs now, then every RETENTION_SWEEP_MINUTES
     await s.notifier.queue_changed()
     log.info("Stylebot is up as @%s (queue: %s)", application.bot.username, s.queue.status().backend)
@@ -197,6 +201,10 @@ async def _set_commands(application: Application) -> None:
 async def _post_shutdown(application: Application) -> None:
     s = services(application)
     await s.retention.stop()
+    redelivery = application.bot_data.pop(REDELIVERY, None)
+    if redelivery is not None:
+        redelivery.cancel()
+        await asyncio.gather(redelivery, return_exceptions=True)
     await s.albums.close()
     await s.paintings.close()
     with contextlib.suppress(Exception):

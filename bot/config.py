@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from engine.settings import EngineSettings, QueueSettings
+from engine.settings import EngineSettings
+from engine.workers.settings import QueueSettings
 
 TELEGRAM_API_URL = "https://api.telegram.org"
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,18 +21,21 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot import replies
 from bot.db import Database, JobRecord, JobState
 from bot.health import Metrics
+from bot.queue.base import JobResult
 from bot.services.jobs import JobService
 from bot.services.preferences import Preferences
 from bot.status import StatusBoard
 from bot.texts import language_for, text
-from engine.protocol import Progress, StylizeResult
+from engine.protocol import Progress
 
 log = logging.getLogger(__name__)
 
 PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger results go as a file
 PHOTO_MAX_DIMENSIONS = 10_000
-DELIVERY_ATTEMPTS = 3
+CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
+DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
 REDELIVERY_WINDOW = timedelta(days=1)
+REDELIVERY_INTERVAL = 300.0  # seconds between looks for results that could not be sent yet
 
 
 class Notifier:
@@ -56,6 +61,7 @@ class Notifier:
         self.retention = retention
         self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
         self._notes: dict[int, str] = {}  # a retry notice, kept on the job's status until the job ends
+        self._delivering: set[int] = set()  # job ids being sent now: never twice at once
 
     # -- JobEvents ------------------------------------------------------------------------------
 
@@ -71,15 +77,15 @@ class Notifier:
         text = replies.running(language_for(job.language_code), job.style_label, progress)
         await self._show(job, text, preview=progress.preview)
 
-    async def job_finished(self, job_id: int, result: StylizeResult) -> None:
+    async def job_finished(self, job_id: int, result: JobResult) -> None:
+        """The painting is already safe in ``result.path`` (the queue kept it before marking the job
+        done); until Telegram confirms a send, the job counts as undelivered and is sent again later."""
         job = await self.db.get_job(job_id)
         if job is None or job.state != JobState.DONE:
             return
         self._notes.pop(job.id, None)
-        path = self.results_dir / f"{job.id}.{'jpg' if result.format == 'jpeg' else result.format}"
-        await asyncio.to_thread(_write, path, result.image)
         await self.board.remove(job)
-        await self.deliver(job, path, notes=result.notes)
+        await self.deliver(job, result.path, notes=result.notes)
         self.metrics.ended("done", job.engine_seconds)
         await self.jobs.discard_inputs(job)
         log.info("job %d done for user %d in %.1f s", job.id, job.user_id, result.seconds)
@@ -138,18 +144,62 @@ class Notifier:
 
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> Message | None:
         """Send the painting as a reply to the user's photo: a photo with a full-resolution button, or a
-        file when the user prefers files or the picture is beyond what Telegram takes as a photo."""
+        file when the user prefers files or the picture is beyond what Telegram takes as a photo.
+
+        A passing failure (a timeout, a network error) is tried again with growing pauses; a refusal
+        (``BadRequest``: a caption or photo Telegram will not take) falls back to the next form: without
+        the caption, then as a file. Only a confirmed send marks the job delivered (``result_file_id``);
+        anything else leaves it for ``redeliver``.
+        """
+        if job.id in self._delivering:
+            return None
+        self._delivering.add(job.id)
+        try:
+            return await self._deliver(job, path, notes)
+        finally:
+            self._delivering.discard(job.id)
+
+    async def _deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> Message | None:
         language = language_for(job.language_code)
-        caption = replies.result_caption(language, job.style_label, job.engine_seconds, notes)
+        caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
         user = await self.db.get_user(job.user_id)
         as_photo = Preferences.from_dict(user.settings if user else {}).result_as == "photo" and _fits_photo(
             job, path
         )
-        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
         data = await asyncio.to_thread(path.read_bytes)
+        for photo, form_caption in forms:
+            try:
+                message, file_id = await self._send_result(job, path, data, photo=photo, caption=form_caption)
+            except Forbidden as err:
+                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
+                return None
+            except BadRequest as err:
+                log.warning(
+                    "job %d: Telegram refused the result as a %s%s: %s",
+                    job.id,
+                    "photo" if photo else "file",
+                    " with a caption" if form_caption else "",
+                    err,
+                )
+                continue
+            except TelegramError as err:
+                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+                return None
+            await self.db.record_result_file(job.id, file_id)
+            return message
+        log.error("job %d: Telegram refused the result in every form; it stays in %s", job.id, path)
+        return None
+
+    async def _send_result(
+        self, job: JobRecord, path: Path, data: bytes, *, photo: bool, caption: str | None
+    ) -> tuple[Message, str]:
+        """One form of the result, tried ``DELIVERY_ATTEMPTS`` times while the failures are passing ones."""
+        language = language_for(job.language_code)
+        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
-                if as_photo:
+                if photo:
                     message = await self.bot.send_photo(
                         job.chat_id,
                         data,
@@ -157,27 +207,19 @@ class Notifier:
                         reply_parameters=reply,
                         reply_markup=replies.full_resolution_button(language, job.id),
                     )
-                    file_id = message.photo[-1].file_id
-                else:
-                    message = await self.bot.send_document(
-                        job.chat_id,
-                        data,
-                        filename=_file_name(job, path),
-                        caption=caption,
-                        reply_parameters=reply,
-                    )
-                    file_id = message.document.file_id if message.document else ""
-            except Forbidden as err:
-                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
-                return None
+                    return message, message.photo[-1].file_id
+                message = await self.bot.send_document(
+                    job.chat_id, data, filename=_file_name(job, path), caption=caption, reply_parameters=reply
+                )
+                return message, message.document.file_id if message.document else ""
+            except (BadRequest, Forbidden):
+                raise
             except TelegramError as err:
+                if attempt == DELIVERY_ATTEMPTS:
+                    raise
                 log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
                 await asyncio.sleep(2**attempt)
-                continue
-            await self.db.record_result_file(job.id, file_id)
-            return message
-        log.error("job %d: the result could not be delivered; it stays in %s", job.id, path)
-        return None
+        raise AssertionError("unreachable")
 
     async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
         """The lossless file behind a result photo; False once it is past the retention time."""
@@ -199,15 +241,31 @@ class Notifier:
                 return path
         return None
 
-    async def redeliver(self) -> None:
-        """Results that were painted but never sent (the bot stopped in between) go out now."""
-        since = datetime.now(UTC) - REDELIVERY_WINDOW
-        for job in await self.db.undelivered_jobs(since):
+    async def redeliver(self, *, settled: timedelta = timedelta(0)) -> None:
+        """Results that were painted but not confirmed sent (the bot stopped while sending, Telegram was
+        unreachable) go out now; ``settled``: only those finished at least that long ago (a result that
+        just finished is still on its way through ``job_finished``)."""
+        now = datetime.now(UTC)
+        for job in await self.db.undelivered_jobs(now - REDELIVERY_WINDOW):
+            if job.finished_at is not None and job.finished_at > now - settled:
+                continue
             path = self.result_path(job)
-            if path is not None:
-                log.info("job %d: delivering a result left over from the last run", job.id)
+            if path is not None and job.id not in self._delivering:
+                log.info("job %d: delivering a result that was not sent yet", job.id)
                 await self.board.remove(job)
                 await self.deliver(job, path)
+
+    async def redeliver_forever(self, interval: float = REDELIVERY_INTERVAL) -> None:
+        """``redeliver`` everything now (at start-up), then every ``interval`` seconds what has waited at
+        least that long, until cancelled."""
+        settled = timedelta(0)
+        while True:
+            try:
+                await self.redeliver(settled=settled)
+            except Exception:
+                log.exception("redelivery failed; trying again in %.0f s", interval)
+            settled = timedelta(seconds=interval)
+            await asyncio.sleep(interval)
 
     def prune_results(self) -> int:
         """Delete result files older than the retention time; returns how many went."""
@@ -229,11 +287,22 @@ class Notifier:
             )
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def fit_caption(language: str, style: str, seconds: float | None, notes: tuple[str, ...] = ()) -> str:
+    """The result's caption, its style label (and then its notes) cut to fit ``CAPTION_LIMIT``."""
+    caption = replies.result_caption(language, style, seconds, notes)
+    keep = len(style)
+    while (excess := _visible_length(caption) - CAPTION_LIMIT) > 0 and keep > 0:
+        keep = max(0, keep - excess - 1)
+        caption = replies.result_caption(language, style[:keep].rstrip() + "…", seconds, notes)
+    if _visible_length(caption) > CAPTION_LIMIT:
+        caption = replies.result_caption(language, "…", seconds)
+    return caption
+
+
+def _visible_length(caption: str) -> int:
+    """What Telegram counts of an HTML caption: the text without tags, in UTF-16 code units."""
+    visible = html.unescape(re.sub(r"<[^>]*>", "", caption))
+    return len(visible.encode("utf-16-le")) // 2
 
 
 def _fits_photo(job: JobRecord, path: Path) -> bool:

@@ -26,6 +26,7 @@ ERROR_KEYS = {
     "out_of_memory": "error_out_of_memory",
     "worker_lost": "error_worker_lost",
     "input_lost": "error_input_lost",
+    "result_unsaved": "error_result_unsaved",
 }
 BAR_CELLS = 10
 

@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return styles_main(argv[1:])
     if argv and argv[0] == "worker":
-        from engine.celery_worker import main as worker_main
+        from engine.workers.celery import main as worker_main
 
         return worker_main(argv[1:])
     from engine.cli import main as stylize_main

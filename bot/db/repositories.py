@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Executable, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -531,6 +531,23 @@ class JobRepository(_Repository):
             state=JobState.QUEUED.value,
             worker=None,
             external_id=None,
+            progress=None,
+            eta_seconds=None,
+            started_at=None,
+            heartbeat_at=None,
+            error_message=reason,
+        )
+
+    async def release_job(self, job_id: int, reason: str | None = None) -> JobRecord | None:
+        """running → queued because the bot or the worker stopped, not because of the job: like
+        ``requeue_job``, but the attempt its claim counted is given back."""
+        return await self._transition(
+            job_id,
+            [JobState.RUNNING],
+            state=JobState.QUEUED.value,
+            worker=None,
+            external_id=None,
+            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
             progress=None,
             eta_seconds=None,
             started_at=None,

@@ -1,22 +1,34 @@
 """What the bot asks of a job queue, and what a queue tells the bot back.
 
 The bot never runs the engine itself. A handler stores a job row (state ``queued``) and calls
-``JobQueue.submit``; the back end moves the row through its states (``claim_job``, ``finish_job``,
-``fail_job``, ``requeue_job``) and reports each step to ``JobEvents``, which the bot implements to talk
-to the user. Cancelling is the other way round: the bot marks the row ``cancelled`` first, then calls
-``JobQueue.cancel`` so a running job stops and frees its worker. Whichever back end runs, the bot sees
-only this module.
+``JobQueue.submit``; from then on the queue's ``ledger.Ledger`` alone moves the row through its states and
+reports each step to ``JobEvents``, which the bot implements to talk to the user. ``JobQueue.cancel``
+marks the row ``cancelled`` and stops its work. Whichever back end runs, the bot sees only this module.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from engine.protocol import Progress, StylizeResult
+from bot.db import JobRecord
+from engine.protocol import Progress
 
 RESTART_REASON = "the bot restarted"  # the ``job_retrying`` reason for jobs found running at start-up
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished painting, already safe on disk at ``path`` (the queue's results folder)."""
+
+    path: Path
+    format: str  # "png" or "jpeg"
+    width: int
+    height: int
+    seconds: float
+    notes: tuple[str, ...] = ()  # things the user should hear, e.g. "retried at 768 px: out of memory"
 
 
 class JobEvents(Protocol):
@@ -28,8 +40,8 @@ class JobEvents(Protocol):
     async def job_progress(self, job_id: int, progress: Progress) -> None:
         """A progress report from the engine (already throttled by the engine to a few per second)."""
 
-    async def job_finished(self, job_id: int, result: StylizeResult) -> None:
-        """The job is ``done``; deliver ``result``."""
+    async def job_finished(self, job_id: int, result: JobResult) -> None:
+        """The job is ``done`` and its painting stored; deliver it."""
 
     async def job_failed(self, job_id: int, code: str, message: str) -> None:
         """The job is ``failed``; ``code`` is an ``engine.errors`` code or a queue code (``worker_lost``)."""
@@ -55,21 +67,22 @@ class JobQueue(ABC):
 
     @abstractmethod
     async def start(self, events: JobEvents) -> None:
-        """Start the workers and pick up where the last run stopped: jobs ``running`` at a restart are
+        """Start the workers and pick up where the last run stopped: jobs left ``running`` by a crash are
         queued again (or failed after their last attempt, with ``job_failed``); queued ones run."""
 
     @abstractmethod
     async def stop(self) -> None:
-        """Stop taking jobs and stop the workers; running jobs stay ``running`` and are retried at the
-        next start."""
+        """Stop taking jobs and stop the workers; running jobs go back to ``queued`` without using up an
+        attempt (a stop is nobody's fault), to run at the next start."""
 
     @abstractmethod
     async def submit(self, job_id: int) -> None:
         """The job's row is stored and ``queued``: schedule it."""
 
     @abstractmethod
-    async def cancel(self, job_id: int) -> None:
-        """The job's row is already ``cancelled``: stop its work within seconds and free its worker."""
+    async def cancel(self, job_id: int) -> JobRecord | None:
+        """Cancel the job (its row becomes ``cancelled``) and stop its work within seconds, freeing its
+        worker; ``None`` when it had already ended."""
 
     @abstractmethod
     def status(self) -> QueueStatus:

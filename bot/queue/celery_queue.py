@@ -1,9 +1,10 @@
 """The scale-out job queue: Celery workers on other machines, reached through Redis or RabbitMQ.
 
 Chosen when ``QUEUE_URL`` is set; each GPU machine runs ``python -m engine worker`` (see
-``engine/celery_worker.py``; the names and messages on the broker are in ``engine/celery_app.py``). As
-with the embedded queue, the bot's database is the queue and the bot the only authority over a job's
-state: workers never see the database, they only run what they are sent and report back.
+``engine/workers/celery.py``; the names and messages on the broker are in ``engine/workers/broker.py``).
+As with the embedded queue, the bot's database is the queue and every change of a job's state goes
+through ``ledger.Ledger``: workers never see the database, they only run what they are sent and report
+back, and this module decides only what is sent where and when a worker is lost.
 
 How it fits together
 --------------------
@@ -11,8 +12,9 @@ How it fits together
 there are live workers, plus one so that a worker finishing a job finds the next one waiting, and picks
 them with ``fair_order``: round robin across users and the places users are told hold as with the
 embedded queue. Each dispatch gets a fresh task id, stored with ``set_external_id``; the task carries the
-job id and ``build_request(job).to_dict()`` (JSON). The row stays ``queued`` until a worker says
-``started``; only then is it claimed (``claim_job``, which counts the attempt).
+job's ``wire.Ticket`` *by value* (the images in the JSON, base64: a worker on another machine cannot read
+the bot's disk), and the ``done`` report brings the painting back the same way. The row stays ``queued``
+until a worker says ``started``; only then is it claimed (``Ledger.start``, which counts the attempt).
 
 *Events.* Workers report on a queue of their own (started, progress, done, failed, released,
 redelivered, and a heartbeat every ``QUEUE_HEARTBEAT_SECONDS``). A thread (``_Listener``) consumes it
@@ -31,13 +33,13 @@ the ids; the running job checks them between engine steps, and a withdrawn task 
 skipped. ``cancel`` forgets the job's task and stops it; the freed place goes to the next job at once.
 
 *Lost workers.* A worker is alive while its heartbeats come; after ``LOST_BEATS`` missed ones it is
-gone, and its job is retried: ``requeue_job`` and ``job_retrying`` while attempts are left, else
-``fail_job(..., "worker_lost")`` and ``job_failed``, exactly as the embedded queue does. The same
-happens to a job whose worker sends nothing about it for ``WORKER_STALL_SECONDS`` (a hang), whose device
-broke (``device_error``), or whose worker shut down under it (``released``). A retried job is dispatched
-again under a new task id; the old one is stopped. Workers never run a task the broker hands out a second
-time (they report ``redelivered``), so a job that kills its worker cannot go round the workers; a
-redelivery of a job that has not started yet is dispatched again at once.
+gone, and its job is lost (``Ledger.lose``: retried while attempts are left), exactly as the embedded
+queue does. The same happens to a job whose worker sends nothing about it for ``WORKER_STALL_SECONDS``
+(a hang) or whose device broke (``device_error``). A job whose worker shut down under it (``released``)
+is queued again with its attempt given back (``Ledger.release``): a stop is not the job's fault. A
+retried job is dispatched again under a new task id; the old one is stopped. Workers never run a task
+the broker hands out a second time (they report ``redelivered``), so a job that kills its worker cannot go
+round the workers; a redelivery of a job that has not started yet is dispatched again at once.
 
 *Broker restarts.* A restarted Redis (which may keep nothing) loses the tasks waiting in it: when the
 listener's connection comes back after a loss, every task dispatched but not started is dispatched again.
@@ -46,9 +48,14 @@ while some worker has been idle for ``redispatch_after`` seconds is taken as los
 jobs carry on; their worker's reports are retried until the broker is back. Nobody can be heard while the
 broker is away, so no worker is judged by its silence then, nor for ``RECONNECT_GRACE`` seconds after.
 
-*Restarts of the bot.* ``start`` recovers as the embedded queue does: rows left ``running`` are retried
-(``RESTART_REASON``) or failed, tasks dispatched by the last run are stopped and their jobs dispatched
-again. ``stop`` stops the tasks in flight and leaves the rows for the next start.
+*Restarts of the bot.* ``start`` recovers as the embedded queue does: rows a crashed bot left ``running``
+are lost (``Ledger.recover``), tasks dispatched by the last run are stopped and their jobs dispatched
+again. ``stop`` stops the tasks in flight and releases their jobs (queued, the attempt given back).
+
+*Trust.* Whoever can publish on the broker speaks for the workers, so the broker must be private. Even so,
+a report is checked before it counts (``wire.ResultReport``: a known format, sane sizes, an image of that
+format; its task id and job id must match the dispatch), and the painting is kept under a name the ledger
+makes from the job id.
 """
 
 from __future__ import annotations
@@ -62,20 +69,19 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
-from bot.queue.events import EventLines
-from bot.queue.requests import build_request
-from bot.queue.retries import log_left_running, retry_or_fail
+from bot.queue.ledger import BAD_RESULT, Ledger, ticket_for
 from bot.queue.scheduling import fair_order
-from engine import celery_app as protocol
 from engine.errors import Cancelled
-from engine.protocol import Progress, StylizeRequest, StylizeResult
-from engine.settings import QueueSettings
-from engine.worker import DEVICE_ERROR, INTERNAL
+from engine.protocol import Progress
+from engine.workers import broker as protocol
+from engine.workers.settings import QueueSettings
+from engine.workers.wire import DEVICE_ERROR, BadReportError, InputLostError, ResultReport, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,7 @@ class _Event:
     task_id: str | None = None
     job_id: int | None = None
     progress: Progress | None = None
-    result: StylizeResult | None = None
+    result: Any = None  # the raw report: the ledger's checks decide what becomes of it
     fields: dict[str, Any] = field(default_factory=dict)  # the rest: code, message, reason, heartbeat data
 
 
@@ -141,7 +147,6 @@ class _Dispatch:
     sent_at: float
     worker: str | None = None
     last_heard: float = 0.0  # the stall clock, once started
-    last_write: float = float("-inf")  # when progress was last stored
 
     @property
     def id(self) -> int:
@@ -182,7 +187,7 @@ def _decode(body: Any) -> _Event | None:
             task_id=None if task_id is None else str(task_id),
             job_id=None if job_id is None else int(job_id),
             progress=None if progress is None else Progress.from_dict(progress),
-            result=None if result is None else StylizeResult.from_dict(result),
+            result=result,
             fields=fields,
         )
     except Exception:
@@ -270,8 +275,8 @@ class _Broker:
         self.app = protocol.make_app(settings)
         self._exchange = protocol.control_exchange(settings.names)
 
-    def send_job(self, task_id: str, job_id: int, request: StylizeRequest) -> None:
-        self.app.send_task(protocol.TASK_NAME, args=[job_id, request.to_dict()], task_id=task_id)
+    def send_job(self, task_id: str, ticket: Ticket) -> None:
+        self.app.send_task(protocol.TASK_NAME, args=[ticket.to_dict()], task_id=task_id)
 
     def send_stop(self, task_ids: list[str], worker: str | None) -> None:
         with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
@@ -300,12 +305,14 @@ class CeleryQueue(JobQueue):
         db: Database,
         settings: Settings,
         *,
+        results_dir: Path,
         stall_seconds: float | None = None,
         progress_write_interval: float = 1.0,
         redispatch_after: float = 30.0,
     ) -> None:
         self._db = db
         self._settings = settings
+        self._results_dir = results_dir
         if not settings.queue_url:
             raise ValueError("the Celery queue needs QUEUE_URL")
         self.stall_seconds = settings.worker_stall_seconds if stall_seconds is None else stall_seconds
@@ -319,7 +326,7 @@ class CeleryQueue(JobQueue):
         self._stops_sent: dict[tuple[str, str | None], float] = {}  # (task id, worker) → when last told
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
-        self._notifier: EventLines | None = None
+        self._ledger: Ledger | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: _Listener | None = None
         self._task: asyncio.Task[None] | None = None
@@ -337,7 +344,12 @@ class CeleryQueue(JobQueue):
             raise RuntimeError("a CeleryQueue is started once")
         self._started = True
         self._loop = asyncio.get_running_loop()
-        self._notifier = EventLines(events)
+        self._ledger = Ledger(
+            self._db,
+            events,
+            results_dir=self._results_dir,
+            progress_write_interval=self.progress_write_interval,
+        )
         log.info(
             "celery queue: broker %s, names %s.*",
             protocol.safe_url(self._settings),
@@ -366,24 +378,36 @@ class CeleryQueue(JobQueue):
                 await asyncio.gather(self._task, return_exceptions=True)
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)
-        in_flight = [d.task_id for d in self._dispatches.values()]
-        if in_flight:  # their rows stay as they are; the next start dispatches them again
+        in_flight = list(self._dispatches.values())
+        if in_flight:  # the next start dispatches them again
             log.info("celery queue: stopping %d task(s) in flight", len(in_flight))
-            self._withdraw_tasks(in_flight)
+            self._withdraw_tasks([d.task_id for d in in_flight])
+        for dispatch in in_flight:
+            if dispatch.worker is not None:
+                with contextlib.suppress(Exception):
+                    await self.ledger.release(dispatch.id, RESTART_REASON)
         if self._background:
             await asyncio.wait(self._background, timeout=STOP_TIMEOUT)
-        if self._notifier is not None:
-            await self._notifier.close(STOP_TIMEOUT)
+        if self._ledger is not None:
+            await self._ledger.close(STOP_TIMEOUT)
         await asyncio.to_thread(self._broker.close)
         log.info("celery queue: stopped")
 
     async def submit(self, job_id: int) -> None:
         log.debug("job %d: submitted", job_id)
         self._post(_Signal.WAKE)
-        self._queue_changed()
+        self.ledger.queue_changed()
 
-    async def cancel(self, job_id: int) -> None:
-        self._post(_Cancel(job_id))
+    async def cancel(self, job_id: int) -> JobRecord | None:
+        record = await self.ledger.cancel(job_id)
+        if record is not None:
+            self._post(_Cancel(job_id))
+        return record
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "the queue is not started"
+        return self._ledger
 
     def status(self) -> QueueStatus:
         return QueueStatus(
@@ -402,12 +426,7 @@ class CeleryQueue(JobQueue):
     async def _recover(self) -> None:
         """Jobs left ``running`` by the last run are retried or failed; tasks it dispatched are stopped
         (the jobs still queued are dispatched again under new task ids)."""
-        stale: list[str] = []
-        for record in await self._db.jobs_to_recover():
-            log_left_running(record)
-            if record.external_id:
-                stale.append(record.external_id)
-            await self._retry_or_fail(record, RESTART_REASON)
+        stale = [record.external_id for record in await self.ledger.recover() if record.external_id]
         for record in await self._db.queued_and_running():
             if record.state is JobState.QUEUED and record.external_id:
                 stale.append(record.external_id)
@@ -491,14 +510,15 @@ class CeleryQueue(JobQueue):
             self._stop_copy(dispatch.task_id, event.worker)
         elif event.kind == protocol.PROGRESS and event.progress is not None:
             await self._on_progress(dispatch, event.progress)
-        elif event.kind == protocol.DONE and event.result is not None:
+        elif event.kind == protocol.DONE:
             await self._on_done(dispatch, event.result)
         elif event.kind == protocol.FAILED:
             await self._on_failed(dispatch, str(event.fields.get("code")), str(event.fields.get("message")))
         elif event.kind == protocol.RELEASED:
-            await self._lose(
-                dispatch, str(event.fields.get("reason") or f"its worker {event.worker} stopped")
-            )
+            self._withdraw(dispatch)
+            reason = str(event.fields.get("reason") or f"its worker {event.worker} stopped")
+            log.info("%s on %s: released: %s", dispatch, dispatch.worker, reason)
+            await self.ledger.release(dispatch.id, reason)
         else:
             log.warning("celery queue: unknown message %r from %s", event.kind, event.worker)
 
@@ -527,21 +547,11 @@ class CeleryQueue(JobQueue):
                 log.warning("%s: started again on %s; stopping that copy", dispatch, event.worker)
                 self._stop_copy(dispatch.task_id, event.worker)
             return
-        record = await self._db.claim_job(dispatch.id, event.worker)
-        if record is None:
-            log.info("%s: not started on %s: it changed meanwhile", dispatch, event.worker)
+        record = await self.ledger.start(dispatch.id, event.worker)
+        if record is None:  # cancelled meanwhile
             self._withdraw(dispatch)
             return
         dispatch.job, dispatch.worker, dispatch.last_heard = record, event.worker, time.monotonic()
-        log.info(
-            "%s on %s: started (attempt %d of %d)",
-            dispatch,
-            event.worker,
-            record.attempts,
-            record.max_attempts,
-        )
-        self._notify(dispatch.id, "job_started", dispatch.id)
-        self._queue_changed()
 
     async def _on_redelivered(self, dispatch: _Dispatch, event: _Event) -> None:
         """The broker handed the task out again (its worker lost the connection, or died); the worker that
@@ -561,26 +571,19 @@ class CeleryQueue(JobQueue):
             )
 
     async def _on_progress(self, dispatch: _Dispatch, progress: Progress) -> None:
-        now = dispatch.last_heard = time.monotonic()
-        if now - dispatch.last_write >= self.progress_write_interval:
-            dispatch.last_write = now
-            if not await self._db.record_progress(dispatch.id, progress.fraction, progress.eta):
-                # Cancelled (or ended) without cancel() being called: the work is for nobody.
-                log.warning("%s on %s: no longer running; stopping its work", dispatch, dispatch.worker)
-                self._withdraw(dispatch)
-                return
-        self._notify(dispatch.id, "job_progress", dispatch.id, progress)
+        dispatch.last_heard = time.monotonic()
+        if not await self.ledger.progress(dispatch.id, progress):  # cancelled behind the queue's back
+            self._withdraw(dispatch)
 
-    async def _on_done(self, dispatch: _Dispatch, result: StylizeResult) -> None:
-        record = await self._db.finish_job(
-            dispatch.id, width=result.width, height=result.height, engine_seconds=result.seconds
-        )
+    async def _on_done(self, dispatch: _Dispatch, result: Any) -> None:
         self._forget(dispatch)
-        if record is None:
-            log.info("%s on %s: result dropped, the job is no longer running", dispatch, dispatch.worker)
+        try:
+            report = ResultReport.from_dict(result)
+        except BadReportError as err:
+            log.error("%s on %s: a result that cannot be trusted: %s", dispatch, dispatch.worker, err)
+            await self.ledger.fail(dispatch.id, BAD_RESULT, f"the worker's result was refused: {err}")
             return
-        log.info("%s on %s: done in %.1f s", dispatch, dispatch.worker, result.seconds)
-        self._notify(dispatch.id, "job_finished", dispatch.id, result)
+        await self.ledger.finish(dispatch.id, report)
 
     async def _on_failed(self, dispatch: _Dispatch, code: str, message: str) -> None:
         if code == DEVICE_ERROR:
@@ -589,18 +592,8 @@ class CeleryQueue(JobQueue):
         if code == Cancelled.code:  # a worker stops a job on its own only when it shuts down
             await self._lose(dispatch, f"its worker {dispatch.worker} stopped it")
             return
-        record = await self._db.fail_job(dispatch.id, code, message)
         self._forget(dispatch)
-        if record is None:
-            log.info(
-                "%s on %s: failure (%s) dropped, the job is no longer running",
-                dispatch,
-                dispatch.worker,
-                code,
-            )
-            return
-        log.warning("%s on %s: failed: %s (%s)", dispatch, dispatch.worker, code, message)
-        self._notify(dispatch.id, "job_failed", dispatch.id, code, message)
+        await self.ledger.fail(dispatch.id, code, message)
 
     def _on_heartbeat(self, event: _Event) -> None:
         now = time.monotonic()
@@ -668,7 +661,6 @@ class CeleryQueue(JobQueue):
             where = f"on {dispatch.worker}" if dispatch.worker else "waiting in the broker"
             log.info("%s %s: cancelled; stopping task %s", dispatch, where, dispatch.task_id)
             self._withdraw(dispatch)
-        self._queue_changed()
 
     async def _check_clocks(self) -> None:
         """Workers whose heartbeats stopped are gone, with their jobs; a job silent too long is hung."""
@@ -707,25 +699,18 @@ class CeleryQueue(JobQueue):
         self._dispatches.pop(dispatch.id, None)
         self._by_task.pop(dispatch.task_id, None)
         self._dispatch_wanted = True
-        self._queue_changed()
 
     def _withdraw(self, dispatch: _Dispatch) -> None:
         """Give up on the task (stop it wherever it is); the row, if still queued, is dispatched again."""
         self._forget(dispatch)
         self._withdraw_tasks([dispatch.task_id])
+        self.ledger.queue_changed()
 
     async def _lose(self, dispatch: _Dispatch, reason: str) -> None:
         """The job's worker is gone (or hung, or broke): stop its task, retry or fail the job."""
         log.error("%s on %s: worker lost: %s", dispatch, dispatch.worker, reason)
         self._withdraw(dispatch)
-        record = await self._db.get_job(dispatch.id)
-        if record is not None and record.state is JobState.RUNNING:
-            await self._retry_or_fail(record, reason)
-        else:
-            log.info("%s: not retried, it is %s", dispatch, record.state.value if record else "gone")
-
-    async def _retry_or_fail(self, record: JobRecord, reason: str) -> None:
-        if await retry_or_fail(self._db, self._notifier, record, reason):
+        if await self.ledger.lose(dispatch.id, reason):
             self._dispatch_wanted = True
 
     # ----- dispatching -----
@@ -753,18 +738,14 @@ class CeleryQueue(JobQueue):
     async def _send(self, job: JobRecord) -> bool:
         """Dispatch one job under a new task id; ``False`` when the broker refused it (it stays queued)."""
         try:
-            request = await asyncio.to_thread(build_request, job)
-        except Exception as err:  # a missing file (input_lost), or a row the engine cannot take
-            code = getattr(err, "code", INTERNAL)
-            log.error("job %d (user %d): cannot build its request: %s", job.id, job.user_id, err)
-            if await self._db.fail_job(job.id, code, str(err)) is not None:
-                self._notify(job.id, "job_failed", job.id, code, str(err))
-            self._queue_changed()
+            ticket = await asyncio.to_thread(ticket_for, job, by_reference=False)
+        except InputLostError as err:
+            await self.ledger.fail(job.id, err.code, str(err))
             return True
         task_id = str(uuid.uuid4())
         await self._db.set_external_id(job.id, task_id)
         try:
-            await asyncio.to_thread(self._broker.send_job, task_id, job.id, request)
+            await asyncio.to_thread(self._broker.send_job, task_id, ticket)
         except Exception as err:
             log.error(
                 "job %d (user %d): the broker did not take it (%r); it stays queued", job.id, job.user_id, err
@@ -812,16 +793,6 @@ class CeleryQueue(JobQueue):
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    # ----- events -----
-
-    def _notify(self, job_id: int, name: str, *args: Any) -> None:
-        if self._notifier is not None:
-            self._notifier.send(job_id, name, *args)
-
-    def _queue_changed(self) -> None:
-        if self._notifier is not None:
-            self._notifier.send(None, "queue_changed")
 
 
 __all__ = ["CeleryQueue", "WorkerSeen"]

@@ -1,53 +1,54 @@
 """The embedded job queue: worker processes on this machine, fed from the bot's database.
 
 The default back end (empty ``QUEUE_URL``). The database is the queue: a job is a row in state ``queued``
-and the bot's ``submit`` only wakes the dispatcher, so nothing is lost when the bot restarts; ``start``
-requeues what was ``running`` then.
+and the bot's ``submit`` only wakes the dispatcher, so nothing is lost when the bot restarts. Every change
+of a job's state goes through ``ledger.Ledger``; this module decides only which worker runs what and when
+a worker is lost.
 
 How it fits together
 --------------------
-*Slots.* Each worker process lives in a slot: a ``Pipe`` to the process, a shared ``cancel_id``
-(``Value('q')``) and a supervisor task. The supervisor alone changes its slot: it starts the process,
-waits for its hello, claims and sends the jobs the dispatcher assigns, handles the worker's messages, and
+*Slots.* Each worker process (``engine.workers.pipe``) lives in a slot: a ``Pipe`` to the process and a
+supervisor task. The supervisor alone changes its slot: it starts the process, waits for its hello, sends
+the assignments the dispatcher makes and the cancels the bot asks for, handles the worker's reports, and
 replaces the process when it dies, hangs or reports a broken GPU. Everything a slot reacts to (the
-worker's messages, the end of its pipe, an assignment, a cancel's nudge, stop) arrives in one inbox, an
+worker's messages, the end of its pipe, an assignment, a cancel, stop) arrives in one inbox, an
 ``asyncio.Queue``, and is handled in arrival order, one at a time: a late result, a death and a new
 assignment can never be handled out of order or half-way through one another.
 
+*Assignments.* The dispatcher gives an idle slot a list of jobs (one today; a batch is the same message).
+Each job travels as a ``wire.Ticket`` *by reference*: the worker shares this disk, so the ticket names the
+job's stored photo and style images and a file beside them for the painting; no image crosses the pipe.
+The row stays ``queued`` until the worker reports ``started`` (``Ledger.start``, as on Celery); a job
+cancelled meanwhile is stopped at once. Each job has its own cancel, sent as a message that a thread in
+the worker reads while the engine computes.
+
 *Reading pipes.* One reader thread per worker blocks in ``conn.recv()`` and hands each message to the
-loop with ``call_soon_threadsafe``. ``loop.add_reader`` would only say that *some* bytes arrived:
-``recv()`` then blocks until the whole message is in, and a finished result is a few megabytes of
-base64, or never completes if the worker dies mid-send, all on the bot's event loop. A thread per worker
-(one per GPU, or one on the CPU) costs nothing, works with every event loop, and ends by itself at the
-end of the pipe, which is also how a dead worker is noticed. Sending a job (megabytes again) goes through
-``asyncio.to_thread`` for the same reason.
+loop with ``call_soon_threadsafe``; the thread ends by itself at the end of the pipe, which is also how a
+dead worker is noticed. Sends run in ``asyncio.to_thread``: a worker that stopped reading must not block
+the bot's event loop.
 
 *Dispatching.* One task, woken by an ``asyncio.Event`` (submit, a worker becoming free, cancel, a
 retry), plus a slow tick as a safety net. It orders the queued rows with ``fair_order`` (round robin
 across users; the job a worker just ended still counts for its user, see ``_dispatch``) and assigns one
-job to each idle slot; the slot claims it (``claim_job``; ``None``: someone cancelled it meanwhile, skip)
-and sends it.
+job to each idle slot.
 
 *Supervision.* A worker is replaced (killed if need be, a fresh process in the same slot) when its pipe
 ends (the process died), when it answers ``device_error`` (it exits by itself: a CUDA context does not
-recover), or when it has a job and sends nothing for ``stall_seconds`` (a hang), or ignores a cancel for
-``cancel_grace``. Its job is retried once: ``requeue_job`` while ``attempts < max_attempts``, else
-``fail_job(..., "worker_lost")``. A worker that fails to start (no hello within ``start_timeout``, or an
+recover), when it has jobs and sends nothing for ``stall_seconds`` (a hang), or ignores a cancel for
+``cancel_grace``. Its started jobs are lost (``Ledger.lose``: retried while attempts are left); the ones
+it had not started stay queued. A worker that fails to start (no hello within ``start_timeout``, or an
 exit before it) or dies while idle is restarted after a doubling pause of at most ``BACKOFF_MAX`` seconds;
 meanwhile ``status().healthy`` is false unless another worker is usable.
 
-*Stopping.* ``stop()`` asks idle workers to exit (``None``) and waits ``STOP_TIMEOUT`` for them; busy or
-starting ones, and stragglers, get SIGTERM, then SIGKILL. Every process is reaped before ``stop()``
-returns; the processes are also daemonic, so even a bot that never reaches ``stop()`` takes them along
-when it exits, and a worker whose parent vanished sees its pipe end and exits. Running jobs stay
-``running`` for the next start to retry.
+*Stopping.* The workers run in sessions of their own, so the SIGTERM or Ctrl+C that stops the bot does not
+reach them: ``stop()`` stops them. Idle workers are asked to exit (``None``) and get ``STOP_TIMEOUT``;
+busy or starting ones, and stragglers, get SIGTERM, then SIGKILL. Every process is reaped before
+``stop()`` returns, and a worker whose bot vanished sees its pipe end and exits. Reports already received
+are handled first; the jobs still running are released (``Ledger.release``): queued again, their attempt
+given back, for the next start.
 
-*Guards.* Every state change goes through the database's guarded transitions and their return values
-are checked: a result or failure for a job that is no longer ``running`` (cancelled, requeued) is logged
-and dropped, and a message from a worker for a job it no longer holds is ignored.
-
-*Events.* ``JobEvents`` calls are made through ``events.EventLines``: in order per job, but without making a
-worker wait while the bot talks to Telegram.
+*Guards.* A message from a worker about a job it does not hold is ignored; the ledger refuses a result or
+failure for a job that is no longer ``running`` (cancelled, requeued).
 
 *Worker count.* ``workers=None`` starts one worker; when its hello says CUDA and it sees N > 1 GPUs
 (and ``worker_options.device`` is ``auto`` or ``cuda``, not one GPU by index), the slot keeps
@@ -68,18 +69,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
-from bot.queue.events import EventLines
-from bot.queue.requests import build_request
-from bot.queue.retries import log_left_running, retry_or_fail
+from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for
 from bot.queue.scheduling import fair_order
-from engine import worker
 from engine.errors import Cancelled
-from engine.protocol import Progress, StylizeRequest, StylizeResult
-from engine.worker import WorkerOptions
+from engine.protocol import Progress
+from engine.workers import pipe, wire
+from engine.workers.runner import WorkerOptions
+from engine.workers.wire import BadReportError, InputLostError, ResultReport, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class WorkerInfo:
     device: str
     state: str  # "starting", "idle", "assigned", "busy" or "stopped"
     pid: int | None
-    job_id: int | None
+    job_ids: tuple[int, ...]  # the jobs it holds (assigned or running)
     description: str | None  # from the hello, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
     starts: int  # processes started in this slot so far
 
@@ -116,7 +117,7 @@ class WorkerInfo:
 class _State(enum.Enum):
     STARTING = "starting"  # no usable process: starting one, waiting for its hello, or pausing
     IDLE = "idle"
-    ASSIGNED = "assigned"  # the dispatcher gave it a job it has not claimed yet
+    ASSIGNED = "assigned"  # the dispatcher gave it jobs the supervisor has not sent yet
     BUSY = "busy"
     STOPPED = "stopped"
 
@@ -132,15 +133,19 @@ class _FromWorker:
 
 @dataclass(frozen=True)
 class _Assign:
-    job: JobRecord
+    jobs: list[JobRecord]
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    job_id: int
 
 
 class _Signal(enum.Enum):
     STOP = "stop"
-    NUDGE = "nudge"  # look at the deadlines again: a cancel shortened one
 
 
-_Event = _FromWorker | _Assign | _Signal
+_Event = _FromWorker | _Assign | _Cancel | _Signal
 
 
 class _Stopping(Exception):
@@ -148,7 +153,7 @@ class _Stopping(Exception):
 
 
 class _WorkerLost(Exception):
-    """The worker died, hung or broke its device: replace it and retry its job."""
+    """The worker died, hung or broke its device: replace it and retry its jobs."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -157,24 +162,23 @@ class _WorkerLost(Exception):
 
 @dataclass
 class _Job:
-    """The job a slot's worker is running."""
+    """A job a slot holds: sent to its worker, started or not."""
 
-    record: JobRecord  # the row as claimed
-    last_heard: float  # monotonic time of the last sign of life: the stall clock
-    last_write: float = float("-inf")  # when progress was last stored
-    cancel_at: float | None = None  # when we asked the worker to stop it
-    abandoned: bool = False  # its row stopped being ``running`` under us: leave the row alone
+    record: JobRecord  # the row as it was assigned
+    ticket: Ticket
+    started: bool = False  # the worker reported ``started`` and the ledger claimed the row
+    cancel_at: float | None = None  # when the worker was asked to stop it
 
     @property
     def id(self) -> int:
         return self.record.id
 
     @property
-    def user_id(self) -> int:
-        return self.record.user_id
+    def staged(self) -> Path | None:
+        return None if self.ticket.result_path is None else Path(self.ticket.result_path)
 
     def __str__(self) -> str:
-        return f"job {self.id} (user {self.user_id})"
+        return f"job {self.record.id} (user {self.record.user_id})"
 
 
 @dataclass
@@ -182,20 +186,24 @@ class _Slot:
     index: int
     name: str
     device: str
-    cancel_id: worker.SharedInt
     inbox: asyncio.Queue[_Event] = field(default_factory=asyncio.Queue)
     state: _State = _State.STARTING
     generation: int = 0
     process: BaseProcess | None = None
     conn: Connection | None = None
     reader: threading.Thread | None = None
-    job: _Job | None = None
-    last_job: JobRecord | None = None  # what an idle worker ran last, until its successor is chosen
+    jobs: dict[int, _Job] = field(default_factory=dict)  # job id → the job; an assignment's jobs
+    assigned: list[JobRecord] = field(default_factory=list)  # given by the dispatcher, not sent yet
+    last_heard: float = 0.0  # monotonic time of the worker's last sign of life: the stall clock
+    last_jobs: list[JobRecord] = field(default_factory=list)  # what an idle worker ran last
     description: str | None = None
     gpus: int = 0
     starts: int = 0
     failures: int = 0  # starts in a row that did not lead to a working worker
     task: asyncio.Task[None] | None = None
+
+    def held(self) -> set[int]:
+        return {*self.jobs, *(job.id for job in self.assigned)}
 
 
 def _read_pipe(conn: Connection, post: Callable[[_FromWorker], None], generation: int) -> None:
@@ -217,10 +225,6 @@ def _read_pipe(conn: Connection, post: Callable[[_FromWorker], None], generation
             return
 
 
-def _send_job(conn: Connection, job_id: int, request: StylizeRequest) -> None:
-    conn.send((job_id, request.to_dict()))
-
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -235,6 +239,7 @@ class EmbeddedQueue(JobQueue):
         db: Database,
         *,
         worker_options: WorkerOptions,
+        results_dir: Path,
         workers: int | None = None,
         stall_seconds: float = 180.0,
         start_timeout: float = 120.0,
@@ -245,6 +250,7 @@ class EmbeddedQueue(JobQueue):
             raise ValueError("workers must be at least 1 (or None for automatic)")
         self._db = db
         self._options = worker_options
+        self._results_dir = results_dir
         self._workers = workers
         self.stall_seconds = stall_seconds
         self.start_timeout = start_timeout
@@ -252,14 +258,18 @@ class EmbeddedQueue(JobQueue):
         self.cancel_grace = cancel_grace
         self._context = multiprocessing.get_context("spawn")  # CUDA does not survive fork
         self._slots: list[_Slot] = []
-        self._assigning: set[int] = set()  # job ids handed to a slot, not yet claimed
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
-        self._notifier: EventLines | None = None
+        self._ledger: Ledger | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expanded = workers is not None  # the auto worker count is settled
         self._started = False
         self._stopping = False
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "the queue is not started"
+        return self._ledger
 
     # ----- the JobQueue interface -----
 
@@ -268,8 +278,14 @@ class EmbeddedQueue(JobQueue):
             raise RuntimeError("an EmbeddedQueue is started once")
         self._started = True
         self._loop = asyncio.get_running_loop()
-        self._notifier = EventLines(events)
-        await self._recover()
+        self._ledger = Ledger(
+            self._db,
+            events,
+            results_dir=self._results_dir,
+            progress_write_interval=self.progress_write_interval,
+        )
+        if await self._ledger.recover():
+            self._wake.set()
         count = self._workers or 1
         log.info("embedded queue: starting %d worker(s) on %s", count, self._options.device)
         for _ in range(count):
@@ -295,24 +311,22 @@ class EmbeddedQueue(JobQueue):
             await asyncio.gather(*tasks, return_exceptions=True)
         for slot in self._slots:
             self._kill_now(slot)
-        if self._notifier is not None:
-            await self._notifier.close(STOP_TIMEOUT)
+        if self._ledger is not None:
+            await self._ledger.close(STOP_TIMEOUT)
         log.info("embedded queue: stopped")
 
     async def submit(self, job_id: int) -> None:
         log.debug("job %d: submitted", job_id)
         self._wake.set()
-        self._queue_changed()  # a newcomer may go ahead of a busy user's jobs
+        self.ledger.queue_changed()  # a newcomer may go ahead of a busy user's jobs
 
-    async def cancel(self, job_id: int) -> None:
-        slot = next((s for s in self._slots if s.job is not None and s.job.id == job_id), None)
-        if slot is None or slot.job is None:
-            log.info("job %d: cancelled while not running here; nothing to stop", job_id)
-        elif slot.job.cancel_at is None:
-            log.info("%s on %s: cancel requested; the engine stops at its next step", slot.job, slot.name)
-            self._request_cancel(slot, slot.job)
+    async def cancel(self, job_id: int) -> JobRecord | None:
+        record = await self.ledger.cancel(job_id)
+        slot = next((s for s in self._slots if job_id in s.held()), None)
+        if record is not None and slot is not None:
+            slot.inbox.put_nowait(_Cancel(job_id))
         self._wake.set()
-        self._queue_changed()
+        return record
 
     def status(self) -> QueueStatus:
         usable = [s for s in self._slots if s.state in USABLE]
@@ -331,29 +345,18 @@ class EmbeddedQueue(JobQueue):
                 device=s.device,
                 state=s.state.value,
                 pid=s.process.pid if s.process is not None else None,
-                job_id=s.job.id if s.job is not None else None,
+                job_ids=tuple(sorted(s.held())),
                 description=s.description,
                 starts=s.starts,
             )
             for s in self._slots
         ]
 
-    # ----- start-up and recovery -----
-
-    async def _recover(self) -> None:
-        """Jobs left ``running`` by the last run go back to the queue, or fail after their last attempt."""
-        for record in await self._db.jobs_to_recover():
-            log_left_running(record)
-            await self._retry_or_fail(record, RESTART_REASON)
+    # ----- slots -----
 
     def _add_slot(self, device: str) -> None:
         index = len(self._slots)
-        slot = _Slot(
-            index=index,
-            name=f"{self._options.name}-{index}",
-            device=device,
-            cancel_id=self._context.Value("q", 0),
-        )
+        slot = _Slot(index=index, name=f"{self._options.name}-{index}", device=device)
         self._slots.append(slot)
         slot.task = asyncio.create_task(self._supervise(slot), name=f"embedded-queue-{slot.name}")
         slot.task.add_done_callback(self._supervisor_ended)
@@ -375,7 +378,7 @@ class EmbeddedQueue(JobQueue):
         """Start a worker, serve jobs, replace it when it is lost; until stop().
 
         An error of the queue's own (the database refusing a write, a bug) also replaces the worker and
-        retries its job: the slot's state is then not to be trusted, and a fresh start is cheap next to a
+        retries its jobs: the slot's state is then not to be trusted, and a fresh start is cheap next to a
         slot that stops serving. It counts as a failure, so a lasting cause is retried with back-off.
         """
         try:
@@ -415,13 +418,12 @@ class EmbeddedQueue(JobQueue):
         slot.state = _State.STARTING
         slot.generation += 1
         slot.starts += 1
-        slot.cancel_id.value = 0
         generation = slot.generation
         parent, child = self._context.Pipe(duplex=True)
         options = self._options.replace(name=slot.name, device=slot.device)
         process = self._context.Process(
-            target=worker.run,
-            args=(child, slot.cancel_id, options),
+            target=pipe.run,
+            args=(child, options),
             name=f"stylebot-{slot.name}",
             daemon=True,  # never outlives the bot, even if stop() is never reached
         )
@@ -461,13 +463,13 @@ class EmbeddedQueue(JobQueue):
                 log.error("%s: no hello within %g s; killing it", slot.name, self.start_timeout)
                 return False
             if isinstance(event, _Assign):
-                self._unassign(event.job)
+                self._unassign(slot)
             elif isinstance(event, _FromWorker) and event.generation == generation:
                 if event.message is None:
                     code = await self._exit_code(slot)
                     log.error("%s: the worker died while starting (%s)", slot.name, _describe_exit(code))
                     return False
-                if event.message[0] == worker.HELLO:
+                if event.message[0] == wire.HELLO:
                     _, slot.description, slot.gpus = event.message
                     log.info("%s: ready on %s", slot.name, slot.description)
                     return True
@@ -490,7 +492,7 @@ class EmbeddedQueue(JobQueue):
         deadline = time.monotonic() + delay
         while (event := await self._next_event(slot, deadline - time.monotonic())) is not None:
             if isinstance(event, _Assign):
-                self._unassign(event.job)
+                self._unassign(slot)
 
     async def _serve(self, slot: _Slot) -> None:
         """Handle the slot's inbox while its worker is usable; raises ``_WorkerLost`` or ``_Stopping``."""
@@ -499,7 +501,12 @@ class EmbeddedQueue(JobQueue):
             if event is None:
                 raise _WorkerLost(self._timeout_reason(slot))
             if isinstance(event, _Assign):
-                await self._start_job(slot, event.job)
+                await self._send_assignment(slot)
+            elif isinstance(event, _Cancel):
+                job = slot.jobs.get(event.job_id)
+                if job is not None and job.cancel_at is None:
+                    log.info("%s on %s: cancel requested; the engine stops at its next step", job, slot.name)
+                    await self._request_cancel(slot, job)
             elif isinstance(event, _FromWorker) and event.generation == slot.generation:
                 if event.message is None:
                     code = await self._exit_code(slot)
@@ -524,60 +531,67 @@ class EmbeddedQueue(JobQueue):
         return event
 
     def _time_left(self, slot: _Slot) -> float | None:
-        """Seconds until the running job counts as hung (or as ignoring its cancel); None when idle."""
-        job = slot.job
-        if job is None or slot.state is not _State.BUSY:
+        """Seconds until the worker counts as hung (or as ignoring a cancel); None when it holds no job."""
+        if not slot.jobs or slot.state is not _State.BUSY:
             return None
-        deadline = job.last_heard + self.stall_seconds
-        if job.cancel_at is not None:
-            deadline = min(deadline, job.cancel_at + self.cancel_grace)
+        deadline = slot.last_heard + self.stall_seconds
+        for job in slot.jobs.values():
+            if job.cancel_at is not None:
+                deadline = min(deadline, job.cancel_at + self.cancel_grace)
         return deadline - time.monotonic()
 
     def _timeout_reason(self, slot: _Slot) -> str:
-        job = slot.job
-        if (
-            job is not None
-            and job.cancel_at is not None
-            and time.monotonic() >= job.cancel_at + self.cancel_grace
+        now = time.monotonic()
+        if any(
+            j.cancel_at is not None and now >= j.cancel_at + self.cancel_grace for j in slot.jobs.values()
         ):
             return f"the worker did not stop within {self.cancel_grace:g} s of a cancel"
         return f"the worker sent nothing for {self.stall_seconds:g} s (hung)"
 
     async def _replace(self, slot: _Slot, reason: str) -> None:
-        """The worker is lost: end its process, retry or fail its job; the supervisor starts another."""
-        job, slot.job = slot.job, None
+        """The worker is lost: end its process and lose its started jobs (the ledger retries or fails
+        them); the ones it had not started stay queued. The supervisor starts another process."""
+        jobs, slot.jobs = list(slot.jobs.values()), {}
+        self._unassign(slot)
         slot.state = _State.STARTING
-        if job is None:
+        if not jobs:
             slot.failures += 1  # an idle worker should not die: pause before the next one
             log.error("%s: worker lost while idle: %s", slot.name, reason)
-        else:
-            log.error("%s on %s: worker lost: %s", job, slot.name, reason)
         await self._end_process(slot, grace=0.0)
-        if job is not None:
+        for job in jobs:
+            discard(job.staged)
+            if not job.started:
+                continue
+            log.error("%s on %s: worker lost: %s", job, slot.name, reason)
             try:
-                record = await self._db.get_job(job.id)
-                if record is not None and record.state is JobState.RUNNING:
-                    await self._retry_or_fail(record, reason)
-                else:
-                    log.info("%s: not retried, it is %s", job, record.state.value if record else "gone")
+                await self.ledger.lose(job.id, reason)
             except Exception:
                 log.exception("%s: could not be requeued; the next start will recover it", job)
-        self._queue_changed()
+        self._wake.set()
 
     async def _shut_down(self, slot: _Slot) -> None:
-        """At stop(): an idle worker is asked to exit; a busy or still starting one is terminated at once.
-        A job it was running stays ``running`` and is retried at the next start, as ``JobQueue.stop``
-        promises."""
-        job, slot.job = slot.job, None
-        listening = slot.state in (_State.IDLE, _State.ASSIGNED)  # waiting for a job, so it reads the pipe
-        if job is not None:
-            log.info("%s on %s: left running; the next start retries it", job, slot.name)
-        while not slot.inbox.empty():  # an assignment behind the stop is given back
+        """At stop(): reports already received are handled; an idle worker is asked to exit, a busy or
+        still starting one is terminated at once. Its running jobs are released for the next start."""
+        while not slot.inbox.empty():
             event = slot.inbox.get_nowait()
-            if isinstance(event, _Assign):
-                self._assigning.discard(event.job.id)
+            if (
+                isinstance(event, _FromWorker)
+                and event.generation == slot.generation
+                and event.message is not None
+                and slot.state in USABLE
+            ):
+                with contextlib.suppress(Exception):
+                    await self._on_message(slot, event.message)
+        self._unassign(slot)
+        listening = slot.state in (_State.IDLE, _State.ASSIGNED)  # waiting for a job, so it reads the pipe
         await self._end_process(slot, grace=STOP_TIMEOUT if listening else 0.0)
+        jobs, slot.jobs = list(slot.jobs.values()), {}
         slot.state = _State.STOPPED
+        for job in jobs:
+            discard(job.staged)
+            if job.started and job.cancel_at is None:
+                with contextlib.suppress(Exception):
+                    await self.ledger.release(job.id, RESTART_REASON)
 
     async def _end_process(self, slot: _Slot, *, grace: float) -> None:
         """End the slot's process: with ``grace``, ask it (``None``) and wait that long; then SIGTERM,
@@ -622,124 +636,112 @@ class EmbeddedQueue(JobQueue):
 
     # ----- jobs on a slot -----
 
-    async def _start_job(self, slot: _Slot, assigned: JobRecord) -> None:
-        """Claim the assigned job and hand it to the worker."""
-        self._assigning.discard(assigned.id)
-        if self._stopping:
-            return
-        record = await self._db.claim_job(assigned.id, slot.name)
-        if record is None:
-            log.info(
-                "job %d (user %d): not started on %s: it changed meanwhile",
-                assigned.id,
-                assigned.user_id,
-                slot.name,
-            )
-            self._free(slot)
-            return
-        job = slot.job = _Job(record, last_heard=time.monotonic())
-        slot.state = _State.BUSY
-        try:
-            request = await asyncio.to_thread(build_request, record)
-        except Exception as err:  # a missing file (input_lost), or a row the engine cannot take
-            code = getattr(err, "code", worker.INTERNAL)
-            log.error("%s on %s: cannot build its request: %s", job, slot.name, err)
-            failed = await self._db.fail_job(job.id, code, str(err))
-            self._free(slot)
-            if failed is not None:
-                self._notify(job.id, "job_failed", job.id, code, str(err))
-            return
-        log.info("%s on %s: started (attempt %d of %d)", job, slot.name, record.attempts, record.max_attempts)
-        self._notify(job.id, "job_started", job.id)
-        self._queue_changed()
+    async def _send(self, slot: _Slot, message: tuple[Any, ...]) -> None:
+        """A message to the worker, off the event loop; a worker that does not take it is lost."""
+        conn = slot.conn
+        if conn is None:
+            raise _WorkerLost("the worker has no pipe")
         try:
             async with asyncio.timeout(self.stall_seconds):
-                await asyncio.to_thread(_send_job, slot.conn, job.id, request)
+                await asyncio.to_thread(conn.send, message)
         except (OSError, TimeoutError) as err:
-            raise _WorkerLost(f"the job could not be handed to the worker ({err!r})") from err
-        job.last_heard = time.monotonic()
+            raise _WorkerLost(f"a message could not be handed to the worker ({err!r})") from err
+
+    async def _send_assignment(self, slot: _Slot) -> None:
+        """Hand the dispatcher's jobs to the worker, as tickets by reference."""
+        records, slot.assigned = slot.assigned, []
+        if self._stopping:
+            return
+        for record in records:
+            try:
+                ticket = ticket_for(record, by_reference=True)
+            except InputLostError as err:
+                await self.ledger.fail(record.id, err.code, str(err))
+                continue
+            slot.jobs[record.id] = _Job(record, ticket)
+        if not slot.jobs:
+            self._free(slot)
+            return
+        slot.state = _State.BUSY
+        slot.last_heard = time.monotonic()
+        tickets = [job.ticket.to_dict() for job in slot.jobs.values()]
+        await self._send(slot, (wire.ASSIGN, tickets))
+        slot.last_heard = time.monotonic()
 
     async def _on_message(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        job = slot.job
-        if kind == worker.HELLO:
+        if kind == wire.HELLO:
             return
-        if job is None or message[1] != job.id:
-            log.info("%s: ignored a late %r message for job %s", slot.name, kind, message[1])
+        job = slot.jobs.get(message[1]) if len(message) > 1 else None
+        if job is None:
+            log.info("%s: ignored a %r message for job %r, not one it holds", slot.name, kind, message[1:2])
             return
-        job.last_heard = time.monotonic()
-        if kind == worker.PROGRESS:
-            await self._on_progress(slot, job, Progress.from_dict(message[2]))
-        elif kind == worker.DONE:
-            await self._on_done(slot, job, StylizeResult.from_dict(message[2]))
-        elif kind == worker.FAILED:
-            await self._on_failed(slot, job, message[2], message[3])
+        slot.last_heard = time.monotonic()
+        if kind == wire.STARTED:
+            await self._on_started(slot, job)
+        elif kind == wire.PROGRESS:
+            if job.cancel_at is None and job.started:
+                progress = _progress(message[2])
+                if progress is not None and not await self.ledger.progress(job.id, progress):
+                    await self._request_cancel(slot, job)  # cancelled behind the queue's back
+        elif kind == wire.DONE:
+            await self._on_done(slot, job, message[2])
+        elif kind == wire.FAILED:
+            await self._on_failed(slot, job, str(message[2]), str(message[3]))
         else:
             log.warning("%s: unknown message %r from the worker", slot.name, kind)
 
-    async def _on_progress(self, slot: _Slot, job: _Job, progress: Progress) -> None:
-        if job.cancel_at is not None or job.abandoned:
+    async def _on_started(self, slot: _Slot, job: _Job) -> None:
+        if job.started:
             return
-        now = time.monotonic()
-        if now - job.last_write >= self.progress_write_interval:
-            job.last_write = now
-            if not await self._db.record_progress(job.id, progress.fraction, progress.eta):
-                # Cancelled (or ended) without cancel() being called: the work is for nobody.
-                log.warning("%s on %s: no longer running; stopping its work", job, slot.name)
-                job.abandoned = True
-                self._request_cancel(slot, job)
-                return
-        if job.cancel_at is None:
-            self._notify(job.id, "job_progress", job.id, progress)
+        if job.cancel_at is None and await self.ledger.start(job.id, slot.name) is not None:
+            job.started = True
+            return
+        if job.cancel_at is None:  # cancelled before it started: the worker must not paint it
+            await self._request_cancel(slot, job)
 
-    async def _on_done(self, slot: _Slot, job: _Job, result: StylizeResult) -> None:
-        record = await self._db.finish_job(
-            job.id, width=result.width, height=result.height, engine_seconds=result.seconds
-        )
+    async def _on_done(self, slot: _Slot, job: _Job, report: Any) -> None:
+        self._end_job(slot, job)
         slot.failures = 0
-        self._free(slot)
-        if record is None:
-            log.info("%s on %s: result dropped, the job is no longer running", job, slot.name)
+        if not job.started or job.cancel_at is not None:
+            log.info("%s on %s: result dropped, the job was cancelled", job, slot.name)
+            discard(job.staged)
             return
-        log.info("%s on %s: done in %.1f s", job, slot.name, result.seconds)
-        self._notify(job.id, "job_finished", job.id, result)
+        try:
+            parsed = ResultReport.from_dict(report)
+        except BadReportError as err:
+            discard(job.staged)
+            await self.ledger.fail(job.id, BAD_RESULT, f"the worker's result was refused: {err}")
+            return
+        await self.ledger.finish(job.id, parsed, staged=job.staged)
 
     async def _on_failed(self, slot: _Slot, job: _Job, code: str, message: str) -> None:
-        if code == worker.DEVICE_ERROR:
+        if code == wire.DEVICE_ERROR:
             raise _WorkerLost(f"the device failed ({message})")
+        self._end_job(slot, job)
         slot.failures = 0
-        if job.abandoned or (code == Cancelled.code and job.cancel_at is not None):
+        discard(job.staged)
+        if job.cancel_at is not None and code == Cancelled.code:
             log.info("%s on %s: stopped after a cancel", job, slot.name)
+        elif job.cancel_at is None:
+            await self.ledger.fail(job.id, code, message)
+
+    def _end_job(self, slot: _Slot, job: _Job) -> None:
+        del slot.jobs[job.id]
+        slot.last_jobs.append(job.record)
+        if not slot.jobs:
             self._free(slot)
-            return
-        record = await self._db.fail_job(job.id, code, message)
-        self._free(slot)
-        if record is None:
-            log.info("%s on %s: failure (%s) dropped, the job is no longer running", job, slot.name, code)
-            return
-        log.warning("%s on %s: failed: %s (%s)", job, slot.name, code, message)
-        self._notify(job.id, "job_failed", job.id, code, message)
 
     def _free(self, slot: _Slot) -> None:
-        """The worker is ready for the next job."""
-        if slot.job is not None:
-            slot.last_job = slot.job.record
-        slot.job = None
-        slot.cancel_id.value = 0
+        """The worker is ready for the next assignment."""
         slot.state = _State.IDLE
         self._wake.set()
-        self._queue_changed()
+        self.ledger.queue_changed()
 
-    def _request_cancel(self, slot: _Slot, job: _Job) -> None:
-        """The engine checks ``cancel_id`` at every step; the nudge makes the supervisor start the
-        ``cancel_grace`` clock."""
+    async def _request_cancel(self, slot: _Slot, job: _Job) -> None:
+        """The worker stops the job at the engine's next step; ``cancel_grace`` later it counts as hung."""
         job.cancel_at = time.monotonic()
-        slot.cancel_id.value = job.id
-        slot.inbox.put_nowait(_Signal.NUDGE)
-
-    async def _retry_or_fail(self, record: JobRecord, reason: str) -> None:
-        if await retry_or_fail(self._db, self._notifier, record, reason):
-            self._wake.set()
+        await self._send(slot, (wire.CANCEL, [job.id]))
 
     # ----- dispatching -----
 
@@ -757,7 +759,7 @@ class EmbeddedQueue(JobQueue):
     async def _dispatch(self) -> None:
         """Assign the fairest queued jobs to the idle workers, one each.
 
-        A worker that just became free counts its last job as still running while its successor is
+        A worker that just became free counts its last jobs as still running while their successors are
         chosen. Otherwise, with one worker, the user whose job just ended would have no job running at the
         very moment the next one is picked, and their second job would go before another user's first:
         the opposite of round robin, and of the places users were told while that job ran.
@@ -768,34 +770,34 @@ class EmbeddedQueue(JobQueue):
         idle = self._idle_slots()  # again: slots changed while the database answered
         if self._stopping or not idle:
             return
-        queued = [j for j in active if j.state is JobState.QUEUED and j.id not in self._assigning]
-        running = [j for j in active if j.state is JobState.RUNNING or j.id in self._assigning]
-        running += [slot.last_job for slot in idle if slot.last_job is not None]
+        held = {job_id for slot in self._slots for job_id in slot.held()}
+        queued = [j for j in active if j.state is JobState.QUEUED and j.id not in held]
+        running = [j for j in active if j.state is JobState.RUNNING or j.id in held]
+        running += [job for slot in idle for job in slot.last_jobs]
         order = fair_order(queued, running)
         for slot in idle:
-            slot.last_job = None
+            slot.last_jobs = []
         for slot, job in zip(idle, order, strict=False):
             slot.state = _State.ASSIGNED
-            self._assigning.add(job.id)
-            slot.inbox.put_nowait(_Assign(job))
+            slot.assigned = [job]
+            slot.inbox.put_nowait(_Assign([job]))
 
     def _idle_slots(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.state is _State.IDLE]
 
-    def _unassign(self, job: JobRecord) -> None:
-        """An assignment reached a slot that lost its worker first: the job stays queued for another."""
-        self._assigning.discard(job.id)
-        self._wake.set()
+    def _unassign(self, slot: _Slot) -> None:
+        """Jobs assigned to a slot that cannot take them stay queued for another."""
+        if slot.assigned:
+            slot.assigned = []
+            self._wake.set()
 
-    # ----- events -----
 
-    def _notify(self, job_id: int, name: str, *args: Any) -> None:
-        if self._notifier is not None:
-            self._notifier.send(job_id, name, *args)
-
-    def _queue_changed(self) -> None:
-        if self._notifier is not None:
-            self._notifier.send(None, "queue_changed")
+def _progress(data: Any) -> Progress | None:
+    try:
+        return Progress.from_dict(data)
+    except (TypeError, ValueError) as err:
+        log.warning("a malformed progress report was dropped: %r", err)
+        return None
 
 
 __all__ = ["EmbeddedQueue", "WorkerInfo", "WorkerOptions", "auto_devices"]

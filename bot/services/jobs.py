@@ -136,10 +136,8 @@ class JobService:
 
     async def cancel(self, job_id: int) -> JobRecord | None:
         """Cancel one job; None if it had already ended."""
-        job = await self.db.cancel_job(job_id)
+        job = await self.queue.cancel(job_id)
         if job is not None:
-            log.info("job %d cancelled by user %d", job.id, job.user_id)
-            await self.queue.cancel(job_id)
             await self.discard_inputs(job)
         return job
 

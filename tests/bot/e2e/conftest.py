@@ -21,7 +21,7 @@ from bot.context import Services, services
 from bot.db import Database
 from bot.queue.embedded import EmbeddedQueue
 from engine.settings import EngineSettings
-from engine.worker import WorkerOptions
+from engine.workers.runner import WorkerOptions
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 StartBot = Callable[..., contextlib.AbstractAsyncContextManager[Services]]
@@ -79,7 +79,9 @@ def fake_queue(factory: str = "tests.fakes.engine:fake_engine", **queue_options:
             threads=1,
             log_level="WARNING",
         )
-        return EmbeddedQueue(db, worker_options=options, workers=1, **queue_options)
+        return EmbeddedQueue(
+            db, worker_options=options, results_dir=settings.results_dir, workers=1, **queue_options
+        )
 
     return make
 

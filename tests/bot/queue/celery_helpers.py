@@ -25,7 +25,7 @@ from typing import Any
 import redis
 from kombu import Connection
 
-from engine import celery_app
+from engine.workers.settings import Names
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_URL = os.environ.get("STYLEBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -110,7 +110,7 @@ class RabbitBroker:
 
     def clean(self, name: str) -> None:
         """Delete the durable queues a test left (the exchanges go with the virtual host)."""
-        names = celery_app.Names.of(name)
+        names = Names.of(name)
         with contextlib.suppress(Exception), Connection(self.url(), connect_timeout=2) as connection:
             channel = connection.channel()
             for queue in (names.jobs, names.events):

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from bot.db import Database, JobRecord
+from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue
-from engine.protocol import Progress, StylizeResult
-from engine.worker import WorkerOptions
+from engine.protocol import Progress
+from engine.workers.runner import WorkerOptions
 from tests.fakes.images import pattern
 
 WAIT = 15.0  # seconds any single expectation may take before the test fails (never hangs)
@@ -58,7 +59,7 @@ class RecordingEvents:
     async def job_progress(self, job_id: int, progress: Progress) -> None:
         await self._record("progress", job_id, progress)
 
-    async def job_finished(self, job_id: int, result: StylizeResult) -> None:
+    async def job_finished(self, job_id: int, result: JobResult) -> None:
         await self._record("finished", job_id, result)
 
     async def job_failed(self, job_id: int, code: str, message: str) -> None:
@@ -91,8 +92,12 @@ class RecordingEvents:
         await self.wait_until(lambda: len(self.of(job_id, name)) >= count, within)
         return self.of(job_id, name)[count - 1]
 
-    async def finished(self, job_id: int, within: float = WAIT) -> StylizeResult:
+    async def finished(self, job_id: int, within: float = WAIT) -> JobResult:
         return (await self.wait_for(job_id, "finished", within=within)).args[0]
+
+    async def painted(self, job_id: int, within: float = WAIT) -> bytes:
+        """The finished job's painting, as the queue kept it."""
+        return (await self.finished(job_id, within)).path.read_bytes()
 
     async def failed(self, job_id: int, within: float = WAIT) -> tuple[str, str]:
         code, message = (await self.wait_for(job_id, "failed", within=within)).args
@@ -174,7 +179,12 @@ def fake_options(factory: str = FAKE, **changes: Any) -> WorkerOptions:
 
 
 @pytest.fixture
-async def start_queue(db: Database) -> AsyncIterator[StartQueue]:
+def results_dir(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+@pytest.fixture
+async def start_queue(db: Database, results_dir: Path) -> AsyncIterator[StartQueue]:
     """``await start_queue(workers=1, factory=..., events=..., **EmbeddedQueue options)`` → (queue, events);
     every queue made here is stopped when the test ends, whatever happened."""
     queues: list[EmbeddedQueue] = []
@@ -186,7 +196,9 @@ async def start_queue(db: Database) -> AsyncIterator[StartQueue]:
         events: RecordingEvents | None = None,
         **options: Any,
     ) -> tuple[EmbeddedQueue, RecordingEvents]:
-        queue = EmbeddedQueue(db, worker_options=fake_options(factory), workers=workers, **options)
+        queue = EmbeddedQueue(
+            db, worker_options=fake_options(factory), results_dir=results_dir, workers=workers, **options
+        )
         queues.append(queue)
         events = events or RecordingEvents()
         await queue.start(events)

@@ -9,6 +9,7 @@ it fails if any survives. Without a reachable broker or PostgreSQL the tests are
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -25,8 +26,9 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.db import Database, JobState
 from bot.queue.celery_queue import CeleryQueue
-from engine.celery_worker import plan_devices
-from engine.settings import QueueSettings
+from engine.workers import broker as broker_app
+from engine.workers.celery import plan_devices
+from engine.workers.settings import QueueSettings
 from tests.bot.db.conftest import POSTGRES_ADMIN_URL, TABLES, PostgresServer, alembic
 from tests.bot.queue.celery_helpers import (
     ROOT,
@@ -38,6 +40,7 @@ from tests.bot.queue.celery_helpers import (
     namespace,
 )
 from tests.bot.queue.conftest import Jobs, RecordingEvents, eventually
+from tests.fakes import images
 from tests.fakes.engine import invert, marked
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,7 +59,7 @@ StartQueue = Callable[..., Awaitable[tuple[CeleryQueue, RecordingEvents]]]
 def test_the_bot_side_and_the_celery_app_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import bot.queue.celery_queue, engine.celery_app, engine.celery_worker\n"
+        "import bot.queue.celery_queue, engine.workers.broker, engine.workers.celery\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )
@@ -184,7 +187,9 @@ def workers(queue_settings: QueueSettings, tmp_path: Path) -> Iterator[WorkerPro
 
 
 @pytest.fixture
-async def start_queue(db: Database, queue_settings: QueueSettings) -> AsyncIterator[StartQueue]:
+async def start_queue(
+    db: Database, queue_settings: QueueSettings, results_dir: Path
+) -> AsyncIterator[StartQueue]:
     """``await start_queue(**CeleryQueue options)`` → (queue, events); all stopped when the test ends."""
     queues: list[CeleryQueue] = []
     settings = Settings(telegram_bot_token="1:test", **queue_settings.model_dump())  # type: ignore[call-arg]
@@ -195,7 +200,7 @@ async def start_queue(db: Database, queue_settings: QueueSettings) -> AsyncItera
         options.setdefault("stall_seconds", STALL)
         options.setdefault("redispatch_after", 10.0)
         options.setdefault("progress_write_interval", 0.0)
-        queue = CeleryQueue(db, settings, **options)
+        queue = CeleryQueue(db, settings, results_dir=results_dir, **options)
         queues.append(queue)
         events = events or RecordingEvents()
         await queue.start(events)
@@ -240,7 +245,7 @@ async def test_jobs_complete_and_report_progress(
     await queue.submit(second.id)
 
     result = await events.finished(first.id, within=WAIT)
-    assert result.image == invert(jobs.photo)  # the fake engine's answer, through the broker
+    assert result.path.read_bytes() == invert(jobs.photo)  # the fake engine's answer, through the broker
     assert (result.width, result.height, result.format) == (40, 30, "png")
     steps = [c.args[0].step for c in events.of(first.id, "progress")]
     assert steps == sorted(steps)
@@ -289,8 +294,7 @@ async def test_cancelling_a_running_job_stops_it_and_the_worker_goes_on(
     await events.wait_for(slow.id, "progress", within=WAIT)
 
     cancelled_at = time.monotonic()
-    assert await db.cancel_job(slow.id) is not None  # the bot marks the row first, then tells the queue
-    await queue.cancel(slow.id)
+    assert await queue.cancel(slow.id) is not None
     await events.wait_for(after.id, "started", within=5.0)
     assert time.monotonic() - cancelled_at < 3.0
     await events.finished(after.id)
@@ -315,9 +319,7 @@ async def test_a_job_whose_worker_is_killed_is_completed_by_another(
     victim = (await record_of(db, job.id)).worker
 
     os.kill(pid_of(queue, victim), signal.SIGKILL)
-    result = await events.finished(job.id, within=WAIT)
-
-    assert result.image == invert(jobs.photo)
+    assert await events.painted(job.id, within=WAIT) == invert(jobs.photo)
     assert events.names(job.id) == ["started", "retrying", "started", "finished"]
     assert victim in await events.retrying(job.id)
     record = await record_of(db, job.id)
@@ -425,15 +427,16 @@ async def test_a_bot_restart_dispatches_its_jobs_again(
     await first.submit(queued.id)
     await first_events.wait_for(running.id, "progress", within=WAIT)
     await first.stop()
-    assert (await record_of(db, running.id)).state is JobState.RUNNING  # stop() leaves it for the next start
+    record = await record_of(db, running.id)
+    assert (record.state, record.attempts) == (JobState.QUEUED, 0)  # a stop uses up no attempt
     assert (await record_of(db, queued.id)).state is JobState.QUEUED
 
     _, events = await start_queue()
-    assert await events.retrying(running.id, within=WAIT) == "the bot restarted"
     await events.finished(running.id, within=WAIT)
     await events.finished(queued.id, within=WAIT)
     record = await record_of(db, running.id)
-    assert (record.state, record.attempts) == (JobState.DONE, 2)
+    assert (record.state, record.attempts) == (JobState.DONE, 1)
+    assert events.names(running.id) == ["started", "finished"]
     assert events.names(queued.id) == ["started", "finished"]
 
 
@@ -456,5 +459,71 @@ async def test_a_worker_stopped_mid_job_releases_it_and_leaves_no_process(
     assert not workers.group_pids()
     assert "shut down" in await events.retrying(job.id)
     await eventually(lambda: queue.status().workers == 0, within=WAIT)
-    assert (await record_of(db, job.id)).state is JobState.QUEUED  # for the next worker to come
+    record = await record_of(db, job.id)
+    assert (record.state, record.attempts) == (JobState.QUEUED, 0)  # for the next worker, no attempt used
     assert not queue.status().healthy
+
+
+def publish_event(settings: QueueSettings, body: dict[str, Any]) -> None:
+    """A message on the events queue, as anyone who can reach the broker could send it."""
+    with broker_app.connect(settings) as connection:
+        connection.Producer(serializer="json").publish(
+            body,
+            exchange="",
+            routing_key=settings.names.events,
+            declare=[broker_app.events_queue(settings.names)],
+        )
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("result_format", "image"),
+    [("/../../evil", images.png(8, 8)), ("png", b"#!/bin/sh\nrm -rf /\n")],
+    ids=["path-in-format", "not-a-png"],
+)
+async def test_a_forged_result_is_refused_and_writes_nothing(
+    start_queue: StartQueue,
+    queue_settings: QueueSettings,
+    jobs: Jobs,
+    db: Database,
+    results_dir: Path,
+    tmp_path: Path,
+    result_format: str,
+    image: bytes,
+) -> None:
+    queue, events = await start_queue()  # no worker: the job's task waits in the broker
+    job = await jobs.add()
+    await queue.submit(job.id)
+    task_id = None
+    async with asyncio.timeout(WAIT):
+        while task_id is None:
+            task_id = (await record_of(db, job.id)).external_id
+            await asyncio.sleep(0.05)
+
+    said = {"task_id": task_id, "job_id": job.id}
+    await asyncio.to_thread(publish_event, queue_settings, broker_app.event("started", "mallory", **said))
+    await events.wait_for(job.id, "started", within=WAIT)
+    result = {
+        "format": result_format,
+        "width": 8,
+        "height": 8,
+        "seconds": 1.0,
+        "steps": 1,
+        "device": "cpu",
+        "losses": {},
+        "notes": [],
+        "image": base64.b64encode(image).decode(),
+    }
+    await asyncio.to_thread(
+        publish_event, queue_settings, broker_app.event("done", "mallory", result=result, **said)
+    )
+
+    code, message = await events.failed(job.id, within=WAIT)
+    assert code == "bad_result"
+    assert "refused" in message
+    record = await record_of(db, job.id)
+    assert (record.state, record.error_code) == (JobState.FAILED, "bad_result")
+    assert not events.of(job.id, "finished")
+    assert not (tmp_path / "evil").exists()
+    assert not await asyncio.to_thread(lambda: results_dir.exists() and list(results_dir.iterdir()))

@@ -14,21 +14,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
 from bot.db import Database, JobState
 from bot.queue import embedded
+from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
-from engine import worker
-from engine.protocol import Progress, StyleSettings, StyleSource, StylizeRequest, StylizeResult
-from engine.worker import WorkerOptions, is_device_error, load_factory, run_job
+from engine.workers import pipe
+from engine.workers.runner import WorkerOptions
 from tests.bot.queue.conftest import Jobs, RecordingEvents, StartQueue, eventually
 from tests.engine.samples import encode, painting, photo
-from tests.fakes.engine import FakeEngine, fake_engine, invert, marked
-from tests.fakes.images import pattern
+from tests.fakes.engine import invert, marked
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +42,8 @@ async def state_of(db: Database, job_id: int) -> JobState:
 def test_bot_queue_and_worker_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import bot.queue.embedded, bot.queue.scheduling, bot.queue.requests, engine.worker\n"
+        "import bot.queue.embedded, bot.queue.scheduling, bot.queue.ledger\n"
+        "import engine.workers.pipe, engine.workers.runner, engine.workers.wire\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )
@@ -60,87 +59,21 @@ def test_auto_devices() -> None:
     assert auto_devices("mps", "mps", 0) == ["mps"]
 
 
-def test_device_errors_are_told_apart() -> None:
-    assert is_device_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
-    assert is_device_error(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert not is_device_error(RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu"))
-    assert not is_device_error(ValueError("CUDA error"))
-
-
-class Pipe:
-    """The worker's end of the pipe, for running ``run_job`` in this process."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple] = []
-
-    def send(self, message: tuple) -> None:
-        self.sent.append(message)
-
-
-@pytest.mark.parametrize(
-    ("content", "cancel", "outcome"),
-    [
-        (None, False, ("done", True)),
-        (marked("BADIMG"), False, ("failed", "corrupt_image", True)),
-        (marked("SLOW"), True, ("failed", "cancelled", True)),
-        (marked("CUDAERR"), False, ("failed", "device_error", False)),
-    ],
-    ids=["done", "engine-error", "cancelled", "cuda-error"],
-)
-def test_worker_reports_how_a_job_ended(content: bytes | None, cancel: bool, outcome: tuple) -> None:
-    """The messages a worker sends, without a process: plain tuples, the result as a dict."""
-    image = pattern(24, 16, fmt="PNG")
-    request = StylizeRequest(content or image, (StyleSource(preset="starry_night"),), StyleSettings(steps=3))
-    pipe = Pipe()
-    cancel_id = SimpleNamespace(value=7 if cancel else 0)
-    keep_going = run_job(pipe, cancel_id, FakeEngine(), 7, request.to_dict())  # type: ignore[arg-type]
-    *reports, last = pipe.sent
-    assert all(kind == "progress" and job_id == 7 for kind, job_id, _ in reports)
-    if outcome[0] == "done":
-        assert (last[0], last[1], keep_going) == ("done", 7, outcome[1])
-        assert StylizeResult.from_dict(last[2]).image == invert(image)
-        assert [Progress.from_dict(r[2]).step for r in reports] == [1, 2, 3]
-    else:
-        assert (last[0], last[1], last[2], keep_going) == (outcome[0], 7, outcome[1], outcome[2])
-        assert isinstance(last[3], str)
-
-
-def test_worker_reports_unexpected_errors_as_internal() -> None:
-    class Broken(FakeEngine):
-        def stylize(self, request: StylizeRequest, **_: object) -> StylizeResult:
-            raise KeyError("oops")
-
-    pipe = Pipe()
-    request = StylizeRequest(b"x", (StyleSource(preset="starry_night"),))
-    assert run_job(pipe, SimpleNamespace(value=0), Broken(), 3, request.to_dict())  # type: ignore[arg-type]
-    assert pipe.sent == [("failed", 3, "internal", "KeyError: 'oops'")]
-
-
-def test_engine_factories_are_resolved_from_import_paths() -> None:
-    assert load_factory("tests.fakes.engine:fake_engine") is fake_engine
-    assert load_factory("tests.fakes.engine:FakeEngine.stylize") is FakeEngine.stylize
-    with pytest.raises(ValueError, match="module:attribute"):
-        load_factory("tests.fakes.engine.fake_engine")
-    with pytest.raises(AttributeError):
-        load_factory("tests.fakes.engine:nothing_here")
-    with pytest.raises(TypeError, match="not callable"):
-        load_factory("tests.fakes.engine:MARKERS")
-
-
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="workers"):
-        EmbeddedQueue(None, worker_options=WorkerOptions(), workers=0)  # type: ignore[arg-type]
+        EmbeddedQueue(None, worker_options=WorkerOptions(), results_dir=Path(), workers=0)  # type: ignore[arg-type]
 
 
 async def test_a_job_runs_and_its_result_comes_back(
-    start_queue: StartQueue, jobs: Jobs, db: Database
+    start_queue: StartQueue, jobs: Jobs, db: Database, results_dir: Path
 ) -> None:
     queue, events = await start_queue()
     job = await jobs.add()
     await queue.submit(job.id)
 
     result = await events.finished(job.id)
-    assert result.image == invert(jobs.photo)  # the fake engine's answer, across the pipe
+    assert result.path == results_dir / f"{job.id}.png"
+    assert result.path.read_bytes() == invert(jobs.photo)  # the fake engine's answer, kept by the bot
     assert (result.width, result.height, result.format) == (40, 30, "png")
     assert events.names(job.id) == ["started", "finished"]
     assert any(c.name == "queue_changed" for c in events.calls)
@@ -230,8 +163,7 @@ async def test_cancelling_a_running_job_stops_it_and_frees_the_worker(
     await events.wait_for(slow.id, "progress")
 
     cancelled_at = time.monotonic()
-    assert await db.cancel_job(slow.id) is not None  # the bot marks the row first, then tells the queue
-    await queue.cancel(slow.id)
+    assert await queue.cancel(slow.id) is not None
     await events.wait_for(after.id, "started", within=2.0)
     assert time.monotonic() - cancelled_at < 1.5
     await events.finished(after.id)
@@ -249,10 +181,9 @@ async def test_a_cancelled_queued_job_never_runs(start_queue: StartQueue, jobs: 
     await queue.submit(waiting.id)
     await events.wait_for(slow.id, "started")
 
-    await db.cancel_job(waiting.id)
-    await queue.cancel(waiting.id)
-    await db.cancel_job(slow.id)
-    await queue.cancel(slow.id)
+    assert await queue.cancel(waiting.id) is not None
+    assert await queue.cancel(slow.id) is not None
+    assert await queue.cancel(slow.id) is None  # already cancelled
     last = await jobs.add(user_id=3)
     await queue.submit(last.id)
     await events.finished(last.id)
@@ -290,8 +221,7 @@ async def test_a_worker_that_dies_is_replaced_and_its_job_retried(
     job = await jobs.add(marked("CRASH", jobs.photo, once=jobs.flag()))
     await queue.submit(job.id)
 
-    result = await events.finished(job.id)
-    assert result.image == invert(jobs.photo)
+    assert await events.painted(job.id) == invert(jobs.photo)
     assert events.names(job.id) == ["started", "retrying", "started", "finished"]
     assert "exit code 3" in await events.retrying(job.id)
     record = await db.get_job(job.id)
@@ -345,7 +275,6 @@ async def test_a_worker_ignoring_a_cancel_is_replaced(
     await queue.submit(after.id)
     await events.wait_for(job.id, "progress")
 
-    await db.cancel_job(job.id)
     await queue.cancel(job.id)
     await events.finished(after.id)
     assert events.names(job.id) == ["started"]
@@ -405,7 +334,7 @@ async def test_a_job_whose_photo_is_gone_fails_with_input_lost(
     await events.finished(after.id)
 
 
-async def test_a_restart_retries_the_running_job_and_runs_the_queued_one(
+async def test_a_stop_puts_the_running_job_back_without_using_an_attempt(
     start_queue: StartQueue, jobs: Jobs, db: Database
 ) -> None:
     first, first_events = await start_queue()
@@ -415,14 +344,30 @@ async def test_a_restart_retries_the_running_job_and_runs_the_queued_one(
     await first.submit(queued.id)
     await first_events.wait_for(running.id, "progress")
     await first.stop()
-    assert await state_of(db, running.id) is JobState.RUNNING  # stop() leaves it for the next start
+    record = await db.get_job(running.id)
+    assert record is not None
+    assert (record.state, record.attempts) == (JobState.QUEUED, 0)  # a stop is nobody's fault
     assert await state_of(db, queued.id) is JobState.QUEUED
 
     _, events = await start_queue()
-    assert await events.retrying(running.id) == "the bot restarted"
     await events.finished(running.id)
     await events.finished(queued.id)
+    assert events.names(running.id) == ["started", "finished"]
     record = await db.get_job(running.id)
+    assert record is not None
+    assert (record.state, record.attempts) == (JobState.DONE, 1)
+
+
+async def test_a_restart_after_a_crash_retries_the_running_job(
+    start_queue: StartQueue, jobs: Jobs, db: Database
+) -> None:
+    job = await jobs.add()
+    assert await db.claim_job(job.id, "w-0") is not None  # running when the last bot died
+
+    _, events = await start_queue()
+    assert await events.retrying(job.id) == "the bot restarted"
+    await events.finished(job.id)
+    record = await db.get_job(job.id)
     assert record is not None
     assert (record.state, record.attempts) == (JobState.DONE, 2)
 
@@ -446,7 +391,7 @@ async def test_workers_run_below_the_bots_priority(start_queue: StartQueue) -> N
     (pid,) = [info.pid for info in queue.worker_info()]
     assert pid is not None
     ours = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + worker.NICENESS, 19)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + pipe.NICENESS, 19)
 
 
 async def test_stop_leaves_no_worker_process(start_queue: StartQueue, jobs: Jobs) -> None:
@@ -473,10 +418,10 @@ async def test_stop_leaves_no_worker_process(start_queue: StartQueue, jobs: Jobs
 
 def test_auto_worker_count_follows_the_gpus_the_first_worker_sees() -> None:
     """The wiring behind ``auto_devices`` (a machine with GPUs is not needed to check it)."""
-    queue = EmbeddedQueue(None, worker_options=WorkerOptions(device="auto"))  # type: ignore[arg-type]
+    queue = EmbeddedQueue(None, worker_options=WorkerOptions(device="auto"), results_dir=Path())  # type: ignore[arg-type]
     added: list[str] = []
     queue._add_slot = added.append  # type: ignore[method-assign]
-    first = _Slot(index=0, name="worker-0", device="auto", cancel_id=SimpleNamespace(value=0))
+    first = _Slot(index=0, name="worker-0", device="auto")
     first.description, first.gpus = "cuda (NVIDIA H100 80GB HBM3)", 3
     queue._ready(first)
     assert (first.device, added, first.state.value) == ("cuda:0", ["cuda:1", "cuda:2"], "idle")
@@ -489,7 +434,7 @@ async def test_a_slow_bot_handler_does_not_hold_up_the_workers(start_queue: Star
     gate = asyncio.Event()
 
     class SlowDelivery(RecordingEvents):
-        async def job_finished(self, job_id: int, result: StylizeResult) -> None:
+        async def job_finished(self, job_id: int, result: JobResult) -> None:
             await super().job_finished(job_id, result)
             await gate.wait()
 
@@ -566,7 +511,7 @@ async def test_the_real_engine_in_a_worker(db: Database, jobs: Jobs, tmp_path: P
         engine_factory="engine.api:Engine.from_settings",
         engine_settings={"styles_dir": str(tmp_path / "styles"), "style_cache_dir": str(tmp_path / "stats")},
     )
-    queue = EmbeddedQueue(db, worker_options=options, workers=1)
+    queue = EmbeddedQueue(db, worker_options=options, results_dir=tmp_path / "results", workers=1)
     events = RecordingEvents()
     try:
         await queue.start(events)
@@ -575,9 +520,7 @@ async def test_the_real_engine_in_a_worker(db: Database, jobs: Jobs, tmp_path: P
         assert call.name == "finished", call.args
         result = call.args[0]
         assert (result.width, result.height, result.format) == (64, 48, "png")
-        assert result.steps >= 1
-        assert result.device == "cpu"
-        with Image.open(io.BytesIO(result.image)) as image:
+        with Image.open(io.BytesIO(result.path.read_bytes())) as image:
             assert image.size == (64, 48)
         assert queue.worker_info()[0].description.startswith("cpu")
         assert await state_of(db, job.id) is JobState.DONE

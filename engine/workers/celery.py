@@ -7,10 +7,11 @@ while restarts keep failing, and on SIGTERM (or Ctrl+C) stops them all and exits
 
 A worker process loads the engine once, then runs a Celery worker with the ``solo`` pool: the job runs in
 the process's main thread, one at a time, with prefetch 1 and late acknowledgement. Nothing in a worker
-touches the bot's database; it only talks to the broker (the names are in ``engine.celery_app``):
+touches the bot's database; it only talks to the broker (the names are in ``engine.workers.broker``):
 
-* the task ``stylize(job_id, request_dict)`` runs ``engine.worker.run_job``, the same code as the embedded
-  queue's workers, whose reports go to the events queue instead of a pipe (``_RunReporter``);
+* the task ``stylize(ticket_dict)`` runs ``runner.run_assignment`` on its one ticket (by value: this
+  machine may not see the bot's disk), the same code as the embedded queue's workers, whose reports go to
+  the events queue instead of a pipe (``_RunReporter``);
 * a background thread (``_Sidecar``) consumes the control exchange (the bot's ``stop`` messages land in a
   thread-safe ``_StopList`` that ``should_cancel`` reads between engine steps), sends a heartbeat every
   ``QUEUE_HEARTBEAT_SECONDS`` (which job it runs, how long it has been idle), ends the process if a
@@ -51,18 +52,21 @@ from celery import Celery, signals
 from kombu import Queue
 from kombu.exceptions import OperationalError
 
-from engine import celery_app as protocol
-from engine import style_store, worker
-from engine.celery_app import BrokerUnreachableError
+from engine import style_store
 from engine.errors import Cancelled
-from engine.settings import EngineSettings, QueueSettings
-from engine.worker import WorkerEngine, WorkerOptions
+from engine.protocol import Progress
+from engine.settings import EngineSettings
+from engine.workers import broker as protocol
+from engine.workers import wire
+from engine.workers.broker import BrokerUnreachableError
+from engine.workers.runner import WorkerEngine, WorkerOptions, build_engine, run_assignment
+from engine.workers.settings import QueueSettings
+from engine.workers.wire import BadReportError, ResultReport, Ticket
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FACTORY = "engine.api:Engine.from_settings"
 CANCEL_GRACE = 30.0  # a job asked to stop that is still running after this long means a hung engine
-EXIT_HUNG = 4
 RECONNECT_DELAY = 1.0  # the sidecar's pause between attempts to reach the broker again
 TICK = 0.25  # how often the sidecar looks at its connection, the job and its parent
 STOP_LIST_TTL = 3600.0  # a withdrawn task id is remembered this long (its message may still come)
@@ -317,11 +321,11 @@ def run_worker(spec: WorkerSpec) -> None:
     _setup_logging(name, spec.options.log_level)
     settings = QueueSettings(**spec.queue)
     try:
-        engine = worker.build_engine(spec.options)
+        engine = build_engine(spec.options)
         engine.load_model()
     except Exception:
         log.exception("could not start the engine on %s", spec.options.device)
-        sys.exit(worker.EXIT_START_FAILED)
+        sys.exit(wire.EXIT_START_FAILED)
     runtime = WorkerRuntime(name, engine, settings, cancel_grace=spec.cancel_grace)
     app = protocol.make_app(settings)
     register_task(app, runtime)
@@ -355,9 +359,9 @@ def register_task(app: Celery, runtime: WorkerRuntime) -> None:
     """The one task: run a job. Late acknowledgement: its message goes when the job has ended."""
 
     @app.task(name=protocol.TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def stylize(task: Any, job_id: int, request: dict[str, Any]) -> None:
+    def stylize(task: Any, ticket: dict[str, Any]) -> None:
         delivery = task.request.delivery_info or {}
-        runtime.run(task.request.id, job_id, request, redelivered=bool(delivery.get("redelivered")))
+        runtime.run(task.request.id, ticket, redelivered=bool(delivery.get("redelivered")))
 
 
 class _StopList:
@@ -425,8 +429,14 @@ class WorkerRuntime:
 
     # ----- one job -----
 
-    def run(self, task_id: str, job_id: int, request: dict[str, Any], *, redelivered: bool) -> None:
+    def run(self, task_id: str, ticket_dict: dict[str, Any], *, redelivered: bool) -> None:
         """The task's body: run the job, unless the broker handed it out before or the bot withdrew it."""
+        try:
+            ticket = Ticket.from_dict(ticket_dict)
+        except (KeyError, TypeError, ValueError, BadReportError) as err:
+            log.error("task %s: not a job ticket (%r); dropped", task_id, err)
+            return
+        job_id = ticket.job_id
         if redelivered:
             log.warning(
                 "job %d (task %s): handed out a second time; not run, the bot decides what happens to it",
@@ -447,11 +457,7 @@ class WorkerRuntime:
             return
         run = self.current = _Run(task_id, job_id)
         try:
-            reporter = _RunReporter(self, run)
-            reporter.publish(protocol.STARTED, device=self.engine.device_name)
-            # The embedded queue's job runner, as is: these two stand in for its pipe and its shared int.
-            cancel = _CancelFlag(self, run)
-            healthy = worker.run_job(reporter, cancel, self.engine, job_id, request)  # type: ignore[arg-type]
+            healthy = run_assignment(self.engine, [ticket], _RunReporter(self, run), self._should_stop(run))
         finally:
             self.current, self.idle_since = None, time.monotonic()
         if not healthy:
@@ -481,26 +487,22 @@ class WorkerRuntime:
     def _restart(self, reason: str) -> None:
         """A CUDA context does not recover: finish this task, exit, and let the supervisor start afresh."""
         log.error("%s; this worker process restarts", reason)
-        self.exit_code = worker.EXIT_DEVICE_ERROR
+        self.exit_code = wire.EXIT_DEVICE_ERROR
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def _should_stop(self, run: _Run) -> Callable[[int], bool]:
+        """The job's ``should_cancel``: the bot withdrew its task, or this worker shuts down."""
 
-class _CancelFlag:
-    """What ``run_job`` reads as the shared ``cancel_id``: the job's id once it should stop."""
+        def should_stop(_job_id: int) -> bool:
+            if run.stop_reason is None and run.task_id in self.stops:
+                run.ask_to_stop(BOT)  # the stop came just before the job was made current
+            return run.stop_reason is not None
 
-    def __init__(self, runtime: WorkerRuntime, run: _Run) -> None:
-        self._runtime = runtime
-        self._run = run
-
-    @property
-    def value(self) -> int:
-        if self._run.stop_reason is None and self._run.task_id in self._runtime.stops:
-            self._run.ask_to_stop(BOT)  # the stop came just before the job was made current
-        return self._run.job_id if self._run.stop_reason is not None else 0
+        return should_stop
 
 
 class _RunReporter:
-    """What ``run_job`` writes its reports to (a pipe in the embedded queue): here, the events queue.
+    """``runner.Reports`` for one task: events on the broker instead of tuples on a pipe.
 
     A job stopped by the bot ends quietly (the bot no longer wants to hear of it); one stopped because
     this worker shuts down is reported ``released``, so the bot queues it again at once.
@@ -511,42 +513,32 @@ class _RunReporter:
         self._run = run
         self._quiet_until = 0.0  # progress reports are skipped until then (the broker did not answer)
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == worker.PROGRESS:
-            self._progress(message[2])
-        elif kind == worker.DONE:
-            self.publish(protocol.DONE, result=message[2])
-        elif kind == worker.FAILED:
-            self._failed(message[2], message[3])
+    def started(self, job_id: int) -> None:
+        self._publish(protocol.STARTED, device=self._runtime.engine.device_name)
 
-    def publish(self, kind: str, **fields: Any) -> bool:
-        body = protocol.event(
-            kind, self._runtime.name, task_id=self._run.task_id, job_id=self._run.job_id, **fields
-        )
-        return self._runtime.publish(body)
-
-    def _progress(self, progress: dict[str, Any]) -> None:
+    def progress(self, job_id: int, progress: Progress) -> None:
         if time.monotonic() < self._quiet_until:
             return
-        body = protocol.event(
-            protocol.PROGRESS,
-            self._runtime.name,
-            task_id=self._run.task_id,
-            job_id=self._run.job_id,
-            progress=progress,
-        )
-        if not self._runtime.publish(body, final=False):
+        if not self._publish(protocol.PROGRESS, final=False, progress=progress.to_dict()):
             self._quiet_until = time.monotonic() + PROGRESS_PAUSE
 
-    def _failed(self, code: str, message: str) -> None:
+    def done(self, job_id: int, report: ResultReport) -> None:
+        self._publish(protocol.DONE, result=report.to_dict())
+
+    def failed(self, job_id: int, code: str, message: str) -> None:
         reason = self._run.stop_reason if code == Cancelled.code else None
         if reason == BOT:
             log.info("%s: stopped as the bot asked", self._run)
         elif reason == SHUTDOWN:
-            self.publish(protocol.RELEASED, reason=f"its worker {self._runtime.name} shut down")
+            self._publish(protocol.RELEASED, reason=f"its worker {self._runtime.name} shut down")
         else:
-            self.publish(protocol.FAILED, code=code, message=message)
+            self._publish(protocol.FAILED, code=code, message=message)
+
+    def _publish(self, kind: str, *, final: bool = True, **fields: Any) -> bool:
+        body = protocol.event(
+            kind, self._runtime.name, task_id=self._run.task_id, job_id=self._run.job_id, **fields
+        )
+        return self._runtime.publish(body, final=final)
 
 
 class _Outbox:
@@ -702,7 +694,7 @@ class _Sidecar(threading.Thread):
                 self._runtime.cancel_grace,
             )
             logging.shutdown()
-            os._exit(EXIT_HUNG)
+            os._exit(wire.EXIT_HUNG)
         if not self._orphaned and os.getppid() != self._parent_pid:
             self._orphaned = True
             log.error("the supervisor is gone; shutting down")

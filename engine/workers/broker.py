@@ -1,19 +1,25 @@
-"""The Celery back end's common ground: its settings, the names on the broker, the Celery app, and the
+"""The Celery back end's common ground: the names on the broker (from ``settings``), the Celery app, and the
 messages the bot and the workers exchange. Imports neither torch nor the bot, so both sides can use it.
 
 Three things live on the broker, every name starting with ``QUEUE_NAME``:
 
 ``<name>.jobs`` (a queue)
-    Celery task messages: ``stylize(job_id, request_dict)`` with a task id chosen by the bot, JSON only.
-    Workers take one at a time (prefetch 1) and acknowledge it when the job has ended (late acks).
+    Celery task messages: ``stylize(ticket_dict)`` (a ``wire.Ticket`` by value: the workers may be on other
+    machines) with a task id chosen by the bot, JSON only. Workers take one at a time (prefetch 1) and
+    acknowledge it when the job has ended (late acks).
 ``<name>.events`` (a queue the bot alone consumes)
-    Worker → bot: ``started``, ``progress``, ``done``, ``failed``, ``released`` (the worker shut down
-    mid-job), ``redelivered`` (the broker handed out a task a second time; the worker did not run it),
-    ``heartbeat`` (every ``QUEUE_HEARTBEAT_SECONDS``) and ``bye``. Each is a JSON dict built by ``event``.
+    Worker → bot: ``started``, ``progress``, ``done`` (a ``wire.ResultReport`` with the painting),
+    ``failed``, ``released`` (the worker shut down mid-job), ``redelivered`` (the broker handed out a
+    task a second time; the worker did not run it), ``heartbeat`` (every ``QUEUE_HEARTBEAT_SECONDS``)
+    and ``bye``. Each is a JSON dict built by ``event``.
 ``<name>.control`` (a fanout exchange; every worker binds a queue of its own)
     Bot → workers: ``{"stop": [task_id, ...], "worker": name or None}``, built by ``stop_message``.
 
 Both queues are durable and fed through the default exchange (routed by the queue's name).
+
+Whoever can publish on the broker can make the bot believe a job ended, with whatever result: the broker
+must be private to the bot and its workers (see README). The bot checks every report (``wire``) and never
+lets one choose a file name.
 
 Transport differences are settled here, in ``transport_options``: Redis keeps unacknowledged tasks aside
 for ``QUEUE_VISIBILITY_TIMEOUT`` seconds and prefixes every key with the queue name (so deployments and
@@ -24,7 +30,6 @@ Celery's own connections: a worker computes in the thread that would send them (
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,15 +37,13 @@ from celery import Celery
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
 
-from engine.settings import QueueSettings
+from engine.workers.settings import Names, QueueSettings
+from engine.workers.wire import DONE, FAILED, PROGRESS, STARTED
 
 TASK_NAME = "stylebot.stylize"
 
-# Worker → bot message kinds (the ``kind`` field of an event).
-STARTED = "started"
-PROGRESS = "progress"
-DONE = "done"
-FAILED = "failed"
+# Worker → bot message kinds (the ``kind`` field of an event), besides ``wire``'s STARTED, PROGRESS, DONE
+# and FAILED.
 RELEASED = "released"
 REDELIVERED = "redelivered"
 HEARTBEAT = "heartbeat"
@@ -48,17 +51,6 @@ BYE = "bye"
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a broker connection before it counts as unreachable
 KOMBU_HEARTBEAT = 10  # AMQP heartbeat of our own long-lived kombu connections (seconds)
-
-
-@dataclass(frozen=True)
-class Names:
-    jobs: str
-    events: str
-    control: str
-
-    @classmethod
-    def of(cls, prefix: str) -> Names:
-        return cls(jobs=f"{prefix}.jobs", events=f"{prefix}.events", control=f"{prefix}.control")
 
 
 class BrokerUnreachableError(Exception):
@@ -134,7 +126,7 @@ def make_app(settings: QueueSettings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         # A job carries on through a broker blip; the copy of its task the broker hands out again is not
-        # run (see engine/celery_worker.py), so there is nothing to cancel.
+        # run (see engine/workers/celery.py), so there is nothing to cancel.
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app
@@ -172,6 +164,10 @@ def stop_message(task_ids: list[str], worker: str | None = None) -> dict[str, An
 
 
 __all__ = [
+    "DONE",
+    "FAILED",
+    "PROGRESS",
+    "STARTED",
     "TASK_NAME",
     "BrokerUnreachableError",
     "Names",

@@ -1,0 +1,277 @@
+"""What the bot and its workers tell each other, whichever transport carries it (a pipe or a broker).
+
+The bot hands a worker an *assignment*: a list of ``Ticket``s, one per job (one today; a batch later), each
+with its own job id, so progress, cancel and the outcome stay per job. A worker answers per job:
+
+``started``   it began the job (the bot claims the row then, in both back ends);
+``progress``  a ``Progress`` of the engine;
+``done``      a ``ResultReport``: the painting's format, size and summary, and the image itself only when it
+              travels by value;
+``failed``    an ``engine.errors`` code, or ``DEVICE_ERROR``, ``INPUT_LOST``, ``INTERNAL``, and a message.
+
+By reference or by value. The embedded workers share the bot's disk: a ticket names the files of the
+job's photo and style images and the file the worker writes the painting to (``result_path``), so no
+image crosses the pipe. Celery workers may run on other machines: there the ticket carries the images and
+the report carries the painting (base64 in JSON). ``Ticket.request`` reads either form.
+
+The bot trusts nothing a worker sends back: ``ResultReport.from_dict`` accepts only the known formats and
+sane sizes, and the bot keeps a painting by value or moves it from the ``result_path`` *it* chose, under a
+name it makes from the job id and the format's suffix.
+
+Plain data and the standard library only: the bot imports this without torch or Celery.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import StyleSource, StylizeRequest, StylizeResult, settings_from_dict
+
+# Worker → bot reports (a tuple's first item on the pipe, an event's ``kind`` on the broker).
+HELLO = "hello"
+STARTED = "started"
+PROGRESS = "progress"
+DONE = "done"
+FAILED = "failed"
+# Bot → worker on the pipe; ``None`` asks the worker to exit.
+ASSIGN = "assign"
+CANCEL = "cancel"
+
+# Failure codes of the workers, next to the engine's own (``engine.errors``).
+DEVICE_ERROR = "device_error"  # the CUDA context broke: the process must restart; the job is retried
+INPUT_LOST = "input_lost"  # the job's photo or style image could not be read
+INTERNAL = "internal"
+
+# Exit codes of a worker process.
+EXIT_START_FAILED = 2  # the engine could not be built or loaded
+EXIT_DEVICE_ERROR = 3  # after a CUDA error
+EXIT_HUNG = 4  # a Celery worker whose job ignored a stop
+
+RESULT_SUFFIXES = {"png": "png", "jpeg": "jpg"}  # what a worker may paint in → the result file's suffix
+MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",)}
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+MAX_RESULT_SIDE = 16_384
+
+
+class BadReportError(ValueError):
+    """A worker's report that the bot cannot trust (an unknown format, absurd sizes, a wrong type)."""
+
+
+class InputLostError(OSError):
+    """A ticket's file could not be read (deleted by hand, a lost volume)."""
+
+    code = INPUT_LOST
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An input image by reference (``path``) or by value (``data``)."""
+
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise InputLostError("an input image has neither a path nor data")
+        try:
+            return Path(self.path).read_bytes()
+        except OSError as err:
+            raise InputLostError(
+                f"an input file is missing or unreadable: {self.path} ({err.strerror or err})"
+            ) from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path} if self.data is None else {"data": _b64(self.data)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageInput:
+        if "data" in data:
+            return cls(data=base64.b64decode(data["data"]))
+        return cls(path=str(data["path"]))
+
+
+@dataclass(frozen=True)
+class Style:
+    """One painting of a ticket: a catalog preset or an image."""
+
+    weight: float
+    preset: str | None = None
+    image: ImageInput | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight": self.weight, "preset": self.preset, "image": self.image and self.image.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Style:
+        image = data.get("image")
+        return cls(
+            float(data["weight"]), data.get("preset"), None if image is None else ImageInput.from_dict(image)
+        )
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One job of an assignment."""
+
+    job_id: int
+    content: ImageInput
+    styles: tuple[Style, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    result_path: str | None = None  # by reference: write the painting here (atomically); None: report it
+
+    def request(self) -> StylizeRequest:
+        """The engine's request; reads the files of a ticket by reference (``InputLostError``)."""
+        styles = tuple(
+            StyleSource(preset=s.preset, weight=s.weight)
+            if s.preset
+            else StyleSource(image=(s.image or ImageInput()).read(), weight=s.weight)
+            for s in self.styles
+        )
+        return StylizeRequest(self.content.read(), styles, settings_from_dict(self.settings))
+
+    def by_value(self) -> Ticket:
+        """The same ticket with its images read in, for a worker that cannot see this disk."""
+        styles = tuple(
+            s if s.image is None else dataclasses.replace(s, image=ImageInput(data=s.image.read()))
+            for s in self.styles
+        )
+        return dataclasses.replace(self, content=ImageInput(data=self.content.read()), styles=styles)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "content": self.content.to_dict(),
+            "styles": [s.to_dict() for s in self.styles],
+            "settings": dict(self.settings),
+            "result_path": self.result_path,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ticket:
+        return cls(
+            job_id=int(data["job_id"]),
+            content=ImageInput.from_dict(data["content"]),
+            styles=tuple(Style.from_dict(s) for s in data["styles"]),
+            settings=dict(data.get("settings") or {}),
+            result_path=data.get("result_path"),
+        )
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """A finished job as a worker reports it; ``image`` only when the painting travels by value."""
+
+    format: str
+    width: int
+    height: int
+    seconds: float
+    steps: int
+    device: str
+    losses: dict[str, float]
+    notes: tuple[str, ...] = ()
+    image: bytes | None = None
+
+    @classmethod
+    def of(cls, result: StylizeResult, *, inline: bool) -> ResultReport:
+        return cls(
+            format=result.format,
+            width=result.width,
+            height=result.height,
+            seconds=result.seconds,
+            steps=result.steps,
+            device=result.device,
+            losses=dict(result.losses),
+            notes=tuple(result.notes),
+            image=result.image if inline else None,
+        )
+
+    @property
+    def suffix(self) -> str:
+        return RESULT_SUFFIXES[self.format]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["notes"] = list(self.notes)
+        data["image"] = None if self.image is None else _b64(self.image)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ResultReport:
+        """Parse and check a report from a worker; ``BadReportError`` for anything out of bounds."""
+        try:
+            fmt = data["format"]
+            if fmt not in RESULT_SUFFIXES:
+                raise BadReportError(f"unknown result format {str(fmt)[:40]!r}")
+            width, height, steps = int(data["width"]), int(data["height"]), int(data["steps"])
+            if not (1 <= width <= MAX_RESULT_SIDE and 1 <= height <= MAX_RESULT_SIDE):
+                raise BadReportError(f"impossible result size {width}x{height}")
+            image = data.get("image")
+            if image is not None and len(image) > MAX_RESULT_BYTES * 4 // 3 + 4:
+                raise BadReportError("the result image is too large")
+            return cls(
+                format=fmt,
+                width=width,
+                height=height,
+                seconds=max(0.0, float(data["seconds"])),
+                steps=max(0, steps),
+                device=str(data.get("device", ""))[:200],
+                losses={str(k)[:40]: float(v) for k, v in dict(data.get("losses") or {}).items()},
+                notes=tuple(str(n)[:500] for n in list(data.get("notes") or [])[:10]),
+                image=None if image is None else base64.b64decode(image, validate=True),
+            )
+        except BadReportError:
+            raise
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadReportError(f"a malformed result report ({err!r})") from None
+
+
+def check_image(fmt: str, head: bytes, size: int) -> None:
+    """That a painting's bytes are what its report says: the format's signature, a sane size."""
+    if not 0 < size <= MAX_RESULT_BYTES:
+        raise BadReportError(f"a result of {size} bytes")
+    if not any(head.startswith(magic) for magic in MAGIC.get(fmt, ())):
+        raise BadReportError(f"the result is not a {fmt} image")
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` so that after this returns it survives a crash whole or not at all: a temporary file
+    beside it, fsync'd, renamed over it, and the folder fsync'd."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
