@@ -34,6 +34,7 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger re
 PHOTO_MAX_DIMENSIONS = 10_000
 CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
 DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
+DELIVERY_BACKOFF = 2.0  # seconds before the second attempt; doubles for each one after
 REDELIVERY_WINDOW = timedelta(days=1)
 REDELIVERY_INTERVAL = 300.0  # seconds between looks for results that could not be sent yet
 
@@ -218,7 +219,7 @@ class Notifier:
                 if attempt == DELIVERY_ATTEMPTS:
                     raise
                 log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
-                await asyncio.sleep(2**attempt)
+                await asyncio.sleep(DELIVERY_BACKOFF * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
     async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:

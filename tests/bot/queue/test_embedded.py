@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -22,7 +23,7 @@ from bot.db import Database, JobState
 from bot.queue import embedded
 from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
-from engine.workers import pipe
+from engine.workers import pipe, wire
 from engine.workers.runner import WorkerOptions
 from tests.bot.queue.conftest import Jobs, RecordingEvents, StartQueue, eventually
 from tests.engine.samples import encode, painting, photo
@@ -87,6 +88,39 @@ async def test_a_job_runs_and_its_result_comes_back(
     assert (status.backend, status.workers, status.busy, status.healthy) == ("embedded", 1, 0, True)
     [info] = queue.worker_info()
     assert (info.state, info.starts, info.description) == ("idle", 1, "cpu (fake)")
+
+
+async def test_images_cross_the_pipe_by_reference_not_by_value(
+    start_queue: StartQueue, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker shares the bot's disk: the ticket names the photo's file and the file to paint into,
+    and the worker's report carries no image; the bot then keeps the painting it finds there."""
+    crossed: list[tuple[Any, ...]] = []
+    send, on_message = EmbeddedQueue._send, EmbeddedQueue._on_message
+
+    async def sent(self: EmbeddedQueue, slot: Any, message: tuple[Any, ...]) -> None:
+        crossed.append(("to worker", *message))
+        await send(self, slot, message)
+
+    async def received(self: EmbeddedQueue, slot: Any, message: tuple[Any, ...]) -> None:
+        crossed.append(("from worker", *message))
+        await on_message(self, slot, message)
+
+    monkeypatch.setattr(EmbeddedQueue, "_send", sent)
+    monkeypatch.setattr(EmbeddedQueue, "_on_message", received)
+    queue, events = await start_queue()
+    job = await jobs.add()
+    await queue.submit(job.id)
+    assert await events.painted(job.id) == invert(jobs.photo)
+
+    [(_, _, [ticket])] = [m for m in crossed if m[:2] == ("to worker", wire.ASSIGN)]
+    assert ticket["job_id"] == job.id
+    assert ticket["content"] == {"path": job.content_path}
+    assert ticket["result_path"] is not None
+    assert not await asyncio.to_thread(os.path.exists, ticket["result_path"])  # moved into the results
+    [done] = [m for m in crossed if m[:2] == ("from worker", wire.DONE)]
+    assert done[3]["image"] is None
+    assert sum(len(repr(m)) for m in crossed) < len(jobs.photo) + 4000  # no image in any message
 
 
 async def test_progress_crosses_the_process_boundary(

@@ -1,0 +1,212 @@
+"""The worker plumbing without processes: tickets and reports on the wire, and running a job with them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.workers.runner import is_device_error, load_factory, run_assignment
+from engine.workers.wire import (
+    BadReportError,
+    ImageInput,
+    InputLostError,
+    ResultReport,
+    Style,
+    Ticket,
+    check_image,
+    write_durably,
+)
+from tests.fakes.engine import FakeEngine, fake_engine, invert, marked
+from tests.fakes.images import pattern
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ["api", "optimize", "vgg", "losses", "schedule", "images", "catalog", "style_stats", "cli"]
+
+
+def test_the_engine_library_does_not_import_the_worker_plumbing() -> None:
+    code = (
+        "import sys\n"
+        f"for name in {LIBRARY!r}: __import__('engine.' + name)\n"
+        "plumbing = [m for m in sys.modules if m.startswith('engine.workers') or m in ('celery', 'kombu')]\n"
+        "loaded = sorted(plumbing)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+class Recorder:
+    """``runner.Reports`` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def started(self, job_id: int) -> None:
+        self.sent.append(("started", job_id))
+
+    def progress(self, job_id: int, progress: Progress) -> None:
+        self.sent.append(("progress", job_id, progress.step))
+
+    def done(self, job_id: int, report: ResultReport) -> None:
+        self.sent.append(("done", job_id, report))
+
+    def failed(self, job_id: int, code: str, message: str) -> None:
+        self.sent.append(("failed", job_id, code, message))
+
+
+def ticket(tmp_path: Path, content: bytes, *, job_id: int = 7, by_reference: bool = True) -> Ticket:
+    photo = tmp_path / f"photo-{job_id}"
+    photo.write_bytes(content)
+    made = Ticket(
+        job_id,
+        ImageInput(path=str(photo)),
+        (Style(1.0, preset="starry_night"),),
+        {"steps": 3},
+        result_path=str(tmp_path / f"result-{job_id}"),
+    )
+    return made if by_reference else made.by_value()
+
+
+@pytest.mark.parametrize(
+    ("content", "cancel", "outcome", "healthy"),
+    [
+        (None, False, "done", True),
+        (marked("BADIMG"), False, "corrupt_image", True),
+        (marked("SLOW"), True, "cancelled", True),
+        (marked("CUDAERR"), False, "device_error", False),
+    ],
+    ids=["done", "engine-error", "cancelled", "cuda-error"],
+)
+def test_a_job_is_reported_per_job(
+    tmp_path: Path, content: bytes | None, cancel: bool, outcome: str, healthy: bool
+) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    job = ticket(tmp_path, content or image)
+    reports = Recorder()
+    assert run_assignment(FakeEngine(), [job], reports, lambda job_id: cancel and job_id == 7) is healthy
+    first, *middle, last = reports.sent
+    assert first == ("started", 7)
+    assert all(kind == "progress" and job_id == 7 for kind, job_id, _ in middle)
+    if outcome == "done":
+        assert last[:2] == ("done", 7)
+        assert last[2].image is None  # by reference: the painting is in the file the ticket named
+        assert Path(job.result_path or "").read_bytes() == invert(image)
+        assert [step for *_, step in middle] == [1, 2, 3]
+    else:
+        assert last[:3] == ("failed", 7, outcome)
+
+
+def test_by_value_the_painting_comes_back_in_the_report(tmp_path: Path) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    job = ticket(tmp_path, image, by_reference=False)
+    job = Ticket.from_dict(job.to_dict())  # as it crosses a broker
+    assert job.content.path is None
+    assert job.content.data == image
+    reports = Recorder()
+    run_assignment(FakeEngine(), [Ticket(**{**job.__dict__, "result_path": None})], reports, lambda _: False)
+    report = ResultReport.from_dict(reports.sent[-1][2].to_dict())
+    assert report.image == invert(image)
+
+
+def test_each_job_of_an_assignment_has_its_own_outcome_and_cancel(tmp_path: Path) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    jobs = [ticket(tmp_path, image, job_id=1), ticket(tmp_path, marked("SLOW"), job_id=2)]
+    jobs.append(ticket(tmp_path, marked("BADIMG"), job_id=3))
+    reports = Recorder()
+    assert run_assignment(FakeEngine(), jobs, reports, lambda job_id: job_id == 2)
+    ends = [
+        (m[0], m[1], m[2] if m[0] == "failed" else None) for m in reports.sent if m[0] in ("done", "failed")
+    ]
+    assert ends == [("done", 1, None), ("failed", 2, "cancelled"), ("failed", 3, "corrupt_image")]
+
+
+def test_a_missing_input_is_reported_as_input_lost(tmp_path: Path) -> None:
+    job = Ticket(1, ImageInput(path=str(tmp_path / "gone")), (Style(1.0, preset="udnie"),))
+    reports = Recorder()
+    run_assignment(FakeEngine(), [job], reports, lambda _: False)
+    assert reports.sent[-1][:3] == ("failed", 1, "input_lost")
+    assert "missing" in reports.sent[-1][3]
+    with pytest.raises(InputLostError):
+        job.by_value()
+
+
+def test_unexpected_errors_are_reported_as_internal(tmp_path: Path) -> None:
+    class Broken(FakeEngine):
+        def stylize(self, request: StylizeRequest, **_: object) -> StylizeResult:
+            raise KeyError("oops")
+
+    reports = Recorder()
+    assert run_assignment(Broken(), [ticket(tmp_path, b"x")], reports, lambda _: False)
+    assert reports.sent == [("started", 7), ("failed", 7, "internal", "KeyError: 'oops'")]
+
+
+def test_device_errors_are_told_apart() -> None:
+    assert is_device_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_device_error(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_device_error(RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu"))
+    assert not is_device_error(ValueError("CUDA error"))
+
+
+def test_engine_factories_are_resolved_from_import_paths() -> None:
+    assert load_factory("tests.fakes.engine:fake_engine") is fake_engine
+    assert load_factory("tests.fakes.engine:FakeEngine.stylize") is FakeEngine.stylize
+    with pytest.raises(ValueError, match="module:attribute"):
+        load_factory("tests.fakes.engine.fake_engine")
+    with pytest.raises(AttributeError):
+        load_factory("tests.fakes.engine:nothing_here")
+    with pytest.raises(TypeError, match="not callable"):
+        load_factory("tests.fakes.engine:MARKERS")
+
+
+GOOD = {"format": "png", "width": 8, "height": 6, "seconds": 1.5, "steps": 3, "device": "cpu", "losses": {}}
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"format": "../../etc/passwd"}, "unknown result format"),
+        ({"format": "gif"}, "unknown result format"),
+        ({"width": 0}, "impossible result size"),
+        ({"height": 10**9}, "impossible result size"),
+        ({"width": "wide"}, "malformed"),
+        ({"image": "not base64!"}, "malformed"),
+        ({"steps": None}, "malformed"),
+    ],
+)
+def test_a_report_out_of_bounds_is_refused(change: dict[str, Any], complaint: str) -> None:
+    assert ResultReport.from_dict(GOOD).suffix == "png"
+    assert ResultReport.from_dict({**GOOD, "format": "jpeg"}).suffix == "jpg"
+    with pytest.raises(BadReportError, match=complaint):
+        ResultReport.from_dict({**GOOD, **change})
+    with pytest.raises(BadReportError):
+        ResultReport.from_dict("not a dict")
+
+
+def test_a_painting_must_be_what_its_report_says() -> None:
+    png = pattern(8, 6, fmt="PNG")
+    check_image("png", png[:16], len(png))
+    with pytest.raises(BadReportError, match="not a jpeg"):
+        check_image("jpeg", png[:16], len(png))
+    with pytest.raises(BadReportError, match="bytes"):
+        check_image("png", png[:16], 0)
+
+
+def test_a_durable_write_leaves_the_whole_file_or_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out" / "1.png"
+    write_durably(target, b"first")
+    assert target.read_bytes() == b"first"
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_durably(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == ["1.png"]  # no temporary file left behind
