@@ -25,10 +25,6 @@ class JobState(StrEnum):
     # A plain class attribute of an Enum would become a member, so ACTIVE is set below the class.
     ACTIVE: ClassVar[tuple[JobState, ...]]
 
-    @property
-    def is_active(self) -> bool:
-        return self in JobState.ACTIVE
-
 
 JobState.ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 

@@ -407,13 +407,6 @@ class JobRepository(_Repository):
         """The user's latest jobs in any state, newest first."""
         return await self._jobs(Job.user_id == user_id, newest_first=True, limit=limit)
 
-    async def job_stats(self) -> dict[JobState, int]:
-        """How many jobs are in each state (every state present, zeros included): for metrics."""
-        stmt = select(Job.state, func.count()).group_by(Job.state)
-        async with self.session() as session:
-            counts = {JobState(state): int(n) for state, n in await session.execute(stmt)}
-        return {state: counts.get(state, 0) for state in JobState}
-
     async def _transition(
         self, job_id: int, from_states: Iterable[JobState], **values: Any
     ) -> JobRecord | None:

@@ -35,27 +35,10 @@ def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> lis
     return [job for _, job in ranked]
 
 
-def queue_positions(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> dict[int, int]:
-    """Job id → 1-based place in ``fair_order`` (1: starts when the next worker is free)."""
-    return {job.id: place for place, job in enumerate(fair_order(queued, running), start=1)}
-
-
-def running_remaining(running: Sequence[JobRecord], typical_seconds: float) -> list[float]:
-    """Seconds each running job still needs: the engine's own ETA when it gave one, else the part of
-    ``typical_seconds`` its progress says is left (all of it before the first report)."""
-    remaining = []
-    for job in running:
-        if job.eta_seconds is not None:
-            remaining.append(max(0.0, job.eta_seconds))
-        else:
-            remaining.append(max(0.0, typical_seconds * (1.0 - (job.progress or 0.0))))
-    return remaining
-
-
 def estimate_wait(
     position: int, *, workers: int, typical_seconds: float, running_remaining: Sequence[float]
 ) -> float:
-    """Seconds until the job at ``position`` (1-based, as in ``queue_positions``) starts.
+    """Seconds until the job at ``position`` (1-based, its place in ``fair_order``) starts.
 
     The model: each worker becomes free when its running job's remaining time has passed (an idle
     worker is free now); the ``position - 1`` jobs ahead then start, in order, on whichever worker is free

@@ -10,8 +10,6 @@ from bot.db import Database, JobRecord, JobState
 
 from .test_users_presets_chats import OWN, STARRY, assert_aware_utc, assert_recent
 
-ALL_STATES = set(JobState)
-
 
 async def new_job(db: Database, user_id: int = 1001, **overrides: Any) -> JobRecord:
     values: dict[str, Any] = {
@@ -245,20 +243,6 @@ async def test_queries(database: Database, user: int) -> None:
     assert [j.id for j in await database.recent_jobs(user, 2)] == [d.id, c.id]
     assert [j.id for j in await database.recent_jobs(user, 10)] == [d.id, c.id, a.id]
     assert await database.recent_jobs(404, 10) == []
-
-    stats = await database.job_stats()
-    assert set(stats) == ALL_STATES
-    assert stats == {
-        JobState.QUEUED: 2,
-        JobState.RUNNING: 1,
-        JobState.DONE: 1,
-        JobState.FAILED: 0,
-        JobState.CANCELLED: 1,
-    }
-
-
-async def test_job_stats_of_an_empty_table(database: Database) -> None:
-    assert await database.job_stats() == dict.fromkeys(JobState, 0)
 
 
 async def test_count_created_since(database: Database, user: int) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.db import JobRecord, JobState
-from bot.queue.scheduling import estimate_wait, fair_order, queue_positions, running_remaining
+from bot.queue.scheduling import estimate_wait, fair_order
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -66,7 +66,6 @@ def ids(jobs: list[JobRecord]) -> list[int]:
 def test_empty_queue() -> None:
     assert fair_order([], []) == []
     assert fair_order([], [running(1, 7)]) == []
-    assert queue_positions([], []) == {}
 
 
 def test_one_user_runs_oldest_first() -> None:
@@ -124,15 +123,6 @@ def test_input_is_not_changed() -> None:
     assert ids(queued) == [2, 1]
 
 
-# ----- queue_positions -----
-
-
-def test_positions_are_one_based_places_in_the_fair_order() -> None:
-    queued = [job(i, user_id=1, minute=i) for i in range(1, 4)] + [job(4, 2, minute=4)]
-    assert queue_positions(queued, []) == {1: 1, 4: 2, 2: 3, 3: 4}
-    assert queue_positions(queued, [running(9, 1)]) == {4: 1, 1: 2, 2: 3, 3: 4}
-
-
 # ----- estimate_wait -----
 
 
@@ -178,12 +168,3 @@ def test_estimate_clamps_nonsense_and_rejects_bad_arguments() -> None:
         estimate_wait(0, workers=1, typical_seconds=60, running_remaining=[])
     with pytest.raises(ValueError, match="workers"):
         estimate_wait(1, workers=0, typical_seconds=60, running_remaining=[])
-
-
-def test_running_remaining_prefers_the_engines_eta() -> None:
-    jobs = [
-        running(1, 1, eta_seconds=12.5, progress=0.9),
-        running(2, 2, progress=0.25),
-        running(3, 3),
-    ]
-    assert running_remaining(jobs, typical_seconds=80) == [12.5, 60.0, 80.0]
