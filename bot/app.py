@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 COMMANDS = ("start", "styles", "style", "settings", "preset", "queue", "cancel", "help")
 QueueFactory = Callable[[Settings, Database], JobQueue]
 REDELIVERY = "redelivery"  # bot_data key of the task that sends results again until Telegram confirms
+REDELIVERY_STOP_TIMEOUT = 10.0
 
 
 def build_application(settings: Settings, queue_factory: QueueFactory | None = None) -> Application:
@@ -202,7 +203,10 @@ async def _post_shutdown(application: Application) -> None:
     s = services(application)
     await s.retention.stop()
     redelivery = application.bot_data.pop(REDELIVERY, None)
-    if redelivery is not None:
+    if redelivery is not None:  # a send under way is finished and recorded, or it would go out twice
+        s.notifier.stop_redelivering()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(redelivery), REDELIVERY_STOP_TIMEOUT)
         redelivery.cancel()
         await asyncio.gather(redelivery, return_exceptions=True)
     await s.albums.close()

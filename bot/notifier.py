@@ -63,6 +63,7 @@ class Notifier:
         self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
         self._notes: dict[int, str] = {}  # a retry notice, kept on the job's status until the job ends
         self._delivering: set[int] = set()  # job ids being sent now: never twice at once
+        self._closing = asyncio.Event()  # set at shutdown: no new redelivery starts
 
     # -- JobEvents ------------------------------------------------------------------------------
 
@@ -248,6 +249,8 @@ class Notifier:
         just finished is still on its way through ``job_finished``)."""
         now = datetime.now(UTC)
         for job in await self.db.undelivered_jobs(now - REDELIVERY_WINDOW):
+            if self._closing.is_set():
+                return
             if job.finished_at is not None and job.finished_at > now - settled:
                 continue
             path = self.result_path(job)
@@ -260,13 +263,18 @@ class Notifier:
         """``redeliver`` everything now (at start-up), then every ``interval`` seconds what has waited at
         least that long, until cancelled."""
         settled = timedelta(0)
-        while True:
+        while not self._closing.is_set():
             try:
                 await self.redeliver(settled=settled)
             except Exception:
                 log.exception("redelivery failed; trying again in %.0f s", interval)
             settled = timedelta(seconds=interval)
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), interval)
+
+    def stop_redelivering(self) -> None:
+        """At shutdown: a send under way is finished (and recorded); no other starts."""
+        self._closing.set()
 
     def prune_results(self) -> int:
         """Delete result files older than the retention time; returns how many went."""

@@ -105,8 +105,14 @@ class Ledger:
 
     async def recover(self) -> list[JobRecord]:
         """At start-up: jobs a crashed bot left ``running`` are queued again, an attempt used (the job may
-        be what crashed it), or failed after their last attempt. Returns them as they were."""
+        be what crashed it), or failed after their last attempt. Returns them as they were.
+
+        Jobs the last run released when it stopped are queued already; their owners hear now that the
+        bot restarted (at the stop itself, Telegram may no longer have been reachable)."""
         left = await self._db.jobs_to_recover()
+        for record in await self._db.queued_and_running():
+            if record.state is JobState.QUEUED and record.error_message == RESTART_REASON:
+                self._lines.send(record.id, "job_retrying", record.id, RESTART_REASON)
         for record in left:
             log.warning(
                 "job %d (user %d) was running on %s when the bot died (attempt %d of %d)",

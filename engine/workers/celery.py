@@ -437,6 +437,14 @@ class WorkerRuntime:
             log.error("task %s: not a job ticket (%r); dropped", task_id, err)
             return
         job_id = ticket.job_id
+        if not ticket.carries_its_images:  # a task naming files of this machine: not from our bot
+            log.error("job %d (task %s): the ticket names files instead of carrying images", job_id, task_id)
+            body = protocol.event(
+                protocol.FAILED, self.name, task_id=task_id, job_id=job_id, code=wire.INPUT_LOST,
+                message="a task must carry its images",
+            )  # fmt: skip
+            self.publish(body)
+            return
         if redelivered:
             log.warning(
                 "job %d (task %s): handed out a second time; not run, the bot decides what happens to it",

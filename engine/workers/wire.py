@@ -137,6 +137,12 @@ class Ticket:
         )
         return StylizeRequest(self.content.read(), styles, settings_from_dict(self.settings))
 
+    @property
+    def carries_its_images(self) -> bool:
+        """By value through and through: no file of this machine is read or written for it."""
+        images = [self.content, *(s.image for s in self.styles if s.image is not None)]
+        return self.result_path is None and all(image.data is not None for image in images)
+
     def by_value(self) -> Ticket:
         """The same ticket with its images read in, for a worker that cannot see this disk."""
         styles = tuple(

@@ -210,3 +210,10 @@ def test_a_durable_write_leaves_the_whole_file_or_the_old_one(
         write_durably(target, b"second")
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["1.png"]  # no temporary file left behind
+
+
+def test_a_ticket_knows_whether_it_needs_this_machines_disk(tmp_path: Path) -> None:
+    by_reference = ticket(tmp_path, b"photo")
+    assert not by_reference.carries_its_images
+    assert not by_reference.by_value().carries_its_images  # it still names a result file
+    assert Ticket(**{**by_reference.by_value().__dict__, "result_path": None}).carries_its_images

@@ -52,14 +52,12 @@ async def leftover_result(settings: Settings, tg: FakeTelegram, user: User, chat
     return job.id
 
 
-async def delivered_file_id(settings: Settings, job_id: int) -> str | None:
-    db = Database(settings.database_url)
-    try:
-        job = await db.get_job(job_id)
-        assert job is not None
-        return job.result_file_id
-    finally:
-        await db.dispose()
+async def delivered_file_id(db: Database, job_id: int) -> str | None:
+    """The file id the job's row records once Telegram confirmed the send (it is written just after)."""
+    async with asyncio.timeout(10):
+        while (job := await db.get_job(job_id)) is None or job.result_file_id is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return job.result_file_id
 
 
 async def test_a_result_that_cannot_be_saved_is_explained(
@@ -87,14 +85,14 @@ async def test_a_caption_over_telegrams_limit_is_cut_to_fit(
     alice = tg.user("Alice")
     label = " + ".join(["The Great Wave off Kanagawa"] * 60)  # 1,800 characters
     job_id = await leftover_result(settings, tg, alice, tg.private_chat(alice), label)
-    async with start_bot(settings):
+    async with start_bot(settings) as services:
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         caption = sent.result["caption"]
         assert caption.startswith("🎨 The Great Wave off Kanagawa + ")
         assert "…" in caption
         assert len(caption.encode("utf-16-le")) // 2 <= 1024
         assert not [c for c in tg.calls_to("sendPhoto") if not c.ok]
-    assert await delivered_file_id(settings, job_id) == sent.result["photo"][-1]["file_id"]
+        assert await delivered_file_id(services.db, job_id) == sent.result["photo"][-1]["file_id"]
 
 
 async def test_a_refused_photo_falls_back_to_no_caption_then_to_a_file(
@@ -104,12 +102,11 @@ async def test_a_refused_photo_falls_back_to_no_caption_then_to_a_file(
     alice = tg.user("Alice")
     job_id = await leftover_result(settings, tg, alice, tg.private_chat(alice), "Udnie")
     tg.fail_next("sendPhoto", times=3, code=400, description="Bad Request: PHOTO_INVALID_DIMENSIONS")
-    async with start_bot(settings):
+    async with start_bot(settings) as services:
         sent = await tg.wait_for("sendDocument", lambda c: c.ok)
         refused = tg.calls_to("sendPhoto")
         assert [bool(c.params.get("caption")) for c in refused] == [True, False]  # each form once
-        assert sent.params["document"]  # the painting itself, as a file
-    assert await delivered_file_id(settings, job_id) == sent.result["document"]["file_id"]
+        assert await delivered_file_id(services.db, job_id) == sent.result["document"]["file_id"]
 
 
 async def test_a_result_that_could_not_be_sent_goes_out_after_a_restart(
@@ -131,9 +128,9 @@ async def test_a_result_that_could_not_be_sent_goes_out_after_a_restart(
         assert job.state == "done"
         await asyncio.sleep(0.3)
         assert (await services.db.get_job(job.id)).result_file_id is None  # type: ignore[union-attr]
-    async with start_bot(settings):
+    async with start_bot(settings) as services:
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
-    assert await delivered_file_id(settings, job.id) == sent.result["photo"][-1]["file_id"]
+        assert await delivered_file_id(services.db, job.id) == sent.result["photo"][-1]["file_id"]
 
 
 async def test_a_stop_while_sending_loses_nothing(
@@ -151,9 +148,9 @@ async def test_a_stop_while_sending_loses_nothing(
         await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
         await tg.wait_for("sendPhoto", lambda c: not c.ok)
         job = (await services.db.recent_jobs(alice.id, 1))[0]
-    async with start_bot(settings):
+    async with start_bot(settings) as services:
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
-    assert await delivered_file_id(settings, job.id) == sent.result["photo"][-1]["file_id"]
+        assert await delivered_file_id(services.db, job.id) == sent.result["photo"][-1]["file_id"]
 
 
 def bot_command(settings: Settings, factory: str, log: Path) -> subprocess.Popen[bytes]:

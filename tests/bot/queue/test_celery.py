@@ -436,7 +436,7 @@ async def test_a_bot_restart_dispatches_its_jobs_again(
     await events.finished(queued.id, within=WAIT)
     record = await record_of(db, running.id)
     assert (record.state, record.attempts) == (JobState.DONE, 1)
-    assert events.names(running.id) == ["started", "finished"]
+    assert events.names(running.id) == ["retrying", "started", "finished"]
     assert events.names(queued.id) == ["started", "finished"]
 
 

@@ -386,7 +386,8 @@ async def test_a_stop_puts_the_running_job_back_without_using_an_attempt(
     _, events = await start_queue()
     await events.finished(running.id)
     await events.finished(queued.id)
-    assert events.names(running.id) == ["started", "finished"]
+    assert await events.retrying(running.id) == "the bot restarted"  # its owner hears why it waited
+    assert events.names(running.id) == ["retrying", "started", "finished"]
     record = await db.get_job(running.id)
     assert record is not None
     assert (record.state, record.attempts) == (JobState.DONE, 1)
