@@ -84,7 +84,6 @@ def build_application(settings: Settings, queue_factory: QueueFactory | None = N
         board,
         metrics,
         results_dir=settings.results_dir,
-        retention=timedelta(days=settings.result_retention_days),
     )
     application.bot_data[KEY] = Services(
         settings=settings,

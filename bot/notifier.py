@@ -11,7 +11,6 @@ import contextlib
 import html
 import logging
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,7 +50,6 @@ class Notifier:
         metrics: Metrics,
         *,
         results_dir: Path,
-        retention: timedelta,
     ) -> None:
         self.bot = bot
         self.db = db
@@ -59,7 +57,6 @@ class Notifier:
         self.board = board
         self.metrics = metrics
         self.results_dir = results_dir
-        self.retention = retention
         self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
         self._notes: dict[int, str] = {}  # a retry notice, kept on the job's status until the job ends
         self._delivering: set[int] = set()  # job ids being sent now: never twice at once
@@ -224,7 +221,7 @@ class Notifier:
         raise AssertionError("unreachable")
 
     async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
-        """The lossless file behind a result photo; False once it is past the retention time."""
+        """The lossless file behind a result photo; False once the retention sweep removed it."""
         path = self.result_path(job)
         if path is None:
             return False
@@ -275,17 +272,6 @@ class Notifier:
     def stop_redelivering(self) -> None:
         """At shutdown: a send under way is finished (and recorded); no other starts."""
         self._closing.set()
-
-    def prune_results(self) -> int:
-        """Delete result files older than the retention time; returns how many went."""
-        cutoff = time.time() - self.retention.total_seconds()
-        removed = 0
-        for path in self.results_dir.glob("*"):
-            with contextlib.suppress(OSError):
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-        return removed
 
     async def _reply(self, job: JobRecord, text: str) -> None:
         with contextlib.suppress(BadRequest, Forbidden):
