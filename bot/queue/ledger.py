@@ -266,16 +266,21 @@ class Ledger:
         except FileNotFoundError:
             raise BadReportError("the worker reported a painting it did not write") from None
         check_image(report.format, head, size)
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(staged, final)
-        except OSError as err:
-            if err.errno != errno.EXDEV:
-                raise
-            write_durably(final, staged.read_bytes())  # another file system: copy, then let go
-            staged.unlink()
-        sync_folder(final.parent)
+        move_durably(staged, final)
         return final
+
+
+def move_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` and make it last (across file systems: copy, then remove)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        write_durably(target, source.read_bytes())
+        source.unlink()
+    sync_folder(target.parent)
 
 
 def discard(path: Path | None) -> None:

@@ -4,6 +4,7 @@ Telegram confirms it (through refusals, failures, restarts), and a graceful stop
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from bot import notifier
 from bot.config import Settings
 from bot.db import Database
-from bot.queue import embedded
+from bot.queue import embedded, ledger
 from tests.bot.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import Chat, FakeTelegram, User
@@ -61,14 +62,16 @@ async def delivered_file_id(db: Database, job_id: int) -> str | None:
 
 
 async def test_a_result_that_cannot_be_saved_is_explained(
-    tg: FakeTelegram, start_bot: StartBot, settings_for: Callable[..., Settings]
+    tg: FakeTelegram, start_bot: StartBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The results folder cannot be written (a full disk, here a file in its place): the user hears so,
-    and the status does not stay at 100 % with a live Cancel button."""
-    settings = settings_for()
-    settings.data_dir.mkdir(parents=True)
-    settings.results_dir.write_bytes(b"in the way")
-    async with start_bot(settings) as services:
+    """The painting cannot be put in the results folder (a full disk): the user hears so, and the
+    status does not stay at 100 % with a live Cancel button."""
+
+    def full_disk(source: Path, target: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(ledger, "move_durably", full_disk)
+    async with start_bot() as services:
         alice = tg.user("Alice")
         await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
         final = await tg.wait_for("editMessageText", lambda c: "could not save" in c.params["text"])
