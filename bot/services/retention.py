@@ -48,8 +48,11 @@ class Retention:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Sweep once now (so a restart tidies at once), then every ``policy.every`` until ``stop``."""
-        await self.sweep()
+        """Sweep once now (so a restart tidies at once), then every ``policy.every`` until ``stop``.
+
+        A sweep that fails (a file where a folder should be, a full disk) is logged, never fatal: tidying
+        up must not keep the bot from starting."""
+        await self._sweep_logged()
         self._task = asyncio.create_task(self._periodically(), name="retention")
 
     async def stop(self) -> None:
@@ -62,10 +65,13 @@ class Retention:
     async def _periodically(self) -> None:
         while True:
             await asyncio.sleep(self.policy.every.total_seconds())
-            try:
-                await self.sweep()
-            except Exception:  # a full disk or a database hiccup must not end the sweeping for good
-                log.exception("retention sweep failed; trying again in %s", self.policy.every)
+            await self._sweep_logged()
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:  # a full disk or a database hiccup must not end the sweeping for good
+            log.exception("retention sweep failed; trying again in %s", self.policy.every)
 
     async def sweep(self) -> Swept:
         """Delete what the policy no longer keeps; returns how much went."""

@@ -94,3 +94,13 @@ async def test_it_sweeps_again_while_running(db: Database, tmp_path: Path) -> No
         assert not later.exists()
     finally:
         await keeper.stop()
+
+
+async def test_a_failing_sweep_never_keeps_the_bot_from_starting(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "results").write_bytes(b"a file where the results folder should be")
+    keeper = retention(db, tmp_path)
+    await keeper.start()  # logs the failure instead of raising it into the bot's start-up
+    await keeper.stop()
+    assert "retention sweep failed" in caplog.text
