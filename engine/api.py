@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import color, devices
+from engine.canvas import Canvas
 from engine.catalog import Catalog, Preset, load_catalog
 from engine.errors import Cancelled, OutOfMemoryError, StylebotError
 from engine.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_within, resize_to
 from engine.losses import StyleTransferObjective, blend_grams, gram_matrix
-from engine.optimize import StepInfo, optimize
+from engine.optimize import StepInfo, StopScale, optimize
 from engine.progress import ProgressTracker
 from engine.protocol import (
     DEFAULT_STRENGTH,
@@ -58,6 +59,7 @@ CONVERGENCE_TOLERANCE = 1e-4  # stop a scale when the loss improves by less than
 OOM_SHRINK = 0.75
 MIN_RETRY_SIDE = 128
 MIN_STYLE_SIDE = 64
+MAX_PADDING = 0.25  # share of a batch's canvas that may be padding (bench/engine.py, the batch section)
 # fp32 is the default; bf16 runs the convolutions in bfloat16 on CUDA (statistics stay fp32); fp64 is for
 # verification: it makes a batched run match single runs to the last bit that survives 8-bit output.
 PRECISIONS = ("fp32", "bf16", "fp64")
@@ -84,29 +86,27 @@ class _Job:
     progress: Callable[[Progress], None] | None
     should_cancel: Callable[[], bool] | None
 
-    def batch_key(self) -> tuple[object, ...] | None:
-        """Jobs with equal keys can share one optimization; None: this one runs alone.
+    def plan(self) -> list[Scale]:
+        s = self.settings
+        return plan(TIERS[s.quality], self.side, multiscale=s.multiscale, total_steps=s.steps)
 
-        Only Adam keeps each image's trajectory independent of the others', and only without a time
-        budget (which would stop all of them at once). The rest is what makes the runs identical in
-        shape: the schedule, the layers, and the image size at every scale.
+    def batch_key(self) -> tuple[object, ...]:
+        """Jobs with equal keys can share one optimization: the same optimizer, schedule and layers.
+
+        Everything else may differ per image: the photo (and its shape: ``engine.canvas``), the paintings,
+        weights, colours, start, time budget and cancel; each image keeps the trajectory it would have alone.
         """
         s = self.settings
-        if s.optimizer != "adam" or s.time_budget is not None:
-            return None
-        sizes = tuple(
-            fit_within(*self.content.size, sc.side)
-            for sc in plan(TIERS[s.quality], self.side, multiscale=s.multiscale, total_steps=s.steps)
-        )
         return (
-            s.quality,
-            s.steps,
-            s.multiscale,
+            s.optimizer,
+            tuple(self.plan()),
             s.content_layers,
             s.style_layers,
             s.style_layer_weights,
-            sizes,
         )
+
+    def final_size(self) -> tuple[int, int]:
+        return fit_within(*self.content.size, self.plan()[-1].side)
 
 
 class Engine:
@@ -139,6 +139,7 @@ class Engine:
         self.catalog = catalog or load_catalog()
         self.store = StyleStore(styles_dir, self.catalog, deadline=styles_fetch_seconds)
         self.stats = StyleStatsCache(stats_dir, stats_max_bytes)
+        self.tuning = devices.ConvTuning(self.device)
 
     @classmethod
     def from_settings(cls, settings: EngineSettings, **overrides: object) -> Engine:
@@ -196,12 +197,14 @@ class Engine:
         progress: list[Callable[[Progress], None] | None] | None = None,
         should_cancel: list[Callable[[], bool] | None] | None = None,
     ) -> list[StylizeResult | StylebotError]:
-        """Paint several photos in one optimization where they allow it, one by one where they do not.
+        """Paint several photos, sharing each forward and backward pass among the jobs that allow it.
 
-        Jobs that use Adam, no time budget and the same schedule and image sizes (``batch_key``) are
-        optimized together as one batch: Adam works element by element and every loss is computed per image,
-        so each image follows the trajectory it would follow alone while the device works on all of them at
-        once. Each item comes back as its result or as the error it alone ran into (a bad image, a cancel).
+        Jobs with the same optimizer, schedule and layers (``batch_key``) are optimized together, photos of
+        different shapes on one padded canvas (``engine.canvas``) while it wastes at most ``MAX_PADDING`` of
+        the pixels. Every loss is per image and both optimizers keep each image's own state, so each image
+        follows the trajectory it would follow alone; each stops on its own (converged, out of time,
+        cancelled) and the batch goes on with the rest. Each item comes back as its result or as the error
+        it alone ran into (a bad image, a cancel).
         """
         progress = progress or [None] * len(requests)
         should_cancel = should_cancel or [None] * len(requests)
@@ -212,30 +215,29 @@ class Engine:
                 jobs[index] = self._prepare(request, progress[index], should_cancel[index])
             except StylebotError as err:
                 results[index] = err
-        keys = {job.batch_key() for job in jobs.values()}
-        if len(jobs) > 1 and len(keys) == 1 and None not in keys:
-            try:
-                for index, outcome in zip(jobs, self._run(list(jobs.values())), strict=True):
-                    results[index] = (
-                        outcome if isinstance(outcome, StylebotError) else self._result(jobs[index], *outcome)
+        for group in _groups(jobs):
+            if len(group) > 1:
+                try:
+                    outcomes = self._run([jobs[i] for i in group])
+                except Exception as err:
+                    if not devices.is_out_of_memory(err):
+                        raise
+                    log.warning("out of memory for a batch of %d; painting them one by one", len(group))
+                else:
+                    for index, outcome in zip(group, outcomes, strict=True):
+                        results[index] = (
+                            outcome if isinstance(outcome, Cancelled) else self._result(jobs[index], *outcome)
+                        )
+                    continue
+                finally:
+                    self._free_memory()
+            for index in group:  # alone, or one by one after the batch ran out of memory
+                try:
+                    results[index] = self.stylize(
+                        requests[index], progress=progress[index], should_cancel=should_cancel[index]
                     )
-                jobs = {}
-            except Cancelled as err:  # every item was cancelled
-                for index in jobs:
+                except StylebotError as err:
                     results[index] = err
-                jobs = {}
-            except Exception as err:
-                if not devices.is_out_of_memory(err):
-                    raise
-                log.warning("out of memory for a batch of %d; painting them one by one", len(jobs))
-            self._free_memory()
-        for index in jobs:  # what could not be batched, one at a time
-            try:
-                results[index] = self.stylize(
-                    requests[index], progress=progress[index], should_cancel=should_cancel[index]
-                )
-            except StylebotError as err:
-                results[index] = err
         return [r for r in results if r is not None]
 
     def _prepare(
@@ -293,59 +295,63 @@ class Engine:
     def _run(self, jobs: list[_Job]) -> list[tuple[torch.Tensor, int, dict[str, float]] | Cancelled]:
         """Optimize one job, or a batch of jobs that share a ``batch_key``, through all the scales.
 
-        The first job's settings shape the schedule (in a batch they are the same); everything that may
-        differ per job (photo, paintings, strength, colours, seed) is kept per image. A batch item whose
-        user cancels comes back as ``Cancelled`` while the others carry on; a single job raises it.
+        The scales are shared; everything else (photo and its size, paintings, strength, colours, seed, time
+        budget) is kept per image. An image that stops early at a scale (converged, out of time) rejoins the
+        batch at the next; a batch item whose user cancels comes back as ``Cancelled`` and leaves for good,
+        while the others carry on; a single job raises it.
         """
-        first = jobs[0]
-        scales = plan(
-            TIERS[first.settings.quality],
-            first.side,
-            multiscale=first.settings.multiscale,
-            total_steps=first.settings.steps,
-        )
+        scales = jobs[0].plan()
         trackers = [self._tracker(job, scales) for job in jobs]
         steps_done = _BatchSteps(len(jobs))
-        image: torch.Tensor | None = None
-        steps, losses, photos = 0, {}, []
+        images: dict[int, torch.Tensor] = {}  # each image so far, at its own size
+        photos: dict[int, torch.Tensor] = {}
+        steps = [0] * len(jobs)
+        losses: list[dict[str, float]] = [{} for _ in jobs]
         for index, scale in enumerate(scales):
-            width, height = fit_within(first.content.width, first.content.height, scale.side)
-            photos = [
-                self._tensor(job.content.resize((width, height), Image.Resampling.LANCZOS)) for job in jobs
+            sizes = [fit_within(*job.content.size, scale.side) for job in jobs]
+            live = steps_done.begin_scale(trackers, index, sizes)
+            if not live:
+                break
+            canvas = Canvas(tuple(sizes[i] for i in live))
+            for i in live:
+                photos[i] = self._tensor(jobs[i].content.resize(sizes[i], Image.Resampling.LANCZOS))
+            seen = [_as_seen(photos[i], jobs[i]) for i in live]
+            objective = self._objective(
+                [jobs[i] for i in live], [photos[i] for i in live], seen, scale.side, canvas
+            )
+            starts = [
+                self._initial_image(jobs[i].settings, s)
+                if i not in images
+                else F.interpolate(images[i], size=s.shape[-2:], mode="bicubic", align_corners=False)
+                for i, s in zip(live, seen, strict=True)
             ]
-            seen = [_as_seen(photo, job) for photo, job in zip(photos, jobs, strict=True)]
-            objective = self._objective(jobs, photos, seen, scale.side)
-            if image is None:
-                start = torch.cat(
-                    [self._initial_image(job.settings, s) for job, s in zip(jobs, seen, strict=True)]
-                )
-            else:
-                start = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False)
-            steps_done.begin_scale(trackers, index, width, height)
-            image, taken, losses = optimize(
-                start.clamp(0, 1).contiguous(),
+            outcomes = optimize(
+                canvas.pad(starts).clamp(0, 1).contiguous(),
                 objective,
-                optimizer=first.settings.optimizer,
+                optimizer=jobs[0].settings.optimizer,
                 steps=scale.steps,
                 tolerance=CONVERGENCE_TOLERANCE,
                 on_step=steps_done,
                 autocast=self._autocast,
+                tuning=self.tuning,
             )
-            steps += taken
-            for item, tracker in enumerate(trackers):
-                if item not in steps_done.cancelled:
-                    tracker.end_scale(taken, {k: v[item] for k, v in losses.items()}, image[item : item + 1])
-        assert image is not None
-        outcomes: list[tuple[torch.Tensor, int, dict[str, float]] | Cancelled] = []
-        for item, job in enumerate(jobs):
-            if item in steps_done.cancelled:
-                outcomes.append(steps_done.cancelled[item])
+            for row, (i, outcome) in enumerate(zip(live, outcomes, strict=True)):
+                if i in steps_done.cancelled:
+                    continue
+                images[i] = canvas.crop(outcome.image, row)
+                steps[i] += outcome.steps
+                losses[i] = outcome.losses
+                trackers[i].end_scale(outcome.steps, outcome.losses, images[i])
+        results: list[tuple[torch.Tensor, int, dict[str, float]] | Cancelled] = []
+        for i, job in enumerate(jobs):
+            if i in steps_done.cancelled:
+                results.append(steps_done.cancelled[i])
                 continue
-            painted = image[item : item + 1]
+            painted = images[i]
             if job.settings.preserve_colors == "luminance":
-                painted = color.restore_chroma(painted, photos[item])  # the photo's chroma, final size
-            outcomes.append((painted, steps, {k: v[item] for k, v in losses.items()}))
-        return outcomes
+                painted = color.restore_chroma(painted, photos[i])  # the photo's chroma, final size
+            results.append((painted, steps[i], losses[i]))
+        return results
 
     def _tracker(self, job: _Job, scales: list[Scale]) -> ProgressTracker:
         return ProgressTracker(
@@ -359,7 +365,12 @@ class Engine:
         )
 
     def _objective(
-        self, jobs: list[_Job], photos: list[torch.Tensor], seen: list[torch.Tensor], side: int
+        self,
+        jobs: list[_Job],
+        photos: list[torch.Tensor],
+        seen: list[torch.Tensor],
+        side: int,
+        canvas: Canvas,
     ) -> StyleTransferObjective:
         """The loss at one scale: each image against its own photo and its own (blend of) paintings."""
         settings = jobs[0].settings
@@ -367,8 +378,9 @@ class Engine:
         extractor = feature_extractor(
             self.weights, str(self.device), max(layers, key=LAYER_NAMES.index), self.pooling, self.dtype
         )
+        masks = canvas.masks(self.device, self.dtype)
         with torch.no_grad(), self._autocast():
-            features = extractor(torch.cat(seen), settings.content_layers)
+            features = extractor(canvas.pad(seen), settings.content_layers, masks.levels if masks else None)
         style_targets, style_weights = [], []
         for job, photo in zip(jobs, photos, strict=True):
             strength, style_scale = _preset_defaults(job.settings, job.styles)
@@ -383,13 +395,14 @@ class Engine:
             style_weight=self._per_image(style_weights),
             tv_weight=self._per_image([job.settings.tv_weight for job in jobs]),
             style_layer_weights=_layer_weights(settings),
+            masks=masks,
         )
 
     def _per_image(self, values: list[float]) -> torch.Tensor | float:
         """A loss weight for each image of a batch (a plain number when all are the same)."""
         if len(set(values)) == 1:
             return values[0]
-        return torch.tensor(values, device=self.device)
+        return torch.tensor(values, device=self.device, dtype=self.dtype)
 
     def _style_grams(
         self,
@@ -449,33 +462,45 @@ class Engine:
 
 
 class _BatchSteps:
-    """The optimizer's per-step callback for a batch: each image's own tracker sees its own slice.
+    """The optimizer's per-step callback for a batch: each image's own tracker sees its own slice, and each
+    image stops on its own (its time budget, its cancel).
 
-    A cancelled image stops being reported and comes back as ``Cancelled``; when every image is
-    cancelled (or the only one), the run stops.
+    A cancelled image comes back as ``Cancelled`` and takes no further part; a single job's cancel is
+    raised, as ``stylize`` promises.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.live: list[int] = []  # the images of this scale's batch, by row
         self.callbacks: dict[int, Callable[[StepInfo], None]] = {}
         self.cancelled: dict[int, Cancelled] = {}
 
-    def begin_scale(self, trackers: list[ProgressTracker], index: int, width: int, height: int) -> None:
+    def begin_scale(
+        self, trackers: list[ProgressTracker], index: int, sizes: list[tuple[int, int]]
+    ) -> list[int]:
+        """Start scale ``index`` for every image not cancelled; return those (the rows of the batch)."""
         self.callbacks = {}
         for item, tracker in enumerate(trackers):
             if item in self.cancelled:
                 continue
             with self._cancellable(item):
-                self.callbacks[item] = tracker.begin_scale(index, width, height)
-        self._stop_if_all_cancelled()
+                self.callbacks[item] = tracker.begin_scale(index, *sizes[item])
+        self.live = list(self.callbacks)
+        return self.live
 
-    def __call__(self, info: StepInfo) -> None:
-        for item, callback in self.callbacks.items():
+    def __call__(self, info: StepInfo) -> set[int]:
+        """Report each image's step; return the rows that stop now."""
+        stops = set()
+        for row in info.items:
+            item = self.live[row]
+            try:
+                with self._cancellable(item):
+                    self.callbacks[item](info.item(row))
+            except StopScale:
+                stops.add(row)
             if item in self.cancelled:
-                continue
-            with self._cancellable(item):
-                callback(info.item(item))
-        self._stop_if_all_cancelled()
+                stops.add(row)
+        return stops
 
     @contextlib.contextmanager
     def _cancellable(self, item: int) -> Iterator[None]:
@@ -486,9 +511,20 @@ class _BatchSteps:
                 raise
             self.cancelled[item] = err
 
-    def _stop_if_all_cancelled(self) -> None:
-        if self.cancelled and len(self.cancelled) == self.size:
-            raise next(iter(self.cancelled.values()))
+
+def _groups(jobs: dict[int, _Job]) -> list[list[int]]:
+    """Jobs that can share a run, in order: the same ``batch_key``, and photo shapes that fit one canvas
+    with at most ``MAX_PADDING`` of its pixels wasted at the final scale."""
+    groups: list[list[int]] = []
+    for index, job in jobs.items():
+        for group in groups:
+            sizes = tuple(jobs[i].final_size() for i in [*group, index])
+            if jobs[group[0]].batch_key() == job.batch_key() and Canvas(sizes).waste() <= MAX_PADDING:
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
 
 
 def _as_seen(photo: torch.Tensor, job: _Job) -> torch.Tensor:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine import devices
+from engine.canvas import Masks, layer_level
+
 EPS = 1e-8
 
 
@@ -25,18 +28,35 @@ def wide(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype == torch.float64 else tensor.float()
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W) -> (B, C, C)``: channel co-activations averaged over positions, in float32 or more."""
+def gram_matrix(features: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, C, H, W) -> (B, C, C)``: channel co-activations averaged over positions, in float32 or more.
+
+    ``positions``: each item's count of valid positions when the batch is padded (the rest are zeros).
+    The product runs in full float32 even under bf16 autocast or TF32 (``devices.full_precision``): these
+    statistics are what the style is matched on.
+    """
     b, c, h, w = features.shape
-    flat = wide(features.reshape(b, c, h * w))
-    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+    with devices.full_precision(features.device):
+        flat = wide(features.reshape(b, c, h * w))
+        gram = torch.bmm(flat, flat.transpose(1, 2))
+    return gram / (h * w) if positions is None else gram / positions.to(gram.dtype)[:, None, None]
 
 
-def relative_mse(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-item mean squared error divided by the target's mean square (``(B,)``)."""
+def relative_mse(
+    value: torch.Tensor, target: torch.Tensor, count: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-item mean squared error divided by the target's mean square (``(B,)``).
+
+    ``count``: each item's number of valid elements when the batch is padded (zeros in both elsewhere).
+    """
     dims = tuple(range(1, value.dim()))
-    error = (wide(value) - wide(target)).pow(2).mean(dim=dims)
-    scale = wide(target).pow(2).mean(dim=dims).clamp_min(EPS)
+    if count is None:
+        error = (wide(value) - wide(target)).pow(2).mean(dim=dims)
+        scale = wide(target).pow(2).mean(dim=dims).clamp_min(EPS)
+        return error / scale
+    count = count.to(wide(value).dtype)
+    error = (wide(value) - wide(target)).pow(2).sum(dim=dims) / count
+    scale = (wide(target).pow(2).sum(dim=dims) / count).clamp_min(EPS)
     return error / scale
 
 
@@ -47,8 +67,9 @@ class ContentLoss(nn.Module):
         super().__init__()
         self.register_buffer("target", target.detach())
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return relative_mse(features, self.target)
+    def forward(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        count = None if positions is None else positions * features.shape[1]
+        return relative_mse(features, self.target, count)
 
 
 class StyleLoss(nn.Module):
@@ -60,17 +81,26 @@ class StyleLoss(nn.Module):
             target_gram = target_gram.unsqueeze(0)
         self.register_buffer("target", wide(target_gram.detach()))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return relative_mse(gram_matrix(features), self.target)
+    def forward(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        return relative_mse(gram_matrix(features, positions), self.target)
 
 
-class TVLoss(nn.Module):
-    """Smoothness prior: penalizing pixel-to-pixel jumps hides the optimizer's high-frequency noise."""
+def total_variation(image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Smoothness prior: penalizing pixel-to-pixel jumps hides the optimizer's high-frequency noise.
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean(dim=(1, 2, 3))
-        dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean(dim=(1, 2, 3))
-        return dx + dy
+    The mean squared difference between neighbours (``(B,)``); with a ``mask`` (padded batch), between
+    neighbours that are both inside the image.
+    """
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2)
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2)
+    if mask is None:
+        return dx.mean(dim=(1, 2, 3)) + dy.mean(dim=(1, 2, 3))
+    mask_x = mask[..., :, 1:] * mask[..., :, :-1]
+    mask_y = mask[..., 1:, :] * mask[..., :-1, :]
+    channels = image.shape[1]
+    return (dx * mask_x).sum(dim=(1, 2, 3)) / (channels * mask_x.sum(dim=(1, 2, 3))) + (dy * mask_y).sum(
+        dim=(1, 2, 3)
+    ) / (channels * mask_y.sum(dim=(1, 2, 3)))
 
 
 def blend_grams(grams: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
@@ -88,7 +118,11 @@ def blend_grams(grams: list[dict[str, torch.Tensor]], weights: list[float]) -> d
 
 
 class StyleTransferObjective(nn.Module):
-    """``content_weight * content + style_weight * style + tv_weight * tv`` for one or more images."""
+    """``content_weight * content + style_weight * style + tv_weight * tv`` for one or more images.
+
+    The weights are plain numbers or one per image (``(B,)``); ``masks`` mark each image's area in a padded
+    batch (``engine.canvas``).
+    """
 
     def __init__(
         self,
@@ -96,27 +130,55 @@ class StyleTransferObjective(nn.Module):
         content_targets: dict[str, torch.Tensor],
         style_targets: dict[str, torch.Tensor],
         *,
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float,
+        content_weight: float | torch.Tensor,
+        style_weight: float | torch.Tensor,
+        tv_weight: float | torch.Tensor,
         style_layer_weights: dict[str, float] | None = None,
+        masks: Masks | None = None,
     ) -> None:
         super().__init__()
         self.extractor = extractor
         self.content = nn.ModuleDict({k: ContentLoss(v) for k, v in content_targets.items()})
         self.style = nn.ModuleDict({k: StyleLoss(v) for k, v in style_targets.items()})
-        self.tv = TVLoss()
         n_style = len(style_targets)
         self.style_layer_weights = style_layer_weights or {k: 1.0 / n_style for k in style_targets}
         self.weights = (content_weight, style_weight, tv_weight)
         self.layers = frozenset(content_targets) | frozenset(style_targets)
+        self.masks = masks
+        self.positions = (
+            {k: masks.positions(layer_level(k)) for k in self.layers} if masks is not None else {}
+        )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total per image (``(B,)``) and its parts, for progress reports."""
-        features = self.extractor(image, self.layers)
-        content = sum(loss(features[k]) for k, loss in self.content.items()) / len(self.content)
-        style = sum(self.style_layer_weights[k] * loss(features[k]) for k, loss in self.style.items())
-        tv = self.tv(image)
+        masks = self.masks.levels if self.masks is not None else None
+        features = self.extractor(image, self.layers, masks) if masks else self.extractor(image, self.layers)
+        at = self.positions.get
+        content = sum(loss(features[k], at(k)) for k, loss in self.content.items()) / len(self.content)
+        style = sum(self.style_layer_weights[k] * loss(features[k], at(k)) for k, loss in self.style.items())
+        tv = total_variation(image, masks[0] if masks else None)
         cw, sw, tw = self.weights
         total = cw * content + sw * style + tw * tv
         return total, {"content": content, "style": style, "tv": tv}
+
+    def select(self, rows: list[int]) -> StyleTransferObjective:
+        """The objective of some of the images only: the batch shrinks as images finish."""
+        index = torch.tensor(rows, device=next(iter(self.content.values())).target.device)
+
+        def pick(value: float | torch.Tensor) -> float | torch.Tensor:
+            return value[index] if isinstance(value, torch.Tensor) and value.dim() > 0 else value
+
+        def targets(losses: nn.ModuleDict) -> dict[str, torch.Tensor]:  # a single target is shared by all
+            return {k: t[index] if (t := loss.target).shape[0] > 1 else t for k, loss in losses.items()}
+
+        cw, sw, tw = self.weights
+        return StyleTransferObjective(
+            self.extractor,
+            targets(self.content),
+            targets(self.style),
+            content_weight=pick(cw),
+            style_weight=pick(sw),
+            tv_weight=pick(tw),
+            style_layer_weights=self.style_layer_weights,
+            masks=self.masks.select(rows) if self.masks is not None else None,
+        )

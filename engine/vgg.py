@@ -153,15 +153,26 @@ class VGGFeatures(nn.Module):
         return (image * p.scale - self.mean) / self.std
 
     def forward(
-        self, image: torch.Tensor, layers: tuple[str, ...] | frozenset[str]
+        self,
+        image: torch.Tensor,
+        layers: tuple[str, ...] | frozenset[str],
+        masks: tuple[torch.Tensor, ...] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``masks`` (one per resolution, see ``engine.canvas``) zero every activation outside each image of a
+        padded batch, so each image's features are those it would have alone."""
         wanted = set(layers)
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(image)
+        level = 0
+        if masks is not None:
+            x = x * masks[0].to(x.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for module, name in zip(self.layers, self.names, strict=True):
             x = module(x)
+            if masks is not None and not isinstance(module, nn.Conv2d):  # after each ReLU and pooling
+                level += isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))
+                x = x * masks[level].to(x.dtype)
             if name in wanted:
                 out[name] = x
                 if len(out) == len(wanted):
