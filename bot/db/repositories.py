@@ -515,37 +515,28 @@ class JobRepository(_Repository):
             finished_at=utcnow(),
         )
 
-    async def requeue_job(self, job_id: int, reason: str | None = None) -> JobRecord | None:
+    async def requeue_job(
+        self, job_id: int, reason: str | None = None, *, give_back_attempt: bool = False
+    ) -> JobRecord | None:
         """running → queued, e.g. after a worker died. ``attempts`` is kept, so the caller can compare it
-        with ``max_attempts`` and fail the job instead; the reason lands in ``error_message``."""
-        return await self._transition(
-            job_id,
-            [JobState.RUNNING],
-            state=JobState.QUEUED.value,
-            worker=None,
-            external_id=None,
-            progress=None,
-            eta_seconds=None,
-            started_at=None,
-            heartbeat_at=None,
-            error_message=reason,
+        with ``max_attempts`` and fail the job instead; the reason lands in ``error_message``.
+        ``give_back_attempt``: the bot or the worker stopped, not because of the job, so the attempt its
+        claim counted is given back."""
+        attempts = (
+            {"attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0)} if give_back_attempt else {}
         )
-
-    async def release_job(self, job_id: int, reason: str | None = None) -> JobRecord | None:
-        """running → queued because the bot or the worker stopped, not because of the job: like
-        ``requeue_job``, but the attempt its claim counted is given back."""
         return await self._transition(
             job_id,
             [JobState.RUNNING],
             state=JobState.QUEUED.value,
             worker=None,
             external_id=None,
-            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
             progress=None,
             eta_seconds=None,
             started_at=None,
             heartbeat_at=None,
             error_message=reason,
+            **attempts,
         )
 
 

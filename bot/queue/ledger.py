@@ -217,7 +217,7 @@ class Ledger:
         """The bot or the job's worker is stopping: running → queued with the attempt given back, since
         nothing went wrong with the job. ``True`` when it is queued again."""
         self._written.pop(job_id, None)
-        record = await self._db.release_job(job_id, reason)
+        record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
         if record is None:
             return False
         log.info("job %d (user %d): back in the queue: %s", job_id, record.user_id, reason)
