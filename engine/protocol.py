@@ -17,6 +17,7 @@ INITS = ("content", "noise", "gray")
 OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("luminance", "histogram")
 OUTPUT_FORMATS = ("png", "jpeg")
+FIGURES = ("strength", "layers", "forming")  # see engine/figures.py
 LAYER_NAMES = (
     "conv1_1", "conv1_2",
     "conv2_1", "conv2_2",
@@ -64,6 +65,7 @@ class StyleSettings:
     style_layer_weights: tuple[float, ...] | None = None  # None: equal weights, as in the paper
     output_format: str = "png"
     preview_every: int = 0  # send a preview image with every N-th progress report; 0: never
+    figure: str | None = None  # a figure of engine/figures.py instead of one painting (read by figures.run)
 
     def __post_init__(self) -> None:
         _check(self.quality in QUALITIES, f"quality must be one of {', '.join(QUALITIES)}")
@@ -83,6 +85,7 @@ class StyleSettings:
         _check(self.time_budget is None or self.time_budget > 0, "time budget must be positive")
         _check(self.output_format in OUTPUT_FORMATS, f"output format must be one of {OUTPUT_FORMATS}")
         _check(self.preview_every >= 0, "preview_every must not be negative")
+        _check(self.figure is None or self.figure in FIGURES, f"figure must be one of {', '.join(FIGURES)}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check(getattr(self, name) >= 0, f"{name} must not be negative")
         _check(bool(self.content_layers) and bool(self.style_layers), "content and style layers are needed")
@@ -179,6 +182,7 @@ class StylizeResult:
     device: str
     losses: dict[str, float]
     notes: tuple[str, ...] = ()  # things the user should hear, e.g. "retried at 768 px: out of memory"
+    animation: bytes | None = None  # a GIF of the painting as it formed (the "forming" figure)
 
     def summary(self) -> dict[str, Any]:
         """The one-line JSON the CLI prints: everything but the pixels."""
@@ -195,12 +199,20 @@ class StylizeResult:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["image"] = _b64(self.image)
+        data["animation"] = _b64(self.animation)
         data["notes"] = list(self.notes)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StylizeResult:
-        return cls(**{**data, "image": _unb64(data["image"]) or b"", "notes": tuple(data.get("notes", ()))})
+        return cls(
+            **{
+                **data,
+                "image": _unb64(data["image"]) or b"",
+                "animation": _unb64(data.get("animation")),
+                "notes": tuple(data.get("notes", ())),
+            }
+        )
 
 
 def _settings_to_dict(settings: StyleSettings) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine import figures
 from engine.errors import StylebotError
 from engine.protocol import Progress, StylizeRequest, StylizeResult
 from engine.workers.wire import (
@@ -154,7 +155,8 @@ def run_job(
     log.info("job %d: started", job_id)
     try:
         request = ticket.request()
-        result = engine.stylize(
+        result = figures.run(
+            engine,
             request,
             progress=lambda progress: reports.progress(job_id, progress),
             should_cancel=lambda: should_cancel(job_id),

@@ -79,7 +79,8 @@ def _sleep_forever() -> None:
 
 
 class FakeEngine:
-    """The real engine's interface (``device_name``, ``load_model``, ``stylize``) in a few milliseconds."""
+    """The real engine's interface (``device_name``, ``load_model``, ``stylize``, ``stylize_batch``) in a
+    few milliseconds."""
 
     def __init__(
         self,
@@ -145,6 +146,24 @@ class FakeEngine:
             device=self.device,
             losses={"total": 1.0 / steps},
         )
+
+    def stylize_batch(
+        self,
+        requests: list[StylizeRequest],
+        *,
+        progress: list[Callable[[Progress], None] | None] | None = None,
+        should_cancel: list[Callable[[], bool] | None] | None = None,
+    ) -> list[StylizeResult | StylebotError]:
+        """One by one, each item its result or its own error, as the real engine's unbatchable items."""
+        progress = progress or [None] * len(requests)
+        should_cancel = should_cancel or [None] * len(requests)
+        outcomes: list[StylizeResult | StylebotError] = []
+        for request, report, cancel in zip(requests, progress, should_cancel, strict=True):
+            try:
+                outcomes.append(self.stylize(request, progress=report, should_cancel=cancel))
+            except StylebotError as err:
+                outcomes.append(err)
+        return outcomes
 
     @staticmethod
     def _size(image: bytes, *, required: bool) -> tuple[int, int]:
