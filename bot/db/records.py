@@ -91,6 +91,7 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    weight: float = 1.0  # how many ordinary jobs this one counts as for limits and waiting times
 
     @property
     def is_active(self) -> bool:

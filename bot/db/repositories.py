@@ -244,8 +244,10 @@ class PresetRepository(_Repository):
 
 
 async def _check_job_limits(session: AsyncSession, user_id: int, limits: JobLimits) -> None:
+    """Each limit counts jobs by their weight (a strip may count as several), rounded down."""
+
     def count(*where: ColumnElement[bool]) -> Any:
-        return select(func.count()).select_from(Job).where(*where)
+        return select(func.coalesce(func.sum(Job.weight), 0)).where(*where)
 
     active = int(await session.scalar(count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))))
     if active >= limits.max_active:
@@ -316,9 +318,11 @@ class JobRepository(_Repository):
         status_message_id: int | None = None,
         max_attempts: int = 2,
         limits: JobLimits | None = None,
+        weight: float = 1.0,
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
-        ``LimitExceededError``), checked and inserted as one step."""
+        ``LimitExceededError``), checked and inserted as one step. ``weight``: how many ordinary jobs it
+        counts as in the limits (a job is refused while the weights already there reach a limit)."""
         row = Job(
             user_id=user_id,
             chat_id=chat_id,
@@ -334,6 +338,7 @@ class JobRepository(_Repository):
             style_paths=[str(p) for p in style_paths],
             attempts=0,
             max_attempts=max_attempts,
+            weight=weight,
             created_at=utcnow(),
         )
         if limits is None:
@@ -378,6 +383,16 @@ class JobRepository(_Repository):
         """Every active job, oldest first: what the scheduler orders its queue from."""
         return await self.active_jobs()
 
+    async def finished_since(self, since: datetime) -> list[JobRecord]:
+        """Jobs ``done`` at or after ``since``: their inputs are kept for painting them again."""
+        return await self._jobs(Job.state == JobState.DONE.value, Job.finished_at >= since)
+
+    async def styles_used(self, user_id: int) -> list[list[dict[str, Any]]]:
+        """The ``styles`` of every job the user ever asked for, oldest first (for "Surprise me")."""
+        stmt = select(Job.styles).where(Job.user_id == user_id).order_by(Job.created_at, Job.id)
+        async with self.session() as session:
+            return [list(styles or []) for styles in await session.scalars(stmt)]
+
     async def count_active(self, user_id: int) -> int:
         return await self._count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))
 
@@ -392,9 +407,10 @@ class JobRepository(_Repository):
         return await self._jobs(Job.state == JobState.RUNNING.value)
 
     async def typical_job_seconds(self, limit: int = 20) -> float | None:
-        """Median engine time of the last ``limit`` finished jobs: the unit of the queue's time estimates."""
+        """Median engine time per unit of weight of the last ``limit`` finished jobs: the unit of the
+        queue's time estimates (a job of weight 2 is expected to take two of them)."""
         stmt = (
-            select(Job.engine_seconds)
+            select(Job.engine_seconds / Job.weight)
             .where(Job.state == JobState.DONE.value, Job.engine_seconds.is_not(None))
             .order_by(Job.finished_at.desc())
             .limit(limit)

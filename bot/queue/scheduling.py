@@ -36,7 +36,12 @@ def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> lis
 
 
 def estimate_wait(
-    position: int, *, workers: int, typical_seconds: float, running_remaining: Sequence[float]
+    position: int,
+    *,
+    workers: int,
+    typical_seconds: float,
+    running_remaining: Sequence[float],
+    ahead: Sequence[float] | None = None,
 ) -> float:
     """Seconds until the job at ``position`` (1-based, its place in ``fair_order``) starts.
 
@@ -45,7 +50,8 @@ def estimate_wait(
     first, and each takes ``typical_seconds``. The job starts when a worker is free after them. With
     every worker free at the same moment this is ``(position - 1) // workers * typical_seconds`` plus
     that moment. More running jobs than workers (a stale count) keeps the ``workers`` soonest to finish.
-    The estimate never decreases as the position grows.
+    The estimate never decreases as the position grows. ``ahead``: the seconds each of the jobs ahead
+    takes, in order, when they differ (a strip weighs more); by default each takes ``typical_seconds``.
     """
     if position < 1:
         raise ValueError("positions start at 1")
@@ -55,6 +61,7 @@ def estimate_wait(
     free_at = sorted(max(0.0, r) for r in running_remaining)[:workers]
     free_at += [0.0] * (workers - len(free_at))
     heapq.heapify(free_at)
-    for _ in range(position - 1):
-        heapq.heapreplace(free_at, free_at[0] + typical)
+    for index in range(position - 1):
+        seconds = typical if ahead is None else max(0.0, ahead[index])
+        heapq.heapreplace(free_at, free_at[0] + seconds)
     return free_at[0]

@@ -58,6 +58,7 @@ class NewJob:
     style_images: tuple[bytes, ...]  # the user's own style images, in the order of ``style.image_file_ids``
     settings: StyleSettings
     exempt: bool = False  # admins are not limited
+    weight: float = 1.0  # how many ordinary jobs it counts as (engine.figures.weight)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class JobService:
                 limits=None
                 if new.exempt
                 else JobLimits(limits.max_active, limits.max_per_hour, limits.max_queue),
+                weight=new.weight,
             )
         except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
@@ -124,12 +126,22 @@ class JobService:
         running = [j for j in active if j.state == JobState.RUNNING]
         typical = await self.db.typical_job_seconds()
         workers = max(1, self.queue.status().workers)
-        remaining = [j.eta_seconds if j.eta_seconds is not None else (typical or 0.0) for j in running]
+        remaining = [
+            j.eta_seconds if j.eta_seconds is not None else (typical or 0.0) * j.weight for j in running
+        ]
+        order = fair_order(queued, running)
+        durations = [
+            (typical or DEFAULT_JOB_SECONDS.get(job.settings.get("quality", "normal"), 60.0)) * job.weight
+            for job in order
+        ]
         placements = {}
-        for position, job in enumerate(fair_order(queued, running), start=1):
-            seconds = typical or DEFAULT_JOB_SECONDS.get(job.settings.get("quality", "normal"), 60.0)
+        for position, job in enumerate(order, start=1):
             eta = estimate_wait(
-                position, workers=workers, typical_seconds=seconds, running_remaining=remaining
+                position,
+                workers=workers,
+                typical_seconds=durations[position - 1],
+                running_remaining=remaining,
+                ahead=durations[: position - 1],
             )
             placements[job.id] = Placement(position, eta)
         return placements
@@ -151,12 +163,23 @@ class JobService:
     async def active_for_user(self, user_id: int) -> list[JobRecord]:
         return await self.db.active_jobs(user_id)
 
+    async def kept_inputs(self, job: JobRecord) -> tuple[bytes, tuple[bytes, ...]] | None:
+        """A finished job's photo and own style images, while they are kept; None once they are gone."""
+        try:
+            return await asyncio.to_thread(_read_inputs, job)
+        except OSError:
+            return None
+
     async def latest_job(self, user_id: int) -> JobRecord | None:
         jobs = await self.db.recent_jobs(user_id, 1)
         return jobs[0] if jobs else None
 
     async def discard_inputs(self, job: JobRecord) -> None:
-        """A job that ended needs its stored photo no more."""
+        """A job that failed or was cancelled needs its stored photo no more. A finished one keeps it for
+        RESULT_RETENTION_DAYS, so its owner can have it painted again (another style, a strip) without
+        sending it again; the retention sweep removes it then."""
+        if job.state == JobState.DONE:
+            return
         folder = Path(job.content_path).parent
         if folder.parent == self.jobs_dir:
             await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -173,6 +196,10 @@ def validate_images(images: Sequence[bytes], *, max_pixels: int) -> None:
     """Raise an ``engine.errors.ImageError`` for the first image a job cannot use, decoding none."""
     for data in images:
         probe_image(data, max_pixels=max_pixels)
+
+
+def _read_inputs(job: JobRecord) -> tuple[bytes, tuple[bytes, ...]]:
+    return Path(job.content_path).read_bytes(), tuple(Path(p).read_bytes() for p in job.style_paths)
 
 
 def _store_inputs(folder: Path, new: NewJob) -> tuple[Path, list[Path]]:

@@ -2,10 +2,11 @@
 
 - Results (``DATA_DIR/results``) stay ``RESULT_RETENTION_DAYS`` for the full-resolution button; a
   half-written ``.tmp`` left by a crash goes once ``ORPHAN_INPUT_HOURS`` old.
-- Job inputs (``DATA_DIR/jobs``) are normally removed when their job ends. What no queued or running job
-  uses any more (an input whose removal failed, a job abandoned by a crash, a submission that stopped
-  between storing its photo and adding its row) goes once ``ORPHAN_INPUT_HOURS`` old; the age spares a
-  submission still in progress.
+- Job inputs (``DATA_DIR/jobs``) are removed when their job fails or is cancelled; a finished job's stay
+  ``RESULT_RETENTION_DAYS`` (its owner may have the photo painted again). What no queued, running or
+  recently finished job uses any more (an input whose removal failed, a job abandoned by a crash, a
+  submission that stopped between storing its photo and adding its row, a finished job's past the
+  retention time) goes once ``ORPHAN_INPUT_HOURS`` old; the age spares a submission still in progress.
 
 The sweep knows no chat platform and touches nothing outside those two folders.
 """
@@ -18,7 +19,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.db import Database
@@ -76,7 +77,8 @@ class Retention:
     async def sweep(self) -> Swept:
         """Delete what the policy no longer keeps; returns how much went."""
         in_use = set()
-        for job in await self.db.active_jobs():
+        kept = await self.db.finished_since(datetime.now(UTC) - self.policy.results)
+        for job in [*await self.db.active_jobs(), *kept]:
             for path in (job.content_path, *job.style_paths):
                 in_use.add(_top_entry(Path(path), self.jobs_dir))
         swept = await asyncio.to_thread(self._sweep_files, in_use)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_single_head_with_readable_id() -> None:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config(DEFAULT_URL))
-    assert script.get_heads() == ["0001_initial"]
+    (head,) = script.get_heads()  # one line of history: a second head means two migrations forked
+    assert re.fullmatch(r"\d{4}_[a-z0-9_]+", head)
 
 
 async def test_migrate_from_a_running_loop_is_idempotent(empty_url: str) -> None:
@@ -78,7 +80,7 @@ def test_alembic_command_line_follows_database_url(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
     assert target.exists()
-    assert "0001_initial (head)" in done.stdout
+    assert "(head)" in done.stdout
 
 
 async def test_default_sqlite_url_creates_data_directory(
