@@ -27,6 +27,7 @@ from bot.notifier import Notifier
 from bot.queue.base import JobQueue
 from bot.redaction import protect
 from bot.services.albums import AlbumCollector
+from bot.services.figures import FigureService
 from bot.services.jobs import JobService, Limits
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
@@ -39,7 +40,10 @@ from engine.style_store import StyleStore
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "styles", "style", "settings", "preset", "queue", "cancel", "help")
+COMMANDS = (
+    "start", "styles", "style", "surprise", "strip", "layers", "forming", "settings", "preset", "queue",
+    "cancel", "help",
+)  # fmt: skip
 QueueFactory = Callable[[Settings, Database], JobQueue]
 REDELIVERY = "redelivery"  # bot_data key of the task that sends results again until Telegram confirms
 REDELIVERY_STOP_TIMEOUT = 10.0
@@ -91,6 +95,7 @@ def build_application(settings: Settings, queue_factory: QueueFactory | None = N
         queue=queue,
         jobs=jobs,
         presets=PresetService(db, catalog, settings.max_presets),
+        figures=FigureService(db, jobs, catalog, retention=timedelta(days=settings.result_retention_days)),
         notifier=notifier,
         catalog=catalog,
         paintings=Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch),

@@ -12,6 +12,7 @@ from bot.db import Database
 from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
+from bot.services.figures import FigureService
 from bot.services.jobs import JobService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
@@ -30,6 +31,7 @@ class Services:
     queue: JobQueue
     jobs: JobService
     presets: PresetService
+    figures: FigureService
     notifier: Notifier
     catalog: Catalog
     paintings: Paintings

@@ -85,6 +85,8 @@ class Notifier:
         self._notes.pop(job.id, None)
         await self.board.remove(job)
         await self.deliver(job, result.path, notes=result.notes)
+        if result.animation is not None:
+            await self.deliver_animation(job, result.animation)
         self.metrics.ended("done", job.engine_seconds)
         await self.jobs.discard_inputs(job)
         log.info("job %d done for user %d in %.1f s", job.id, job.user_id, result.seconds)
@@ -204,11 +206,16 @@ class Notifier:
                         data,
                         caption=caption,
                         reply_parameters=reply,
-                        reply_markup=replies.full_resolution_button(language, job.id),
+                        reply_markup=replies.result_buttons(language, job, full_resolution=True),
                     )
                     return message, message.photo[-1].file_id
                 message = await self.bot.send_document(
-                    job.chat_id, data, filename=_file_name(job, path), caption=caption, reply_parameters=reply
+                    job.chat_id,
+                    data,
+                    filename=_file_name(job, path),
+                    caption=caption,
+                    reply_parameters=reply,
+                    reply_markup=replies.result_buttons(language, job, full_resolution=False),
                 )
                 return message, message.document.file_id if message.document else ""
             except (BadRequest, Forbidden):
@@ -219,6 +226,18 @@ class Notifier:
                 log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
                 await asyncio.sleep(DELIVERY_BACKOFF * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
+
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        """The painting as it formed, after its triptych; best effort (the triptych has gone already)."""
+        try:
+            await self.bot.send_animation(
+                job.chat_id,
+                await asyncio.to_thread(path.read_bytes),
+                filename=f"stylebot_{job.id}.gif",
+                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            )
+        except (TelegramError, OSError) as err:
+            log.warning("job %d: the animation could not be sent: %s", job.id, err)
 
     async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
         """The lossless file behind a result photo; False once the retention sweep removed it."""

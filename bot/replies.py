@@ -9,12 +9,14 @@ import html
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.db import JobRecord
 from bot.queue.base import RESTART_REASON
+from bot.services.figures import RepaintRefusedError, Surprise
 from bot.services.jobs import LimitReachedError, Placement
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
-from engine.protocol import Progress
+from engine.protocol import FIGURES, Progress
 
 ERROR_KEYS = {
     "unsupported_image": "error_unsupported_image",
@@ -29,6 +31,13 @@ ERROR_KEYS = {
     "result_unsaved": "error_result_unsaved",
 }
 BAR_CELLS = 10
+REPAINT_KEYS = {
+    "unknown": "button_expired",
+    "not_yours": "not_your_job",
+    "not_done": "repaint_not_done",
+    "failed": "repaint_failed",
+    "expired": "repaint_expired",
+}
 
 
 def error(language: str, code: str) -> str:
@@ -108,7 +117,37 @@ def cancel_button(language: str, job_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def full_resolution_button(language: str, job_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job_id}")]]
-    )
+def result_buttons(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKeyboardMarkup:
+    """Under a result: the lossless file (for photos), another style, and, under a painting, its figures.
+
+    Every button names the job; the handlers check that the one who presses it owns it.
+    """
+    first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
+    if full_resolution:
+        full = InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job.id}")
+        first.insert(0, full)
+    rows = [first]
+    if not job.settings.get("figure"):
+        rows.append(
+            [
+                InlineKeyboardButton(text(language, f"{kind}_button"), callback_data=f"fig:{kind}:{job.id}")
+                for kind in FIGURES
+            ]
+        )
+    return InlineKeyboardMarkup(rows)
+
+
+def figure_label(language: str, figure: str | None, style: str) -> str:
+    """The job's label (status and caption) in the user's language: the style, and what figure it is."""
+    return style if figure is None else text(language, f"{figure}_label", style=style)
+
+
+def surprise(language: str, pick: Surprise) -> str:
+    title = html.escape(pick.painting.label)
+    if pick.all_tried:
+        return text(language, "surprise_all_tried", title=title)
+    return text(language, "surprise_picked", title=title, left=pick.untried_left)
+
+
+def repaint_refused(language: str, err: RepaintRefusedError) -> str:
+    return text(language, REPAINT_KEYS[err.kind])

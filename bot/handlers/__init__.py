@@ -8,7 +8,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
-from bot.handlers import fallback, paint, presets, queue, settings, start
+from bot.handlers import fallback, figures, paint, presets, queue, settings, start
 from bot.handlers.errors import error_handler
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 def register(application: Application) -> None:
     application.add_handler(TypeHandler(Update, only_new_messages), group=-2)  # before everything else
-    for module in (presets, paint, start, settings, queue, fallback):  # /preset captions before photos
+    # /preset and figure captions (/strip, /surprise...) before photos
+    for module in (presets, figures, paint, start, settings, queue, fallback):
         application.add_handlers(module.handlers())
     application.add_error_handler(error_handler)
 

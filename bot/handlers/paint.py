@@ -34,6 +34,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot import replies
 from bot.context import Services, services
+from bot.db import JobRecord
 from bot.handlers.common import (
     DownloadFailedError,
     FileTooBigError,
@@ -50,10 +51,11 @@ from bot.handlers.common import (
     split_command,
 )
 from bot.services import styles
-from bot.services.jobs import LimitReachedError, NewJob
+from bot.services.jobs import LimitReachedError, NewJob, Placement
 from bot.services.preferences import Preferences, job_settings
 from bot.services.styles import StyleChoice
 from bot.texts import text
+from engine import figures
 from engine.errors import StylebotError
 from engine.protocol import StyleSettings
 
@@ -74,8 +76,10 @@ async def start_job(
     choice: StyleChoice,
     *,
     status: Message | None = None,
+    figure: str | None = None,
 ) -> None:
     """Download, validate and queue; then show the job's status (reusing ``status`` if given).
+    ``figure``: one of ``engine.figures``' figures instead of one painting.
 
     Every refusal becomes a friendly reply; nothing here raises to the user.
     """
@@ -87,6 +91,8 @@ async def start_job(
     try:
         content_bytes = await download(message, content)
         style_bytes = tuple([await _download_file(message, file_id) for file_id in choice.image_file_ids])
+        settings = (await _settings_for(s, owner, chat.id, chat.type, choice)).replace(figure=figure)
+        label = replies.figure_label(lang, figure, choice.label)
         new = NewJob(
             user_id=owner,
             chat_id=chat.id,
@@ -94,10 +100,11 @@ async def start_job(
             language=user.language_code,
             source_message_id=content.message_id,
             content=content_bytes,
-            style=choice,
+            style=StyleChoice(choice.refs, label, choice.settings),
             style_images=style_bytes,
-            settings=await _settings_for(s, owner, chat.id, chat.type, choice),
+            settings=settings,
             exempt=owner in s.settings.admin_ids,
+            weight=figures.weight(settings),
         )
         job, placement = await s.jobs.submit(new)
     except FileTooBigError as err:
@@ -113,6 +120,13 @@ async def start_job(
         log.info("user %d: refused input: %s", owner, err)
         await _refuse(update, status, replies.engine_error(lang, err))
         return
+    await show_queued(s, lang, job, placement, status)
+
+
+async def show_queued(
+    s: Services, lang: str, job: JobRecord, placement: Placement | None, status: Message | None = None
+) -> None:
+    """A new job's status with its Cancel button (in ``status`` if given)."""
     board = s.notifier.board
     await board.open(job, replies.queued(lang, placement), replies.cancel_button(lang, job.id), reuse=status)
     current = await s.db.get_job(job.id)
@@ -258,27 +272,35 @@ async def on_album(items: list[AlbumItem]) -> None:
 # -- the gallery ---------------------------------------------------------------------------------
 
 
-def gallery_keyboard(s: Services, lang: str, page: int) -> tuple[InlineKeyboardMarkup, int, int]:
-    """One button per numbered tile of the page's sheet, navigation, and the own-image choice.
+def gallery_keyboard(
+    s: Services, lang: str, page: int, job_id: int | None = None
+) -> tuple[InlineKeyboardMarkup, int, int]:
+    """One button per numbered tile of the page's sheet, navigation, "Surprise me" and the own-image
+    choice. With ``job_id``, the gallery of "Another style": its buttons paint that job's kept photo.
 
     Returns the keyboard, the page (taken modulo the page count) and the page count.
     """
+    pick, turn = ("pick:", "gal:") if job_id is None else (f"re:{job_id}:", f"rg:{job_id}:")
     pages = s.paintings.pages
     page %= pages
     shown = [s.catalog.get(i) for i in s.paintings.page_ids(page)]
     buttons = [
-        InlineKeyboardButton(f"{number}. {_short(p.title)}", callback_data=f"pick:{p.id}")
+        InlineKeyboardButton(f"{number}. {_short(p.title)}", callback_data=f"{pick}{p.id}")
         for number, p in enumerate(shown, start=1)
     ]
     rows = [buttons[i : i + GALLERY_COLUMNS] for i in range(0, len(buttons), GALLERY_COLUMNS)]
     rows.append(
         [
-            InlineKeyboardButton(text(lang, "gallery_previous"), callback_data=f"gal:{(page - 1) % pages}"),
-            InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"gal:{page}"),
-            InlineKeyboardButton(text(lang, "gallery_next"), callback_data=f"gal:{(page + 1) % pages}"),
+            InlineKeyboardButton(text(lang, "gallery_previous"), callback_data=f"{turn}{(page - 1) % pages}"),
+            InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"{turn}{page}"),
+            InlineKeyboardButton(text(lang, "gallery_next"), callback_data=f"{turn}{(page + 1) % pages}"),
         ]
     )
-    rows.append([InlineKeyboardButton(text(lang, "gallery_own"), callback_data="own")])
+    surprise = "surp" if job_id is None else f"rs:{job_id}"
+    last = [InlineKeyboardButton(text(lang, "gallery_surprise"), callback_data=surprise)]
+    if job_id is None:
+        last.append(InlineKeyboardButton(text(lang, "gallery_own"), callback_data="own"))
+    rows.append(last)
     return InlineKeyboardMarkup(rows), page, pages
 
 
@@ -320,14 +342,18 @@ async def _gallery_photo(update: Update) -> ImageRef | None:
 
 async def on_gallery_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Another page: the picture and the buttons change together (the picture also when a painting of
-    this page arrived since it was drawn)."""
+    this page arrived since it was drawn). ``gal:PAGE`` for a photo's gallery, ``rg:JOB:PAGE`` for the
+    gallery of "Another style"."""
     query = update.callback_query
     assert query is not None and query.data is not None
     s = services(context)
     lang = language(update)
-    keyboard, page, pages = gallery_keyboard(s, lang, int(query.data.split(":")[1]))
+    parts = query.data.split(":")
+    job_id = int(parts[1]) if parts[0] == "rg" else None
+    keyboard, page, pages = gallery_keyboard(s, lang, int(parts[-1]), job_id)
     await query.answer()
-    caption = text(lang, "gallery_prompt", page=page + 1, pages=pages)
+    prompt = "gallery_prompt" if job_id is None else "again_prompt"
+    caption = text(lang, prompt, page=page + 1, pages=pages)
     message = query.message
     if not isinstance(message, Message):
         return
@@ -447,6 +473,6 @@ def handlers() -> list:
         own_style_conversation(),
         CommandHandler("style", style_command),
         MessageHandler(filters.PHOTO | filters.Document.ALL, on_image),
-        CallbackQueryHandler(on_gallery_page, pattern=r"^gal:\d+$"),
+        CallbackQueryHandler(on_gallery_page, pattern=r"^(gal|rg:\d+):\d+$"),
         CallbackQueryHandler(on_gallery_pick, pattern=r"^pick:[a-z0-9_]+$"),
     ]

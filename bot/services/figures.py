@@ -1,0 +1,127 @@
+"""Painting a finished job's photo again: with another style, as a figure (strips, the painting as it
+forms), or with a painting the user has not tried yet ("Surprise me").
+
+A finished job keeps its photo for RESULT_RETENTION_DAYS (``JobService.discard_inputs``), so none of this
+asks the user to send it again. Only the job's owner may have it painted again, and every new job goes
+through ``JobService.submit``: the same limits, queue and fairness as any other, with the figure's weight.
+This module knows no chat platform.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.db import Database, JobRecord, JobState
+from bot.services.jobs import JobService, NewJob, Placement
+from bot.services.styles import StyleChoice
+from engine import figures
+from engine.catalog import Catalog, Preset
+from engine.protocol import settings_from_dict
+
+log = logging.getLogger(__name__)
+
+RECENT_JOBS = 20  # how far back "my latest photo" looks
+
+
+class RepaintRefusedError(Exception):
+    """Why a job's photo cannot be painted again. ``kind``: "unknown" (no such job), "not_yours",
+    "not_done" (still queued or running), "failed" (it never made a picture) or "expired" (the photo is
+    no longer kept)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Surprise:
+    painting: Preset
+    untried_left: int  # paintings the user has still not tried, this one not counted
+    all_tried: bool  # every painting was tried already: this one is a repeat
+
+
+class FigureService:
+    def __init__(self, db: Database, jobs: JobService, catalog: Catalog, *, retention: timedelta) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.catalog = catalog
+        self.retention = retention
+
+    async def source(self, job_id: int, user_id: int) -> JobRecord:
+        """The finished job whose photo ``user_id`` wants painted again; raises RepaintRefusedError."""
+        job = await self.db.get_job(job_id)
+        if job is None:
+            raise RepaintRefusedError("unknown")
+        if job.user_id != user_id:
+            raise RepaintRefusedError("not_yours")
+        if job.is_active:
+            raise RepaintRefusedError("not_done")
+        if job.state != JobState.DONE:
+            raise RepaintRefusedError("failed")
+        if not self._kept(job):
+            raise RepaintRefusedError("expired")
+        return job
+
+    async def latest_source(self, user_id: int, chat_id: int) -> JobRecord | None:
+        """The user's latest finished job in this chat whose photo is still kept."""
+        for job in await self.db.recent_jobs(user_id, RECENT_JOBS):
+            if job.chat_id == chat_id and job.state == JobState.DONE and self._kept(job):
+                return job
+        return None
+
+    def _kept(self, job: JobRecord) -> bool:
+        finished = job.finished_at or job.created_at
+        return datetime.now(UTC) - finished < self.retention
+
+    async def repaint(
+        self,
+        source: JobRecord,
+        *,
+        figure: str | None = None,
+        style: StyleChoice | None = None,
+        label: str | None = None,
+        exempt: bool = False,
+    ) -> tuple[JobRecord, Placement | None]:
+        """Queue a new job on ``source``'s photo, in its chat, replying to the same photo: with ``style``
+        (else the source's own), as ``figure`` (else one painting), under ``label`` (else the style's).
+        Raises RepaintRefusedError("expired") when the photo is gone, and what ``JobService.submit``
+        raises (limits, bad images)."""
+        inputs = await self.jobs.kept_inputs(source)
+        if inputs is None:
+            raise RepaintRefusedError("expired")
+        content, own_images = inputs
+        if style is None:
+            style = StyleChoice(tuple(source.styles), source.style_label)
+        else:
+            own_images = ()  # a catalog painting: the source's own style images are not needed
+        settings = settings_from_dict(source.settings).replace(figure=figure)
+        new = NewJob(
+            user_id=source.user_id,
+            chat_id=source.chat_id,
+            chat_type=source.chat_type,
+            language=source.language_code,
+            source_message_id=source.source_message_id,
+            content=content,
+            style=StyleChoice(style.refs, label or style.label, style.settings),
+            style_images=own_images,
+            settings=settings,
+            exempt=exempt,
+            weight=figures.weight(settings),
+        )
+        log.info("job %d: painted again for user %d as %s", source.id, source.user_id, figure or "painting")
+        return await self.jobs.submit(new)
+
+    async def surprise(self, user_id: int, rng: random.Random | None = None) -> Surprise:
+        """A painting the user has not asked for yet (in any job, whatever became of it); once every
+        painting was tried, any but the latest one used."""
+        rng = rng or random.Random()
+        history = await self.db.styles_used(user_id)
+        used = [ref["preset"] for styles in history for ref in styles if ref.get("preset")]
+        untried = [p for p in self.catalog if p.id not in set(used)]
+        if untried:
+            return Surprise(rng.choice(untried), len(untried) - 1, all_tried=False)
+        others = [p for p in self.catalog if not used or p.id != used[-1]] or list(self.catalog)
+        return Surprise(rng.choice(others), 0, all_tried=True)
