@@ -212,6 +212,11 @@ def slow_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     return FakeEngine(settings, device=device, step_seconds=0.05, steps=400)
 
 
+def long_engine(settings: Any, device: str = "cpu") -> FakeEngine:
+    """Every job takes 60 quick steps (0.3 s): enough previews for an animation."""
+    return FakeEngine(settings, device=device, step_seconds=0.005, steps=60)
+
+
 def crash_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     """Every job kills its worker process mid-way, every time it is tried."""
     return FakeEngine(settings, device=device, steps=3, always="CRASH")

@@ -202,6 +202,7 @@ class Message:
     caption_entities: list[dict[str, Any]] | None = None
     photo: list[dict[str, Any]] | None = None
     document: dict[str, Any] | None = None
+    animation: dict[str, Any] | None = None  # with `document` too, as Telegram sends animations
     media_group_id: str | None = None
     reply_to: Message | None = None
     reply_markup: dict[str, Any] | None = None
@@ -249,7 +250,7 @@ class Message:
             out["media_group_id"] = self.media_group_id
         if with_reply and self.reply_to is not None and not self.reply_to.deleted:  # deleted ones are dropped
             out["reply_to_message"] = self.reply_to.to_api(with_reply=False)
-        fields = ("text", "entities", "photo", "document", "caption", "caption_entities")
+        fields = ("text", "entities", "photo", "document", "animation", "caption", "caption_entities")
         out.update({key: getattr(self, key) for key in fields if getattr(self, key) is not None})
         if self.inline_keyboard:  # Telegram echoes only inline keyboards
             out["reply_markup"] = {"inline_keyboard": self.inline_keyboard}
@@ -739,6 +740,7 @@ class FakeTelegram:
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
+            "sendAnimation": self._send_animation,
             "sendMediaGroup": self._send_media_group,
             "sendChatAction": self._send_chat_action,
             "editMessageText": self._edit_message_text,
@@ -1149,6 +1151,29 @@ class FakeTelegram:
         message = self._new_message(
             chat, self.bot, document=document, caption=caption, caption_entities=entities,
             reply_to=reply_to, reply_markup=markup,
+        )  # fmt: skip
+        return message.to_api()
+
+    async def _send_animation(self, p: Params) -> dict[str, Any]:
+        """A GIF (or a silent MP4): kept as a document, described as an animation with its size and length."""
+        chat = self._target(p)
+        caption, entities = self._formatted(
+            p.get("caption"), p.get("parse_mode"), p.get("caption_entities"), caption=True
+        )
+        document = self._document(self._input_file(p.get("animation"), p, "animation"))
+        animation = {**document, "width": 0, "height": 0, "duration": 0}
+        data = io.BytesIO(self._files[document["file_id"]].data)
+        with contextlib.suppress(OSError), Image.open(data) as picture:
+            animation.update(width=picture.width, height=picture.height)
+            total_ms = 0
+            for index in range(getattr(picture, "n_frames", 1)):
+                picture.seek(index)
+                total_ms += int(picture.info.get("duration", 0))
+            animation["duration"] = round(total_ms / 1000)
+        markup, reply_to = self._markup(p), self._reply_to(chat, p)
+        message = self._new_message(
+            chat, self.bot, document=document, animation=animation, caption=caption,
+            caption_entities=entities, reply_to=reply_to, reply_markup=markup,
         )  # fmt: skip
         return message.to_api()
 
