@@ -29,6 +29,7 @@ class JobResult:
     height: int
     seconds: float
     notes: tuple[str, ...] = ()  # things the user should hear, e.g. "retried at 768 px: out of memory"
+    animation: Path | None = None  # the "forming" figure's GIF, kept beside the painting
 
 
 class JobEvents(Protocol):

@@ -45,7 +45,9 @@ from engine.workers.wire import (
     ResultReport,
     Style,
     Ticket,
+    check_animation,
     check_image,
+    staged_animation,
     sync_folder,
     write_durably,
 )
@@ -186,7 +188,15 @@ class Ledger:
             discard(path)
             return False
         log.info("job %d (user %d): done in %.1f s, kept as %s", job_id, done.user_id, report.seconds, path)
-        result = JobResult(path, report.format, report.width, report.height, report.seconds, report.notes)
+        result = JobResult(
+            path,
+            report.format,
+            report.width,
+            report.height,
+            report.seconds,
+            report.notes,
+            animation=path.with_suffix(".gif") if report.animated else None,
+        )
         self._lines.send(job_id, "job_finished", job_id, result)
         self.queue_changed()
         return True
@@ -251,7 +261,9 @@ class Ledger:
 
     def _keep(self, job_id: int, report: ResultReport, staged: Path | None) -> Path:
         """Put the painting where the bot keeps results, durably; the name comes from the job id and the
-        (checked) format only."""
+        (checked) format only. An animation goes first, beside it as ``<job id>.gif``."""
+        if report.animated:
+            self._keep_animation(self.results_dir / f"{job_id}.gif", report, staged)
         final = self.results_dir / f"{job_id}.{report.suffix}"
         if report.image is not None:
             check_image(report.format, report.image[:16], len(report.image))
@@ -268,6 +280,22 @@ class Ledger:
         check_image(report.format, head, size)
         move_durably(staged, final)
         return final
+
+    @staticmethod
+    def _keep_animation(final: Path, report: ResultReport, staged: Path | None) -> None:
+        if report.animation is not None:
+            check_animation(report.animation[:16], len(report.animation))
+            write_durably(final, report.animation)
+            return
+        source = None if staged is None else staged_animation(staged)
+        try:
+            if source is None:
+                raise FileNotFoundError
+            with source.open("rb") as file:
+                check_animation(file.read(16), os.fstat(file.fileno()).st_size)
+        except FileNotFoundError:
+            raise BadReportError("the worker reported an animation it did not write") from None
+        move_durably(source, final)
 
 
 def move_durably(source: Path, target: Path) -> None:

@@ -26,6 +26,7 @@ from engine.workers.wire import (
     InputLostError,
     ResultReport,
     Ticket,
+    staged_animation,
     write_durably,
 )
 
@@ -162,6 +163,8 @@ def run_job(
             should_cancel=lambda: should_cancel(job_id),
         )
         if ticket.result_path is not None:
+            if result.animation is not None:  # first: the painting's file says the job's files are written
+                write_durably(staged_animation(Path(ticket.result_path)), result.animation)
             write_durably(Path(ticket.result_path), result.image)
     except StylebotError as err:
         log.info("job %d: %s (%s)", job_id, err.code, err)

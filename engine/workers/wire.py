@@ -56,6 +56,7 @@ EXIT_HUNG = 4  # a Celery worker whose job ignored a stop
 RESULT_SUFFIXES = {"png": "png", "jpeg": "jpg"}  # what a worker may paint in → the result file's suffix
 MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",)}
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+GIF_MAGIC = (b"GIF87a", b"GIF89a")  # the animation of the "forming" figure (engine/figures.py)
 MAX_RESULT_SIDE = 16_384
 
 
@@ -184,6 +185,8 @@ class ResultReport:
     losses: dict[str, float]
     notes: tuple[str, ...] = ()
     image: bytes | None = None
+    animated: bool = False  # a GIF comes with the painting: ``animation``, or beside the staged painting
+    animation: bytes | None = None
 
     @classmethod
     def of(cls, result: StylizeResult, *, inline: bool) -> ResultReport:
@@ -197,6 +200,8 @@ class ResultReport:
             losses=dict(result.losses),
             notes=tuple(result.notes),
             image=result.image if inline else None,
+            animated=result.animation is not None,
+            animation=result.animation if inline else None,
         )
 
     @property
@@ -207,6 +212,7 @@ class ResultReport:
         data = dataclasses.asdict(self)
         data["notes"] = list(self.notes)
         data["image"] = None if self.image is None else _b64(self.image)
+        data["animation"] = None if self.animation is None else _b64(self.animation)
         return data
 
     @classmethod
@@ -220,8 +226,10 @@ class ResultReport:
             if not (1 <= width <= MAX_RESULT_SIDE and 1 <= height <= MAX_RESULT_SIDE):
                 raise BadReportError(f"impossible result size {width}x{height}")
             image = data.get("image")
-            if image is not None and len(image) > MAX_RESULT_BYTES * 4 // 3 + 4:
-                raise BadReportError("the result image is too large")
+            animation = data.get("animation")
+            for encoded in (image, animation):
+                if encoded is not None and len(encoded) > MAX_RESULT_BYTES * 4 // 3 + 4:
+                    raise BadReportError("the result image is too large")
             return cls(
                 format=fmt,
                 width=width,
@@ -232,6 +240,8 @@ class ResultReport:
                 losses={str(k)[:40]: float(v) for k, v in dict(data.get("losses") or {}).items()},
                 notes=tuple(str(n)[:500] for n in list(data.get("notes") or [])[:10]),
                 image=None if image is None else base64.b64decode(image, validate=True),
+                animated=bool(data.get("animated", False)),
+                animation=None if animation is None else base64.b64decode(animation, validate=True),
             )
         except BadReportError:
             raise
@@ -245,6 +255,16 @@ def check_image(fmt: str, head: bytes, size: int) -> None:
         raise BadReportError(f"a result of {size} bytes")
     if not any(head.startswith(magic) for magic in MAGIC.get(fmt, ())):
         raise BadReportError(f"the result is not a {fmt} image")
+
+
+def staged_animation(result_path: Path) -> Path:
+    """Where a worker writes a job's animation when it writes the painting to ``result_path``."""
+    return result_path.with_name(result_path.name + ".gif")
+
+
+def check_animation(head: bytes, size: int) -> None:
+    if not 0 < size <= MAX_RESULT_BYTES or not head.startswith(GIF_MAGIC):
+        raise BadReportError("the animation is not a GIF of a sane size")
 
 
 def write_durably(path: Path, data: bytes) -> None:

@@ -105,3 +105,21 @@ def test_the_request_carries_the_figure_and_the_result_its_animation() -> None:
         StyleSettings(figure="selfie")
     result = StylizeResult(b"x", "png", 1, 1, 0.1, 1, "cpu", {}, animation=b"GIF89a")
     assert StylizeResult.from_dict(result.to_dict()) == result
+
+
+def test_the_animation_crosses_the_wire_by_value_and_by_reference(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine.protocol import StylizeResult
+    from engine.workers.wire import BadReportError, ResultReport, check_animation, staged_animation
+
+    painted = figures.run(FakeEngine(step_seconds=0.0, steps=12), request("forming"))
+    assert painted.animation is not None
+    by_value = ResultReport.from_dict(ResultReport.of(painted, inline=True).to_dict())
+    assert (by_value.animated, by_value.animation) == (True, painted.animation)
+    by_reference = ResultReport.from_dict(ResultReport.of(painted, inline=False).to_dict())
+    assert (by_reference.animated, by_reference.animation) == (True, None)
+    plain = ResultReport.of(StylizeResult(b"x", "png", 1, 1, 0.1, 1, "cpu", {}), inline=True)
+    assert not plain.animated
+    check_animation(painted.animation[:16], len(painted.animation))
+    with pytest.raises(BadReportError):
+        check_animation(b"\x89PNG\r\n\x1a\n", 100)
+    assert staged_animation(tmp_path / ".result-7-ab") == tmp_path / ".result-7-ab.gif"
