@@ -155,7 +155,7 @@ async def test_the_gallery_is_a_picture_with_numbered_buttons_paged_and_picked(
         numbered = [b["text"] for row in rows[:-2] for b in row]
         assert numbered[:2] == ["1. The Starry Night", "2. The Great Wave off…"]
         assert [label.split(".")[0] for label in numbered] == [str(n) for n in range(1, 9)]
-        assert [b["callback_data"] for b in rows[-1]] == ["own"]
+        assert [b["callback_data"] for b in rows[-1]] == ["surp", "own"]
         first_page = picture(tg.downloaded(gallery.file_id))
         assert first_page.shape[1] > first_page.shape[0]  # four tiles a row, two rows
 
