@@ -123,13 +123,20 @@ class JobService:
         queued = [j for j in active if j.state == JobState.QUEUED]
         running = [j for j in active if j.state == JobState.RUNNING]
         typical = await self.db.typical_job_seconds()
-        workers = max(1, self.queue.status().workers)
+        status = self.queue.status()
+        workers = max(1, status.workers)
         remaining = [j.eta_seconds if j.eta_seconds is not None else (typical or 0.0) for j in running]
         placements = {}
         for position, job in enumerate(fair_order(queued, running), start=1):
-            seconds = typical or DEFAULT_JOB_SECONDS.get(job.settings.get("quality", "normal"), 60.0)
+            quality = job.settings.get("quality", "normal")
+            seconds = typical or DEFAULT_JOB_SECONDS.get(quality, 60.0)
+            # A worker painting batches of N is N places that free up together: the engine seconds of a
+            # batched job (``typical``) are its batch's, so each place takes that long.
             eta = estimate_wait(
-                position, workers=workers, typical_seconds=seconds, running_remaining=remaining
+                position,
+                workers=workers * status.batch_size(quality),
+                typical_seconds=seconds,
+                running_remaining=remaining,
             )
             placements[job.id] = Placement(position, eta)
         return placements
