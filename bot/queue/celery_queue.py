@@ -66,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -285,8 +286,10 @@ class _Broker:
         self.app = protocol.make_app(settings)
         self._exchange = protocol.control_exchange(settings.names)
 
-    def send_job(self, task_id: str, ticket: Ticket) -> None:
-        self.app.send_task(protocol.TASK_NAME, args=[ticket.to_dict()], task_id=task_id)
+    def send_job(self, task_id: str, ticket: Ticket, order: int) -> None:
+        self.app.send_task(
+            protocol.TASK_NAME, args=[ticket.to_dict()], kwargs={"order": order}, task_id=task_id
+        )
 
     def send_stop(self, task_ids: list[str], worker: str | None) -> None:
         with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
@@ -330,6 +333,9 @@ class CeleryQueue(JobQueue):
         self.redispatch_after = redispatch_after
         self._broker = _Broker(self._settings)
         self._dispatches: dict[int, _Dispatch] = {}  # job id → its current task
+        # Each task's place in the order of dispatch (the fair order), for the worker that gathers batches;
+        # counted from the clock so a restarted bot's tasks come after the last run's.
+        self._order = itertools.count(time.time_ns())
         self._by_task: dict[str, _Dispatch] = {}
         self._workers: dict[str, WorkerSeen] = {}
         self._withdrawn: dict[str, float] = {}  # task ids the bot gave up on → when
@@ -769,7 +775,7 @@ class CeleryQueue(JobQueue):
         task_id = str(uuid.uuid4())
         await self._db.set_external_id(job.id, task_id)
         try:
-            await asyncio.to_thread(self._broker.send_job, task_id, ticket)
+            await asyncio.to_thread(self._broker.send_job, task_id, ticket, next(self._order))
         except Exception as err:
             log.error(
                 "job %d (user %d): the broker did not take it (%r); it stays queued", job.id, job.user_id, err

@@ -45,6 +45,7 @@ batch, is released without being started.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import logging
 import multiprocessing
@@ -386,9 +387,9 @@ def register_task(app: Celery, runtime: WorkerRuntime) -> None:
     """The one task: run a job. Late acknowledgement: its message goes when the job has ended."""
 
     @app.task(name=protocol.TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def stylize(task: Any, ticket: dict[str, Any]) -> None:
+    def stylize(task: Any, ticket: dict[str, Any], order: int = 0) -> None:
         delivery = task.request.delivery_info or {}
-        runtime.run(task.request.id, ticket, redelivered=bool(delivery.get("redelivered")))
+        runtime.run(task.request.id, ticket, redelivered=bool(delivery.get("redelivered")), order=order)
 
 
 class _StopList:
@@ -417,6 +418,7 @@ class _Run:
 
     task_id: str
     ticket: Ticket
+    order: int = 0  # its place in the bot's order of dispatch
     stop_reason: str | None = None  # BOT or SHUTDOWN, once asked to stop
     stop_asked_at: float | None = None
     ended: threading.Event = field(default_factory=threading.Event)  # its task may return
@@ -479,7 +481,7 @@ class WorkerRuntime:
 
     # ----- one task -----
 
-    def run(self, task_id: str, ticket_dict: dict[str, Any], *, redelivered: bool) -> None:
+    def run(self, task_id: str, ticket_dict: dict[str, Any], *, redelivered: bool, order: int = 0) -> None:
         """The task's body: hand the job to the engine thread and wait until it has ended, unless the
         broker handed it out before, the bot withdrew it, or this worker is shutting down."""
         try:
@@ -504,7 +506,7 @@ class WorkerRuntime:
             )
             self.publish(protocol.event(protocol.REDELIVERED, self.name, task_id=task_id, job_id=job_id))
             return
-        run = _Run(task_id, ticket)
+        run = _Run(task_id, ticket, order=_order(order))
         if self._skipped(run):
             return
         self._engine.submit(run)
@@ -599,13 +601,15 @@ class _Engine(threading.Thread):
     def __init__(self, runtime: WorkerRuntime) -> None:
         super().__init__(name="stylebot-engine", daemon=True)
         self._runtime = runtime
-        self._waiting: list[_Run] = []  # handed in, in the order they came
+        self._waiting: list[_Run] = []  # handed in, in the order the bot dispatched them
         self._changed = threading.Condition()
         self._closing = False
 
     def submit(self, run: _Run) -> None:
+        """Queue a job behind those the bot dispatched before it: the tasks' threads may hand them in out
+        of the order Celery received them in."""
         with self._changed:
-            self._waiting.append(run)
+            bisect.insort(self._waiting, run, key=lambda waiting: waiting.order)
             self._changed.notify_all()
 
     def wake(self) -> None:
@@ -645,6 +649,13 @@ class _Engine(threading.Thread):
     def _limit(self, run: _Run) -> int:
         quality = str(run.ticket.settings.get("quality", "normal"))
         return max(1, self._runtime.batch_limits.get(quality, 1))
+
+
+def _order(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _group(run: _Run) -> object:
