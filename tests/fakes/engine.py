@@ -310,6 +310,11 @@ def slow_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     return FakeEngine(settings, device=device, step_seconds=0.05, steps=400)
 
 
+def steady_engine(settings: Any, device: str = "cpu") -> FakeEngine:
+    """Every job (or batch) takes 20 steps of 50 ms (1 s): time for more photos to queue up behind it."""
+    return FakeEngine(settings, device=device, step_seconds=0.05, steps=20)
+
+
 def crash_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     """Every job kills its worker process mid-way, every time it is tried."""
     return FakeEngine(settings, device=device, steps=3, always="CRASH")
