@@ -2,11 +2,16 @@
 
     python -m bench.load                      # 20 users, one draft job each, the real engine
     python -m bench.load --users 20 --jobs-per-user 2 --quality draft --workers 1
+    python -m bench.load --users 8 --batch-size 1 4   # batching off, then on: the two side by side
 
 Everything is real but Telegram: long polling, the handlers, the database, the embedded queue and its
 worker processes running the real engine. For each job it records when the user sent the photo, when the
 status message answered, when the job started and when the painting arrived; it prints throughput and
 latency percentiles, and writes bench/results/load-<device>.json.
+
+``--batch-size`` (``ENGINE_BATCH_SIZE``) takes one or more sizes: each gets a run of its own (a fresh bot,
+database and workers, the same photos), and with several the tables are printed side by side and the JSON
+holds ``{"runs": [report, ...]}``. Without it one run uses the environment's setting (default auto).
 """
 
 from __future__ import annotations
@@ -43,11 +48,22 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="worker processes (default: auto)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="ENGINE_BATCH_SIZE for each run (default: one run with the environment's, else auto)",
+    )
     args = parser.parse_args()
     if not (SHARED / "styles").is_dir():
         sys.exit(f"the load benchmark needs {SHARED} (../shared beside the repository)")
-    report = asyncio.run(run(args))
-    out = REPO / "bench" / "results" / f"load-{report['device'].split()[0].split(':')[0]}.json"
+    if args.batch_size and min(args.batch_size) < 1:
+        sys.exit("--batch-size: sizes start at 1")
+    runs = [asyncio.run(run(args, batch)) for batch in (args.batch_size or [None])]
+    report: dict[str, object] = runs[0] if len(runs) == 1 else {"runs": runs}
+    device = str(runs[0]["device"])
+    out = REPO / "bench" / "results" / f"load-{device.split()[0].split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(markdown(report))
@@ -67,7 +83,9 @@ def photos() -> list[bytes]:
     return result
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+async def run(args: argparse.Namespace, batch_size: int | None = None) -> dict[str, object]:
+    """One run of the load through a fresh bot; ``batch_size`` None: the environment's setting."""
+    batching = {} if batch_size is None else {"engine_batch_size": batch_size}
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeTelegram(max_poll_timeout=1.0, wait_timeout=args.timeout) as tg:
             settings = Settings(
@@ -85,6 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 max_queue_length=10_000,
                 health_port=0,
                 log_level="WARNING",
+                **batching,
             )  # type: ignore[call-arg]
             application = build_application(settings)
             async with running(application):
@@ -126,6 +145,7 @@ async def _load(tg: FakeTelegram, s: Services, args: argparse.Namespace) -> dict
     return {
         "device": worker_info[0].description if worker_info else "unknown",
         "workers": status.workers,
+        "batch_size": status.batch_size(args.quality),
         "users": args.users,
         "jobs": total,
         "quality": args.quality,
@@ -159,9 +179,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def markdown(report: dict) -> str:  # type: ignore[type-arg]
+    """The table of one run, or of several side by side (``{"runs": [...]}``)."""
+    if "runs" in report:
+        return side_by_side(report["runs"])
     lines = [
         f"{report['users']} users, {report['jobs']} {report['quality']} jobs, {report['workers']} worker(s) "
-        f"on {report['device']}: {report['seconds']} s, {report['throughput_jobs_per_minute']} jobs/min",
+        f"on {report['device']}, batch size {report.get('batch_size', 1)}: {report['seconds']} s, "
+        f"{report['throughput_jobs_per_minute']} jobs/min",
         "",
         "| seconds | p50 | p90 | max | mean |",
         "|---|---|---|---|---|",
@@ -171,6 +195,25 @@ def markdown(report: dict) -> str:  # type: ignore[type-arg]
         lines.append(
             f"| {name} | {row.get('p50')} | {row.get('p90')} | {row.get('max')} | {row.get('mean')} |"
         )
+    return "\n".join(lines)
+
+
+def side_by_side(runs: list[dict]) -> str:  # type: ignore[type-arg]
+    """Runs that differ in batch size, one column each."""
+    first = runs[0]
+    lines = [
+        f"{first['users']} users, {first['jobs']} {first['quality']} jobs, {first['workers']} worker(s) "
+        f"on {first['device']}",
+        "",
+        "| | " + " | ".join(f"batch size {r.get('batch_size', 1)}" for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+        "| seconds | " + " | ".join(str(r["seconds"]) for r in runs) + " |",
+        "| jobs/min | " + " | ".join(str(r["throughput_jobs_per_minute"]) for r in runs) + " |",
+    ]
+    for name in ("status_reply_s", "queue_wait_s", "engine_s", "latency_s"):
+        for stat in ("p50", "p90", "max"):
+            cells = " | ".join(str(r[name].get(stat)) for r in runs)
+            lines.append(f"| {name} {stat} | {cells} |")
     return "\n".join(lines)
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 QUALITIES = ("draft", "normal", "high")
 INITS = ("content", "noise", "gray")
@@ -240,6 +243,51 @@ def settings_from_dict(data: dict[str, Any]) -> StyleSettings:
         if values.get(name) is not None:
             values[name] = tuple(values[name])
     return StyleSettings(**values)
+
+
+def batch_group(settings: StyleSettings) -> tuple[Hashable, ...] | None:
+    """Jobs whose settings give equal groups may be handed to one worker as a batch; ``None``: the job
+    runs alone (a figure is a batch of its own panels, see ``engine.figures``).
+
+    The settings part of the engine's own batch key (``_Job.batch_key`` in ``engine/api.py``): the
+    optimizer and what fixes the schedule (tier, size, steps, scales) and the layers. Photo shapes are
+    left to the engine, which pads them onto one canvas or paints the odd one out on its own. Cheap and
+    torch-free, for the queue's dispatchers.
+    """
+    s = settings
+    if s.figure is not None:
+        return None
+    return (
+        s.optimizer,
+        s.quality,
+        s.size,
+        s.steps,
+        s.multiscale,
+        s.content_layers,
+        s.style_layers,
+        s.style_layer_weights,
+    )
+
+
+def leading_batch(ordered: Sequence[T], group: Callable[[T], Hashable], limit: int) -> list[T]:
+    """The first item and the items right behind it in the same group, at most ``limit`` in all (a
+    ``None`` group shares with nobody).
+
+    It stops at the first item of another group, so a batch is always a run at the head of ``ordered``:
+    taking batches off the head one after the other, no item starts before one ahead of it, unless both
+    start in the same batch (the queues' fairness: see ``bot/queue/scheduling.py``).
+    """
+    if not ordered:
+        return []
+    head = group(ordered[0])
+    taken = [ordered[0]]
+    if head is None:  # a job that runs alone
+        return taken
+    for item in ordered[1 : max(1, limit)]:
+        if group(item) != head:
+            break
+        taken.append(item)
+    return taken
 
 
 def _check(condition: bool, message: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +28,17 @@ class EngineSettings(BaseSettings):
     style_cache_max_mb: float = Field(1024.0, gt=0, description="disk cap of the style statistics")
     output_max_side: int = Field(1024, ge=64, le=4096)
     max_image_pixels: int = Field(50_000_000, ge=1_000_000)
+    engine_batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="jobs a worker paints at once; auto: 1 on the CPU, what the GPU's memory allows on CUDA",
+    )
+
+    @field_validator("engine_batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: object) -> object:
+        """``auto`` or a whole number of at least 1 (the environment gives strings)."""
+        if isinstance(value, str) and value.strip().lower() != "auto":
+            value = int(value)
+        if isinstance(value, int) and value < 1:
+            raise ValueError("ENGINE_BATCH_SIZE must be auto or at least 1")
+        return value.strip().lower() if isinstance(value, str) else value

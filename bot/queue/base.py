@@ -9,7 +9,8 @@ marks the row ``cancelled`` and stops its work. Whichever back end runs, the bot
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +62,20 @@ class QueueStatus:
     workers: int  # worker processes the back end knows of
     busy: int  # of those, running a job now
     healthy: bool  # False when no worker can take a job (all dead, broker unreachable)
+    # Per quality tier, the most jobs one worker paints at once (the smallest among the workers); see
+    # ``batch_size``.
+    batch_limits: Mapping[str, int] = field(default_factory=dict)
+
+    def batch_size(self, quality: str) -> int:
+        """Jobs of this tier a worker paints together (``ENGINE_BATCH_SIZE``); 1 when nobody said."""
+        return max(1, self.batch_limits.get(quality, 1))
+
+
+def smallest_limits(workers: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Per tier, the smallest batch limit among the workers' (a tier one of them did not name: 1)."""
+    every = list(workers)
+    tiers = {tier for limits in every for tier in limits}
+    return {tier: min(limits.get(tier, 1) for limits in every) for tier in tiers}
 
 
 class JobQueue(ABC):

@@ -8,10 +8,13 @@ back, and this module decides only what is sent where and when a worker is lost.
 
 How it fits together
 --------------------
-*Dispatching.* Queued jobs stay rows in the database. The bot hands the broker only as many tasks as
-there are live workers, plus one so that a worker finishing a job finds the next one waiting, and picks
+*Dispatching.* Queued jobs stay rows in the database. The bot hands the broker only as many tasks as the
+live workers paint at once (each its batch size, ``ENGINE_BATCH_SIZE``, from its heartbeats: one job
+without batching), plus one more batch so that a worker finishing finds the next one waiting, and picks
 them with ``fair_order``: round robin across users and the places users are told hold as with the
-embedded queue. Each dispatch gets a fresh task id, stored with ``set_external_id``; the task carries the
+embedded queue. Still one task per job: a worker gathers the tasks it is handed into batches itself
+(``engine/workers/celery.py``), off the head of the order they came in, which is the fair order.
+Each dispatch gets a fresh task id, stored with ``set_external_id``; the task carries the
 job's ``wire.Ticket`` *by value* (the images in the JSON, base64: a worker on another machine cannot read
 the bot's disk), and the ``done`` report brings the painting back the same way. The row stays ``queued``
 until a worker says ``started``; only then is it claimed (``Ledger.start``, which counts the attempt).
@@ -63,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -74,12 +78,13 @@ from typing import Any
 
 from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
-from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
+from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus, smallest_limits
 from bot.queue.ledger import BAD_RESULT, Ledger, ticket_for
 from bot.queue.scheduling import fair_order
 from engine.errors import Cancelled
 from engine.protocol import Progress
 from engine.workers import broker as protocol
+from engine.workers.batching import parse_limits
 from engine.workers.settings import QueueSettings
 from engine.workers.wire import DEVICE_ERROR, BadReportError, InputLostError, ResultReport, Ticket
 
@@ -165,8 +170,14 @@ class WorkerSeen:
     pid: int | None
     interval: float
     last_seen: float  # monotonic, on this machine
-    task_id: str | None  # what it runs now
+    task_ids: tuple[str, ...]  # what it runs now (a batch: several)
     idle_since: float | None  # monotonic, on this machine; None while it runs a task
+    batch_limits: dict[str, int] = field(default_factory=dict)  # per tier: jobs it paints at once
+
+    @property
+    def batch_size(self) -> int:
+        """The most tasks it takes at once, whatever their tier."""
+        return max(self.batch_limits.values(), default=1)
 
 
 # ----- the listener thread -----
@@ -275,8 +286,10 @@ class _Broker:
         self.app = protocol.make_app(settings)
         self._exchange = protocol.control_exchange(settings.names)
 
-    def send_job(self, task_id: str, ticket: Ticket) -> None:
-        self.app.send_task(protocol.TASK_NAME, args=[ticket.to_dict()], task_id=task_id)
+    def send_job(self, task_id: str, ticket: Ticket, order: int) -> None:
+        self.app.send_task(
+            protocol.TASK_NAME, args=[ticket.to_dict()], kwargs={"order": order}, task_id=task_id
+        )
 
     def send_stop(self, task_ids: list[str], worker: str | None) -> None:
         with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
@@ -320,6 +333,9 @@ class CeleryQueue(JobQueue):
         self.redispatch_after = redispatch_after
         self._broker = _Broker(self._settings)
         self._dispatches: dict[int, _Dispatch] = {}  # job id → its current task
+        # Each task's place in the order of dispatch (the fair order), for the worker that gathers batches;
+        # counted from the clock so a restarted bot's tasks come after the last run's.
+        self._order = itertools.count(time.time_ns())
         self._by_task: dict[str, _Dispatch] = {}
         self._workers: dict[str, WorkerSeen] = {}
         self._withdrawn: dict[str, float] = {}  # task ids the bot gave up on → when
@@ -413,8 +429,9 @@ class CeleryQueue(JobQueue):
         return QueueStatus(
             backend="celery",
             workers=len(self._workers),
-            busy=sum(1 for d in self._dispatches.values() if d.worker is not None),
+            busy=len({d.worker for d in self._dispatches.values() if d.worker is not None}),
             healthy=self._connected and bool(self._workers) and not self._stopping,
+            batch_limits=smallest_limits(w.batch_limits for w in self._workers.values()),
         )
 
     def workers(self) -> list[WorkerSeen]:
@@ -571,7 +588,12 @@ class CeleryQueue(JobQueue):
             )
 
     async def _on_progress(self, dispatch: _Dispatch, progress: Progress) -> None:
-        dispatch.last_heard = time.monotonic()
+        now = time.monotonic()
+        for other in self._dispatches.values():
+            # The worker's engine is alive: jobs of its batch it paints one after the other (the engine's
+            # choice) are waiting, not hung.
+            if other.worker == dispatch.worker:
+                other.last_heard = now
         if not await self.ledger.progress(dispatch.id, progress):  # cancelled behind the queue's back
             self._withdraw(dispatch)
 
@@ -598,8 +620,9 @@ class CeleryQueue(JobQueue):
     def _on_heartbeat(self, event: _Event) -> None:
         now = time.monotonic()
         data = event.fields
-        task_id = data.get("task_id")
-        idle = None if task_id else now - float(data.get("idle_seconds") or 0.0)
+        task_ids = tuple(str(t) for t in data.get("task_ids") or ())
+        idle = None if task_ids else now - float(data.get("idle_seconds") or 0.0)
+        limits = parse_limits(data.get("batch_limits"))
         worker = self._workers.get(event.worker)
         if worker is None:
             worker = self._workers[event.worker] = WorkerSeen(
@@ -608,14 +631,18 @@ class CeleryQueue(JobQueue):
                 pid=data.get("pid"),
                 interval=float(data.get("interval") or 1.0),
                 last_seen=now,
-                task_id=task_id,
+                task_ids=task_ids,
                 idle_since=idle,
+                batch_limits=limits,
             )
-            log.info("worker %s: up on %s", worker.name, worker.device)
+            log.info("worker %s: up on %s, batches %s", worker.name, worker.device, limits)
             self._dispatch_wanted = True
-        worker.last_seen, worker.task_id, worker.idle_since = now, task_id, idle
-        if task_id and task_id in self._withdrawn:
-            self._withdraw_tasks([task_id])  # still running a task the bot gave up on: tell it again
+        if limits != worker.batch_limits:
+            worker.batch_limits, self._dispatch_wanted = limits, True
+        worker.last_seen, worker.task_ids, worker.idle_since = now, task_ids, idle
+        stale = [task_id for task_id in task_ids if task_id in self._withdrawn]
+        if stale:
+            self._withdraw_tasks(stale)  # still running tasks the bot gave up on: tell it again
         if worker.idle_since is not None and now - worker.idle_since >= self.redispatch_after:
             self._resend_lost_tasks(worker)
 
@@ -716,8 +743,11 @@ class CeleryQueue(JobQueue):
     # ----- dispatching -----
 
     def _capacity(self) -> int:
-        """Tasks the broker may hold, running or waiting: one per live worker, plus one waiting."""
-        return len(self._workers) + 1
+        """Tasks the broker may hold, running or waiting: a batch per live worker, plus the largest batch
+        waiting (without batching: one per worker, plus one). More would promise jobs to the broker early,
+        where a user arriving later could no longer go ahead of them in the round robin."""
+        sizes = [worker.batch_size for worker in self._workers.values()]
+        return sum(sizes) + max(sizes, default=1)
 
     async def _dispatch(self) -> None:
         """Hand the fairest queued jobs to the broker, up to ``_capacity``.
@@ -745,7 +775,7 @@ class CeleryQueue(JobQueue):
         task_id = str(uuid.uuid4())
         await self._db.set_external_id(job.id, task_id)
         try:
-            await asyncio.to_thread(self._broker.send_job, task_id, ticket)
+            await asyncio.to_thread(self._broker.send_job, task_id, ticket, next(self._order))
         except Exception as err:
             log.error(
                 "job %d (user %d): the broker did not take it (%r); it stays queued", job.id, job.user_id, err

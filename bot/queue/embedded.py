@@ -15,7 +15,10 @@ worker's messages, the end of its pipe, an assignment, a cancel, stop) arrives i
 ``asyncio.Queue``, and is handled in arrival order, one at a time: a late result, a death and a new
 assignment can never be handled out of order or half-way through one another.
 
-*Assignments.* The dispatcher gives an idle slot a list of jobs (one today; a batch is the same message).
+*Assignments.* The dispatcher gives an idle slot a list of jobs: one, or a batch of up to the limit its
+worker announced in its hello for the first job's tier (``ENGINE_BATCH_SIZE``, worked out by the worker:
+``engine.workers.batching``). The worker paints a batch in one ``Engine.stylize_batch`` call, every job
+still started, reported, cancelled and ended on its own; the slot is free again when all have ended.
 Each job travels as a ``wire.Ticket`` *by reference*: the worker shares this disk, so the ticket names the
 job's stored photo and style images and a file beside them for the painting; no image crosses the pipe.
 The row stays ``queued`` until the worker reports ``started`` (``Ledger.start``, as on Celery); a job
@@ -29,8 +32,9 @@ the bot's event loop.
 
 *Dispatching.* One task, woken by an ``asyncio.Event`` (submit, a worker becoming free, cancel, a
 retry), plus a slow tick as a safety net. It orders the queued rows with ``fair_order`` (round robin
-across users; the job a worker just ended still counts for its user, see ``_dispatch``) and assigns one
-job to each idle slot.
+across users; the job a worker just ended still counts for its user, see ``_dispatch``) and gives each
+idle slot the next batch off the head of that order (``scheduling.next_batch``: the head job and the
+compatible jobs right behind it), so batching never lets a job start before one ahead of it.
 
 *Supervision.* A worker is replaced (killed if need be, a fresh process in the same slot) when its pipe
 ends (the process died), when it answers ``device_error`` (it exits by itself: a CUDA context does not
@@ -73,12 +77,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.db import Database, JobRecord, JobState
-from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus
+from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus, smallest_limits
 from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for
-from bot.queue.scheduling import fair_order
+from bot.queue.scheduling import batch_limit, fair_order, next_batch
 from engine.errors import Cancelled
 from engine.protocol import Progress
 from engine.workers import pipe, wire
+from engine.workers.batching import parse_limits
 from engine.workers.runner import WorkerOptions
 from engine.workers.wire import BadReportError, InputLostError, ResultReport, Ticket
 
@@ -198,6 +203,7 @@ class _Slot:
     last_jobs: list[JobRecord] = field(default_factory=list)  # what an idle worker ran last
     description: str | None = None
     gpus: int = 0
+    batch_limits: dict[str, int] = field(default_factory=dict)  # per tier, from the hello
     starts: int = 0
     failures: int = 0  # starts in a row that did not lead to a working worker
     task: asyncio.Task[None] | None = None
@@ -336,6 +342,7 @@ class EmbeddedQueue(JobQueue):
             workers=len(self._slots),
             busy=len(busy),
             healthy=bool(usable) and not self._stopping,
+            batch_limits=smallest_limits([s.batch_limits for s in usable]),
         )
 
     def worker_info(self) -> list[WorkerInfo]:
@@ -470,8 +477,9 @@ class EmbeddedQueue(JobQueue):
                     log.error("%s: the worker died while starting (%s)", slot.name, _describe_exit(code))
                     return False
                 if event.message[0] == wire.HELLO:
-                    _, slot.description, slot.gpus = event.message
-                    log.info("%s: ready on %s", slot.name, slot.description)
+                    _, slot.description, slot.gpus, limits = event.message
+                    slot.batch_limits = parse_limits(limits)
+                    log.info("%s: ready on %s, batches %s", slot.name, slot.description, slot.batch_limits)
                     return True
 
     def _ready(self, slot: _Slot) -> None:
@@ -757,7 +765,7 @@ class EmbeddedQueue(JobQueue):
                 log.exception("embedded queue: dispatching failed; trying again")
 
     async def _dispatch(self) -> None:
-        """Assign the fairest queued jobs to the idle workers, one each.
+        """Give each idle worker the next batch off the head of the fair order (one job at batch size 1).
 
         A worker that just became free counts its last jobs as still running while their successors are
         chosen. Otherwise, with one worker, the user whose job just ended would have no job running at the
@@ -777,10 +785,14 @@ class EmbeddedQueue(JobQueue):
         order = fair_order(queued, running)
         for slot in idle:
             slot.last_jobs = []
-        for slot, job in zip(idle, order, strict=False):
+        for slot in idle:
+            batch = next_batch(order, lambda job, limits=slot.batch_limits: batch_limit(limits, job))
+            if not batch:
+                break
+            order = order[len(batch) :]
             slot.state = _State.ASSIGNED
-            slot.assigned = [job]
-            slot.inbox.put_nowait(_Assign([job]))
+            slot.assigned = batch
+            slot.inbox.put_nowait(_Assign(batch))
 
     def _idle_slots(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.state is _State.IDLE]

@@ -7,15 +7,22 @@ Fairness is round robin across users. A job's *rank* is how many of its owner's 
 the owner's running jobs plus the owner's older queued jobs. Jobs run in order of (rank, created_at, id),
 so every user's first waiting job comes before anyone's second, a user who already has a job running
 goes behind users who have none, and among equals the older job goes first.
+
+Batches (``ENGINE_BATCH_SIZE``) are cut from the head of that order (``next_batch``): the first job and
+the jobs right behind it that can share its batch (``engine.protocol.batch_group``), up to the worker's
+limit for the first job's tier, stopping at the first job that cannot. So no job starts before a job
+ahead of it in the fair order, unless both start in the same batch: batching never lets anyone jump the
+line.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from bot.db import JobRecord
+from engine.protocol import batch_group, leading_batch, settings_from_dict
 
 
 def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> list[JobRecord]:
@@ -33,6 +40,27 @@ def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> lis
         queued_so_far[job.user_id] += 1
     ranked.sort(key=lambda item: (item[0], item[1].created_at, item[1].id))
     return [job for _, job in ranked]
+
+
+def job_group(job: JobRecord) -> Hashable:
+    """The job's ``batch_group``; a job whose stored settings do not parse shares a batch with nobody
+    (its worker fails it alone)."""
+    try:
+        return batch_group(settings_from_dict(job.settings))
+    except (TypeError, ValueError):
+        return ("alone", job.id)
+
+
+def batch_limit(limits: Mapping[str, int], job: JobRecord) -> int:
+    """The most jobs a worker with these per-tier ``limits`` takes in a batch led by ``job`` (1 unknown)."""
+    return max(1, limits.get(str(job.settings.get("quality", "normal")), 1))
+
+
+def next_batch(order: Sequence[JobRecord], limit: Callable[[JobRecord], int]) -> list[JobRecord]:
+    """The batch at the head of ``order`` (a ``fair_order``): see the module's docstring."""
+    if not order:
+        return []
+    return leading_batch(order, job_group, limit(order[0]))
 
 
 def estimate_wait(

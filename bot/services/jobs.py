@@ -125,7 +125,8 @@ class JobService:
         queued = [j for j in active if j.state == JobState.QUEUED]
         running = [j for j in active if j.state == JobState.RUNNING]
         typical = await self.db.typical_job_seconds()
-        workers = max(1, self.queue.status().workers)
+        status = self.queue.status()
+        workers = max(1, status.workers)
         remaining = [
             j.eta_seconds if j.eta_seconds is not None else (typical or 0.0) * j.weight for j in running
         ]
@@ -136,9 +137,11 @@ class JobService:
         ]
         placements = {}
         for position, job in enumerate(order, start=1):
+            # A worker painting batches of N is N places that free up together: the engine seconds of a
+            # batched job (``typical``) are its batch's, so each place takes that long.
             eta = estimate_wait(
                 position,
-                workers=workers,
+                workers=workers * status.batch_size(job.settings.get("quality", "normal")),
                 typical_seconds=durations[position - 1],
                 running_remaining=remaining,
                 ahead=durations[: position - 1],

@@ -5,8 +5,9 @@ Three things live on the broker, every name starting with ``QUEUE_NAME``:
 
 ``<name>.jobs`` (a queue)
     Celery task messages: ``stylize(ticket_dict)`` (a ``wire.Ticket`` by value: the workers may be on other
-    machines) with a task id chosen by the bot, JSON only. Workers take one at a time (prefetch 1) and
-    acknowledge it when the job has ended (late acks).
+    machines) with a task id chosen by the bot, JSON only, one task per job. Workers take as many at a
+    time as they paint at once (prefetch = their batch size, 1 without batching) and acknowledge each
+    when its job has ended (late acks).
 ``<name>.events`` (a queue the bot alone consumes)
     Worker → bot: ``started``, ``progress``, ``done`` (a ``wire.ResultReport`` with the painting),
     ``failed``, ``released`` (the worker shut down mid-job), ``redelivered`` (the broker handed out a

@@ -5,18 +5,30 @@ One command per machine. It starts one worker process per visible GPU (pinned to
 supervisor: it restarts a process that dies (a crash, a broken CUDA context) after a pause that doubles
 while restarts keep failing, and on SIGTERM (or Ctrl+C) stops them all and exits.
 
-A worker process loads the engine once, then runs a Celery worker with the ``solo`` pool: the job runs in
-the process's main thread, one at a time, with prefetch 1 and late acknowledgement. Nothing in a worker
+A worker process loads the engine once, works out its batch size (``ENGINE_BATCH_SIZE``, per tier:
+``engine.workers.batching``), then runs a Celery worker with late acknowledgement. Nothing in a worker
 touches the bot's database; it only talks to the broker (the names are in ``engine.workers.broker``):
 
-* the task ``stylize(ticket_dict)`` runs ``runner.run_assignment`` on its one ticket (by value: this
-  machine may not see the bot's disk), the same code as the embedded queue's workers, whose reports go to
-  the events queue instead of a pipe (``_RunReporter``);
+* the task ``stylize(ticket_dict)`` is one job (its ticket by value: this machine may not see the bot's
+  disk). The task hands its job to the process's engine thread (``_Engine``) and waits until the job has
+  ended; only then does Celery acknowledge its message. The engine thread runs ``runner.run_assignment``,
+  the same code as the embedded queue's workers, whose reports go to the events queue instead of a pipe
+  (``_Reporter``);
+* *batches.* With a batch size of N > 1 the worker runs Celery's ``threads`` pool with N threads and
+  prefetch N, so up to N tasks are in the process at once, each still its own message acknowledged late:
+  a worker that dies loses nothing, the broker hands every task of its batch out again. The engine thread
+  gathers what has come in: once a job arrives it waits up to ``GATHER_SECONDS`` for the jobs behind it
+  (the bot sends a batch's tasks back to back), then takes the first job and the ones right behind it
+  that can share its batch (``engine.protocol.leading_batch``), up to the first job's tier's limit. The
+  tasks arrive in the order the bot sent them, its fair order, so no job starts before one ahead of it
+  that this worker holds unless both are in the batch. (A batch-aware consumer would need Celery's
+  internals or a second consumer on the jobs queue; many late-acknowledged tasks and one thread that
+  paints is plain Celery.) At batch size 1 the pool is ``solo`` with prefetch 1, as it always was;
 * a background thread (``_Sidecar``) consumes the control exchange (the bot's ``stop`` messages land in a
   thread-safe ``_StopList`` that ``should_cancel`` reads between engine steps), sends a heartbeat every
-  ``QUEUE_HEARTBEAT_SECONDS`` (which job it runs, how long it has been idle), ends the process if a
-  stopped job does not stop within ``--cancel-grace`` seconds (a hang), and shuts the worker down when
-  its supervisor disappears.
+  ``QUEUE_HEARTBEAT_SECONDS`` (the jobs it runs, how long it has been idle, its batch limits), ends the
+  process if a stopped job does not stop within ``--cancel-grace`` seconds (a hang), and shuts the worker
+  down when its supervisor disappears.
 
 *Redelivered tasks are never run.* A task the broker hands out a second time (its first worker died, or
 lost its connection, or ran past Redis's visibility timeout) is acknowledged and reported as
@@ -24,14 +36,16 @@ lost its connection, or ran past Redis's visibility timeout) is acknowledged and
 task id. So a job that kills every worker it lands on cannot go round the workers forever, and a task
 runs at most once even when a slow job outlives the visibility timeout.
 
-*Shutdown.* SIGTERM starts Celery's warm shutdown: no new task is taken, the running job stops at its
-next step and is reported ``released`` (the bot queues it again at once), its task is acknowledged and
-the process exits. A task Celery still hands over meanwhile is released without being started.
+*Shutdown.* SIGTERM starts Celery's warm shutdown: no new task is taken, the running jobs stop at their
+next step and are reported ``released`` (the bot queues them again at once), their tasks are
+acknowledged and the process exits. A task Celery still hands over meanwhile, or one still waiting for a
+batch, is released without being started.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import logging
 import multiprocessing
@@ -43,7 +57,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -54,12 +68,18 @@ from kombu.exceptions import OperationalError
 
 from engine import style_store
 from engine.errors import Cancelled
-from engine.protocol import Progress
+from engine.protocol import Progress, batch_group, leading_batch, settings_from_dict
 from engine.settings import EngineSettings
 from engine.workers import broker as protocol
 from engine.workers import wire
 from engine.workers.broker import BrokerUnreachableError
-from engine.workers.runner import WorkerEngine, WorkerOptions, build_engine, run_assignment
+from engine.workers.runner import (
+    WorkerEngine,
+    WorkerOptions,
+    build_engine,
+    run_assignment,
+    worker_batch_limits,
+)
 from engine.workers.settings import QueueSettings
 from engine.workers.wire import BadReportError, ResultReport, Ticket
 
@@ -78,6 +98,7 @@ GPU_PROBE_TIMEOUT = 120.0
 # not worth holding up the engine for.
 FINAL_PATIENCE = 120.0
 PROGRESS_PAUSE = 5.0  # after a progress report could not be sent, skip reports for this long
+GATHER_SECONDS = 0.5  # how long the engine waits for the rest of a batch after its first job came
 
 BOT = "bot"  # why a job was stopped
 SHUTDOWN = "shutdown"
@@ -323,16 +344,18 @@ def run_worker(spec: WorkerSpec) -> None:
     try:
         engine = build_engine(spec.options)
         engine.load_model()
+        limits = worker_batch_limits(spec.options, engine)
     except Exception:
         log.exception("could not start the engine on %s", spec.options.device)
         sys.exit(wire.EXIT_START_FAILED)
-    runtime = WorkerRuntime(name, engine, settings, cancel_grace=spec.cancel_grace)
+    runtime = WorkerRuntime(name, engine, settings, cancel_grace=spec.cancel_grace, batch_limits=limits)
     app = protocol.make_app(settings)
     register_task(app, runtime)
     signals.worker_shutting_down.connect(runtime.on_shutdown, weak=False)
     signals.worker_ready.connect(_ignore_hangups, weak=False)
     runtime.start()
-    log.info("ready on %s", engine.device_name)
+    size = runtime.batch_size
+    log.info("ready on %s, batches %s", engine.device_name, limits)
     celery_worker = app.Worker(
         hostname=name,
         queues=[settings.names.jobs],
@@ -341,6 +364,11 @@ def run_worker(spec: WorkerSpec) -> None:
         without_mingle=True,
         without_heartbeat=True,
         loglevel=spec.options.log_level,
+        # A thread per task of a batch (each waits for its job while the engine thread paints), and as
+        # many prefetched: see the module docstring.
+        pool="solo" if size == 1 else "threads",
+        concurrency=size,
+        prefetch_multiplier=1,
     )
     try:
         celery_worker.start()
@@ -359,9 +387,9 @@ def register_task(app: Celery, runtime: WorkerRuntime) -> None:
     """The one task: run a job. Late acknowledgement: its message goes when the job has ended."""
 
     @app.task(name=protocol.TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def stylize(task: Any, ticket: dict[str, Any]) -> None:
+    def stylize(task: Any, ticket: dict[str, Any], order: int = 0) -> None:
         delivery = task.request.delivery_info or {}
-        runtime.run(task.request.id, ticket, redelivered=bool(delivery.get("redelivered")))
+        runtime.run(task.request.id, ticket, redelivered=bool(delivery.get("redelivered")), order=order)
 
 
 class _StopList:
@@ -386,12 +414,18 @@ class _StopList:
 
 @dataclass
 class _Run:
-    """The job this process is running."""
+    """A job this process holds: waiting for a batch, then running."""
 
     task_id: str
-    job_id: int
+    ticket: Ticket
+    order: int = 0  # its place in the bot's order of dispatch
     stop_reason: str | None = None  # BOT or SHUTDOWN, once asked to stop
     stop_asked_at: float | None = None
+    ended: threading.Event = field(default_factory=threading.Event)  # its task may return
+
+    @property
+    def job_id(self) -> int:
+        return self.ticket.job_id
 
     def ask_to_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -402,35 +436,54 @@ class _Run:
 
 
 class WorkerRuntime:
-    """What a worker process keeps between tasks: the engine, its name, the stop list, the current job,
-    the sidecar thread and the connection the job's events go out on."""
+    """What a worker process keeps between tasks: the engine and its thread, its name, the stop list, the
+    jobs it runs, the sidecar thread and the connection the jobs' events go out on."""
 
     def __init__(
-        self, name: str, engine: WorkerEngine, settings: QueueSettings, *, cancel_grace: float
+        self,
+        name: str,
+        engine: WorkerEngine,
+        settings: QueueSettings,
+        *,
+        cancel_grace: float,
+        batch_limits: dict[str, int] | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
         self.settings = settings
         self.cancel_grace = cancel_grace
+        self.batch_limits = dict(batch_limits or {})
         self.stops = _StopList()
-        self.current: _Run | None = None
+        self.current: dict[str, _Run] = {}  # task id → the run, for the jobs the engine works on now
         self.idle_since = time.monotonic()
         self.shutting_down = False
         self.exit_code = 0
         self._outbox = _Outbox(settings)
+        self._engine = _Engine(self)
         self._sidecar = _Sidecar(self, parent_pid=os.getppid())
 
+    @property
+    def batch_size(self) -> int:
+        """The most jobs it paints at once, whatever their tier."""
+        return max(self.batch_limits.values(), default=1)
+
     def start(self) -> None:
+        self._engine.start()
         self._sidecar.start()
 
     def close(self) -> None:
+        self._engine.close()
         self._sidecar.close()
         self._outbox.close()
 
-    # ----- one job -----
+    def running(self) -> list[_Run]:
+        return list(self.current.values())
 
-    def run(self, task_id: str, ticket_dict: dict[str, Any], *, redelivered: bool) -> None:
-        """The task's body: run the job, unless the broker handed it out before or the bot withdrew it."""
+    # ----- one task -----
+
+    def run(self, task_id: str, ticket_dict: dict[str, Any], *, redelivered: bool, order: int = 0) -> None:
+        """The task's body: hand the job to the engine thread and wait until it has ended, unless the
+        broker handed it out before, the bot withdrew it, or this worker is shutting down."""
         try:
             ticket = Ticket.from_dict(ticket_dict)
         except (KeyError, TypeError, ValueError, BadReportError) as err:
@@ -453,23 +506,46 @@ class WorkerRuntime:
             )
             self.publish(protocol.event(protocol.REDELIVERED, self.name, task_id=task_id, job_id=job_id))
             return
-        if task_id in self.stops:
-            log.info("job %d (task %s): withdrawn by the bot; skipped", job_id, task_id)
+        run = _Run(task_id, ticket, order=_order(order))
+        if self._skipped(run):
             return
+        self._engine.submit(run)
+        while not run.ended.wait(TICK):  # a timeout: the main thread (solo pool) still handles signals
+            pass
+
+    def _skipped(self, run: _Run) -> bool:
+        """A job withdrawn by the bot, or arriving while this worker shuts down, is not started."""
+        if run.task_id in self.stops:
+            log.info("%s: withdrawn by the bot; skipped", run)
+            return True
         if self.shutting_down:  # Celery may hand out one more task after a warm shutdown began
-            log.info("job %d (task %s): not started, this worker is shutting down", job_id, task_id)
+            log.info("%s: not started, this worker is shutting down", run)
             reason = f"its worker {self.name} shut down before starting it"
             self.publish(
-                protocol.event(protocol.RELEASED, self.name, task_id=task_id, job_id=job_id, reason=reason)
+                protocol.event(
+                    protocol.RELEASED, self.name, task_id=run.task_id, job_id=run.job_id, reason=reason
+                )
             )
-            return
-        run = self.current = _Run(task_id, job_id)
+            return True
+        return False
+
+    def run_batch(self, runs: list[_Run]) -> None:
+        """In the engine thread: paint the jobs (one, or a batch) and end every run."""
+        live = [run for run in runs if not self._skipped(run)]
+        self.current = {run.task_id: run for run in live}
         try:
-            healthy = run_assignment(self.engine, [ticket], _RunReporter(self, run), self._should_stop(run))
+            healthy = not live or run_assignment(
+                self.engine, [run.ticket for run in live], _Reporter(self, live), self._should_stop(live)
+            )
+        except Exception:  # the reports could not go out: the bot judges these jobs by their silence
+            log.exception("jobs %s: could not be run", ", ".join(str(run.job_id) for run in live))
+            healthy = True
         finally:
-            self.current, self.idle_since = None, time.monotonic()
+            self.current, self.idle_since = {}, time.monotonic()
+            for run in runs:
+                run.ended.set()
         if not healthy:
-            self._restart(f"the device failed while running {run}")
+            self._restart(f"the device failed while running {', '.join(map(str, live))}")
 
     def publish(self, body: dict[str, Any], *, final: bool = True) -> bool:
         return self._outbox.publish(body, final=final)
@@ -479,18 +555,23 @@ class WorkerRuntime:
     def on_stop_message(self, task_ids: list[str]) -> None:
         """From the sidecar: the bot withdrew these tasks."""
         self.stops.add(task_ids)
-        run = self.current
-        if run is not None and run.task_id in task_ids:
-            log.info("%s: the bot asked to stop it", run)
-            run.ask_to_stop(BOT)
+        for run in self.running():
+            if run.task_id in task_ids:
+                log.info("%s: the bot asked to stop it", run)
+                run.ask_to_stop(BOT)
 
     def on_shutdown(self, **_: Any) -> None:
-        """Celery's ``worker_shutting_down`` (SIGTERM): release the running job so another worker takes it."""
+        """Celery's ``worker_shutting_down`` (SIGTERM): release the running jobs so other workers take
+        them; the waiting ones are released without starting."""
         self.shutting_down = True
-        run = self.current
-        if run is not None:
+        for run in self.running():
             log.info("%s: shutting down; the job is released", run)
             run.ask_to_stop(SHUTDOWN)
+        self._engine.wake()
+
+    def ended(self, run: _Run) -> None:
+        """Its end was reported (the others of its batch may still run)."""
+        self.current.pop(run.task_id, None)
 
     def _restart(self, reason: str) -> None:
         """A CUDA context does not recover: finish this task, exit, and let the supervisor start afresh."""
@@ -498,54 +579,132 @@ class WorkerRuntime:
         self.exit_code = wire.EXIT_DEVICE_ERROR
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def _should_stop(self, run: _Run) -> Callable[[int], bool]:
-        """The job's ``should_cancel``: the bot withdrew its task, or this worker shuts down."""
+    def _should_stop(self, runs: list[_Run]) -> Callable[[int], bool]:
+        """The jobs' ``should_cancel``: the bot withdrew the task, or this worker shuts down."""
+        by_job = {run.job_id: run for run in runs}
 
-        def should_stop(_job_id: int) -> bool:
+        def should_stop(job_id: int) -> bool:
+            run = by_job[job_id]
             if run.stop_reason is None and run.task_id in self.stops:
                 run.ask_to_stop(BOT)  # the stop came just before the job was made current
+            if run.stop_reason is None and self.shutting_down:
+                run.ask_to_stop(SHUTDOWN)
             return run.stop_reason is not None
 
         return should_stop
 
 
-class _RunReporter:
-    """``runner.Reports`` for one task: events on the broker instead of tuples on a pipe.
+class _Engine(threading.Thread):
+    """The one thread that paints: takes the jobs the tasks hand in, a batch at a time (see the module
+    docstring), and runs them with ``WorkerRuntime.run_batch``."""
+
+    def __init__(self, runtime: WorkerRuntime) -> None:
+        super().__init__(name="stylebot-engine", daemon=True)
+        self._runtime = runtime
+        self._waiting: list[_Run] = []  # handed in, in the order the bot dispatched them
+        self._changed = threading.Condition()
+        self._closing = False
+
+    def submit(self, run: _Run) -> None:
+        """Queue a job behind those the bot dispatched before it: the tasks' threads may hand them in out
+        of the order Celery received them in."""
+        with self._changed:
+            bisect.insort(self._waiting, run, key=lambda waiting: waiting.order)
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self.join(5.0)
+
+    def run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._runtime.run_batch(batch)
+
+    def _next_batch(self) -> list[_Run] | None:
+        """The next batch: the first job waiting and the compatible ones right behind it, gathered for up
+        to ``GATHER_SECONDS``; ``None`` at close."""
+        with self._changed:
+            while not self._waiting:
+                if self._closing:
+                    return None
+                self._changed.wait()
+            limit = self._limit(self._waiting[0])
+            deadline = time.monotonic() + (GATHER_SECONDS if limit > 1 else 0.0)
+            while True:
+                batch = leading_batch(self._waiting, _group, limit)
+                left = deadline - time.monotonic()
+                complete = len(batch) >= limit or len(batch) < len(self._waiting)  # full, or blocked
+                if complete or left <= 0 or self._closing or self._runtime.shutting_down:
+                    break
+                self._changed.wait(left)
+            del self._waiting[: len(batch)]
+            return batch
+
+    def _limit(self, run: _Run) -> int:
+        quality = str(run.ticket.settings.get("quality", "normal"))
+        return max(1, self._runtime.batch_limits.get(quality, 1))
+
+
+def _order(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _group(run: _Run) -> object:
+    """A job's batch group, from its ticket's settings; one whose settings do not parse goes alone."""
+    try:
+        return batch_group(settings_from_dict(run.ticket.settings))
+    except (TypeError, ValueError):
+        return ("alone", run.task_id)
+
+
+class _Reporter:
+    """``runner.Reports`` for the jobs of a batch: events on the broker instead of tuples on a pipe.
 
     A job stopped by the bot ends quietly (the bot no longer wants to hear of it); one stopped because
     this worker shuts down is reported ``released``, so the bot queues it again at once.
     """
 
-    def __init__(self, runtime: WorkerRuntime, run: _Run) -> None:
+    def __init__(self, runtime: WorkerRuntime, runs: list[_Run]) -> None:
         self._runtime = runtime
-        self._run = run
+        self._runs = {run.job_id: run for run in runs}
         self._quiet_until = 0.0  # progress reports are skipped until then (the broker did not answer)
 
     def started(self, job_id: int) -> None:
-        self._publish(protocol.STARTED, device=self._runtime.engine.device_name)
+        self._publish(job_id, protocol.STARTED, device=self._runtime.engine.device_name)
 
     def progress(self, job_id: int, progress: Progress) -> None:
         if time.monotonic() < self._quiet_until:
             return
-        if not self._publish(protocol.PROGRESS, final=False, progress=progress.to_dict()):
+        if not self._publish(job_id, protocol.PROGRESS, final=False, progress=progress.to_dict()):
             self._quiet_until = time.monotonic() + PROGRESS_PAUSE
 
     def done(self, job_id: int, report: ResultReport) -> None:
-        self._publish(protocol.DONE, result=report.to_dict())
+        self._publish(job_id, protocol.DONE, result=report.to_dict())
+        self._runtime.ended(self._runs[job_id])
 
     def failed(self, job_id: int, code: str, message: str) -> None:
-        reason = self._run.stop_reason if code == Cancelled.code else None
+        run = self._runs[job_id]
+        reason = run.stop_reason if code == Cancelled.code else None
         if reason == BOT:
-            log.info("%s: stopped as the bot asked", self._run)
+            log.info("%s: stopped as the bot asked", run)
         elif reason == SHUTDOWN:
-            self._publish(protocol.RELEASED, reason=f"its worker {self._runtime.name} shut down")
+            self._publish(job_id, protocol.RELEASED, reason=f"its worker {self._runtime.name} shut down")
         else:
-            self._publish(protocol.FAILED, code=code, message=message)
+            self._publish(job_id, protocol.FAILED, code=code, message=message)
+        self._runtime.ended(run)
 
-    def _publish(self, kind: str, *, final: bool = True, **fields: Any) -> bool:
-        body = protocol.event(
-            kind, self._runtime.name, task_id=self._run.task_id, job_id=self._run.job_id, **fields
-        )
+    def _publish(self, job_id: int, kind: str, *, final: bool = True, **fields: Any) -> bool:
+        run = self._runs[job_id]
+        body = protocol.event(kind, self._runtime.name, task_id=run.task_id, job_id=job_id, **fields)
         return self._runtime.publish(body, final=final)
 
 
@@ -557,6 +716,7 @@ class _Outbox:
         self._settings = settings
         self._queue = protocol.events_queue(settings.names)
         self._connection = protocol.connect(settings)
+        self._lock = threading.Lock()  # the engine thread and the tasks' threads share the connection
         self._errors = (
             OperationalError,  # what kombu raises once its retries are spent
             *self._connection.connection_errors,
@@ -568,6 +728,10 @@ class _Outbox:
         """Send one event; ``False`` if the broker could not be reached. A ``final`` one (started, done,
         failed...) is tried again every second for ``FINAL_PATIENCE`` seconds (a broker restart); a
         progress report is tried once."""
+        with self._lock:
+            return self._publish_patiently(body, final=final)
+
+    def _publish_patiently(self, body: dict[str, Any], *, final: bool) -> bool:
         deadline = time.monotonic() + (FINAL_PATIENCE if final else 0.0)
         attempts = 0
         while True:
@@ -601,7 +765,8 @@ class _Outbox:
         )
 
     def close(self) -> None:
-        self._connection.release()
+        with self._lock:
+            self._connection.release()
 
 
 class _Sidecar(threading.Thread):
@@ -670,16 +835,17 @@ class _Sidecar(threading.Thread):
             return
         interval = self._settings.queue_heartbeat_seconds
         self._next_beat = now + interval
-        run = self._runtime.current
+        runs = self._runtime.running()
         body = protocol.event(
             protocol.HEARTBEAT,
             self._runtime.name,
             pid=os.getpid(),
             device=self._runtime.engine.device_name,
             interval=interval,
-            task_id=run.task_id if run else None,
-            job_id=run.job_id if run else None,
-            idle_seconds=0.0 if run else now - self._runtime.idle_since,
+            task_ids=[run.task_id for run in runs],
+            job_ids=[run.job_id for run in runs],
+            idle_seconds=0.0 if runs else now - self._runtime.idle_since,
+            batch_limits=self._runtime.batch_limits,
         )
         names = self._settings.names
         producer.publish(
@@ -693,16 +859,17 @@ class _Sidecar(threading.Thread):
 
     def _watch(self) -> None:
         """A stopped job that will not stop, or a supervisor that is gone: this process must end."""
-        run = self._runtime.current
-        asked = run.stop_asked_at if run is not None else None
-        if asked is not None and time.monotonic() - asked > self._runtime.cancel_grace:
-            log.critical(
-                "%s: still running %.0f s after it was asked to stop; ending this process",
-                run,
-                self._runtime.cancel_grace,
-            )
-            logging.shutdown()
-            os._exit(wire.EXIT_HUNG)
+        now = time.monotonic()
+        for run in self._runtime.running():
+            asked = run.stop_asked_at
+            if asked is not None and now - asked > self._runtime.cancel_grace:
+                log.critical(
+                    "%s: still running %.0f s after it was asked to stop; ending this process",
+                    run,
+                    self._runtime.cancel_grace,
+                )
+                logging.shutdown()
+                os._exit(wire.EXIT_HUNG)
         if not self._orphaned and os.getppid() != self._parent_pid:
             self._orphaned = True
             log.error("the supervisor is gone; shutting down")

@@ -15,7 +15,8 @@ bot → worker
     ``("assign", [ticket_dict, ...])`` run these jobs; ``("cancel", [job_id, ...])`` stop these jobs (read
     by a thread while the engine computes, so it takes effect at the engine's next step); ``None`` exit.
 worker → bot
-    ``("hello", device_description, gpu_count)`` once, after the model loaded;
+    ``("hello", device_description, gpu_count, batch_limits)`` once, after the model loaded
+    (``batch_limits``: the most jobs of each quality tier it takes in one assignment, ``batching``);
     ``("started", job_id)``, ``("progress", job_id, progress_dict)``, then ``("done", job_id, report_dict)``
     or ``("failed", job_id, code, message)`` per job.
 
@@ -37,7 +38,14 @@ from typing import Any
 
 from engine.protocol import Progress
 from engine.workers import wire
-from engine.workers.runner import WorkerEngine, WorkerOptions, build_engine, run_assignment, visible_gpus
+from engine.workers.runner import (
+    WorkerEngine,
+    WorkerOptions,
+    build_engine,
+    run_assignment,
+    visible_gpus,
+    worker_batch_limits,
+)
 from engine.workers.wire import ResultReport, Ticket
 
 log = logging.getLogger(__name__)
@@ -115,7 +123,7 @@ def run(conn: Connection, options: WorkerOptions) -> None:
         engine = build_engine(options)
         engine.load_model()
         description = engine.device_name
-        hello = (wire.HELLO, description, visible_gpus(description))
+        hello = (wire.HELLO, description, visible_gpus(description), worker_batch_limits(options, engine))
     except Exception:
         log.exception("could not start the engine on %s", options.device)
         sys.exit(wire.EXIT_START_FAILED)

@@ -2,8 +2,10 @@
 
 The local pipe worker (``pipe``) and the Celery worker (``celery``) both start the engine with
 ``build_engine`` and run what they are given with ``run_assignment``; only ``Reports`` (where the reports
-go) and ``should_cancel`` (where cancels come from) differ. This module imports no torch itself: the engine
-(with torch) is imported by ``build_engine``, in the worker process only.
+go) and ``should_cancel`` (where cancels come from) differ. An assignment of one job is one
+``Engine.stylize`` call; several jobs (a batch, see ``batching``) are one ``Engine.stylize_batch`` call,
+each job still started, reported, cancelled and ended on its own. This module imports no torch itself: the
+engine (with torch) is imported by ``build_engine``, in the worker process only.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine import figures
-from engine.errors import StylebotError
+from engine.errors import Cancelled, StylebotError
 from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.workers.batching import batch_limits
 from engine.workers.wire import (
     DEVICE_ERROR,
     INTERNAL,
@@ -48,6 +51,14 @@ class WorkerEngine(Protocol):
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> StylizeResult: ...
+
+    def stylize_batch(
+        self,
+        requests: list[StylizeRequest],
+        *,
+        progress: list[Callable[[Progress], None] | None] | None = None,
+        should_cancel: list[Callable[[], bool] | None] | None = None,
+    ) -> list[StylizeResult | StylebotError]: ...
 
 
 class Reports(Protocol):
@@ -105,6 +116,17 @@ def build_engine(options: WorkerOptions) -> WorkerEngine:
     return load_factory(options.engine_factory)(EngineSettings(**values), device=options.device)
 
 
+def worker_batch_limits(options: WorkerOptions, engine: WorkerEngine) -> dict[str, int]:
+    """This worker's batch size per quality tier (``ENGINE_BATCH_SIZE``, see ``batching``), once its
+    model is loaded (on CUDA, ``auto`` reads the memory left free by it)."""
+    from engine.settings import EngineSettings
+
+    settings = EngineSettings(**dict(options.engine_settings))
+    return batch_limits(
+        settings.engine_batch_size, engine.device_name, output_max_side=settings.output_max_side
+    )
+
+
 def is_device_error(err: BaseException) -> bool:
     """An error after which the CUDA context cannot be trusted: a CUDA error (torch's
     ``AcceleratorError``, or a ``RuntimeError`` saying "CUDA"), or a CUDA out-of-memory error that escaped
@@ -139,12 +161,123 @@ def run_assignment(
     should_cancel: Callable[[int], bool],
 ) -> bool:
     """Run an assignment's jobs, each reported on its own. ``False``: the device broke, and this process
-    must go (the jobs not run yet are left for the bot to retry elsewhere).
+    must go (the jobs not ended are reported ``DEVICE_ERROR``, for the bot to retry elsewhere).
 
-    One job at a time for now; ``Engine.stylize_batch`` can take a whole assignment later, with the same
-    per-job reports and cancels.
+    One job: ``engine.stylize``. Several: one ``engine.stylize_batch`` call (``_Batch``).
     """
-    return all(run_job(engine, ticket, reports, should_cancel) for ticket in tickets)
+    if len(tickets) == 1:
+        return run_job(engine, tickets[0], reports, should_cancel)
+    return _Batch(engine, tickets, reports, should_cancel).run()
+
+
+class _Batch:
+    """Several jobs in one ``stylize_batch`` call, each reported as if it ran alone.
+
+    A job whose input cannot be read fails before the call, alone. A cancel ends its job at once: whenever
+    the engine calls back for any job of the batch (a step, a progress report), every job is checked, and
+    a cancelled one is reported ``cancelled`` there and then, while the engine drops it at its next step
+    and carries on with the others. (The engine returns all outcomes at the end of the batch, and the bot
+    gives a cancelled job only seconds to stop before it counts its worker as hung.) What the engine
+    later returns for a job already reported is ignored.
+    """
+
+    def __init__(
+        self,
+        engine: WorkerEngine,
+        tickets: Sequence[Ticket],
+        reports: Reports,
+        should_cancel: Callable[[int], bool],
+    ) -> None:
+        self._engine = engine
+        self._tickets = list(tickets)
+        self._reports = reports
+        self._should_cancel = should_cancel
+        self._open: set[int] = set()  # started and not reported ended yet
+
+    def run(self) -> bool:
+        ready: list[tuple[Ticket, StylizeRequest]] = []
+        for ticket in self._tickets:
+            self._reports.started(ticket.job_id)
+            self._open.add(ticket.job_id)
+            try:
+                ready.append((ticket, ticket.request()))
+            except InputLostError as err:
+                log.warning("job %d: %s", ticket.job_id, err)
+                self._end(ticket.job_id, err.code, str(err))
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as err:  # settings that do not parse: this job alone
+                log.exception("job %d: its ticket cannot be run", ticket.job_id)
+                self._end(ticket.job_id, INTERNAL, f"{type(err).__name__}: {err}")
+        if not ready:
+            return True
+        ids = [ticket.job_id for ticket, _ in ready]
+        log.info("jobs %s: started as one batch", ", ".join(map(str, ids)))
+        try:
+            outcomes = self._engine.stylize_batch(
+                [request for _, request in ready],
+                progress=[self._progress(job_id) for job_id in ids],
+                should_cancel=[self._cancelled(job_id) for job_id in ids],
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            raise  # a report found the bot gone: nobody to report to
+        except Exception as err:
+            device = is_device_error(err)
+            if device:
+                log.error("jobs %s: device error, this process must restart: %s", ids, err)
+            else:
+                log.exception("jobs %s: unexpected error in the batch", ids)
+            for job_id in ids:
+                self._end(job_id, DEVICE_ERROR if device else INTERNAL, f"{type(err).__name__}: {err}")
+            return not device
+        for (ticket, _), outcome in zip(ready, outcomes, strict=True):
+            if ticket.job_id not in self._open:
+                continue
+            if isinstance(outcome, StylebotError):
+                log.info("job %d: %s (%s)", ticket.job_id, outcome.code, outcome)
+                self._end(ticket.job_id, outcome.code, str(outcome))
+            else:
+                self._done(ticket, outcome)
+        return True
+
+    def _done(self, ticket: Ticket, result: StylizeResult) -> None:
+        try:
+            if ticket.result_path is not None:
+                write_durably(Path(ticket.result_path), result.image)
+        except OSError as err:
+            log.exception("job %d: the painting could not be written", ticket.job_id)
+            self._end(ticket.job_id, INTERNAL, f"{type(err).__name__}: {err}")
+            return
+        self._open.discard(ticket.job_id)
+        log.info("job %d: done in %.1f s", ticket.job_id, result.seconds)
+        self._reports.done(ticket.job_id, ResultReport.of(result, inline=ticket.result_path is None))
+
+    def _end(self, job_id: int, code: str, message: str) -> None:
+        if job_id in self._open:
+            self._open.discard(job_id)
+            self._reports.failed(job_id, code, message)
+
+    def _poll(self) -> None:
+        """Report every job cancelled since the last look (see the class docstring)."""
+        for job_id in sorted(self._open):
+            if self._should_cancel(job_id):
+                log.info("job %d: cancelled; it leaves the batch", job_id)
+                self._end(job_id, Cancelled.code, "cancelled")
+
+    def _cancelled(self, job_id: int) -> Callable[[], bool]:
+        def should_cancel() -> bool:
+            self._poll()
+            return job_id not in self._open
+
+        return should_cancel
+
+    def _progress(self, job_id: int) -> Callable[[Progress], None]:
+        def progress(report: Progress) -> None:
+            self._poll()
+            if job_id in self._open:
+                self._reports.progress(job_id, report)
+
+        return progress
 
 
 def run_job(

@@ -112,16 +112,89 @@ def test_by_value_the_painting_comes_back_in_the_report(tmp_path: Path) -> None:
     assert report.image == invert(image)
 
 
+def ends_of(reports: Recorder) -> dict[int, str]:
+    return {m[1]: "done" if m[0] == "done" else m[2] for m in reports.sent if m[0] in ("done", "failed")}
+
+
 def test_each_job_of_an_assignment_has_its_own_outcome_and_cancel(tmp_path: Path) -> None:
     image = pattern(24, 16, fmt="PNG")
     jobs = [ticket(tmp_path, image, job_id=1), ticket(tmp_path, marked("SLOW"), job_id=2)]
     jobs.append(ticket(tmp_path, marked("BADIMG"), job_id=3))
     reports = Recorder()
     assert run_assignment(FakeEngine(), jobs, reports, lambda job_id: job_id == 2)
-    ends = [
-        (m[0], m[1], m[2] if m[0] == "failed" else None) for m in reports.sent if m[0] in ("done", "failed")
-    ]
-    assert ends == [("done", 1, None), ("failed", 2, "cancelled"), ("failed", 3, "corrupt_image")]
+    assert ends_of(reports) == {1: "done", 2: "cancelled", 3: "corrupt_image"}
+    assert Path(jobs[0].result_path or "").read_bytes() == invert(image)
+
+
+class BatchCounter(FakeEngine):
+    """The fake engine, counting its ``stylize`` and ``stylize_batch`` calls."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.calls: list[tuple[str, int]] = []
+
+    def stylize(self, request: StylizeRequest, **options: Any) -> StylizeResult:
+        self.calls.append(("stylize", 1))
+        return super().stylize(request, **options)
+
+    def stylize_batch(self, requests: list[StylizeRequest], **options: Any) -> list[Any]:
+        self.calls.append(("stylize_batch", len(requests)))
+        return super().stylize_batch(requests, **options)
+
+
+def test_one_job_is_one_stylize_call_and_several_are_one_batch(tmp_path: Path) -> None:
+    images = [pattern(24 + i, 16, fmt="PNG") for i in range(3)]
+    engine = BatchCounter()
+    reports = Recorder()
+    assert run_assignment(engine, [ticket(tmp_path, images[0], job_id=1)], reports, lambda _: False)
+    assert engine.calls == [("stylize", 1)]
+
+    engine.calls.clear()
+    jobs = [ticket(tmp_path, image, job_id=10 + i) for i, image in enumerate(images)]
+    reports = Recorder()
+    assert run_assignment(engine, jobs, reports, lambda _: False)
+    assert engine.calls == [("stylize_batch", 3)]
+    assert ends_of(reports) == {10: "done", 11: "done", 12: "done"}
+    for job, image in zip(jobs, images, strict=True):  # each its own painting, each its own progress
+        assert Path(job.result_path or "").read_bytes() == invert(image)
+        assert [m[2] for m in reports.sent if m[:2] == ("progress", job.job_id)] == [1, 2, 3]
+    assert [m[1] for m in reports.sent if m[0] == "started"] == [10, 11, 12]
+
+
+def test_a_job_cancelled_mid_batch_ends_at_once_and_the_others_go_on(tmp_path: Path) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    jobs = [ticket(tmp_path, marked("SLOW"), job_id=1), ticket(tmp_path, image, job_id=2)]
+    jobs = [Ticket(**{**job.__dict__, "settings": {"steps": 30}}) for job in jobs]  # one batch group
+    reports = Recorder()
+    steps_seen: list[int] = []
+
+    def should_cancel(job_id: int) -> bool:  # job 1 is cancelled once job 2 has taken 5 steps
+        steps_seen[:] = [m[2] for m in reports.sent if m[:2] == ("progress", 2)]
+        return job_id == 1 and len(steps_seen) >= 5
+
+    assert run_assignment(FakeEngine(), jobs, reports, should_cancel)
+    assert ends_of(reports) == {1: "cancelled", 2: "done"}
+    ended = [m[:2] for m in reports.sent if m[0] in ("done", "failed")]
+    assert ended == [("failed", 1), ("done", 2)]  # the cancel was reported while job 2 still ran
+    cancelled_at = reports.sent.index(next(m for m in reports.sent if m[:2] == ("failed", 1)))
+    assert any(m[:2] == ("progress", 2) for m in reports.sent[cancelled_at:])
+    assert not any(m[:2] == ("progress", 1) for m in reports.sent[cancelled_at:])
+
+
+def test_a_batch_job_whose_input_is_gone_fails_alone(tmp_path: Path) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    gone = Ticket(1, ImageInput(path=str(tmp_path / "gone")), (Style(1.0, preset="udnie"),))
+    reports = Recorder()
+    assert run_assignment(FakeEngine(), [gone, ticket(tmp_path, image, job_id=2)], reports, lambda _: False)
+    assert ends_of(reports) == {1: "input_lost", 2: "done"}
+
+
+def test_a_device_error_in_a_batch_ends_every_job_and_the_process(tmp_path: Path) -> None:
+    image = pattern(24, 16, fmt="PNG")
+    jobs = [ticket(tmp_path, image, job_id=1), ticket(tmp_path, marked("CUDAERR"), job_id=2)]
+    reports = Recorder()
+    assert run_assignment(FakeEngine(), jobs, reports, lambda _: False) is False
+    assert ends_of(reports) == {1: "device_error", 2: "device_error"}
 
 
 def test_a_missing_input_is_reported_as_input_lost(tmp_path: Path) -> None:

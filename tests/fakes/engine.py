@@ -12,11 +12,19 @@ Tests say what a job should do by putting a marker line in front of the photo::
 A plain image (no marker) takes ``settings.steps`` steps (default 5) of ``step_seconds`` each, with a
 progress report per step, and comes back as a PNG of the photo's negative, so a test can tell that the
 result is its own. ``WorkerOptions.engine_factory`` names one of the factories at the end of this module.
+
+``stylize_batch`` behaves as the real engine's: jobs of one ``batch_group`` share each step (one
+``step_seconds`` for all of them), each with its own steps, progress, cancel and outcome; a marker acts on
+its own job (CRASH and HANG take the whole process, as they would). When the environment names a file in
+``BATCH_LOG`` (inherited by the worker processes), every batch appends a JSON line to it:
+``{"pid": ..., "jobs": [fingerprint of each photo, ...]}``, so a test can tell which jobs ran together.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -26,13 +34,26 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import Cancelled, CorruptImageError, StylebotError, StyleUnavailableError
-from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.protocol import Progress, StylizeRequest, StylizeResult, batch_group
 
 MARKERS = ("CRASH", "HANG", "SLOW", "CUDAERR", "BADIMG")
 DEFAULT_STEPS = 5
 SLOW_STEPS = 10_000
 STEP_SECONDS = 0.02
 CUDA_ERROR = "CUDA error: an illegal memory access was encountered"
+BATCH_LOG = "STYLEBOT_FAKE_BATCH_LOG"
+
+
+def fingerprint(content: bytes) -> str:
+    """How the batch log names a job: by its photo's bytes (give each job of a test its own photo)."""
+    return hashlib.sha256(content).hexdigest()[:16]
+
+
+def read_batch_log(path: Path) -> list[list[str]]:
+    """The batches the fake engine ran, in order, each as the fingerprints of its photos."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["jobs"] for line in path.read_text().splitlines() if line.strip()]
 
 
 def marked(marker: str, image: bytes = b"", *, once: Path | None = None) -> bytes:
@@ -154,16 +175,40 @@ class FakeEngine:
         progress: list[Callable[[Progress], None] | None] | None = None,
         should_cancel: list[Callable[[], bool] | None] | None = None,
     ) -> list[StylizeResult | StylebotError]:
-        """One by one, each item its result or its own error, as the real engine's unbatchable items."""
+        """Jobs of one ``batch_group`` step together; the groups run one after the other."""
         progress = progress or [None] * len(requests)
         should_cancel = should_cancel or [None] * len(requests)
-        outcomes: list[StylizeResult | StylebotError] = []
-        for request, report, cancel in zip(requests, progress, should_cancel, strict=True):
-            try:
-                outcomes.append(self.stylize(request, progress=report, should_cancel=cancel))
-            except StylebotError as err:
-                outcomes.append(err)
-        return outcomes
+        outcomes: list[StylizeResult | StylebotError | None] = [None] * len(requests)
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(batch_group(request.settings), []).append(index)
+        for indices in groups.values():
+            self._log_batch([requests[i].content for i in indices])
+            runs = {}
+            for i in indices:
+                try:
+                    runs[i] = _Run(self, requests[i], progress[i], should_cancel[i])
+                except StylebotError as err:
+                    outcomes[i] = err
+            while runs:
+                time.sleep(self.step_seconds)  # one step of the whole batch
+                for i, run in list(runs.items()):
+                    try:
+                        if run.step():
+                            outcomes[i] = run.result()
+                            del runs[i]
+                    except StylebotError as err:
+                        outcomes[i] = err
+                        del runs[i]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    @staticmethod
+    def _log_batch(contents: list[bytes]) -> None:
+        path = os.environ.get(BATCH_LOG)
+        if path:
+            line = json.dumps({"pid": os.getpid(), "jobs": [fingerprint(c) for c in contents]})
+            with open(path, "a") as log:
+                log.write(line + "\n")
 
     @staticmethod
     def _size(image: bytes, *, required: bool) -> tuple[int, int]:
@@ -185,6 +230,60 @@ class FakeEngine:
             raise RuntimeError(CUDA_ERROR)
         if act == "HANG":
             _sleep_forever()
+
+
+class _Run:
+    """One job of a batch, a step at a time (the same behaviour as ``FakeEngine.stylize``)."""
+
+    def __init__(
+        self,
+        engine: FakeEngine,
+        request: StylizeRequest,
+        progress: Callable[[Progress], None] | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> None:
+        self.started = time.monotonic()
+        self.engine = engine
+        self.settings = request.settings
+        self.progress = progress
+        self.should_cancel = should_cancel
+        marker, flag, self.image = split_marker(request.content)
+        self.act = (marker if marker is not None and _first_time(flag) else None) or engine.always
+        if self.act == "BADIMG":
+            raise CorruptImageError("the photo cannot be decoded (fake BADIMG)")
+        self.size = engine._size(self.image, required=self.act is None)
+        steps = engine.steps or request.settings.steps or DEFAULT_STEPS
+        self.steps = SLOW_STEPS if self.act == "SLOW" else steps
+        self.done = 0
+
+    def step(self) -> bool:
+        """One step; ``True`` when the job has taken all of its steps."""
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"cancelled at step {self.done} of {self.steps}")
+        self.done += 1
+        if self.progress is not None:
+            elapsed = time.monotonic() - self.started
+            every = self.settings.preview_every
+            preview = _preview(self.done) if every and self.done % every == 0 else None
+            eta = elapsed / self.done * (self.steps - self.done)
+            losses = {"total": 1.0 / self.done}
+            self.progress(Progress(self.done, self.steps, 1, 1, *self.size, losses, elapsed, eta, preview))
+        if self.engine.error is not None:
+            raise self.engine.error
+        self.engine._misbehave(self.act)
+        return self.done >= self.steps
+
+    def result(self) -> StylizeResult:
+        return StylizeResult(
+            image=invert(self.image) if self.image else invert(_blank()),
+            format="png",
+            width=self.size[0],
+            height=self.size[1],
+            seconds=time.monotonic() - self.started,
+            steps=self.steps,
+            device=self.engine.device,
+            losses={"total": 1.0 / self.steps},
+        )
 
 
 def _preview(step: int) -> bytes:
@@ -215,6 +314,11 @@ def slow_engine(settings: Any, device: str = "cpu") -> FakeEngine:
 def long_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     """Every job takes 60 quick steps (0.3 s): enough previews for an animation."""
     return FakeEngine(settings, device=device, step_seconds=0.005, steps=60)
+
+
+def steady_engine(settings: Any, device: str = "cpu") -> FakeEngine:
+    """Every job (or batch) takes 20 steps of 50 ms (1 s): time for more photos to queue up behind it."""
+    return FakeEngine(settings, device=device, step_seconds=0.05, steps=20)
 
 
 def crash_engine(settings: Any, device: str = "cpu") -> FakeEngine:

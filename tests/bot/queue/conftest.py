@@ -132,12 +132,13 @@ class Jobs:
         steps: int | None = None,
         max_attempts: int = 2,
         content_path: str | None = None,
+        quality: str = "draft",
     ) -> JobRecord:
         if content_path is None:
             path = self.directory / f"content-{uuid.uuid4().hex}.bin"
             path.write_bytes(self.photo if content is None else content)
             content_path = str(path)
-        settings: dict[str, Any] = {"quality": "draft"}
+        settings: dict[str, Any] = {"quality": quality}
         if steps is not None:
             settings["steps"] = steps
         return await self.db.create_job(
@@ -185,8 +186,9 @@ def results_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def start_queue(db: Database, results_dir: Path) -> AsyncIterator[StartQueue]:
-    """``await start_queue(workers=1, factory=..., events=..., **EmbeddedQueue options)`` → (queue, events);
-    every queue made here is stopped when the test ends, whatever happened."""
+    """``await start_queue(workers=1, factory=..., events=..., batch_size=None, **EmbeddedQueue options)`` →
+    (queue, events); ``batch_size`` is the workers' ``ENGINE_BATCH_SIZE`` (default: auto, 1 on the CPU).
+    Every queue made here is stopped when the test ends, whatever happened."""
     queues: list[EmbeddedQueue] = []
 
     async def start(
@@ -194,10 +196,13 @@ async def start_queue(db: Database, results_dir: Path) -> AsyncIterator[StartQue
         workers: int | None = 1,
         factory: str = FAKE,
         events: RecordingEvents | None = None,
+        batch_size: int | None = None,
         **options: Any,
     ) -> tuple[EmbeddedQueue, RecordingEvents]:
+        engine = {} if batch_size is None else {"engine_batch_size": batch_size}
+        worker_options = fake_options(factory, engine_settings=engine)
         queue = EmbeddedQueue(
-            db, worker_options=fake_options(factory), results_dir=results_dir, workers=workers, **options
+            db, worker_options=worker_options, results_dir=results_dir, workers=workers, **options
         )
         queues.append(queue)
         events = events or RecordingEvents()

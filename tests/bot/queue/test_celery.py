@@ -41,7 +41,7 @@ from tests.bot.queue.celery_helpers import (
 )
 from tests.bot.queue.conftest import Jobs, RecordingEvents, eventually
 from tests.fakes import images
-from tests.fakes.engine import invert, marked
+from tests.fakes.engine import BATCH_LOG, fingerprint, invert, marked, read_batch_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -527,3 +527,128 @@ async def test_a_forged_result_is_refused_and_writes_nothing(
     assert not events.of(job.id, "finished")
     assert not (tmp_path / "evil").exists()
     assert not await asyncio.to_thread(lambda: results_dir.exists() and list(results_dir.iterdir()))
+
+
+# ----- batches (ENGINE_BATCH_SIZE) -----
+
+
+def batching(workers: WorkerProcesses, tmp_path: Path, size: int) -> Path:
+    """Workers started after this paint up to ``size`` jobs at once; the fake engine logs its batches in
+    the file returned."""
+    log = tmp_path / "batches.jsonl"
+    workers.env.update({"ENGINE_BATCH_SIZE": str(size), BATCH_LOG: str(log)})
+    return log
+
+
+async def photo_jobs(jobs: Jobs, users: list[int], *, steps: int = 10) -> tuple[list[Any], list[bytes]]:
+    """A job per entry of ``users``, each with a photo of its own (the batch log tells them apart)."""
+    photos = [images.pattern(40 + i, 30, fmt="PNG") for i in range(len(users))]
+    added = [await jobs.add(p, user_id=user, steps=steps) for p, user in zip(photos, users, strict=True)]
+    return added, photos
+
+
+def batches_of(log: Path, added: list[Any], photos: list[bytes]) -> list[list[int]]:
+    by_print = {fingerprint(photo): job.id for job, photo in zip(added, photos, strict=True)}
+    return [[by_print[p] for p in batch] for batch in read_batch_log(log)]
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_several_users_jobs_are_painted_together_in_the_fair_order(
+    start_queue: StartQueue, workers: WorkerProcesses, jobs: Jobs, db: Database, tmp_path: Path
+) -> None:
+    log = batching(workers, tmp_path, 3)
+    workers.start()
+    queue, events = await start_queue()
+    await workers_up(queue, 1)
+    assert queue.status().batch_size("draft") == 3
+    added, photos = await photo_jobs(jobs, [1, 1, 1, 2, 3])
+    a1, a2, a3, b1, c1 = added
+    for job in added:
+        await queue.submit(job.id)
+
+    for job, photo in zip(added, photos, strict=True):
+        assert await events.painted(job.id, within=WAIT) == invert(photo)  # each their own painting
+        assert events.names(job.id) == ["started", "finished"]
+        record = await record_of(db, job.id)
+        assert (record.state, record.attempts) == (JobState.DONE, 1)
+    assert batches_of(log, added, photos) == [[a1.id, b1.id, c1.id], [a2.id, a3.id]]
+    assert set(events.started_order()[:3]) == {a1.id, b1.id, c1.id}  # one batch: they start together
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_a_job_cancelled_mid_batch_stops_and_the_others_finish(
+    start_queue: StartQueue, workers: WorkerProcesses, jobs: Jobs, db: Database, tmp_path: Path
+) -> None:
+    log = batching(workers, tmp_path, 3)
+    workers.start()
+    queue, events = await start_queue()
+    await workers_up(queue, 1)
+    pid = queue.workers()[0].pid
+    photos = [images.pattern(40 + i, 30, fmt="PNG") for i in range(3)]
+    slow = await jobs.add(marked("SLOW", photos[0]), user_id=1, steps=80)
+    added = [slow, *[await jobs.add(photos[i], user_id=i + 1, steps=80) for i in (1, 2)]]  # 1.6 s
+    for job in added:
+        await queue.submit(job.id)
+    await events.wait_for(slow.id, "progress", count=3, within=WAIT)
+
+    assert await queue.cancel(slow.id) is not None
+    for job, photo in zip(added[1:], photos[1:], strict=True):
+        assert await events.painted(job.id, within=WAIT) == invert(photo)
+    assert len(read_batch_log(log)) == 1  # the three in one batch
+    assert events.names(slow.id) == ["started"]  # neither finished nor failed
+    assert (await record_of(db, slow.id)).state is JobState.CANCELLED
+    assert [w.pid for w in queue.workers()] == [pid]  # stopped by the engine, the worker kept
+    assert "stopped as the bot asked" in workers.logs()
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_a_broken_photo_fails_its_job_alone_in_a_batch(
+    start_queue: StartQueue, workers: WorkerProcesses, jobs: Jobs, tmp_path: Path
+) -> None:
+    log = batching(workers, tmp_path, 3)
+    workers.start()
+    queue, events = await start_queue()
+    await workers_up(queue, 1)
+    added, photos = await photo_jobs(jobs, [1, 2])
+    broken = await jobs.add(marked("BADIMG", images.pattern(20, 20, fmt="PNG")), user_id=3, steps=10)
+    for job in [*added, broken]:
+        await queue.submit(job.id)
+
+    for job, photo in zip(added, photos, strict=True):
+        assert await events.painted(job.id, within=WAIT) == invert(photo)
+    assert (await events.failed(broken.id, within=WAIT))[0] == "corrupt_image"
+    assert len(read_batch_log(log)) == 1
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_a_worker_killed_mid_batch_has_every_job_retried(
+    start_queue: StartQueue, workers: WorkerProcesses, jobs: Jobs, db: Database, tmp_path: Path
+) -> None:
+    log = batching(workers, tmp_path, 3)
+    workers.start()  # one worker process; its supervisor starts another when it dies
+    queue, events = await start_queue()
+    await workers_up(queue, 1)
+    added, photos = await photo_jobs(jobs, [1, 2, 3], steps=100)  # 2 s, together
+    for job in added:
+        await queue.submit(job.id)
+    for job in added:
+        await events.wait_for(job.id, "progress", within=WAIT)
+    victim = (await record_of(db, added[0].id)).worker
+    assert victim is not None
+
+    os.kill(pid_of(queue, victim), signal.SIGKILL)
+    for job, photo in zip(added, photos, strict=True):
+        assert await events.painted(job.id, within=WAIT) == invert(photo)  # none lost, none swapped
+        assert events.names(job.id) == ["started", "retrying", "started", "finished"]
+        record = await record_of(db, job.id)
+        assert (record.state, record.attempts) == (JobState.DONE, 2)  # one attempt each for the lost batch
+        assert record.worker != victim
+    assert [len(batch) for batch in read_batch_log(log)] == [3, 3]
+    # The broker hands the killed worker's tasks out again; the new worker does not run them.
+    await eventually(lambda: "handed out a second time" in workers.logs(), within=VISIBILITY_TIMEOUT + 10)
+    await asyncio.sleep(0.5)
+    assert all(events.names(job.id) == ["started", "retrying", "started", "finished"] for job in added)

@@ -84,3 +84,30 @@ async def test_admins_are_exempt(db: Database, tmp_path: Path) -> None:
         await jobs.submit(photo_job(n, exempt=True))
     with pytest.raises(LimitReachedError):
         await jobs.submit(photo_job(9))
+
+
+async def test_a_worker_painting_batches_gives_shorter_waits(db: Database, tmp_path: Path) -> None:
+    """Four queued jobs, one idle worker: batches of 2 are two places that free up together."""
+
+    class BatchingQueue(RecordingQueue):
+        def __init__(self, batch: int) -> None:
+            super().__init__()
+            self.batch = batch
+
+        def status(self) -> QueueStatus:
+            return QueueStatus("test", 1, 0, True, batch_limits={"normal": self.batch})
+
+    queue = BatchingQueue(1)
+    jobs = JobService(
+        db, queue, jobs_dir=tmp_path / "jobs", limits=Limits(9, 30, 100), max_image_pixels=4_000_000
+    )
+    for n in range(4):
+        await jobs.submit(photo_job(n))
+    single = [p.eta_seconds for p in (await jobs.placements()).values()]
+    queue.batch = 2
+    batched = [p.eta_seconds for p in (await jobs.placements()).values()]
+    typical = single[1]
+    assert typical is not None
+    assert typical > 0
+    assert single == [0.0, typical, 2 * typical, 3 * typical]
+    assert batched == [0.0, 0.0, typical, typical]  # each pair starts (and ends) together
