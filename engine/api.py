@@ -91,19 +91,14 @@ class _Job:
         return plan(TIERS[s.quality], self.side, multiscale=s.multiscale, total_steps=s.steps)
 
     def batch_key(self) -> tuple[object, ...]:
-        """Jobs with equal keys can share one optimization: the same optimizer, schedule and layers.
+        """Jobs with equal keys can share one optimization: the same optimizer, schedule and content layers.
 
         Everything else may differ per image: the photo (and its shape: ``engine.canvas``), the paintings,
-        weights, colours, start, time budget and cancel; each image keeps the trajectory it would have alone.
+        weights, style layers and their weights, colours, start, time budget and cancel; each image keeps the
+        trajectory it would have alone.
         """
         s = self.settings
-        return (
-            s.optimizer,
-            tuple(self.plan()),
-            s.content_layers,
-            s.style_layers,
-            s.style_layer_weights,
-        )
+        return (s.optimizer, tuple(self.plan()), s.content_layers)
 
     def final_size(self) -> tuple[int, int]:
         return fit_within(*self.content.size, self.plan()[-1].side)
@@ -199,12 +194,12 @@ class Engine:
     ) -> list[StylizeResult | StylebotError]:
         """Paint several photos, sharing each forward and backward pass among the jobs that allow it.
 
-        Jobs with the same optimizer, schedule and layers (``batch_key``) are optimized together, photos of
-        different shapes on one padded canvas (``engine.canvas``) while it wastes at most ``MAX_PADDING`` of
-        the pixels. Every loss is per image and both optimizers keep each image's own state, so each image
-        follows the trajectory it would follow alone; each stops on its own (converged, out of time,
-        cancelled) and the batch goes on with the rest. Each item comes back as its result or as the error
-        it alone ran into (a bad image, a cancel).
+        Jobs with the same optimizer, schedule and content layers (``batch_key``) are optimized together,
+        photos of different shapes on one padded canvas (``engine.canvas``) while it wastes at most
+        ``MAX_PADDING`` of the pixels. Every loss is per image and both optimizers keep each image's own
+        state, so each image follows the trajectory it would follow alone; each stops on its own (converged,
+        out of time, cancelled) and the batch goes on with the rest. Each item comes back as its result or as
+        the error it alone ran into (a bad image, a cancel).
         """
         progress = progress or [None] * len(requests)
         should_cancel = should_cancel or [None] * len(requests)
@@ -372,12 +367,17 @@ class Engine:
         side: int,
         canvas: Canvas,
     ) -> StyleTransferObjective:
-        """The loss at one scale: each image against its own photo and its own (blend of) paintings."""
+        """The loss at one scale: each image against its own photo and its own (blend of) paintings, at its
+        own style layers.
+
+        The style term runs over the union of the images' style layers, in the network's order (each image's
+        own layers keep their order, so its sum is the one it makes alone); an image weighs a layer it does
+        not use by zero, against a zero target there.
+        """
         settings = jobs[0].settings
-        layers = tuple(dict.fromkeys((*settings.content_layers, *settings.style_layers)))
-        extractor = feature_extractor(
-            self.weights, str(self.device), max(layers, key=LAYER_NAMES.index), self.pooling, self.dtype
-        )
+        style_layers = sorted({k for job in jobs for k in job.settings.style_layers}, key=LAYER_NAMES.index)
+        deepest = max((*settings.content_layers, *style_layers), key=LAYER_NAMES.index)
+        extractor = feature_extractor(self.weights, str(self.device), deepest, self.pooling, self.dtype)
         masks = canvas.masks(self.device, self.dtype)
         with torch.no_grad(), self._autocast():
             features = extractor(canvas.pad(seen), settings.content_layers, masks.levels if masks else None)
@@ -387,14 +387,18 @@ class Engine:
             grams = [self._style_grams(s, side, style_scale, job, photo, extractor) for s in job.styles]
             style_targets.append(blend_grams(grams, [s.weight for s in job.styles]))
             style_weights.append(job.settings.style_weight * strength_multiplier(strength))
+        layer_weights = [_layer_weights(job.settings) for job in jobs]
+        unused = {k: torch.zeros_like(next(t[k] for t in style_targets if k in t)) for k in style_layers}
         return StyleTransferObjective(
             extractor,
             {k: v.to(self.dtype) for k, v in features.items()},
-            {k: torch.stack([t[k] for t in style_targets]) for k in style_targets[0]},
+            {k: torch.stack([t.get(k, unused[k]) for t in style_targets]) for k in style_layers},
             content_weight=self._per_image([job.settings.content_weight for job in jobs]),
             style_weight=self._per_image(style_weights),
             tv_weight=self._per_image([job.settings.tv_weight for job in jobs]),
-            style_layer_weights=_layer_weights(settings),
+            style_layer_weights={
+                k: self._per_image([w.get(k, 0.0) for w in layer_weights]) for k in style_layers
+            },
             masks=masks,
         )
 
@@ -566,9 +570,11 @@ def _preset_defaults(settings: StyleSettings, styles: list[_Style]) -> tuple[flo
     )
 
 
-def _layer_weights(settings: StyleSettings) -> dict[str, float] | None:
-    """Per-layer style weights normalized to sum to one, so they shape the style term but not its size."""
+def _layer_weights(settings: StyleSettings) -> dict[str, float]:
+    """Per-layer style weights normalized to sum to one over the job's own layers, so they shape the style
+    term but not its size (equal weights when none are set, as in the paper)."""
     if settings.style_layer_weights is None:
-        return None
+        layers = dict.fromkeys(settings.style_layers)
+        return {k: 1.0 / len(layers) for k in layers}
     total = sum(settings.style_layer_weights) or 1.0
     return {k: w / total for k, w in zip(settings.style_layers, settings.style_layer_weights, strict=True)}

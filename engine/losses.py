@@ -120,8 +120,10 @@ def blend_grams(grams: list[dict[str, torch.Tensor]], weights: list[float]) -> d
 class StyleTransferObjective(nn.Module):
     """``content_weight * content + style_weight * style + tv_weight * tv`` for one or more images.
 
-    The weights are plain numbers or one per image (``(B,)``); ``masks`` mark each image's area in a padded
-    batch (``engine.canvas``).
+    The weights are plain numbers or one per image (``(B,)``); so are the style layer weights, which lets
+    images that match their style at different layers share a batch: the style targets cover the union of
+    their layers, and an image's weight is zero at a layer it does not use (any finite target will do
+    there). ``masks`` mark each image's area in a padded batch (``engine.canvas``).
     """
 
     def __init__(
@@ -133,7 +135,7 @@ class StyleTransferObjective(nn.Module):
         content_weight: float | torch.Tensor,
         style_weight: float | torch.Tensor,
         tv_weight: float | torch.Tensor,
-        style_layer_weights: dict[str, float] | None = None,
+        style_layer_weights: dict[str, float | torch.Tensor] | None = None,
         masks: Masks | None = None,
     ) -> None:
         super().__init__()
@@ -141,7 +143,9 @@ class StyleTransferObjective(nn.Module):
         self.content = nn.ModuleDict({k: ContentLoss(v) for k, v in content_targets.items()})
         self.style = nn.ModuleDict({k: StyleLoss(v) for k, v in style_targets.items()})
         n_style = len(style_targets)
-        self.style_layer_weights = style_layer_weights or {k: 1.0 / n_style for k in style_targets}
+        self.style_layer_weights: dict[str, float | torch.Tensor] = style_layer_weights or {
+            k: 1.0 / n_style for k in style_targets
+        }
         self.weights = (content_weight, style_weight, tv_weight)
         self.layers = frozenset(content_targets) | frozenset(style_targets)
         self.masks = masks
@@ -179,6 +183,6 @@ class StyleTransferObjective(nn.Module):
             content_weight=pick(cw),
             style_weight=pick(sw),
             tv_weight=pick(tw),
-            style_layer_weights=self.style_layer_weights,
+            style_layer_weights={k: pick(w) for k, w in self.style_layer_weights.items()},
             masks=self.masks.select(rows) if self.masks is not None else None,
         )
