@@ -8,10 +8,10 @@ A figure is one job that the worker runs through ``run`` instead of ``Engine.sty
 - ``forming``: one ordinary painting whose previews (every scale, at one steady size) become a GIF, and
   whose start, middle and end become a still triptych.
 
-The strips' panels go to ``stylize_batch`` as one list, so panels that share a schedule are optimized as
-one batch wherever the engine can batch them (today Adam; L-BFGS once it batches) and one by one where it
-cannot. Panels are made one quality tier below the user's, so a strip of five costs about one job at the
-user's tier; ``weight`` says how many ordinary jobs a figure counts as for limits and waiting times.
+The strips' panels go to ``stylize_batch`` as one list and share one schedule, so each strip is optimized
+as one batch of five (panels with different strengths or different style layers batch alike). Panels are
+made one quality tier below the user's, so a strip of five costs about one job at the user's tier;
+``weight`` says how many ordinary jobs a figure counts as for limits and waiting times.
 
 This module imports no torch: the bot imports it for ``weight`` and ``FIGURES``.
 """
@@ -110,7 +110,8 @@ def weight(settings: StyleSettings) -> float:
     """How many ordinary jobs at the user's tier this job counts as, for limits and waiting times.
 
     Engine work is steps times pixels (see ``schedule.relative_cost``); a strip's panels are a tier lower.
-    Never below one: whatever else, a figure is a job.
+    Both strips weigh the same: each is five panels in one batch. Never below one: whatever else, a figure
+    is a job.
     """
     if settings.figure not in ("strength", "layers"):
         return 1.0

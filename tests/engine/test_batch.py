@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from engine import figures
 from engine.api import Engine
 from engine.errors import Cancelled, CorruptImageError
 from engine.images import fit_within
-from engine.protocol import StyleSettings, StyleSource, StylizeRequest, StylizeResult
+from engine.protocol import DEFAULT_STYLE_LAYERS, StyleSettings, StyleSource, StylizeRequest, StylizeResult
 from tests.engine.samples import checker, encode, painting, photo
 
 ADAM = StyleSettings(quality="draft", size=48, steps=12, optimizer="adam")
@@ -94,6 +95,39 @@ def test_in_exact_arithmetic_a_batch_is_the_same_as_single_runs(
         assert batched[2]["total"] == pytest.approx(single[2]["total"], rel=1e-11)
 
 
+@pytest.mark.slow
+def test_in_exact_arithmetic_jobs_with_different_style_layers_batch_as_single_runs(
+    exact: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Style layers and their weights are per image: each image weighs the union's other layers by zero,
+    and its own weights are normalized over its own layers, so the batch follows each single run. (Not the
+    noise-started job: at conv1_1..conv3_1 its L-BFGS run amplifies rounding to ~2e-10 even in a batch of
+    equal layers.)"""
+    requests = [mixed_requests(LBFGS.replace(size=40, steps=10))[i] for i in (0, 2, 3)]
+    layer_sets = [
+        {"style_layers": ("conv1_1",)},
+        {"style_layers": DEFAULT_STYLE_LAYERS[:3]},
+        {"style_layer_weights": (1.0, 0.5, 0.25, 0.125, 0.0625)},  # all five
+    ]
+    requests = [
+        StylizeRequest(r.content, r.styles, r.settings.replace(**layers))
+        for r, layers in zip(requests, layer_sets, strict=True)
+    ]
+    jobs = [exact._prepare(r, None, None) for r in requests]
+    alone = [exact._run([job])[0] for job in jobs]
+    sizes = batch_sizes(exact, monkeypatch)
+    together = exact._run(jobs)
+    assert sizes == [len(jobs)]
+    for single, batched in zip(alone, together, strict=True):
+        assert isinstance(single, tuple)
+        assert isinstance(batched, tuple)
+        assert (batched[0] - single[0]).abs().max().item() < 1e-11
+        assert batched[1] == single[1]
+        assert batched[2]["style"] == pytest.approx(single[2]["style"], rel=1e-11)
+        assert batched[2]["total"] == pytest.approx(single[2]["total"], rel=1e-11)
+    assert alone[0][2]["style"] != pytest.approx(alone[1][2]["style"], rel=1e-3)  # the layers do matter
+
+
 def test_a_batch_goes_through_stylize_batch_as_one_run(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,8 +168,10 @@ def test_batch_keys(engine: Engine) -> None:
     assert key(LBFGS) == key(LBFGS, size=(48, 64))  # another shape: a padded canvas
     auto = LBFGS.replace(size=None)  # the tier's size, or the photo's if smaller
     assert key(auto) != key(auto, size=(96, 72))  # a larger photo: another size, another schedule
+    assert key(LBFGS) == key(LBFGS.replace(style_layers=("conv1_1", "conv3_1"), style_layer_weights=(2, 1)))
     assert key(LBFGS) != key(LBFGS.replace(steps=13))
     assert key(LBFGS) != key(ADAM)
+    assert key(LBFGS) != key(LBFGS.replace(content_layers=("conv3_2",)))
 
 
 def test_jobs_are_grouped_by_key_and_by_the_padding_they_would_waste(
@@ -219,3 +255,25 @@ def test_out_of_memory_for_the_batch_falls_back_to_one_by_one(
     results = engine.stylize_batch(mixed_requests())
     assert sizes == [4, 1, 1, 1, 1]
     assert all(isinstance(r, StylizeResult) for r in results)
+
+
+@pytest.mark.parametrize("figure", ["strength", "layers"])
+def test_each_strip_is_one_batch_of_five_panels(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, figure: str
+) -> None:
+    """The strength strip's panels differ in strength, the layer strip's in style layers: either way
+    ``stylize_batch`` makes one run of all five. (The runs are stubbed: the float64 tests above show a
+    batch paints what single runs paint.)"""
+    runs: list[list[tuple[str, ...]]] = []
+
+    def run(jobs):  # type: ignore[no-untyped-def]
+        runs.append([job.settings.style_layers for job in jobs])
+        return [(torch.zeros(1, 3, *reversed(job.final_size())), 0, {"total": 0.0}) for job in jobs]
+
+    monkeypatch.setattr(engine, "_run", run)
+    request = StylizeRequest(
+        encode(photo(64, 48)), (StyleSource(image=encode(painting())),), StyleSettings(figure=figure)
+    )
+    figures.run(engine, request)
+    assert len(runs) == 1
+    assert runs[0] == [s.style_layers for _, s in figures.panels(request.settings)]

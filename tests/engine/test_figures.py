@@ -76,6 +76,10 @@ def test_weights() -> None:
     normal = figures.weight(StyleSettings(quality="normal", figure="layers"))
     assert 1.0 <= normal < 1.5  # five drafts are about one normal job
     assert figures.weight(StyleSettings(quality="high", figure="strength")) == 1.0
+    for quality in ("draft", "normal", "high"):  # both strips are one batch of five panels
+        assert figures.weight(StyleSettings(quality=quality, figure="layers")) == figures.weight(
+            StyleSettings(quality=quality, figure="strength")
+        )
 
 
 def test_forming_makes_a_triptych_and_a_steady_animation() -> None:

@@ -108,3 +108,55 @@ def test_optimize_accepts_any_memory_layout() -> None:
     (outcome,) = optimize(start, objective, optimizer="lbfgs", steps=2)
     assert outcome.steps == 2
     assert outcome.image.shape == (1, 3, 16, 16)
+
+
+def test_images_with_different_style_layers_share_an_objective() -> None:
+    """Per-image layer weights, zero at a layer an image does not use (against a zero target there), give
+    each image of the batch the loss and gradient of its own objective, and ``select`` keeps them."""
+    extractor = feature_extractor("caffe", "cpu", "conv3_1", "max", torch.float64)
+    torch.manual_seed(2)
+    photo, painting = (
+        torch.rand(1, 3, 24, 24, dtype=torch.float64),
+        torch.rand(1, 3, 24, 24, dtype=torch.float64),
+    )
+    with torch.no_grad():
+        content = extractor(photo, ("conv2_1",))
+        grams = {k: gram_matrix(v)[0] for k, v in extractor(painting, ("conv1_1", "conv3_1")).items()}
+    own = [{"conv1_1": 1.0}, {"conv1_1": 0.25, "conv3_1": 0.75}]
+
+    def alone(weights: dict[str, float]) -> StyleTransferObjective:
+        return StyleTransferObjective(
+            extractor,
+            content,
+            {k: grams[k] for k in weights},
+            content_weight=1.0,
+            style_weight=5.0,
+            tv_weight=0.01,
+            style_layer_weights=weights,
+        )
+
+    shared = StyleTransferObjective(
+        extractor,
+        content,
+        {
+            "conv1_1": grams["conv1_1"].expand(2, -1, -1),
+            "conv3_1": torch.stack([grams["conv3_1"] * 0, grams["conv3_1"]]),
+        },
+        content_weight=1.0,
+        style_weight=5.0,
+        tv_weight=0.01,
+        style_layer_weights={
+            "conv1_1": torch.tensor([1.0, 0.25], dtype=torch.float64),
+            "conv3_1": torch.tensor([0.0, 0.75], dtype=torch.float64),
+        },
+    )
+    images = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
+    total, _ = shared(images)
+    (grad,) = torch.autograd.grad(total.sum(), images)
+    for row, weights in enumerate(own):
+        for objective in (alone(weights), shared.select([row])):
+            single = images[row : row + 1].detach().clone().requires_grad_(True)
+            total_single, _ = objective(single)
+            (single_grad,) = torch.autograd.grad(total_single.sum(), single)
+            assert total_single.item() == pytest.approx(total[row].item(), rel=1e-12)
+            assert torch.allclose(grad[row : row + 1], single_grad, rtol=1e-10, atol=1e-14)
