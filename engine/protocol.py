@@ -250,9 +250,9 @@ def batch_group(settings: StyleSettings) -> tuple[Hashable, ...] | None:
     runs alone (a figure is a batch of its own panels, see ``engine.figures``).
 
     The settings part of the engine's own batch key (``_Job.batch_key`` in ``engine/api.py``): the
-    optimizer and what fixes the schedule (tier, size, steps, scales) and the layers. Photo shapes are
-    left to the engine, which pads them onto one canvas or paints the odd one out on its own. Cheap and
-    torch-free, for the queue's dispatchers.
+    optimizer, what fixes the schedule (tier, size, steps, scales) and the content layers; style layers
+    may differ (the engine weighs each image's own). Photo shapes are left to the engine, which pads them
+    onto one canvas or paints the odd one out on its own. Cheap and torch-free, for the dispatchers.
     """
     s = settings
     if s.figure is not None:
@@ -264,8 +264,6 @@ def batch_group(settings: StyleSettings) -> tuple[Hashable, ...] | None:
         s.steps,
         s.multiscale,
         s.content_layers,
-        s.style_layers,
-        s.style_layer_weights,
     )
 
 
