@@ -28,9 +28,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.app import build_application, running
 from bot.config import Settings
-from bot.context import Services, services
+from bot.context import Services
+from bot.telegram.app import build_application, running
+from bot.telegram.context import services
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,20 +1,21 @@
-"""``python -m bot``: run the bot (long polling). ``python -m bot migrate``: only update the database."""
+"""``python -m bot``: run every front end whose token is set, over one core. ``python -m bot migrate``: only
+update the database."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 
-from telegram import Update
-
-from bot.config import Settings, load_settings
+from bot.config import Settings, load_settings, require_a_front_end
 from bot.redaction import protect
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Stylebot, the Telegram bot.")
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Stylebot, for Telegram and Discord.")
     parser.add_argument("command", nargs="?", choices=("run", "migrate"), default="run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
@@ -24,11 +25,44 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(_migrate(Database(settings.database_url)))
         return 0
-    from bot.app import build_application
+    platforms = require_a_front_end(settings)
+    if platforms == ("telegram",):  # Telegram alone: PTB's own loop and signal handling, as always
+        from telegram import Update
 
-    application = build_application(settings)
-    application.run_polling(allowed_updates=Update.ALL_TYPES)
+        from bot.telegram.app import build_application
+
+        build_application(settings).run_polling(allowed_updates=Update.ALL_TYPES)
+        return 0
+    asyncio.run(run_all(settings))
     return 0
+
+
+async def run_all(settings: Settings, queue_factory=None) -> None:
+    """Every configured front end over one core, until SIGINT or SIGTERM."""
+    from bot.runtime import Runtime, build_services
+
+    core = build_services(settings, queue_factory)
+    runtime = Runtime(core)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await runtime.prepare()
+    try:
+        async with contextlib.AsyncExitStack() as stack:  # front ends stop before the core
+            if settings.telegram_bot_token is not None:
+                from bot.telegram.app import build_application, running
+
+                await stack.enter_async_context(running(build_application(settings, core=core)))
+            if settings.discord_bot_token is not None:
+                from bot.discord.app import running as discord_running
+
+                await stack.enter_async_context(discord_running(settings, core))
+            await runtime.start()
+            await stop.wait()
+    finally:
+        await runtime.stop()
 
 
 async def _migrate(db) -> None:
@@ -39,12 +73,14 @@ async def _migrate(db) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    protect(settings.telegram_bot_token.get_secret_value())  # before the first record that could hold it
+    for secret in settings.secrets():
+        protect(secret)  # before the first record that could hold it
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Bot API request otherwise
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,17 @@ from engine.settings import EngineSettings
 from engine.workers.settings import QueueSettings
 
 TELEGRAM_API_URL = "https://api.telegram.org"
+DISCORD_API_URL = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg"
 
 
 class Settings(EngineSettings, QueueSettings):
-    telegram_bot_token: SecretStr = Field(description="from @BotFather")
+    telegram_bot_token: SecretStr | None = Field(None, description="from @BotFather")
     telegram_api_url: str = TELEGRAM_API_URL
+    discord_bot_token: SecretStr | None = Field(None, description="from the Developer Portal's Bot page")
+    discord_api_url: str = DISCORD_API_URL
+    discord_gateway_url: str = DISCORD_GATEWAY_URL
+    discord_status_interval: float = Field(2.0, ge=0)  # seconds between edits of a job's response
     database_url: str = "sqlite+aiosqlite:///data/stylebot.db"
     data_dir: Path = Path("data")
     engine_workers: int | None = Field(None, ge=1, le=64)
@@ -50,10 +56,29 @@ class Settings(EngineSettings, QueueSettings):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
 
-    @field_validator("telegram_api_url")
+    @field_validator("telegram_bot_token", "discord_bot_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``TELEGRAM_BOT_TOKEN=`` in a .env file means no Telegram, not an empty token."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_api_url", "discord_api_url", "discord_gateway_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def frontends(self) -> tuple[str, ...]:
+        """The platforms whose token is set: the front ends ``python -m bot`` runs."""
+        return tuple(
+            name
+            for name, token in (("telegram", self.telegram_bot_token), ("discord", self.discord_bot_token))
+            if token is not None
+        )
+
+    def secrets(self) -> list[str]:
+        """The tokens, for the log filter (``bot.redaction.protect``)."""
+        return [t.get_secret_value() for t in (self.telegram_bot_token, self.discord_bot_token) if t]
 
     @property
     def jobs_dir(self) -> Path:
@@ -74,11 +99,19 @@ def load_settings() -> Settings:
         problems = []
         for error in err.errors():
             name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-            if error["type"] == "missing" and name == "TELEGRAM_BOT_TOKEN":
-                problems.append(
-                    "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
-                    "(see README.md, Quick start)"
-                )
-            else:
-                problems.append(f"{name}: {error['msg']}")
+            problems.append(f"{name}: {error['msg']}")
         raise SystemExit("Stylebot cannot start:\n  " + "\n  ".join(problems)) from None
+
+
+NO_TOKEN = (
+    "Stylebot cannot start: neither TELEGRAM_BOT_TOKEN nor DISCORD_BOT_TOKEN is set.\n"
+    "  Telegram: get a token from @BotFather; Discord: create an application in the Developer Portal and\n"
+    "  copy its bot token. Put either or both in .env (see README.md, Quick start)."
+)
+
+
+def require_a_front_end(settings: Settings) -> tuple[str, ...]:
+    """The platforms to run; a clear refusal when no token is set."""
+    if not settings.frontends:
+        raise SystemExit(NO_TOKEN)
+    return settings.frontends

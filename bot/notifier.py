@@ -1,60 +1,48 @@
-"""Tells users what happens to their jobs: the queue's events turned into Telegram messages.
+"""Tells users what happens to their jobs: the queue's events routed to the platform each job came from.
 
 The queue calls these methods in order per job and off its own critical path (``bot.queue.events``), so
-they may take the time Telegram takes.
+they may take the time a platform takes. The rules live here (what a state says, retry notices, when a
+result counts as delivered, sending again what was not); how each platform shows a status or sends a
+picture lives in its ``Frontend`` (``bot.frontend``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from telegram import Bot, Message, ReplyParameters
-from telegram.error import BadRequest, Forbidden, TelegramError
-
 from bot import replies
 from bot.db import Database, JobRecord, JobState
+from bot.frontend import Frontend
 from bot.health import Metrics
 from bot.queue.base import JobResult
 from bot.services.jobs import JobService
-from bot.services.preferences import Preferences
-from bot.status import StatusBoard
 from bot.texts import language_for, text
 from engine.protocol import Progress
 
 log = logging.getLogger(__name__)
 
-PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger results go as a file
-PHOTO_MAX_DIMENSIONS = 10_000
-CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
-DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
-DELIVERY_BACKOFF = 2.0  # seconds before the second attempt; doubles for each one after
 REDELIVERY_WINDOW = timedelta(days=1)
 REDELIVERY_INTERVAL = 300.0  # seconds between looks for results that could not be sent yet
 
 
 class Notifier:
-    """The bot's ``JobEvents``."""
+    """The bot's ``JobEvents``, for every platform."""
 
     def __init__(
         self,
-        bot: Bot,
         db: Database,
         jobs: JobService,
-        board: StatusBoard,
         metrics: Metrics,
         *,
         results_dir: Path,
     ) -> None:
-        self.bot = bot
         self.db = db
         self.jobs = jobs
-        self.board = board
+        self.frontends: dict[str, Frontend] = {}  # by platform; each front end adds itself at start-up
         self.metrics = metrics
         self.results_dir = results_dir
         self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
@@ -78,15 +66,15 @@ class Notifier:
 
     async def job_finished(self, job_id: int, result: JobResult) -> None:
         """The painting is already safe in ``result.path`` (the queue kept it before marking the job
-        done); until Telegram confirms a send, the job counts as undelivered and is sent again later."""
+        done); until the platform confirms a send, the job counts as undelivered and is sent again later."""
         job = await self.db.get_job(job_id)
         if job is None or job.state != JobState.DONE:
             return
         self._notes.pop(job.id, None)
-        await self.board.remove(job)
+        await self._frontend(job).remove_status(job)
         await self.deliver(job, result.path, notes=result.notes)
-        if result.animation is not None:
-            await self.deliver_animation(job, result.animation)
+        if result.animation is not None:  # the painting as it formed, after its triptych
+            await self._frontend(job).deliver_animation(job, result.animation)
         self.metrics.ended("done", job.engine_seconds)
         await self.jobs.discard_inputs(job)
         log.info("job %d done for user %d in %.1f s", job.id, job.user_id, result.seconds)
@@ -99,9 +87,9 @@ class Notifier:
         log.warning("job %d for user %d failed: %s (%s)", job.id, job.user_id, code, message)
         text = replies.error(language_for(job.language_code), code)
         if job.status_message_id is not None:
-            await self.board.show(job, text, final=True)
+            await self._frontend(job).show_status(job, text, final=True)
         else:
-            await self._reply(job, text)
+            await self._frontend(job).tell(job, text)
         self.metrics.ended("failed")
         await self.jobs.discard_inputs(job)
 
@@ -130,7 +118,7 @@ class Notifier:
         """The user cancelled: the status message says so (and loses its button)."""
         self._notes.pop(job.id, None)
         language = language_for(job.language_code)
-        await self.board.show(job, text(language, "cancelled"), final=True)
+        await self._frontend(job).show_status(job, text(language, "cancelled"), final=True)
         self.metrics.ended("cancelled")
         await self.queue_changed()
 
@@ -138,119 +126,29 @@ class Notifier:
         """An active job's status: under any retry notice, with the Cancel button."""
         if note := self._notes.get(job.id):
             message = f"{note}\n{message}"
-        buttons = replies.cancel_button(language_for(job.language_code), job.id)
-        await self.board.show(job, message, buttons, preview=preview)
+        await self._frontend(job).show_status(job, message, preview=preview)
+
+    def _frontend(self, job: JobRecord) -> Frontend:
+        """The job's platform; one not running in this process (its token removed) hears nothing, and its
+        results wait for the next run that has it."""
+        return self.frontends.get(job.platform) or _Absent(job.platform)
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> Message | None:
-        """Send the painting as a reply to the user's photo: a photo with a full-resolution button, or a
-        file when the user prefers files or the picture is beyond what Telegram takes as a photo.
-
-        A passing failure (a timeout, a network error) is tried again with growing pauses; a refusal
-        (``BadRequest``: a caption or photo Telegram will not take) falls back to the next form: without
-        the caption, then as a file. Only a confirmed send marks the job delivered (``result_file_id``);
-        anything else leaves it for ``redeliver``.
-        """
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> bool:
+        """Send the painting through the job's platform, never twice at once. Only a confirmed send marks
+        the job delivered (``result_file_id``); anything else leaves it for ``redeliver``."""
         if job.id in self._delivering:
-            return None
+            return False
         self._delivering.add(job.id)
         try:
-            return await self._deliver(job, path, notes)
+            sent = await self._frontend(job).deliver(job, path, notes)
+            if sent is None:
+                return False
+            await self.db.record_result_file(job.id, sent)
+            return True
         finally:
             self._delivering.discard(job.id)
-
-    async def _deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> Message | None:
-        language = language_for(job.language_code)
-        caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
-        user = await self.db.get_user(job.user_id)
-        as_photo = Preferences.from_dict(user.settings if user else {}).result_as == "photo" and _fits_photo(
-            job, path
-        )
-        forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
-        data = await asyncio.to_thread(path.read_bytes)
-        for photo, form_caption in forms:
-            try:
-                message, file_id = await self._send_result(job, path, data, photo=photo, caption=form_caption)
-            except Forbidden as err:
-                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
-                return None
-            except BadRequest as err:
-                log.warning(
-                    "job %d: Telegram refused the result as a %s%s: %s",
-                    job.id,
-                    "photo" if photo else "file",
-                    " with a caption" if form_caption else "",
-                    err,
-                )
-                continue
-            except TelegramError as err:
-                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-                return None
-            await self.db.record_result_file(job.id, file_id)
-            return message
-        log.error("job %d: Telegram refused the result in every form; it stays in %s", job.id, path)
-        return None
-
-    async def _send_result(
-        self, job: JobRecord, path: Path, data: bytes, *, photo: bool, caption: str | None
-    ) -> tuple[Message, str]:
-        """One form of the result, tried ``DELIVERY_ATTEMPTS`` times while the failures are passing ones."""
-        language = language_for(job.language_code)
-        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-            try:
-                if photo:
-                    message = await self.bot.send_photo(
-                        job.chat_id,
-                        data,
-                        caption=caption,
-                        reply_parameters=reply,
-                        reply_markup=replies.result_buttons(language, job, full_resolution=True),
-                    )
-                    return message, message.photo[-1].file_id
-                message = await self.bot.send_document(
-                    job.chat_id,
-                    data,
-                    filename=_file_name(job, path),
-                    caption=caption,
-                    reply_parameters=reply,
-                    reply_markup=replies.result_buttons(language, job, full_resolution=False),
-                )
-                return message, message.document.file_id if message.document else ""
-            except (BadRequest, Forbidden):
-                raise
-            except TelegramError as err:
-                if attempt == DELIVERY_ATTEMPTS:
-                    raise
-                log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
-                await asyncio.sleep(DELIVERY_BACKOFF * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
-
-    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
-        """The painting as it formed, after its triptych; best effort (the triptych has gone already)."""
-        try:
-            await self.bot.send_animation(
-                job.chat_id,
-                await asyncio.to_thread(path.read_bytes),
-                filename=f"stylebot_{job.id}.gif",
-                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
-            )
-        except (TelegramError, OSError) as err:
-            log.warning("job %d: the animation could not be sent: %s", job.id, err)
-
-    async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
-        """The lossless file behind a result photo; False once the retention sweep removed it."""
-        path = self.result_path(job)
-        if path is None:
-            return False
-        await self.bot.send_document(
-            job.chat_id,
-            await asyncio.to_thread(path.read_bytes),
-            filename=_file_name(job, path),
-            reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
-        )
-        return True
 
     def result_path(self, job: JobRecord) -> Path | None:
         for suffix in ("png", "jpg"):
@@ -260,8 +158,8 @@ class Notifier:
         return None
 
     async def redeliver(self, *, settled: timedelta = timedelta(0)) -> None:
-        """Results that were painted but not confirmed sent (the bot stopped while sending, Telegram was
-        unreachable) go out now; ``settled``: only those finished at least that long ago (a result that
+        """Results that were painted but not confirmed sent (the bot stopped while sending, the platform
+        was unreachable) go out now; ``settled``: only those finished at least that long ago (a result that
         just finished is still on its way through ``job_finished``)."""
         now = datetime.now(UTC)
         for job in await self.db.undelivered_jobs(now - REDELIVERY_WINDOW):
@@ -272,7 +170,7 @@ class Notifier:
             path = self.result_path(job)
             if path is not None and job.id not in self._delivering:
                 log.info("job %d: delivering a result that was not sent yet", job.id)
-                await self.board.remove(job)
+                await self._frontend(job).remove_status(job)
                 await self.deliver(job, path)
 
     async def redeliver_forever(self, interval: float = REDELIVERY_INTERVAL) -> None:
@@ -292,37 +190,30 @@ class Notifier:
         """At shutdown: a send under way is finished (and recorded); no other starts."""
         self._closing.set()
 
-    async def _reply(self, job: JobRecord, text: str) -> None:
-        with contextlib.suppress(BadRequest, Forbidden):
-            await self.bot.send_message(
-                job.chat_id,
-                text,
-                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
-            )
 
+class _Absent:
+    """The front end of a platform this process does not run."""
 
-def fit_caption(language: str, style: str, seconds: float | None, notes: tuple[str, ...] = ()) -> str:
-    """The result's caption, its style label (and then its notes) cut to fit ``CAPTION_LIMIT``."""
-    caption = replies.result_caption(language, style, seconds, notes)
-    keep = len(style)
-    while (excess := _visible_length(caption) - CAPTION_LIMIT) > 0 and keep > 0:
-        keep = max(0, keep - excess - 1)
-        caption = replies.result_caption(language, style[:keep].rstrip() + "…", seconds, notes)
-    if _visible_length(caption) > CAPTION_LIMIT:
-        caption = replies.result_caption(language, "…", seconds)
-    return caption
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
 
+    async def show_status(
+        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+    ) -> None:
+        log.debug("job %d: no %s front end runs here; status not shown", job.id, self.platform)
 
-def _visible_length(caption: str) -> int:
-    """What Telegram counts of an HTML caption: the text without tags, in UTF-16 code units."""
-    visible = html.unescape(re.sub(r"<[^>]*>", "", caption))
-    return len(visible.encode("utf-16-le")) // 2
+    async def remove_status(self, job: JobRecord) -> None:
+        return None
 
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        log.warning("job %d: no %s front end runs here; the result waits in %s", job.id, self.platform, path)
+        return None
 
-def _fits_photo(job: JobRecord, path: Path) -> bool:
-    width, height = job.result_width or 0, job.result_height or 0
-    return path.stat().st_size <= PHOTO_MAX_BYTES and width + height <= PHOTO_MAX_DIMENSIONS
+    async def tell(self, job: JobRecord, text: str) -> None:
+        return None
 
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        return None
 
-def _file_name(job: JobRecord, path: Path) -> str:
-    return f"stylebot_{job.id}{path.suffix}"
+    async def close(self) -> None:
+        return None

@@ -1,22 +1,20 @@
 """Domain states rendered as texts and buttons in the user's language.
 
-Handlers and the notifier build every reply through these functions, so one state always reads the same.
+Handlers and the notifier build every reply through these functions, so one state always reads the same
+on every platform. The texts are the small HTML subset of ``bot/texts`` (Discord turns it into Markdown).
 """
 
 from __future__ import annotations
 
 import html
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
-from bot.db import JobRecord
 from bot.queue.base import RESTART_REASON
 from bot.services.figures import RepaintRefusedError, Surprise
 from bot.services.jobs import LimitReachedError, Placement
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
-from engine.protocol import FIGURES, Progress
+from engine.protocol import Progress
 
 ERROR_KEYS = {
     "unsupported_image": "error_unsupported_image",
@@ -109,32 +107,6 @@ def result_caption(language: str, style: str, seconds: float | None, notes: tupl
             notes=html.escape("; ".join(notes)),
         )
     return text(language, "result_caption", style=html.escape(style), seconds=took)
-
-
-def cancel_button(language: str, job_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(text(language, "cancel_button"), callback_data=f"cancel:{job_id}")]]
-    )
-
-
-def result_buttons(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKeyboardMarkup:
-    """Under a result: the lossless file (for photos), another style, and, under a painting, its figures.
-
-    Every button names the job; the handlers check that the one who presses it owns it.
-    """
-    first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
-    if full_resolution:
-        full = InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job.id}")
-        first.insert(0, full)
-    rows = [first]
-    if not job.settings.get("figure"):
-        rows.append(
-            [
-                InlineKeyboardButton(text(language, f"{kind}_button"), callback_data=f"fig:{kind}:{job.id}")
-                for kind in FIGURES
-            ]
-        )
-    return InlineKeyboardMarkup(rows)
 
 
 def figure_label(language: str, figure: str | None, style: str) -> str:

@@ -6,7 +6,14 @@ Make one ``Database(url)`` per process, ``await db.migrate()`` at start-up, call
 
 from bot.db.database import DEFAULT_URL, Database, alembic_config, normalize_url
 from bot.db.models import PRESET_NAME_MAX
-from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord, UserRecord
+from bot.db.records import (
+    ChatDefaultsRecord,
+    JobRecord,
+    JobState,
+    PresetRecord,
+    StyleImageRecord,
+    UserRecord,
+)
 from bot.db.repositories import JobLimits, LimitExceededError, preset_key
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "JobState",
     "LimitExceededError",
     "PresetRecord",
+    "StyleImageRecord",
     "UserRecord",
     "alembic_config",
     "normalize_url",

@@ -22,6 +22,7 @@ from bot.db.repositories import (
     ChatDefaultsRepository,
     JobRepository,
     PresetRepository,
+    StyleImageRepository,
     UserRepository,
 )
 
@@ -113,7 +114,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-class Database(UserRepository, PresetRepository, ChatDefaultsRepository, JobRepository):
+class Database(UserRepository, PresetRepository, ChatDefaultsRepository, JobRepository, StyleImageRepository):
     """Owns the async engine and the session factory; every repository method is on this object."""
 
     def __init__(self, url: str | URL = DEFAULT_URL, *, echo: bool = False) -> None:

@@ -16,10 +16,12 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Double,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -32,6 +34,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from bot.db.records import JobState
 
 PRESET_NAME_MAX = 32
+TELEGRAM = "telegram"  # every row from before the platforms (migration 0002) is Telegram's
+PLATFORM_LENGTH = 16
 
 # Named constraints: SQLite's batch migrations and every downgrade need to address them by name.
 NAMING_CONVENTION = {
@@ -88,10 +92,20 @@ class Base(DeclarativeBase):
     }
 
 
-class User(Base):
-    __tablename__ = "users"
+def _platform() -> Mapped[str]:
+    """Which chat platform an id belongs to: "telegram" or "discord" (ids of the two may coincide)."""
+    return mapped_column(String(PLATFORM_LENGTH), default=TELEGRAM, server_default=TELEGRAM)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+class User(Base):
+    """A person on one platform: a Telegram user (or a chat that sends as itself), or a Discord user
+    (a 64-bit snowflake)."""
+
+    __tablename__ = "users"
+    __table_args__ = (PrimaryKeyConstraint("platform", "id"),)
+
+    platform: Mapped[str] = _platform()
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
     username: Mapped[str | None] = mapped_column(String(64))
     first_name: Mapped[str | None] = mapped_column(Text)
     language_code: Mapped[str | None] = mapped_column(String(35))  # the longest common BCP 47 tag
@@ -108,10 +122,14 @@ class Preset(Base):
     """
 
     __tablename__ = "presets"
-    __table_args__ = (UniqueConstraint("user_id", "name_key"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "user_id", "name_key"),
+        ForeignKeyConstraint(["platform", "user_id"], ["users.platform", "users.id"], ondelete="CASCADE"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    platform: Mapped[str] = _platform()
+    user_id: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(PRESET_NAME_MAX))
     name_key: Mapped[str] = mapped_column(String(4 * PRESET_NAME_MAX))  # casefold() can lengthen
     styles: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
@@ -121,11 +139,14 @@ class Preset(Base):
 
 
 class ChatDefaults(Base):
-    """What a group's admins chose as the default for everyone in the chat."""
+    """What a group's admins chose as the default for everyone in the chat: a Telegram group, or a
+    Discord guild (``chat_id`` is then the guild's id, so the default holds in all its channels)."""
 
     __tablename__ = "chat_defaults"
+    __table_args__ = (PrimaryKeyConstraint("platform", "chat_id"),)
 
-    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    platform: Mapped[str] = _platform()
+    chat_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
     styles: Mapped[list[dict[str, Any]] | None] = mapped_column()
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
@@ -146,8 +167,10 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = _platform()
     user_id: Mapped[int] = mapped_column(BigInteger)
-    chat_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)  # a Telegram chat, or a Discord channel (DMs too)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)  # Discord: the channel's guild; None in a DM
     chat_type: Mapped[str] = mapped_column(String(16))
     language_code: Mapped[str | None] = mapped_column(String(35))
     source_message_id: Mapped[int] = mapped_column(BigInteger)
@@ -175,3 +198,22 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
+
+
+class StyleImage(Base):
+    """A picture a user keeps as a personal style. Telegram keeps its file id (files stay fetchable);
+    Discord keeps the image itself, since attachment addresses expire."""
+
+    __tablename__ = "style_images"
+    __table_args__ = (
+        ForeignKeyConstraint(["platform", "user_id"], ["users.platform", "users.id"], ondelete="CASCADE"),
+        Index(None, "platform", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = _platform()
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(PRESET_NAME_MAX))
+    file_id: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

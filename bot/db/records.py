@@ -31,13 +31,14 @@ JobState.ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 
 @dataclass(frozen=True)
 class UserRecord:
-    id: int  # the Telegram user id
+    id: int  # the user's id on its platform
     username: str | None
     first_name: str | None
     language_code: str | None
     settings: dict[str, Any]  # StyleSettings overrides (only_changed) plus result_as / live_preview
     created_at: datetime
     last_seen_at: datetime
+    platform: str = "telegram"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class PresetRecord:
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    platform: str = "telegram"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ChatDefaultsRecord:
     settings: dict[str, Any]
     updated_by: int | None
     updated_at: datetime
+    platform: str = "telegram"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class JobRecord:
     id: int
     user_id: int
     chat_id: int
-    chat_type: str  # "private", "group" or "supergroup"
+    chat_type: str  # Telegram: "private", "group" or "supergroup"; Discord: "private" (a DM) or "guild"
     language_code: str | None
     source_message_id: int  # the user's photo message; the result replies to it
     status_message_id: int | None  # the bot's status message, once sent
@@ -92,7 +95,20 @@ class JobRecord:
     finished_at: datetime | None
     heartbeat_at: datetime | None
     weight: float = 1.0  # how many ordinary jobs this one counts as for limits and waiting times
+    platform: str = "telegram"  # where the job came from: its events go back there
+    guild_id: int | None = None  # Discord: the guild of the channel; None in a DM and on Telegram
 
     @property
     def is_active(self) -> bool:
         return self.state in JobState.ACTIVE
+
+
+@dataclass(frozen=True)
+class StyleImageRecord:
+    id: int
+    platform: str
+    user_id: int
+    name: str
+    file_id: str | None  # Telegram
+    data: bytes | None  # Discord
+    created_at: datetime

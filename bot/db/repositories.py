@@ -23,8 +23,25 @@ from sqlalchemy import ColumnElement, Executable, case, delete, func, select, te
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import PRESET_NAME_MAX, Base, ChatDefaults, Job, Preset, User, utcnow
-from bot.db.records import ChatDefaultsRecord, JobRecord, JobState, PresetRecord, UserRecord
+from bot.db.models import (
+    PRESET_NAME_MAX,
+    TELEGRAM,
+    Base,
+    ChatDefaults,
+    Job,
+    Preset,
+    StyleImage,
+    User,
+    utcnow,
+)
+from bot.db.records import (
+    ChatDefaultsRecord,
+    JobRecord,
+    JobState,
+    PresetRecord,
+    StyleImageRecord,
+    UserRecord,
+)
 
 R = TypeVar("R")
 
@@ -126,6 +143,8 @@ class UserRepository(_Repository):
         username: str | None,
         first_name: str | None,
         language_code: str | None,
+        *,
+        platform: str = TELEGRAM,
     ) -> UserRecord:
         """Create the user on first contact, else refresh their names and ``last_seen_at``.
 
@@ -134,6 +153,7 @@ class UserRepository(_Repository):
         """
         now = utcnow()
         stmt = self._insert(User).values(
+            platform=platform,
             id=user_id,
             username=username,
             first_name=first_name,
@@ -143,7 +163,7 @@ class UserRepository(_Repository):
             last_seen_at=now,
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=[User.id],
+            index_elements=[User.platform, User.id],
             set_={
                 "username": stmt.excluded.username,
                 "first_name": stmt.excluded.first_name,
@@ -153,14 +173,21 @@ class UserRepository(_Repository):
         )
         return _user(await self._upsert(stmt, User))
 
-    async def get_user(self, user_id: int) -> UserRecord | None:
+    async def get_user(self, user_id: int, *, platform: str = TELEGRAM) -> UserRecord | None:
         async with self.session() as session:
-            row = await session.get(User, user_id)
+            row = await session.get(User, (platform, user_id))
             return None if row is None else _user(row)
 
-    async def update_user_settings(self, user_id: int, settings: dict[str, Any]) -> UserRecord | None:
+    async def update_user_settings(
+        self, user_id: int, settings: dict[str, Any], *, platform: str = TELEGRAM
+    ) -> UserRecord | None:
         """Replace the user's settings dict as a whole; ``None`` if the user is unknown."""
-        stmt = update(User).where(User.id == user_id).values(settings=dict(settings)).returning(User)
+        stmt = (
+            update(User)
+            .where(User.platform == platform, User.id == user_id)
+            .values(settings=dict(settings))
+            .returning(User)
+        )
         async with self.session() as session:
             row = (await session.scalars(stmt, execution_options={"populate_existing": True})).first()
             return None if row is None else _user(row)
@@ -175,6 +202,7 @@ class PresetRepository(_Repository):
         settings: dict[str, Any],
         *,
         max_presets: int | None = None,
+        platform: str = TELEGRAM,
     ) -> PresetRecord:
         """Insert a preset, or overwrite the user's preset of the same name in any letter case.
 
@@ -187,6 +215,7 @@ class PresetRepository(_Repository):
             raise ValueError(f"a preset name has 1 to {PRESET_NAME_MAX} characters")
         now = utcnow()
         stmt = self._insert(Preset).values(
+            platform=platform,
             user_id=user_id,
             name=name,
             name_key=preset_key(name),
@@ -196,7 +225,7 @@ class PresetRepository(_Repository):
             updated_at=now,
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=[Preset.user_id, Preset.name_key],
+            index_elements=[Preset.platform, Preset.user_id, Preset.name_key],
             set_={
                 "name": stmt.excluded.name,
                 "styles": stmt.excluded.styles,
@@ -206,12 +235,13 @@ class PresetRepository(_Repository):
         )
         if max_presets is None:
             return _preset(await self._upsert(stmt, Preset))
-        user_row = select(User.id).where(User.id == user_id).with_for_update()
+        mine = (Preset.platform == platform, Preset.user_id == user_id)
+        user_row = select(User.id).where(User.platform == platform, User.id == user_id).with_for_update()
         async with self._serialized(user_row) as session:
             existing = await session.scalar(
-                select(Preset.id).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+                select(Preset.id).where(*mine, Preset.name_key == preset_key(name))
             )
-            count = int(await session.scalar(select(func.count()).where(Preset.user_id == user_id)) or 0)
+            count = int(await session.scalar(select(func.count()).where(*mine)) or 0)
             if existing is None and count >= max_presets:
                 raise LimitExceededError("presets", count)
             result = await session.scalars(
@@ -219,40 +249,54 @@ class PresetRepository(_Repository):
             )
             return _preset(result.one())
 
-    async def get_preset(self, user_id: int, name: str) -> PresetRecord | None:
-        stmt = select(Preset).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+    async def get_preset(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> PresetRecord | None:
+        stmt = select(Preset).where(
+            Preset.platform == platform, Preset.user_id == user_id, Preset.name_key == preset_key(name)
+        )
         async with self.session() as session:
             row = (await session.scalars(stmt)).first()
             return None if row is None else _preset(row)
 
-    async def list_presets(self, user_id: int) -> list[PresetRecord]:
+    async def list_presets(self, user_id: int, *, platform: str = TELEGRAM) -> list[PresetRecord]:
         """The user's presets in name order (case-insensitive)."""
-        stmt = select(Preset).where(Preset.user_id == user_id).order_by(Preset.name_key)
+        stmt = (
+            select(Preset)
+            .where(Preset.platform == platform, Preset.user_id == user_id)
+            .order_by(Preset.name_key)
+        )
         async with self.session() as session:
             return [_preset(row) for row in await session.scalars(stmt)]
 
-    async def delete_preset(self, user_id: int, name: str) -> bool:
-        stmt = delete(Preset).where(Preset.user_id == user_id, Preset.name_key == preset_key(name))
+    async def delete_preset(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> bool:
+        stmt = delete(Preset).where(
+            Preset.platform == platform, Preset.user_id == user_id, Preset.name_key == preset_key(name)
+        )
         async with self.session() as session:
             result = await session.execute(stmt)
             return result.rowcount > 0  # type: ignore[attr-defined]
 
-    async def count_presets(self, user_id: int) -> int:
-        stmt = select(func.count()).select_from(Preset).where(Preset.user_id == user_id)
+    async def count_presets(self, user_id: int, *, platform: str = TELEGRAM) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(Preset)
+            .where(Preset.platform == platform, Preset.user_id == user_id)
+        )
         async with self.session() as session:
             return int(await session.scalar(stmt) or 0)
 
 
-async def _check_job_limits(session: AsyncSession, user_id: int, limits: JobLimits) -> None:
-    """Each limit counts jobs by their weight (a strip may count as several), rounded down."""
+async def _check_job_limits(session: AsyncSession, platform: str, user_id: int, limits: JobLimits) -> None:
+    """Per person (a platform's user), and the queue that every platform shares; each limit counts jobs
+    by their weight (a strip may count as several), rounded down."""
 
     def count(*where: ColumnElement[bool]) -> Any:
         return select(func.coalesce(func.sum(Job.weight), 0)).where(*where)
 
-    active = int(await session.scalar(count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))))
+    user = (Job.platform == platform, Job.user_id == user_id)
+    active = int(await session.scalar(count(*user, Job.state.in_(_states(JobState.ACTIVE)))))
     if active >= limits.max_active:
         raise LimitExceededError("active", active)
-    recent = (Job.user_id == user_id, Job.created_at >= utcnow() - HOUR)
+    recent = (*user, Job.created_at >= utcnow() - HOUR)
     hourly = int(await session.scalar(count(*recent)))
     if hourly >= limits.max_per_hour:
         oldest = await session.scalar(select(func.min(Job.created_at)).where(*recent))
@@ -263,9 +307,9 @@ async def _check_job_limits(session: AsyncSession, user_id: int, limits: JobLimi
 
 
 class ChatDefaultsRepository(_Repository):
-    async def get_chat_defaults(self, chat_id: int) -> ChatDefaultsRecord | None:
+    async def get_chat_defaults(self, chat_id: int, *, platform: str = TELEGRAM) -> ChatDefaultsRecord | None:
         async with self.session() as session:
-            row = await session.get(ChatDefaults, chat_id)
+            row = await session.get(ChatDefaults, (platform, chat_id))
             return None if row is None else _chat(row)
 
     async def set_chat_defaults(
@@ -274,9 +318,12 @@ class ChatDefaultsRepository(_Repository):
         styles: Sequence[dict[str, Any]] | None,
         settings: dict[str, Any],
         updated_by: int | None,
+        *,
+        platform: str = TELEGRAM,
     ) -> ChatDefaultsRecord:
         """Replace the chat's defaults as a whole (``styles=None``: no default painting)."""
         stmt = self._insert(ChatDefaults).values(
+            platform=platform,
             chat_id=chat_id,
             styles=None if styles is None else list(styles),
             settings=dict(settings),
@@ -284,7 +331,7 @@ class ChatDefaultsRepository(_Repository):
             updated_at=utcnow(),
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=[ChatDefaults.chat_id],
+            index_elements=[ChatDefaults.platform, ChatDefaults.chat_id],
             set_={
                 "styles": stmt.excluded.styles,
                 "settings": stmt.excluded.settings,
@@ -294,10 +341,11 @@ class ChatDefaultsRepository(_Repository):
         )
         return _chat(await self._upsert(stmt, ChatDefaults))
 
-    async def clear_chat_defaults(self, chat_id: int) -> bool:
+    async def clear_chat_defaults(self, chat_id: int, *, platform: str = TELEGRAM) -> bool:
         """Forget the chat's defaults; ``False`` if it had none."""
+        stmt = delete(ChatDefaults).where(ChatDefaults.platform == platform, ChatDefaults.chat_id == chat_id)
         async with self.session() as session:
-            result = await session.execute(delete(ChatDefaults).where(ChatDefaults.chat_id == chat_id))
+            result = await session.execute(stmt)
             return result.rowcount > 0  # type: ignore[attr-defined]
 
 
@@ -319,13 +367,17 @@ class JobRepository(_Repository):
         max_attempts: int = 2,
         limits: JobLimits | None = None,
         weight: float = 1.0,
+        platform: str = TELEGRAM,
+        guild_id: int | None = None,
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
         ``LimitExceededError``), checked and inserted as one step. ``weight``: how many ordinary jobs it
         counts as in the limits (a job is refused while the weights already there reach a limit)."""
         row = Job(
+            platform=platform,
             user_id=user_id,
             chat_id=chat_id,
+            guild_id=guild_id,
             chat_type=chat_type,
             language_code=language_code,
             source_message_id=source_message_id,
@@ -347,7 +399,7 @@ class JobRepository(_Repository):
                 await session.flush()
                 return _job(row)
         async with self._serialized(select(func.pg_advisory_xact_lock(JOB_LOCK_KEY))) as session:
-            await _check_job_limits(session, user_id, limits)
+            await _check_job_limits(session, platform, user_id, limits)
             session.add(row)
             await session.flush()
             return _job(row)
@@ -372,11 +424,11 @@ class JobRepository(_Repository):
         async with self.session() as session:
             return int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
 
-    async def active_jobs(self, user_id: int | None = None) -> list[JobRecord]:
-        """Queued and running jobs, oldest first; all users' when ``user_id`` is None."""
+    async def active_jobs(self, user_id: int | None = None, *, platform: str = TELEGRAM) -> list[JobRecord]:
+        """Queued and running jobs, oldest first; all users' (of every platform) when ``user_id`` is None."""
         where = [Job.state.in_(_states(JobState.ACTIVE))]
         if user_id is not None:
-            where.append(Job.user_id == user_id)
+            where += [Job.platform == platform, Job.user_id == user_id]
         return await self._jobs(*where)
 
     async def queued_and_running(self) -> list[JobRecord]:
@@ -387,20 +439,26 @@ class JobRepository(_Repository):
         """Jobs ``done`` at or after ``since``: their inputs are kept for painting them again."""
         return await self._jobs(Job.state == JobState.DONE.value, Job.finished_at >= since)
 
-    async def styles_used(self, user_id: int) -> list[list[dict[str, Any]]]:
+    async def styles_used(self, user_id: int, *, platform: str = TELEGRAM) -> list[list[dict[str, Any]]]:
         """The ``styles`` of every job the user ever asked for, oldest first (for "Surprise me")."""
-        stmt = select(Job.styles).where(Job.user_id == user_id).order_by(Job.created_at, Job.id)
+        stmt = (
+            select(Job.styles)
+            .where(Job.platform == platform, Job.user_id == user_id)
+            .order_by(Job.created_at, Job.id)
+        )
         async with self.session() as session:
             return [list(styles or []) for styles in await session.scalars(stmt)]
 
-    async def count_active(self, user_id: int) -> int:
-        return await self._count(Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE)))
+    async def count_active(self, user_id: int, *, platform: str = TELEGRAM) -> int:
+        return await self._count(
+            Job.platform == platform, Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE))
+        )
 
-    async def count_created_since(self, user_id: int, since: datetime) -> int:
+    async def count_created_since(self, user_id: int, since: datetime, *, platform: str = TELEGRAM) -> int:
         """Jobs the user created at or after ``since`` (aware), whatever became of them: rate limits."""
         if since.tzinfo is None or since.utcoffset() is None:
             raise ValueError("count_created_since needs an aware datetime")
-        return await self._count(Job.user_id == user_id, Job.created_at >= since)
+        return await self._count(Job.platform == platform, Job.user_id == user_id, Job.created_at >= since)
 
     async def jobs_to_recover(self) -> list[JobRecord]:
         """Jobs left ``running``, e.g. by a worker or a bot that died; oldest first."""
@@ -419,9 +477,13 @@ class JobRepository(_Repository):
             values = sorted(float(v) for v in await session.scalars(stmt))
         return values[len(values) // 2] if values else None
 
-    async def recent_jobs(self, user_id: int, limit: int = 10) -> list[JobRecord]:
+    async def recent_jobs(
+        self, user_id: int, limit: int = 10, *, platform: str = TELEGRAM
+    ) -> list[JobRecord]:
         """The user's latest jobs in any state, newest first."""
-        return await self._jobs(Job.user_id == user_id, newest_first=True, limit=limit)
+        return await self._jobs(
+            Job.platform == platform, Job.user_id == user_id, newest_first=True, limit=limit
+        )
 
     async def _transition(
         self, job_id: int, from_states: Iterable[JobState], **values: Any
@@ -473,11 +535,12 @@ class JobRepository(_Repository):
         return await self._touch(job_id, status_message_id=message_id)
 
     async def record_result_file(self, job_id: int, file_id: str) -> bool:
-        """Remember the Telegram file id of the delivered result; only a finished job has one."""
+        """Remember what the platform confirmed sending (Telegram: the result's file id; Discord: the
+        message id): the job is delivered. Only a finished job has one."""
         return await self._touch(job_id, Job.state == JobState.DONE.value, result_file_id=file_id)
 
     async def undelivered_jobs(self, since: datetime) -> list[JobRecord]:
-        """Jobs finished since ``since`` whose result never reached Telegram (the bot stopped in between)."""
+        """Jobs finished since ``since`` whose result never reached its platform (the bot stopped between)."""
         return await self._jobs(
             Job.state == JobState.DONE.value, Job.result_file_id.is_(None), Job.finished_at >= since
         )
@@ -556,12 +619,49 @@ class JobRepository(_Repository):
         )
 
 
+class StyleImageRepository(_Repository):
+    async def add_style_image(
+        self, platform: str, user_id: int, name: str, *, file_id: str | None = None, data: bytes | None = None
+    ) -> StyleImageRecord:
+        """Keep a personal style picture: a Telegram file id, or the image's bytes (Discord)."""
+        if (file_id is None) == (data is None):
+            raise ValueError("a style image is kept by file id or by its bytes, one of the two")
+        row = StyleImage(
+            platform=platform, user_id=user_id, name=name[:PRESET_NAME_MAX], file_id=file_id, data=data
+        )
+        async with self.session() as session:
+            session.add(row)
+            await session.flush()
+            return _record(StyleImageRecord, row)
+
+    async def list_style_images(self, platform: str, user_id: int) -> list[StyleImageRecord]:
+        """The user's personal styles, newest first (the bytes included: a few, small)."""
+        stmt = (
+            select(StyleImage)
+            .where(StyleImage.platform == platform, StyleImage.user_id == user_id)
+            .order_by(StyleImage.id.desc())
+        )
+        async with self.session() as session:
+            return [_record(StyleImageRecord, row) for row in await session.scalars(stmt)]
+
+    async def get_style_image(self, platform: str, user_id: int, image_id: int) -> StyleImageRecord | None:
+        """One of the user's own personal styles; ``None`` for another user's (ids are easy to guess)."""
+        if not 0 < image_id <= MAX_JOB_ID:
+            return None
+        async with self.session() as session:
+            row = await session.get(StyleImage, image_id)
+            if row is None or row.platform != platform or row.user_id != user_id:
+                return None
+            return _record(StyleImageRecord, row)
+
+
 __all__ = [
     "ChatDefaultsRepository",
     "JobLimits",
     "JobRepository",
     "LimitExceededError",
     "PresetRepository",
+    "StyleImageRepository",
     "UserRepository",
     "preset_key",
 ]

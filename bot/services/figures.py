@@ -50,10 +50,11 @@ class FigureService:
         self.catalog = catalog
         self.retention = retention
 
-    async def source(self, job_id: int, user_id: int) -> JobRecord:
-        """The finished job whose photo ``user_id`` wants painted again; raises RepaintRefusedError."""
+    async def source(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
+        """The finished job whose photo ``user_id`` of ``platform`` wants painted again; raises
+        RepaintRefusedError."""
         job = await self.db.get_job(job_id)
-        if job is None:
+        if job is None or job.platform != platform:
             raise RepaintRefusedError("unknown")
         if job.user_id != user_id:
             raise RepaintRefusedError("not_yours")
@@ -65,9 +66,9 @@ class FigureService:
             raise RepaintRefusedError("expired")
         return job
 
-    async def latest_source(self, user_id: int, chat_id: int) -> JobRecord | None:
+    async def latest_source(self, user_id: int, chat_id: int, *, platform: str) -> JobRecord | None:
         """The user's latest finished job in this chat whose photo is still kept."""
-        for job in await self.db.recent_jobs(user_id, RECENT_JOBS):
+        for job in await self.db.recent_jobs(user_id, RECENT_JOBS, platform=platform):
             if job.chat_id == chat_id and job.state == JobState.DONE and self._kept(job):
                 return job
         return None
@@ -110,15 +111,17 @@ class FigureService:
             settings=settings,
             exempt=exempt,
             weight=figures.weight(settings),
+            platform=source.platform,
+            guild_id=source.guild_id,
         )
         log.info("job %d: painted again for user %d as %s", source.id, source.user_id, figure or "painting")
         return await self.jobs.submit(new)
 
-    async def surprise(self, user_id: int, rng: random.Random | None = None) -> Surprise:
+    async def surprise(self, user_id: int, *, platform: str, rng: random.Random | None = None) -> Surprise:
         """A painting the user has not asked for yet (in any job, whatever became of it); once every
         painting was tried, any but the latest one used."""
         rng = rng or random.Random()
-        history = await self.db.styles_used(user_id)
+        history = await self.db.styles_used(user_id, platform=platform)
         used = [ref["preset"] for styles in history for ref in styles if ref.get("preset")]
         untried = [p for p in self.catalog if p.id not in set(used)]
         if untried:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, load_settings, require_a_front_end
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -42,11 +42,32 @@ def test_a_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Non
     assert settings.max_active_jobs == 5
 
 
-def test_missing_token_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_missing_tokens_are_explained(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    with pytest.raises(SystemExit, match="TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather"):
-        load_settings()
+    monkeypatch.delenv("DISCORD_BOT_TOKEN", raising=False)
+    settings = load_settings()
+    with pytest.raises(SystemExit, match="neither TELEGRAM_BOT_TOKEN nor DISCORD_BOT_TOKEN is set"):
+        require_a_front_end(settings)
+
+
+@pytest.mark.parametrize(
+    ("telegram", "discord", "expected"),
+    [("1:x", None, ("telegram",)), (None, "d.x", ("discord",)), ("1:x", "d.x", ("telegram", "discord"))],
+)
+def test_every_platform_with_a_token_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, telegram: str | None, discord: str | None, expected: tuple
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("TELEGRAM_BOT_TOKEN", telegram), ("DISCORD_BOT_TOKEN", discord)):
+        if value is None:
+            monkeypatch.setenv(name, "")  # empty in .env: not set
+        else:
+            monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert require_a_front_end(settings) == expected
+    assert settings.discord_api_url == "https://discord.com/api/v10"
+    assert settings.discord_gateway_url == "wss://gateway.discord.gg"
 
 
 def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -146,3 +146,43 @@ def test_offline_sql(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "CREATE TABLE jobs" in out
     assert "0001_initial" in out
     assert ("JSONB" in out) == url.startswith("postgresql")
+
+
+def test_rows_from_before_the_platforms_are_telegrams_and_come_back_down(empty_url: str) -> None:
+    """0003 keeps every row as Telegram's; going back down keeps the Telegram rows and drops the others."""
+    alembic("upgrade", empty_url, "0001_initial")
+    now = "2025-01-01 00:00:00"
+
+    async def run(*statements: str) -> list[tuple]:
+        db = Database(empty_url)
+        try:
+            async with db.engine.begin() as connection:
+                rows: list[tuple] = []
+                for statement in statements:
+                    result = await connection.execute(text(statement))
+                    if result.returns_rows:
+                        rows += [tuple(row) for row in result]
+                return rows
+        finally:
+            await db.dispose()
+
+    run_async(
+        lambda: run(
+            "INSERT INTO users (id, settings, created_at, last_seen_at) "
+            f"VALUES (7, '{{}}', '{now}', '{now}')",
+            "INSERT INTO presets (user_id, name, name_key, styles, settings, created_at, updated_at) "
+            f"VALUES (7, 'Mine', 'mine', '[]', '{{}}', '{now}', '{now}')",
+        )
+    )
+    alembic("upgrade", empty_url, "head")
+    assert run_async(lambda: run("SELECT platform, id FROM users")) == [("telegram", 7)]
+    assert run_async(lambda: run("SELECT platform, user_id FROM presets")) == [("telegram", 7)]
+    run_async(
+        lambda: run(
+            "INSERT INTO users (platform, id, settings, created_at, last_seen_at) "
+            f"VALUES ('discord', 7, '{{}}', '{now}', '{now}')"
+        )
+    )
+    alembic("downgrade", empty_url, "0001_initial")
+    assert run_async(lambda: run("SELECT id FROM users")) == [(7,)]
+    assert run_async(lambda: run("SELECT user_id, name FROM presets")) == [(7, "Mine")]

@@ -176,7 +176,7 @@ async def test_preset_needs_its_user(database: Database) -> None:
 async def test_deleting_a_user_deletes_their_presets(database: Database, user: int) -> None:
     await database.save_preset(user, "one", STARRY, {})
     async with database.session() as session:
-        await session.delete(await session.get(User, user))
+        await session.delete(await session.get(User, ("telegram", user)))
     assert await database.count_presets(user) == 0
 
 

@@ -7,8 +7,8 @@ import html
 from telegram import Update
 from telegram.ext import CommandHandler, ContextTypes
 
-from bot.context import services
-from bot.handlers.common import escape, reply, say
+from bot.telegram.context import services
+from bot.telegram.handlers.common import escape, reply, say
 from engine.catalog import Preset
 from engine.style_store import PaintingState
 

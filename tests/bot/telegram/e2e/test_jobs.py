@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.db import Database
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import Call, FakeTelegram
 

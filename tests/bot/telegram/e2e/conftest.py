@@ -1,6 +1,7 @@
 """The real bot, polling a local stand-in for Telegram's Bot API, with real worker processes.
 
-``start_bot`` builds the Application exactly as ``python -m bot`` does (``bot.app.build_application``),
+``start_bot`` builds the Application exactly as ``python -m bot`` does
+(``bot.telegram.app.build_application``),
 points it at the stand-in through ``TELEGRAM_API_URL``, and runs the same start-up and shutdown hooks
 ``run_polling`` runs. The engine in the workers is the fast fake from ``tests/fakes/engine.py`` unless a
 test asks for another factory (the real one included).
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot.app import build_application, running
 from bot.config import Settings
-from bot.context import Services, services
+from bot.context import Services
 from bot.db import Database
 from bot.queue.embedded import EmbeddedQueue
+from bot.telegram.app import build_application, running
+from bot.telegram.context import services
 from engine.settings import EngineSettings
 from engine.workers.runner import WorkerOptions
 from tests.fakes.telegram_api import Call, FakeTelegram

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from bot.context import Services
 from engine.catalog import load_catalog
 from engine.style_store import PaintingState
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.fetching_engine import CATALOG_ENV
 from tests.fakes.telegram_api import FakeTelegram
@@ -72,7 +72,7 @@ async def paintings(
 
     def with_catalog(ids: list[str]) -> Paintings:
         path = served.catalog(tmp_path / "catalog.toml", ids)
-        monkeypatch.setattr("bot.app.load_catalog", lambda: load_catalog(path))  # the bot
+        monkeypatch.setattr("bot.runtime.load_catalog", lambda: load_catalog(path))  # the bot
         monkeypatch.setenv(CATALOG_ENV, str(path))  # the worker processes it spawns
         return served
 

@@ -1,6 +1,6 @@
-"""``python -m tests.bot.e2e.bot_process FACTORY``: the bot as ``python -m bot`` runs it (settings from the
-environment, ``run_polling`` with its signal handling), its workers running the engine ``FACTORY`` (a fake
-from ``tests/fakes/engine.py``). For tests that stop the bot the way a service manager does."""
+"""``python -m tests.bot.telegram.e2e.bot_process FACTORY``: the bot as ``python -m bot`` runs it (settings
+from the environment, ``run_polling`` with its signal handling), its workers running the engine ``FACTORY``
+(a fake from ``tests/fakes/engine.py``). For tests that stop the bot the way a service manager does."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from telegram import Update
 
 from bot.__main__ import configure_logging
-from bot.app import build_application
 from bot.config import load_settings
-from tests.bot.e2e.conftest import fake_queue
+from bot.telegram.app import build_application
+from tests.bot.telegram.e2e.conftest import fake_queue
 
 
 def main(factory: str) -> int:

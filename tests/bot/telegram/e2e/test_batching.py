@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bot.config import Settings
-from tests.bot.e2e.conftest import StartBot
-from tests.bot.e2e.test_paint import negative_of, painted
+from tests.bot.telegram.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.test_paint import negative_of, painted
 from tests.fakes import images
 from tests.fakes.engine import BATCH_LOG, read_batch_log
 from tests.fakes.telegram_api import FakeTelegram

@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine import figures
 from engine.metrics import style_distance
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.engine.samples import encode, painting, photo
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from engine.catalog import load_catalog
-from tests.bot.e2e.conftest import StartBot, is_gallery
+from tests.bot.telegram.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.engine import invert
 from tests.fakes.telegram_api import Call, FakeTelegram

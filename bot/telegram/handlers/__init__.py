@@ -8,8 +8,8 @@ import logging
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
-from bot.handlers import fallback, figures, paint, presets, queue, settings, start
-from bot.handlers.errors import error_handler
+from bot.telegram.handlers import fallback, figures, paint, presets, queue, settings, start
+from bot.telegram.handlers.errors import error_handler
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,15 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from bot import replies
-from bot.context import Services, services
+from bot.context import Services
 from bot.db import JobRecord
-from bot.handlers.common import (
+from bot.services import styles
+from bot.services.jobs import LimitReachedError, NewJob, Placement
+from bot.services.preferences import Preferences, job_settings
+from bot.services.styles import StyleChoice
+from bot.telegram import buttons
+from bot.telegram.context import albums, frontend, services
+from bot.telegram.handlers.common import (
     DownloadFailedError,
     FileTooBigError,
     ImageRef,
@@ -50,10 +56,6 @@ from bot.handlers.common import (
     sender_id,
     split_command,
 )
-from bot.services import styles
-from bot.services.jobs import LimitReachedError, NewJob, Placement
-from bot.services.preferences import Preferences, job_settings
-from bot.services.styles import StyleChoice
 from bot.texts import text
 from engine import figures
 from engine.errors import StylebotError
@@ -120,15 +122,19 @@ async def start_job(
         log.info("user %d: refused input: %s", owner, err)
         await _refuse(update, status, replies.engine_error(lang, err))
         return
-    await show_queued(s, lang, job, placement, status)
+    await show_queued(context, lang, job, placement, status)
 
 
 async def show_queued(
-    s: Services, lang: str, job: JobRecord, placement: Placement | None, status: Message | None = None
+    context: ContextTypes.DEFAULT_TYPE,
+    lang: str,
+    job: JobRecord,
+    placement: Placement | None,
+    status: Message | None = None,
 ) -> None:
     """A new job's status with its Cancel button (in ``status`` if given)."""
-    board = s.notifier.board
-    await board.open(job, replies.queued(lang, placement), replies.cancel_button(lang, job.id), reuse=status)
+    board = frontend(context).board
+    await board.open(job, replies.queued(lang, placement), buttons.cancel(lang, job.id), reuse=status)
     current = await s.db.get_job(job.id)
     if current is not None and not current.is_active:
         await board.remove(current)  # it ended before its status was up; the user has heard already
@@ -171,9 +177,8 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A photo or a file arrived, with or without a caption."""
     message = update.effective_message
     assert message is not None
-    s = services(context)
     if message.media_group_id:
-        s.albums.add((message.chat_id, message.media_group_id), (update, context))
+        albums(context).add((message.chat_id, message.media_group_id), (update, context))
         return
     command, args = split_command(message.caption, context.bot.username)
     if command == "":

@@ -15,7 +15,7 @@ from bot.db import JobState
 from engine import figures
 from engine.catalog import load_catalog
 from engine.protocol import StyleSettings
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.engine import invert
 from tests.fakes.telegram_api import Call, Chat, FakeTelegram, Message, User

@@ -8,7 +8,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.bot.e2e.conftest import StartBot, is_gallery
+from tests.bot.telegram.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.protocol import settings_from_dict
-from tests.bot.e2e.conftest import StartBot, is_gallery
+from tests.bot.telegram.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 

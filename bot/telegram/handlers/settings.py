@@ -7,9 +7,9 @@ from dataclasses import replace
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.context import services
-from bot.handlers.common import language, reply, say, sender_id
 from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
+from bot.telegram.context import services
+from bot.telegram.handlers.common import language, reply, say, sender_id
 from bot.texts import text
 from engine.protocol import QUALITIES
 

@@ -7,8 +7,12 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import replies
-from bot.context import services
-from bot.handlers.common import (
+from bot.services import styles
+from bot.services.preferences import Preferences
+from bot.services.presets import PresetError
+from bot.services.styles import StyleChoice
+from bot.telegram.context import services
+from bot.telegram.handlers.common import (
     escape,
     image_in,
     language,
@@ -18,11 +22,7 @@ from bot.handlers.common import (
     sender_is_the_group,
     split_command,
 )
-from bot.handlers.paint import start_job
-from bot.services import styles
-from bot.services.preferences import Preferences
-from bot.services.presets import PresetError
-from bot.services.styles import StyleChoice
+from bot.telegram.handlers.paint import start_job
 from engine.errors import StylebotError
 
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 

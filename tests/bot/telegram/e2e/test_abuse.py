@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.bot.e2e.conftest import StartBot, is_gallery
+from tests.bot.telegram.e2e.conftest import StartBot, is_gallery
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 

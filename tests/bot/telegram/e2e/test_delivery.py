@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from bot import notifier
 from bot.config import Settings
 from bot.db import Database
 from bot.queue import embedded, ledger
-from tests.bot.e2e.conftest import StartBot
+from bot.telegram import frontend as notifier
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import Chat, FakeTelegram, User
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 SLOW = "tests.fakes.engine:slow_engine"
 FAST = "tests.fakes.engine:fake_engine"
 
@@ -173,7 +173,7 @@ def bot_command(settings: Settings, factory: str, log: Path) -> subprocess.Popen
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.bot.e2e.bot_process", factory],
+            [sys.executable, "-m", "tests.bot.telegram.e2e.bot_process", factory],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.error import Forbidden, NetworkError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import reply, say
+from bot.telegram.handlers.common import reply, say
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,15 @@ from telegram.constants import ChatType
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import replies
-from bot.context import Services, services
+from bot.context import Services
 from bot.db import JobRecord
-from bot.handlers.common import (
+from bot.frontend import TELEGRAM
+from bot.services import styles
+from bot.services.figures import RepaintRefusedError
+from bot.services.jobs import LimitReachedError
+from bot.services.styles import StyleChoice
+from bot.telegram.context import services
+from bot.telegram.handlers.common import (
     ImageRef,
     image_in,
     language,
@@ -26,11 +32,7 @@ from bot.handlers.common import (
     sender_id,
     split_command,
 )
-from bot.handlers.paint import gallery_keyboard, show_queued, start_job
-from bot.services import styles
-from bot.services.figures import RepaintRefusedError
-from bot.services.jobs import LimitReachedError
-from bot.services.styles import StyleChoice
+from bot.telegram.handlers.paint import gallery_keyboard, show_queued, start_job
 from bot.texts import text
 from engine.errors import StylebotError
 
@@ -75,7 +77,7 @@ async def _on_photo(
     s = services(context)
     lang = language(update)
     if command == "surprise":
-        pick = await s.figures.surprise(sender_id(update))
+        pick = await s.figures.surprise(sender_id(update), platform=TELEGRAM)
         await reply(update, replies.surprise(lang, pick))
         await start_job(update, context, photo, styles.paintings([pick.painting.id], s.catalog))
         return
@@ -92,12 +94,12 @@ async def _named_style(update: Update, context: ContextTypes.DEFAULT_TYPE, words
     assert chat is not None
     if words:
         try:
-            return styles.parse(words, s.catalog, await s.presets.list(sender_id(update)))
+            return styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
         except StylebotError as err:
             await reply(update, replies.engine_error(language(update), err))
             return None
     if chat.type != ChatType.PRIVATE:
-        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"))
+        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
         if choice is not None:
             return choice
     await reply(update, say(update, "figure_needs_style"))
@@ -108,19 +110,19 @@ async def _on_latest(update: Update, context: ContextTypes.DEFAULT_TYPE, command
     s = services(context)
     chat = update.effective_chat
     assert chat is not None
-    source = await s.figures.latest_source(sender_id(update), chat.id)
+    source = await s.figures.latest_source(sender_id(update), chat.id, platform=TELEGRAM)
     if source is None:
         await reply(update, say(update, "figure_needs_photo", command=command))
         return
     lang = language(update)
     style: StyleChoice | None = None
     if command == "surprise":
-        pick = await s.figures.surprise(sender_id(update))
+        pick = await s.figures.surprise(sender_id(update), platform=TELEGRAM)
         await reply(update, replies.surprise(lang, pick))
         style = styles.paintings([pick.painting.id], s.catalog)
     elif words:
         try:
-            style = styles.parse(words, s.catalog, await s.presets.list(sender_id(update)))
+            style = styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
         except StylebotError as err:
             await reply(update, replies.engine_error(lang, err))
             return
@@ -189,7 +191,7 @@ async def on_repaint_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     await query.answer()
     s = services(context)
-    pick = await s.figures.surprise(source.user_id)
+    pick = await s.figures.surprise(source.user_id, platform=TELEGRAM)
     status = query.message if isinstance(query.message, Message) else None
     choice = styles.paintings([pick.painting.id], s.catalog)
     await reply(update, replies.surprise(language(update), pick))
@@ -210,7 +212,7 @@ async def on_gallery_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     await query.answer()
     s = services(context)
-    pick = await s.figures.surprise(query.from_user.id)
+    pick = await s.figures.surprise(query.from_user.id, platform=TELEGRAM)
     await reply(update, replies.surprise(language(update), pick))
     await start_job(update, context, photo, styles.paintings([pick.painting.id], s.catalog), status=message)
 
@@ -220,7 +222,7 @@ async def _source(update: Update, context: ContextTypes.DEFAULT_TYPE, job_id: in
     query = update.callback_query
     assert query is not None
     try:
-        return await services(context).figures.source(job_id, query.from_user.id)
+        return await services(context).figures.source(job_id, query.from_user.id, platform=TELEGRAM)
     except RepaintRefusedError as err:
         await query.answer(replies.repaint_refused(language(update), err), show_alert=err.kind == "expired")
         return None
@@ -268,7 +270,7 @@ async def _repaint(
     except StylebotError as err:
         await on_error(replies.engine_error(lang, err))
         return
-    await show_queued(s, lang, job, placement, status)
+    await show_queued(context, lang, job, placement, status)
 
 
 def handlers() -> list:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.bot.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "7512345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"

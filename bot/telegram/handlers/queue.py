@@ -7,9 +7,9 @@ import html
 from telegram import Message, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.context import services
 from bot.db import JobState
-from bot.handlers.common import language, reply, say, sender_id
+from bot.telegram.context import frontend, services
+from bot.telegram.handlers.common import language, reply, say, sender_id
 from bot.texts import text
 
 
@@ -84,7 +84,7 @@ async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE)
         await query.answer(say(update, "not_your_job"))
         return
     await query.answer()
-    if not await s.notifier.send_full_resolution(job, reply_to=message.message_id):
+    if not await frontend(context).send_full_resolution(job, reply_to=message.message_id):
         await reply(update, say(update, "full_resolution_gone"))
 
 

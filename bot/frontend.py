@@ -1,0 +1,43 @@
+"""What the core asks of a chat platform: the four things it does with a job, whichever platform it came from.
+
+The notifier holds one ``Frontend`` per platform (``bot.telegram.frontend``, ``bot.discord.frontend``) and
+routes each job's events to the one named by ``job.platform``. Texts arrive already rendered in the user's
+language (as the HTML subset of ``bot/texts``); how they look on screen is the platform's business.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from bot.db import JobRecord
+
+TELEGRAM = "telegram"
+DISCORD = "discord"
+PLATFORMS = (TELEGRAM, DISCORD)
+
+
+class Frontend(Protocol):
+    platform: str
+
+    async def show_status(
+        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+    ) -> None:
+        """Show ``text`` on the job's status (throttled by the platform); an active job's status carries a
+        Cancel button, a ``final`` one none. ``preview``: the live picture, which replaces the last one."""
+
+    async def remove_status(self, job: JobRecord) -> None:
+        """The result is about to arrive (or the job vanished): the status goes away or says so."""
+
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        """Send the painting to its owner; a reference to what was sent once the platform confirmed it
+        (stored as the job's ``result_file_id``), ``None`` when it could not be sent now."""
+
+    async def tell(self, job: JobRecord, text: str) -> None:
+        """A message for the job's owner where the job came from (no status to show it on)."""
+
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        """A figure's GIF of the painting as it formed, after its result; best effort."""
+
+    async def close(self) -> None:
+        """At shutdown: stop pending status updates."""

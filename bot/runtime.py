@@ -1,0 +1,146 @@
+"""Builds the shared core (database, queue, notifier, services) and runs it under every front end.
+
+Start-up: migrate the database; the front ends attach (each adds its ``Frontend`` to the notifier); then
+start the queue (which picks up the jobs of the last run), the health endpoint, the background fetch of the
+paintings, the redelivery of results the last run painted but never sent, and the retention sweep.
+Shutdown stops them in the reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from bot.config import Settings
+from bot.context import Services
+from bot.db import Database
+from bot.health import HealthServer, Metrics
+from bot.notifier import Notifier
+from bot.queue.base import JobQueue
+from bot.services.figures import FigureService
+from bot.services.jobs import JobService, Limits
+from bot.services.paintings import Paintings
+from bot.services.presets import PresetService
+from bot.services.retention import Retention, RetentionPolicy
+from engine.catalog import load_catalog
+from engine.settings import EngineSettings
+from engine.style_store import StyleStore
+
+log = logging.getLogger(__name__)
+
+QueueFactory = Callable[[Settings, Database], JobQueue]
+REDELIVERY_STOP_TIMEOUT = 10.0
+
+
+def build_services(settings: Settings, queue_factory: QueueFactory | None = None) -> Services:
+    """The core, ready to start; ``queue_factory`` lets tests choose the engine's stand-in."""
+    db = Database(settings.database_url)
+    queue = (queue_factory or make_queue)(settings, db)
+    catalog = load_catalog()
+    metrics = Metrics()
+    limits = Limits(settings.max_active_jobs, settings.max_jobs_per_hour, settings.max_queue_length)
+    jobs = JobService(
+        db, queue, jobs_dir=settings.jobs_dir, limits=limits, max_image_pixels=settings.max_image_pixels
+    )
+    notifier = Notifier(db, jobs, metrics, results_dir=settings.results_dir)
+    return Services(
+        settings=settings,
+        db=db,
+        queue=queue,
+        jobs=jobs,
+        presets=PresetService(db, catalog, settings.max_presets),
+        figures=FigureService(db, jobs, catalog, retention=timedelta(days=settings.result_retention_days)),
+        notifier=notifier,
+        catalog=catalog,
+        paintings=Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch),
+        metrics=metrics,
+        health=HealthServer(
+            metrics,
+            queue.status,
+            lambda: notifier.counts,
+            host=settings.health_host,
+            port=settings.health_port,
+        ),
+        retention=Retention(
+            db,
+            results_dir=settings.results_dir,
+            jobs_dir=settings.jobs_dir,
+            policy=RetentionPolicy(
+                results=timedelta(days=settings.result_retention_days),
+                orphans=timedelta(hours=settings.orphan_input_hours),
+                every=timedelta(minutes=settings.retention_sweep_minutes),
+            ),
+        ),
+    )
+
+
+def make_queue(settings: Settings, db: Database) -> JobQueue:
+    """The back end ``QUEUE_URL`` asks for: local worker processes when empty, Celery otherwise."""
+    if settings.queue_url:
+        from bot.queue.celery_queue import CeleryQueue
+
+        return CeleryQueue(db, settings, results_dir=settings.results_dir)
+    from bot.queue.embedded import EmbeddedQueue
+    from engine.workers.runner import WorkerOptions
+
+    options = WorkerOptions(
+        name="worker",
+        device=settings.engine_device,
+        engine_settings=settings.model_dump(mode="json", include=set(EngineSettings.model_fields)),
+        threads=settings.engine_threads,
+        log_level=settings.log_level,
+    )
+    return EmbeddedQueue(
+        db,
+        worker_options=options,
+        results_dir=settings.results_dir,
+        workers=settings.engine_workers,
+        stall_seconds=settings.worker_stall_seconds,
+    )
+
+
+class Runtime:
+    """The core's life: ``prepare`` before the front ends attach, ``start`` after, ``stop`` at the end."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._redelivery: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
+        await self.services.db.migrate()
+
+    async def start(self) -> None:
+        s = self.services
+        await s.queue.start(s.notifier)
+        await s.health.start()
+        s.paintings.start()  # in the background: the bot answers at once, paintings arrive as they come
+        # Results not confirmed sent by the last run go out now, and any that fail to go out, later.
+        self._redelivery = asyncio.create_task(s.notifier.redeliver_forever(), name="redelivery")
+        await s.retention.start()  # tidies results and job inputs now, then every RETENTION_SWEEP_MINUTES
+        await s.notifier.queue_changed()
+        log.info(
+            "Stylebot core is up (front ends: %s; queue: %s)",
+            ", ".join(sorted(s.notifier.frontends)) or "none",
+            s.queue.status().backend,
+        )
+
+    async def stop(self) -> None:
+        s = self.services
+        await s.retention.stop()
+        redelivery, self._redelivery = self._redelivery, None
+        if redelivery is not None:  # a send under way is finished and recorded, or it would go out twice
+            s.notifier.stop_redelivering()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(redelivery), REDELIVERY_STOP_TIMEOUT)
+            redelivery.cancel()
+            await asyncio.gather(redelivery, return_exceptions=True)
+        await s.paintings.close()
+        with contextlib.suppress(Exception):
+            await s.queue.stop()
+        for frontend in list(s.notifier.frontends.values()):
+            await frontend.close()
+        await s.health.stop()
+        await s.db.dispose()

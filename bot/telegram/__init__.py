@@ -1,0 +1,1 @@
+"""The Telegram front end: handlers, the status message, delivery of results."""

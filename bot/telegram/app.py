@@ -1,0 +1,136 @@
+"""Builds the python-telegram-bot Application: the Telegram front end over the shared core.
+
+Alone (``build_application(settings)``, as the Telegram tests and the load benchmark use it) the
+Application owns the core and runs it from its hooks; next to other front ends (``python -m bot``) it is
+handed the core that ``bot.runtime`` runs. Start-up (``post_init``): set the command menu and add the
+Telegram front end to the notifier; shutdown (``post_shutdown``) stops what is Telegram's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults, TypeHandler
+
+from bot.config import Settings
+from bot.context import Services
+from bot.redaction import protect
+from bot.runtime import QueueFactory, Runtime, build_services
+from bot.services.albums import AlbumCollector
+from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
+from bot.telegram.frontend import TelegramFrontend
+from bot.telegram.handlers import paint, register
+from bot.telegram.status import StatusBoard
+from bot.texts import LANGUAGES, text
+
+log = logging.getLogger(__name__)
+
+COMMANDS = (
+    "start", "styles", "style", "surprise", "strip", "layers", "forming", "settings", "preset", "queue",
+    "cancel", "help",
+)  # fmt: skip
+
+
+def build_application(
+    settings: Settings, queue_factory: QueueFactory | None = None, *, core: Services | None = None
+) -> Application:
+    """The Telegram bot, ready for ``run_polling``; without ``core`` it builds and runs its own."""
+    token = settings.telegram_bot_token
+    if token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    protect(token.get_secret_value())  # whichever program builds the bot
+    api = settings.telegram_api_url
+    application = (
+        ApplicationBuilder()
+        .token(token.get_secret_value())
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .defaults(
+            Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+        )
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)  # a slow download for one user must not hold up everyone else
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    if core is None:
+        core = build_services(settings, queue_factory)
+        application.bot_data[RUNTIME] = Runtime(core)
+    board = StatusBoard(
+        application.bot,
+        core.db,
+        interval_private=settings.status_interval_private,
+        interval_group=settings.status_interval_group,
+    )
+    application.bot_data[KEY] = core
+    application.bot_data[FRONTEND] = TelegramFrontend(application.bot, core.db, core.notifier, board)
+    application.bot_data[ALBUMS] = AlbumCollector(settings.album_wait_seconds, paint.on_album)
+    application.add_handler(TypeHandler(Update, track_user), group=-1)
+    register(application)
+    return application
+
+
+@contextlib.asynccontextmanager
+async def running(application: Application) -> AsyncIterator[None]:
+    """What ``run_polling`` does, as a context manager: the same hooks in the same order, for running the
+    bot inside another program's event loop (the end-to-end tests, the load benchmark, ``python -m bot``)."""
+    async with application:
+        assert application.post_init is not None
+        assert application.post_shutdown is not None
+        await application.post_init(application)
+        try:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+            )
+            await application.start()
+            try:
+                yield
+            finally:
+                await application.updater.stop()
+                await application.stop()
+        finally:
+            await application.post_shutdown(application)
+
+
+async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Keep each sender's row (language, name) current; runs before every other handler of the update.
+    A chat that sends (an anonymous admin's group, a channel) gets a row of its own: see ``sender_id``."""
+    message, user = update.effective_message, update.effective_user
+    if update.callback_query is None and message is not None and message.sender_chat is not None:
+        chat = message.sender_chat
+        await services(context).db.upsert_user(chat.id, chat.username, chat.effective_name, None)
+    elif user is not None and not user.is_bot:
+        await services(context).db.upsert_user(user.id, user.username, user.first_name, user.language_code)
+
+
+async def _post_init(application: Application) -> None:
+    s = services(application)
+    runtime: Runtime | None = application.bot_data.get(RUNTIME)
+    if runtime is not None:
+        await runtime.prepare()
+    await _set_commands(application)
+    s.notifier.frontends[TelegramFrontend.platform] = application.bot_data[FRONTEND]
+    if runtime is not None:
+        await runtime.start()
+    log.info("Telegram front end is up as @%s", application.bot.username)
+
+
+async def _set_commands(application: Application) -> None:
+    for language in LANGUAGES:
+        commands = [BotCommand(name, text(language, f"command_{name}")) for name in COMMANDS]
+        await application.bot.set_my_commands(commands, language_code=None if language == "en" else language)
+
+
+async def _post_shutdown(application: Application) -> None:
+    await application.bot_data[ALBUMS].close()
+    runtime: Runtime | None = application.bot_data.get(RUNTIME)
+    if runtime is not None:
+        await runtime.stop()
+    else:
+        await application.bot_data[FRONTEND].close()

@@ -1,0 +1,35 @@
+"""The inline buttons under a job's status and under its result."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.db import JobRecord
+from bot.texts import text
+from engine.protocol import FIGURES
+
+
+def cancel(language: str, job_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text(language, "cancel_button"), callback_data=f"cancel:{job_id}")]]
+    )
+
+
+def result(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKeyboardMarkup:
+    """Under a result: the lossless file (for photos), another style, and, under a painting, its figures.
+
+    Every button names the job; the handlers check that the one who presses it owns it.
+    """
+    first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
+    if full_resolution:
+        full = InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job.id}")
+        first.insert(0, full)
+    rows = [first]
+    if not job.settings.get("figure"):
+        rows.append(
+            [
+                InlineKeyboardButton(text(language, f"{kind}_button"), callback_data=f"fig:{kind}:{job.id}")
+                for kind in FIGURES
+            ]
+        )
+    return InlineKeyboardMarkup(rows)

@@ -1,0 +1,190 @@
+"""How the core's job events look on Telegram: the status message (``StatusBoard``), the result sent as a
+reply to the user's photo, and plain replies. The core (``bot.notifier``) decides what to say and when."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import re
+from pathlib import Path
+
+from telegram import Bot, Message, ReplyParameters
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot import replies
+from bot.db import Database, JobRecord
+from bot.frontend import TELEGRAM
+from bot.notifier import Notifier
+from bot.services.preferences import Preferences
+from bot.telegram import buttons
+from bot.telegram.status import StatusBoard
+from bot.texts import language_for
+
+log = logging.getLogger(__name__)
+
+PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger results go as a file
+PHOTO_MAX_DIMENSIONS = 10_000
+CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
+DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
+DELIVERY_BACKOFF = 2.0  # seconds before the second attempt; doubles for each one after
+
+
+class TelegramFrontend:
+    """The ``bot.frontend.Frontend`` of Telegram."""
+
+    platform = TELEGRAM
+
+    def __init__(self, bot: Bot, db: Database, notifier: Notifier, board: StatusBoard) -> None:
+        self.bot = bot
+        self.db = db
+        self.notifier = notifier
+        self.board = board
+
+    async def show_status(
+        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+    ) -> None:
+        markup = None if final else buttons.cancel(language_for(job.language_code), job.id)
+        await self.board.show(job, text, markup, preview=preview, final=final)
+
+    async def remove_status(self, job: JobRecord) -> None:
+        await self.board.remove(job)
+
+    async def tell(self, job: JobRecord, text: str) -> None:
+        with contextlib.suppress(BadRequest, Forbidden):
+            await self.bot.send_message(
+                job.chat_id,
+                text,
+                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            )
+
+    async def close(self) -> None:
+        await self.board.close()
+
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        """Send the painting as a reply to the user's photo: a photo with a full-resolution button, or a
+        file when the user prefers files or the picture is beyond what Telegram takes as a photo.
+
+        A passing failure (a timeout, a network error) is tried again with growing pauses; a refusal
+        (``BadRequest``: a caption or photo Telegram will not take) falls back to the next form: without
+        the caption, then as a file. The file id of a confirmed send comes back; ``None`` otherwise.
+        """
+        language = language_for(job.language_code)
+        caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
+        user = await self.db.get_user(job.user_id)
+        as_photo = Preferences.from_dict(user.settings if user else {}).result_as == "photo" and _fits_photo(
+            job, path
+        )
+        forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
+        data = await asyncio.to_thread(path.read_bytes)
+        for photo, form_caption in forms:
+            try:
+                _message, file_id = await self._send_result(
+                    job, path, data, photo=photo, caption=form_caption
+                )
+            except Forbidden as err:
+                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
+                return None
+            except BadRequest as err:
+                log.warning(
+                    "job %d: Telegram refused the result as a %s%s: %s",
+                    job.id,
+                    "photo" if photo else "file",
+                    " with a caption" if form_caption else "",
+                    err,
+                )
+                continue
+            except TelegramError as err:
+                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+                return None
+            return file_id
+        log.error("job %d: Telegram refused the result in every form; it stays in %s", job.id, path)
+        return None
+
+    async def _send_result(
+        self, job: JobRecord, path: Path, data: bytes, *, photo: bool, caption: str | None
+    ) -> tuple[Message, str]:
+        """One form of the result, tried ``DELIVERY_ATTEMPTS`` times while the failures are passing ones."""
+        language = language_for(job.language_code)
+        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                if photo:
+                    message = await self.bot.send_photo(
+                        job.chat_id,
+                        data,
+                        caption=caption,
+                        reply_parameters=reply,
+                        reply_markup=buttons.result(language, job, full_resolution=True),
+                    )
+                    return message, message.photo[-1].file_id
+                message = await self.bot.send_document(
+                    job.chat_id,
+                    data,
+                    filename=_file_name(job, path),
+                    caption=caption,
+                    reply_parameters=reply,
+                    reply_markup=buttons.result(language, job, full_resolution=False),
+                )
+                return message, message.document.file_id if message.document else ""
+            except (BadRequest, Forbidden):
+                raise
+            except TelegramError as err:
+                if attempt == DELIVERY_ATTEMPTS:
+                    raise
+                log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
+                await asyncio.sleep(DELIVERY_BACKOFF * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        """The painting as it formed, after its triptych; best effort (the triptych has gone already)."""
+        try:
+            await self.bot.send_animation(
+                job.chat_id,
+                await asyncio.to_thread(path.read_bytes),
+                filename=f"stylebot_{job.id}.gif",
+                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            )
+        except (TelegramError, OSError) as err:
+            log.warning("job %d: the animation could not be sent: %s", job.id, err)
+
+    async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
+        """The lossless file behind a result photo; False once the retention sweep removed it."""
+        path = self.notifier.result_path(job)
+        if path is None:
+            return False
+        await self.bot.send_document(
+            job.chat_id,
+            await asyncio.to_thread(path.read_bytes),
+            filename=_file_name(job, path),
+            reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+        )
+        return True
+
+
+def fit_caption(language: str, style: str, seconds: float | None, notes: tuple[str, ...] = ()) -> str:
+    """The result's caption, its style label (and then its notes) cut to fit ``CAPTION_LIMIT``."""
+    caption = replies.result_caption(language, style, seconds, notes)
+    keep = len(style)
+    while (excess := _visible_length(caption) - CAPTION_LIMIT) > 0 and keep > 0:
+        keep = max(0, keep - excess - 1)
+        caption = replies.result_caption(language, style[:keep].rstrip() + "…", seconds, notes)
+    if _visible_length(caption) > CAPTION_LIMIT:
+        caption = replies.result_caption(language, "…", seconds)
+    return caption
+
+
+def _visible_length(caption: str) -> int:
+    """What Telegram counts of an HTML caption: the text without tags, in UTF-16 code units."""
+    visible = html.unescape(re.sub(r"<[^>]*>", "", caption))
+    return len(visible.encode("utf-16-le")) // 2
+
+
+def _fits_photo(job: JobRecord, path: Path) -> bool:
+    width, height = job.result_width or 0, job.result_height or 0
+    return path.stat().st_size <= PHOTO_MAX_BYTES and width + height <= PHOTO_MAX_DIMENSIONS
+
+
+def _file_name(job: JobRecord, path: Path) -> str:
+    return f"stylebot_{job.id}{path.suffix}"
