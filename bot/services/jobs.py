@@ -59,6 +59,8 @@ class NewJob:
     settings: StyleSettings
     exempt: bool = False  # admins are not limited
     weight: float = 1.0  # how many ordinary jobs it counts as (engine.figures.weight)
+    platform: str = "telegram"
+    guild_id: int | None = None  # Discord: the guild of the channel
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class JobService:
         limits = self.limits
         try:
             job = await self.db.create_job(
+                platform=new.platform,
+                guild_id=new.guild_id,
                 user_id=new.user_id,
                 chat_id=new.chat_id,
                 chat_type=new.chat_type,
@@ -156,9 +160,11 @@ class JobService:
             await self.discard_inputs(job)
         return job
 
-    async def cancel_latest(self, user_id: int, *, everything: bool = False) -> list[JobRecord]:
+    async def cancel_latest(
+        self, user_id: int, *, everything: bool = False, platform: str = "telegram"
+    ) -> list[JobRecord]:
         """Cancel the user's newest active job (or all of them)."""
-        active = await self.db.active_jobs(user_id)
+        active = await self.db.active_jobs(user_id, platform=platform)
         targets = active if everything else active[-1:]
         cancelled = [job for job in [await self.cancel(j.id) for j in targets] if job is not None]
         return cancelled
@@ -173,8 +179,8 @@ class JobService:
         except OSError:
             return None
 
-    async def latest_job(self, user_id: int) -> JobRecord | None:
-        jobs = await self.db.recent_jobs(user_id, 1)
+    async def latest_job(self, user_id: int, *, platform: str = "telegram") -> JobRecord | None:
+        jobs = await self.db.recent_jobs(user_id, 1, platform=platform)
         return jobs[0] if jobs else None
 
     async def discard_inputs(self, job: JobRecord) -> None:

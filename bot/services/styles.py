@@ -51,12 +51,24 @@ class StyleChoice:
     def image_file_ids(self) -> tuple[str, ...]:
         return tuple(ref["file_id"] for ref in self.refs if "image" in ref)
 
+    @property
+    def stored_image_ids(self) -> tuple[int, ...]:
+        """Personal styles kept in the database (Discord's), in the order of the job's images."""
+        return tuple(ref["stored"] for ref in self.refs if "image" in ref and ref.get("stored"))
+
 
 def merged(refs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     """One ref per painting or image, in first-seen order, weights added; images renumbered from 0."""
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for ref in refs:
-        key = ("file", ref["file_id"]) if ref.get("file_id") else ("preset", ref["preset"])
+    by_key: dict[tuple[str, object], dict[str, Any]] = {}
+    for number, ref in enumerate(refs):
+        if ref.get("file_id"):
+            key: tuple[str, object] = ("file", ref["file_id"])
+        elif ref.get("stored"):  # a personal style kept in the database (Discord)
+            key = ("stored", ref["stored"])
+        elif "image" in ref:  # a picture sent with the request itself
+            key = ("upload", number)
+        else:
+            key = ("preset", ref["preset"])
         weight = float(ref.get("weight", 1.0))
         if key in by_key:
             by_key[key]["weight"] += weight
@@ -97,6 +109,9 @@ def from_saved(saved: Sequence[dict[str, Any]], label: str, settings: dict[str, 
         if ref.get("file_id"):
             refs.append({"image": index, "file_id": ref["file_id"], "weight": ref.get("weight", 1.0)})
             index += 1
+        elif ref.get("stored"):
+            refs.append({"image": index, "stored": ref["stored"], "weight": ref.get("weight", 1.0)})
+            index += 1
         else:
             refs.append({"preset": ref["preset"], "weight": ref.get("weight", 1.0)})
     return StyleChoice(refs=tuple(refs), label=label, settings=dict(settings))
@@ -111,11 +126,21 @@ def describe(saved: Sequence[dict[str, Any]], catalog: Catalog, image_label: str
 
 
 def for_saving(choice: StyleChoice) -> list[dict[str, Any]]:
-    """The refs as a preset keeps them: images by Telegram file id, not by a job's file index."""
-    return [
-        {"file_id": ref["file_id"], "weight": ref["weight"]} if "image" in ref else dict(ref)
-        for ref in choice.refs
-    ]
+    """The refs as a preset keeps them: images by Telegram file id or stored image, not by a job's index."""
+    saved = []
+    for ref in choice.refs:
+        if "image" not in ref:
+            saved.append(dict(ref))
+        elif ref.get("stored"):
+            saved.append({"stored": ref["stored"], "weight": ref["weight"]})
+        else:
+            saved.append({"file_id": ref.get("file_id"), "weight": ref["weight"]})
+    return saved
+
+
+def stored_image(image_id: int, label: str) -> StyleChoice:
+    """One of the user's personal styles kept in the database."""
+    return StyleChoice(refs=({"image": 0, "stored": image_id, "weight": 1.0},), label=label)
 
 
 def parse(text: str, catalog: Catalog, presets: Sequence[PresetRecord] = ()) -> StyleChoice:

@@ -135,7 +135,7 @@ async def show_queued(
     """A new job's status with its Cancel button (in ``status`` if given)."""
     board = frontend(context).board
     await board.open(job, replies.queued(lang, placement), buttons.cancel(lang, job.id), reuse=status)
-    current = await s.db.get_job(job.id)
+    current = await services(context).db.get_job(job.id)
     if current is not None and not current.is_active:
         await board.remove(current)  # it ended before its status was up; the user has heard already
 

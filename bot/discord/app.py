@@ -1,0 +1,90 @@
+"""The discord.py client over the shared core: commands, the Cancel button, start-up and shutdown.
+
+``running(settings, core)`` logs in (after pointing discord.py at ``DISCORD_API_URL`` and
+``DISCORD_GATEWAY_URL``), connects in the background, syncs the commands and adds the Discord front end to
+the notifier. No privileged intents: the bot reads only interactions, never message content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import discord
+import yarl
+from discord import app_commands
+
+from bot.config import Settings
+from bot.context import Services
+from bot.discord import commands
+from bot.discord.frontend import CancelButton, DiscordFrontend
+from bot.discord.markdown import markdown
+from bot.redaction import protect
+from bot.texts import language_for, text
+
+log = logging.getLogger(__name__)
+
+
+def use_endpoints(settings: Settings) -> None:
+    """discord.py reads both from class attributes; set them before login, in every process."""
+    discord.http.Route.BASE = settings.discord_api_url
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url + "/")
+
+
+class StylebotTree(app_commands.CommandTree):
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """An unexpected error: logged with the user, an ephemeral apology with a reference."""
+        import secrets
+
+        reference = secrets.token_hex(4).upper()
+        log.error(
+            "unexpected error (ref %s) for discord user %s", reference, interaction.user.id, exc_info=error
+        )
+        message = markdown(text(language_for(str(interaction.locale)), "apology", ref=reference))
+        with contextlib.suppress(discord.HTTPException):
+            await commands.answer(interaction, message)
+
+
+class StylebotClient(discord.Client):
+    def __init__(self, settings: Settings, core: Services) -> None:
+        super().__init__(intents=discord.Intents.default())  # no privileged intents
+        self.settings = settings
+        self.core = core
+        self.tree = StylebotTree(self)
+        for command in (*commands.COMMANDS, *commands.CONTEXT_MENUS):
+            self.tree.add_command(command)
+        self.frontend = DiscordFrontend(self, core.db, interval=settings.discord_status_interval)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(CancelButton)  # Cancel buttons of jobs from before a restart work too
+        await self.tree.sync()
+        self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
+
+    async def on_ready(self) -> None:
+        log.info("Discord front end is up as %s", self.user)
+
+
+def build_client(settings: Settings, core: Services) -> StylebotClient:
+    token = settings.discord_bot_token
+    if token is None:
+        raise ValueError("DISCORD_BOT_TOKEN is not set")
+    protect(token.get_secret_value())
+    use_endpoints(settings)
+    return StylebotClient(settings, core)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotClient]:
+    """The client logged in and connected (in the background) for as long as the block runs."""
+    client = build_client(settings, core)
+    assert settings.discord_bot_token is not None
+    await client.login(settings.discord_bot_token.get_secret_value())
+    connection = asyncio.create_task(client.connect(), name="discord-gateway")
+    try:
+        yield client
+    finally:
+        await client.close()
+        connection.cancel()
+        await asyncio.gather(connection, return_exceptions=True)

@@ -1,0 +1,250 @@
+"""How the core's job events look on Discord.
+
+A job's status is the original response of the interaction that asked for it: edited in place (at most one
+edit per ``interval``, the latest state winning), with the live preview as its attachment and a Cancel
+button whose custom id carries the job (``CancelButton``, so it works after a restart). The result is a new
+message that mentions its owner (edits notify no one): a followup while the interaction token lives (15
+minutes), a channel message after, a DM when the channel cannot be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import discord
+from PIL import Image
+
+from bot import replies
+from bot.db import Database, JobRecord
+from bot.discord.markdown import markdown
+from bot.frontend import DISCORD
+from bot.texts import duration, language_for, text
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = 15 * 60.0  # seconds an interaction token can edit and follow up
+TOKEN_MARGIN = 30.0  # stop using a token this long before it expires
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord lets a bot upload without boosts
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:(?P<job>[0-9]{1,10})"):
+    """The Cancel button under a job's status; only the job's owner may press it."""
+
+    def __init__(self, job_id: int, label: str = "Cancel") -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=discord.ButtonStyle.danger, custom_id=f"cancel:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.discord.commands import cancel_pressed  # the handler lives with the other commands
+
+        await cancel_pressed(interaction, self.job_id)
+
+
+def cancel_view(job: JobRecord) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job.id, text(language_for(job.language_code), "cancel_button")))
+    return view
+
+
+@dataclass
+class _Live:
+    """What the bot knows of a job's response while it runs: the interaction (whose token edits it)."""
+
+    interaction: discord.Interaction | None
+    opened: float
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    shown: tuple[str, bool, bytes | None] | None = None
+    shown_at: float = float("-inf")
+    pending: tuple[str, bytes | None, bool] | None = None
+    timer: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class DiscordFrontend:
+    """The ``bot.frontend.Frontend`` of Discord."""
+
+    platform = DISCORD
+
+    def __init__(self, client: discord.Client, db: Database, *, interval: float) -> None:
+        self.client = client
+        self.db = db
+        self.interval = interval
+        self._live: dict[int, _Live] = {}
+
+    def opened(self, job: JobRecord, interaction: discord.Interaction) -> None:
+        """The job's response is up; its interaction's token edits it for the next 15 minutes."""
+        limit = getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
+        self._live[job.id] = _Live(interaction, time.monotonic(), upload_limit=limit)
+        self._live[job.id].shown_at = time.monotonic()
+
+    def _token_alive(self, live: _Live) -> bool:
+        return live.interaction is not None and time.monotonic() - live.opened < TOKEN_LIFETIME - TOKEN_MARGIN
+
+    def _entry(self, job: JobRecord) -> _Live:
+        live = self._live.get(job.id)
+        if live is None:  # a job from before a restart: no token, the response is edited as a message
+            live = self._live[job.id] = _Live(None, float("-inf"))
+        return live
+
+    # -- status ---------------------------------------------------------------------------------
+
+    async def show_status(
+        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+    ) -> None:
+        if job.status_message_id is None and job.id not in self._live:
+            return
+        live = self._entry(job)
+        if live.pending is not None and live.pending[1] and not preview:
+            preview = live.pending[1]  # a newer text must not drop a picture not yet shown
+        live.pending = (markdown(text), preview, final)
+        if live.timer is not None:
+            return
+        delay = 0.0 if final else live.shown_at + self.interval - time.monotonic()
+        if delay <= 0:
+            await self._flush(job, live)
+        else:
+            live.timer = asyncio.create_task(
+                self._flush_later(job, live, delay), name=f"discord-status-{job.id}"
+            )
+
+    async def _flush_later(self, job: JobRecord, live: _Live, delay: float) -> None:
+        await asyncio.sleep(delay)
+        live.timer = None
+        await self._flush(job, live)
+
+    async def _flush(self, job: JobRecord, live: _Live) -> None:
+        async with live.lock:
+            if live.pending is None:
+                return
+            content, preview, final = live.pending
+            live.pending = None
+            key = (content, final, preview)
+            if key != live.shown:
+                view = None if final else cancel_view(job)
+                files = [discord.File(io.BytesIO(preview), "preview.jpg")] if preview else []
+                try:
+                    await self._edit(job, live, content=content, view=view, attachments=files)
+                except discord.NotFound:
+                    log.info("job %d: its response is gone; no more updates", job.id)
+                    self._live.pop(job.id, None)
+                    return
+                except discord.HTTPException as err:
+                    log.warning("job %d: status update failed: %s", job.id, err)
+                    return
+                live.shown, live.shown_at = key, time.monotonic()
+            if final:
+                self._live.pop(job.id, None)
+
+    async def _edit(self, job: JobRecord, live: _Live, **fields: object) -> None:
+        if self._token_alive(live):
+            assert live.interaction is not None
+            await live.interaction.edit_original_response(**fields)  # type: ignore[arg-type]
+        elif job.status_message_id is not None:
+            channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
+            await channel.get_partial_message(job.status_message_id).edit(**fields)  # type: ignore[arg-type]
+
+    async def remove_status(self, job: JobRecord) -> None:
+        """Discord keeps the response (it is the request's answer): it says the painting is done."""
+        live = self._live.get(job.id)
+        if live is not None and live.timer is not None:
+            live.timer.cancel()
+            live.timer = None
+        if job.status_message_id is None:
+            return
+        live = self._entry(job)
+        with contextlib.suppress(discord.HTTPException):
+            done = markdown(text(language_for(job.language_code), "discord_done"))
+            await self._edit(job, live, content=done, view=None, attachments=[])
+
+    async def close(self) -> None:
+        timers = [live.timer for live in self._live.values() if live.timer is not None]
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
+        self._live.clear()
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def tell(self, job: JobRecord, message: str) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
+            await channel.send(f"<@{job.user_id}> {markdown(message)}")
+
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        language = language_for(job.language_code)
+        live = self._entry(job)
+        data, name = await asyncio.to_thread(fit_upload, path, live.upload_limit)
+        took = duration(language, job.engine_seconds) if job.engine_seconds is not None else "—"
+        content = markdown(
+            text(language, "discord_result", mention=f"<@{job.user_id}>", style=job.style_label, seconds=took)
+        )
+        if notes:
+            content += "\n" + "; ".join(notes)
+        mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)])
+        sent: discord.Message | None = None
+        try:
+            if self._token_alive(live):
+                assert live.interaction is not None
+                sent = await live.interaction.followup.send(
+                    content, file=discord.File(io.BytesIO(data), name), allowed_mentions=mentions, wait=True
+                )
+            else:
+                channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
+                sent = await channel.send(
+                    content, file=discord.File(io.BytesIO(data), name), allowed_mentions=mentions
+                )
+        except discord.Forbidden:
+            log.info("job %d: the channel cannot be written; sending the result as a DM", job.id)
+        except discord.HTTPException as err:
+            log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+            return None
+        if sent is None:
+            try:
+                user = await self.client.fetch_user(job.user_id)
+                sent = await user.send(content, file=discord.File(io.BytesIO(data), name))
+            except discord.HTTPException as err:
+                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
+                return None
+        self._live.pop(job.id, None)
+        return str(sent.id)
+
+
+def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
+    """The result as it is when it fits the upload limit, else re-encoded as JPEG (then smaller) until it
+    does."""
+    data = path.read_bytes()
+    if len(data) <= limit:
+        return data, f"stylebot{path.suffix}"
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    scale = 1.0
+    while True:
+        for quality in (90, 80, 70):
+            sized = (
+                image
+                if scale == 1.0
+                else image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+            )
+            out = io.BytesIO()
+            sized.save(out, "JPEG", quality=quality)
+            if out.tell() <= limit:
+                return out.getvalue(), "stylebot.jpg"
+        scale *= 0.8
+
+
+__all__ = ["CancelButton", "DiscordFrontend", "fit_upload", "replies"]
