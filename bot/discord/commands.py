@@ -224,11 +224,28 @@ async def start_job(
 
 
 async def _refuse(interaction: discord.Interaction, message: str) -> None:
-    """A refusal is the user's alone: the public "thinking" response goes, an ephemeral answer comes."""
+    """Before the deferral: an ephemeral answer. After it (what only a download can show: a corrupt
+    picture, a limit reached meanwhile), the response itself says so: a public deferral cannot turn
+    ephemeral."""
     if interaction.response.is_done():
         with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
+            await interaction.edit_original_response(content=message, view=None)
+        return
     await answer(interaction, message)
+
+
+def precheck(interaction: discord.Interaction, *attachments: discord.Attachment | None) -> None:
+    """What the payload already tells (type, size, pixels), answered before deferring."""
+    limit = client_of(interaction).core.settings.max_image_pixels
+    for attachment in attachments:
+        if attachment is None:
+            continue
+        if not is_image(attachment):
+            raise Refusal(say(interaction, "error_not_an_image_file"))
+        if attachment.size > MAX_DOWNLOAD_BYTES:
+            raise Refusal(say(interaction, "error_file_too_big", size=round(attachment.size / 2**20)))
+        if attachment.width and attachment.height and attachment.width * attachment.height > limit:
+            raise Refusal(say(interaction, "error_image_too_large"))
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -256,7 +273,6 @@ async def paint(
     quality: app_commands.Choice[str] | None = None,
     preserve_colors: app_commands.Choice[str] | None = None,
 ) -> None:
-    await interaction.response.defer(thinking=True)
     overrides: dict = {}
     if strength is not None:
         overrides["strength"] = STRENGTHS[strength.value]
@@ -265,7 +281,15 @@ async def paint(
     if preserve_colors is not None:
         overrides["preserve_colors"] = preserve_colors.value
     try:
+        precheck(interaction, image, style_image)
         choice = await choose(interaction, style) if style and style_image is None else None
+        if choice is None and style_image is None:
+            guild_default = None
+            if interaction.guild_id is not None:
+                core = client_of(interaction).core
+                guild_default, _ = await core.presets.chat_default(interaction.guild_id, "", platform=DISCORD)
+            if guild_default is None:
+                raise Refusal(say(interaction, "discord_needs_style"))
     except Refusal as refusal:
         await _refuse(interaction, str(refusal))
         return
@@ -324,9 +348,12 @@ async def preset_save(interaction: discord.Interaction, name: str, style: str | 
 
 @preset.command(name="use", description="Paint a picture with one of your presets")
 async def preset_use(interaction: discord.Interaction, name: str, image: discord.Attachment) -> None:
-    await interaction.response.defer(thinking=True)
     try:
+        precheck(interaction, image)
         record = await client_of(interaction).core.presets.get(interaction.user.id, name, platform=DISCORD)
+    except Refusal as refusal:
+        await _refuse(interaction, str(refusal))
+        return
     except PresetError as err:
         await _refuse(
             interaction, say(interaction, f"preset_{err.kind}", name=html.escape(name), **err.details)
