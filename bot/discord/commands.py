@@ -224,14 +224,20 @@ async def start_job(
 
 
 async def _refuse(interaction: discord.Interaction, message: str) -> None:
-    """Before the deferral: an ephemeral answer. After it (what only a download can show: a corrupt
-    picture, a limit reached meanwhile), the response itself says so: a public deferral cannot turn
-    ephemeral."""
-    if interaction.response.is_done():
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.edit_original_response(content=message, view=None)
+    """An ephemeral answer. After a public deferral (what only the download shows: a corrupt picture,
+    too many pixels, a limit reached meanwhile), the public "thinking" response is first completed (while
+    it loads, a followup would only edit it, public), then the refusal follows ephemerally and the public
+    response is deleted: only the user sees why."""
+    if not interaction.response.is_done():
+        await answer(interaction, message)
         return
-    await answer(interaction, message)
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.edit_original_response(content="…", view=None)
+    try:
+        await interaction.followup.send(message, ephemeral=True)
+    finally:
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
 
 
 def precheck(interaction: discord.Interaction, *attachments: discord.Attachment | None) -> None:

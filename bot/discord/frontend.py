@@ -14,8 +14,8 @@ import contextlib
 import io
 import logging
 import re
-import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import discord
@@ -29,8 +29,7 @@ from bot.texts import duration, language_for, text
 
 log = logging.getLogger(__name__)
 
-TOKEN_LIFETIME = 15 * 60.0  # seconds an interaction token can edit and follow up
-TOKEN_MARGIN = 30.0  # stop using a token this long before it expires
+TOKEN_MARGIN = timedelta(seconds=30)  # stop using an interaction's token this long before it expires
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord lets a bot upload without boosts
 
 
@@ -66,7 +65,6 @@ class _Live:
     """What the bot knows of a job's response while it runs: the interaction (whose token edits it)."""
 
     interaction: discord.Interaction | None
-    opened: float
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     shown: tuple[str, bool, bytes | None] | None = None
     shown_at: float = float("-inf")
@@ -89,16 +87,18 @@ class DiscordFrontend:
     def opened(self, job: JobRecord, interaction: discord.Interaction) -> None:
         """The job's response is up; its interaction's token edits it for the next 15 minutes."""
         limit = getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
-        self._live[job.id] = _Live(interaction, time.monotonic(), upload_limit=limit)
-        self._live[job.id].shown_at = time.monotonic()
+        self._live[job.id] = _Live(interaction, upload_limit=limit, shown_at=_now())
 
-    def _token_alive(self, live: _Live) -> bool:
-        return live.interaction is not None and time.monotonic() - live.opened < TOKEN_LIFETIME - TOKEN_MARGIN
+    @staticmethod
+    def _token_alive(live: _Live) -> bool:
+        """Discord's own rule: a token lives 15 minutes from the interaction (``expires_at``)."""
+        interaction = live.interaction
+        return interaction is not None and discord.utils.utcnow() < interaction.expires_at - TOKEN_MARGIN
 
     def _entry(self, job: JobRecord) -> _Live:
         live = self._live.get(job.id)
         if live is None:  # a job from before a restart: no token, the response is edited as a message
-            live = self._live[job.id] = _Live(None, float("-inf"))
+            live = self._live[job.id] = _Live(None)
         return live
 
     # -- status ---------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class DiscordFrontend:
         live.pending = (markdown(text), preview, final)
         if live.timer is not None:
             return
-        delay = 0.0 if final else live.shown_at + self.interval - time.monotonic()
+        delay = 0.0 if final else live.shown_at + self.interval - _now()
         if delay <= 0:
             await self._flush(job, live)
         else:
@@ -146,15 +146,21 @@ class DiscordFrontend:
                 except discord.HTTPException as err:
                     log.warning("job %d: status update failed: %s", job.id, err)
                     return
-                live.shown, live.shown_at = key, time.monotonic()
+                live.shown, live.shown_at = key, _now()
             if final:
                 self._live.pop(job.id, None)
 
     async def _edit(self, job: JobRecord, live: _Live, **fields: object) -> None:
+        """Through the token while it lives (no permission needed), else as the bot's own message."""
         if self._token_alive(live):
             assert live.interaction is not None
-            await live.interaction.edit_original_response(**fields)  # type: ignore[arg-type]
-        elif job.status_message_id is not None:
+            try:
+                await live.interaction.edit_original_response(**fields)  # type: ignore[arg-type]
+                return
+            except (discord.NotFound, discord.Unauthorized) as err:  # the token died before its time
+                log.info("job %d: the interaction token no longer works (%s)", job.id, err)
+                live.interaction = None
+        if job.status_message_id is not None:
             channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
             await channel.get_partial_message(job.status_message_id).edit(**fields)  # type: ignore[arg-type]
 
@@ -196,32 +202,45 @@ class DiscordFrontend:
         if notes:
             content += "\n" + "; ".join(notes)
         mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)])
+
+        def upload() -> discord.File:
+            return discord.File(io.BytesIO(data), name)
+
         sent: discord.Message | None = None
-        try:
-            if self._token_alive(live):
-                assert live.interaction is not None
+        if self._token_alive(live):
+            assert live.interaction is not None
+            try:
                 sent = await live.interaction.followup.send(
-                    content, file=discord.File(io.BytesIO(data), name), allowed_mentions=mentions, wait=True
+                    content, file=upload(), allowed_mentions=mentions, wait=True
                 )
-            else:
+            except (discord.NotFound, discord.Unauthorized) as err:
+                log.info("job %d: the token no longer works (%s); sending to the channel", job.id, err)
+            except discord.HTTPException as err:
+                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+                return None
+        if sent is None:
+            try:
                 channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-                sent = await channel.send(
-                    content, file=discord.File(io.BytesIO(data), name), allowed_mentions=mentions
-                )
-        except discord.Forbidden:
-            log.info("job %d: the channel cannot be written; sending the result as a DM", job.id)
-        except discord.HTTPException as err:
-            log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-            return None
+                sent = await channel.send(content, file=upload(), allowed_mentions=mentions)
+            except discord.Forbidden:
+                log.info("job %d: the channel cannot be written; sending the result as a DM", job.id)
+            except discord.HTTPException as err:
+                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+                return None
         if sent is None:
             try:
                 user = await self.client.fetch_user(job.user_id)
-                sent = await user.send(content, file=discord.File(io.BytesIO(data), name))
+                sent = await user.send(content, file=upload())
             except discord.HTTPException as err:
                 log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
                 return None
         self._live.pop(job.id, None)
         return str(sent.id)
+
+
+def _now() -> float:
+    """The clock of the status throttle (the event loop's)."""
+    return asyncio.get_running_loop().time()
 
 
 def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:

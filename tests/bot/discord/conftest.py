@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
 import simcord
 
@@ -42,25 +43,66 @@ def discord_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+class DiscordBot:
+    """SimCord's world and the bot's core; ``restart`` stops the bot (core and client) and starts a new
+    one over the same database and data folder, as a redeploy would."""
+
+    def __init__(self, env: simcord.Env, settings: Settings) -> None:
+        self.env = env
+        self.settings = settings
+        self.core: Any = None
+        self.runtime: Runtime | None = None
+
+    async def start_core(self, engine: str, **queue_options: Any) -> discord.Client:
+        self.core = build_services(self.settings, fake_queue(engine, **queue_options))
+        self.runtime = Runtime(self.core)
+        await self.runtime.prepare()
+        return build_client(self.settings, self.core)
+
+    async def stop_core(self) -> None:
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            await runtime.stop()
+
+    async def restart(self, engine: str = "tests.fakes.engine:fake_engine", **queue_options: Any) -> None:
+        await self.stop_core()
+        client = await self.start_core(engine, **queue_options)
+        await self.env.restart_bot(client)
+        assert self.runtime is not None
+        await self.runtime.start()
+
+
 @contextlib.asynccontextmanager
 async def discord_bot(
     settings: Settings, *, engine: str = "tests.fakes.engine:fake_engine", **queue_options: Any
 ) -> AsyncIterator[tuple[simcord.Env, Any]]:
     """The core and the Discord client as ``python -m bot`` runs them; yields SimCord's world and the core."""
-    core = build_services(settings, fake_queue(engine, **queue_options))
-    runtime = Runtime(core)
-    await runtime.prepare()
-    client = build_client(settings, core)
+    async with discord_world(settings, engine=engine, **queue_options) as bot:
+        yield bot.env, bot.core
+
+
+@contextlib.asynccontextmanager
+async def discord_world(
+    settings: Settings, *, engine: str = "tests.fakes.engine:fake_engine", **queue_options: Any
+) -> AsyncIterator[DiscordBot]:
+    """As ``discord_bot``, with the handle that can restart the bot. The core's own tasks (the queue's
+    events, the notifier) run on SimCord's clock, as the client's do, so the 15-minute token deadline and
+    ``env.advance_time`` mean the same to both."""
+    holder = DiscordBot(None, settings)  # type: ignore[arg-type]
+    client = await holder.start_core(engine, **queue_options)
     try:
         async with simcord.run(client, check_errors=True) as env:
-            await runtime.start()
-            try:
-                yield env, core
-            finally:
-                await runtime.stop()
+            holder.env = env
+            with env.time_context():
+                assert holder.runtime is not None
+                await holder.runtime.start()
+                try:
+                    yield holder
+                finally:
+                    await holder.stop_core()
     finally:
         with contextlib.suppress(Exception):
-            await core.db.dispose()
+            await holder.core.db.dispose()
 
 
 async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float = 30.0) -> Any:
@@ -73,3 +115,19 @@ async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float =
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time:\n" + env.transcript()[-4000:])
         await asyncio.sleep(0.05)
+
+
+def downloaded(env: simcord.Env, attachment: discord.Attachment) -> bytes:
+    """An attachment's bytes, as SimCord's CDN holds them."""
+    data = env.backend.cdn.get(attachment.url)
+    assert data is not None, attachment.url
+    return data
+
+
+def results_for(channel: Any, owner: Any) -> list[Any]:
+    """The bot's messages in ``channel`` that mention ``owner`` and carry a picture."""
+    return [m for m in channel.history() if m.author.bot and m.attachments and f"<@{owner.id}>" in m.content]
+
+
+def requests(env: simcord.Env, method: str, fragment: str) -> list[Any]:
+    return [r for r in env.http_requests if r.method == method and fragment in r.path]
