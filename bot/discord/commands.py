@@ -125,17 +125,18 @@ async def style_choices(interaction: discord.Interaction, current: str) -> list[
     for painting in core.catalog:
         options.append((f"{painting.title} ({painting.artist})", painting.id))
 
-    def rank(option: tuple[str, str]) -> tuple[int, str]:
-        name, value = option[0].casefold(), option[1].casefold()
-        if not typed:
-            return 0, ""
-        if value.startswith(typed) or name.lstrip("🖼★ ").startswith(typed):
-            return 0, name
+    def rank(item: tuple[int, tuple[str, str]]) -> tuple[int, int]:
+        """A prefix match before a match inside; among equals the user's own styles, then presets, then
+        the catalog (the order ``options`` is built in)."""
+        position, (name, value) = item
+        name, value = name.casefold(), value.casefold()
+        if not typed or value.startswith(typed) or name.lstrip("🖼★ ").startswith(typed):
+            return 0, position
         if typed in name or typed in value:
-            return 1, name
-        return 2, name
+            return 1, position
+        return 2, position
 
-    ranked = sorted((o for o in options if rank(o)[0] < 2), key=rank)
+    ranked = [option for _, option in sorted((i for i in enumerate(options) if rank(i)[0] < 2), key=rank)]
     return [app_commands.Choice(name=name[:100], value=value) for name, value in ranked[:MAX_CHOICES]]
 
 
