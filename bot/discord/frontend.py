@@ -114,7 +114,8 @@ class DiscordFrontend:
         live.pending = (markdown(text), preview, final)
         if live.timer is not None:
             return
-        delay = 0.0 if final else live.shown_at + self.interval - _now()
+        # Never longer than one interval, whatever the clock did meanwhile.
+        delay = 0.0 if final else min(live.shown_at + self.interval - _now(), self.interval)
         if delay <= 0:
             await self._flush(job, live)
         else:
