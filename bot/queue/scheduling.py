@@ -3,7 +3,7 @@
 Both queue back ends and the bot's "you are number 3, about 2 minutes" messages use these, so the order
 a user is told is the order the embedded queue follows.
 
-Fairness is round robin across users. A job's *rank* is how many of its owner's jobs would run before it:
+Fairness is round robin across users (a user is a (platform, user id) pair). A job's *rank* is how many of its owner's jobs would run before it:
 the owner's running jobs plus the owner's older queued jobs. Jobs run in order of (rank, created_at, id),
 so every user's first waiting job comes before anyone's second, a user who already has a job running
 goes behind users who have none, and among equals the older job goes first.
@@ -32,14 +32,19 @@ def fair_order(queued: Sequence[JobRecord], running: Sequence[JobRecord]) -> lis
     passes that job too, so its user's next job is ranked as it was while the job ran (see
     ``EmbeddedQueue._dispatch``).
     """
-    running_per_user = Counter(job.user_id for job in running)
-    queued_so_far: Counter[int] = Counter()
+    running_per_user = Counter(_owner(job) for job in running)
+    queued_so_far: Counter[tuple[str, int]] = Counter()
     ranked: list[tuple[int, JobRecord]] = []
     for job in sorted(queued, key=lambda j: (j.created_at, j.id)):
-        ranked.append((running_per_user[job.user_id] + queued_so_far[job.user_id], job))
-        queued_so_far[job.user_id] += 1
+        ranked.append((running_per_user[_owner(job)] + queued_so_far[_owner(job)], job))
+        queued_so_far[_owner(job)] += 1
     ranked.sort(key=lambda item: (item[0], item[1].created_at, item[1].id))
     return [job for _, job in ranked]
+
+
+def _owner(job: JobRecord) -> tuple[str, int]:
+    """A user is a platform's user: Telegram's user 42 and Discord's user 42 are two people."""
+    return job.platform, job.user_id
 
 
 def job_group(job: JobRecord) -> Hashable:

@@ -117,6 +117,19 @@ def test_rank_counts_the_users_queue_by_age_not_by_input_order() -> None:
     assert ids(fair_order(queued, [])) == [1, 2, 3]
 
 
+def test_the_same_id_on_two_platforms_is_two_users() -> None:
+    """Telegram's user 1 and Discord's user 1 never share a turn: each has a first job of rank 0."""
+    queued = [
+        job(1, 1, minute=1),
+        job(2, 1, minute=2),
+        job(3, 1, minute=3, platform="discord"),
+    ]
+    assert ids(fair_order(queued, [])) == [1, 3, 2]
+    # A Telegram job running does not push the Discord user's job back.
+    queued = [job(3, 1, minute=1, platform="discord"), job(4, 2, minute=2)]
+    assert ids(fair_order(queued, [running(2, 1)])) == [3, 4]
+
+
 def test_input_is_not_changed() -> None:
     queued = [job(2, 1, minute=2), job(1, 1, minute=1)]
     fair_order(queued, [])
