@@ -1,0 +1,132 @@
+"""The core without either platform: the notifier routes each job's events to its platform's front end,
+and a result whose platform does not run in this process waits for one that does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.db import Database, JobRecord
+from bot.frontend import DISCORD, TELEGRAM
+from bot.health import Metrics
+from bot.notifier import Notifier
+from bot.queue.base import JobResult, QueueStatus
+from bot.services.jobs import JobService, Limits
+from engine.protocol import Progress
+
+
+class RecordingFrontend:
+    """A platform that only writes down what the core asked of it."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+        self.calls: list[tuple[str, int, str]] = []
+        self.sent = 0
+
+    async def show_status(
+        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+    ) -> None:
+        self.calls.append(("status", job.id, text))
+
+    async def remove_status(self, job: JobRecord) -> None:
+        self.calls.append(("remove", job.id, ""))
+
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        self.calls.append(("deliver", job.id, path.name))
+        self.sent += 1
+        return f"{self.platform}-{self.sent}"
+
+    async def tell(self, job: JobRecord, text: str) -> None:
+        self.calls.append(("tell", job.id, text))
+
+    async def close(self) -> None:
+        return None
+
+
+class IdleQueue:
+    """Just enough of a queue for placements."""
+
+    def status(self) -> QueueStatus:
+        return QueueStatus(backend="test", workers=1, busy=0, healthy=True)
+
+    async def submit(self, job_id: int) -> None:
+        return None
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[tuple[Database, Notifier]]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
+    await db.migrate()
+    jobs = JobService(
+        db, IdleQueue(), jobs_dir=tmp_path / "jobs", limits=Limits(5, 50, 100), max_image_pixels=10**7
+    )  # type: ignore[arg-type]
+    notifier = Notifier(db, jobs, Metrics(), results_dir=tmp_path / "results")
+    yield db, notifier
+    await db.dispose()
+
+
+async def new_job(db: Database, platform: str, user_id: int = 42) -> JobRecord:
+    """The same user id on both platforms: two different people."""
+    await db.upsert_user(user_id, None, "Sam", "en", platform=platform)
+    job = await db.create_job(
+        platform=platform, user_id=user_id, chat_id=7, chat_type="private", language_code="en",
+        source_message_id=1, styles=[{"preset": "udnie", "weight": 1.0}], style_label="Udnie", settings={},
+        content_path="/nonexistent/content.jpg", status_message_id=99,
+    )  # fmt: skip
+    return job
+
+
+async def finished(db: Database, notifier: Notifier, job: JobRecord) -> JobResult:
+    await db.claim_job(job.id, "worker-0")
+    await db.finish_job(job.id, width=8, height=8, engine_seconds=1.0)
+    notifier.results_dir.mkdir(parents=True, exist_ok=True)
+    path = notifier.results_dir / f"{job.id}.png"
+    path.write_bytes(b"painted")
+    return JobResult(path=path, format="png", width=8, height=8, seconds=1.0)
+
+
+async def test_each_jobs_events_go_to_its_own_platform(core) -> None:
+    db, notifier = core
+    telegram, discord = RecordingFrontend(TELEGRAM), RecordingFrontend(DISCORD)
+    notifier.frontends.update({TELEGRAM: telegram, DISCORD: discord})
+    on_telegram, on_discord = await new_job(db, TELEGRAM), await new_job(db, DISCORD)
+
+    await notifier.queue_changed()  # both queued: each hears its own place, on its own platform
+    assert {c[1] for c in telegram.calls} == {on_telegram.id}
+    assert {c[1] for c in discord.calls} == {on_discord.id}
+
+    result = await finished(db, notifier, on_discord)
+    await db.claim_job(on_telegram.id, "worker-1")
+    await notifier.job_progress(on_telegram.id, Progress(5, 10, 1, 1, 8, 8, {}, 0.1, 1.0, None))
+    assert telegram.calls[-1][:2] == ("status", on_telegram.id)
+    assert "50%" in telegram.calls[-1][2]
+    await notifier.job_finished(on_discord.id, result)
+    assert ("deliver", on_discord.id, f"{on_discord.id}.png") in discord.calls
+    assert not any(c[0] == "deliver" for c in telegram.calls)
+    assert (await db.get_job(on_discord.id)).result_file_id == "discord-1"
+
+    await notifier.job_failed(on_telegram.id, "engine_error", "boom")
+    assert telegram.calls[-1][:2] == ("status", on_telegram.id)
+    assert all(c[1] == on_discord.id for c in discord.calls)
+
+
+async def test_a_result_waits_while_its_platform_is_not_running(core) -> None:
+    db, notifier = core
+    telegram = RecordingFrontend(TELEGRAM)
+    notifier.frontends[TELEGRAM] = telegram  # this process runs Telegram only
+    job = await new_job(db, DISCORD)
+    result = await finished(db, notifier, job)
+
+    await notifier.job_finished(job.id, result)  # no Discord here: nothing is sent, nothing is lost
+    assert telegram.calls == []
+    assert (await db.get_job(job.id)).result_file_id is None
+    assert result.path.is_file()
+
+    discord = RecordingFrontend(DISCORD)  # a later run with the Discord token
+    notifier.frontends[DISCORD] = discord
+    await notifier.redeliver()
+    assert ("deliver", job.id, f"{job.id}.png") in discord.calls
+    assert (await db.get_job(job.id)).result_file_id == "discord-1"
+    assert telegram.calls == []
