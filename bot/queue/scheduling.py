@@ -3,7 +3,8 @@
 Both queue back ends and the bot's "you are number 3, about 2 minutes" messages use these, so the order
 a user is told is the order the embedded queue follows.
 
-Fairness is round robin across users (a user is a (platform, user id) pair). A job's *rank* is how many of its owner's jobs would run before it:
+Fairness is round robin across users (a user is a (platform, user id) pair). A job's *rank* is how many
+of its owner's jobs would run before it:
 the owner's running jobs plus the owner's older queued jobs. Jobs run in order of (rank, created_at, id),
 so every user's first waiting job comes before anyone's second, a user who already has a job running
 goes behind users who have none, and among equals the older job goes first.

@@ -14,7 +14,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,7 +59,7 @@ class NewJob:
     settings: StyleSettings
     exempt: bool = False  # admins are not limited
     weight: float = 1.0  # how many ordinary jobs it counts as (engine.figures.weight)
-    platform: str = "telegram"
+    platform: str = field(kw_only=True)  # no default: a job never lands on a platform by omission
     guild_id: int | None = None  # Discord: the guild of the channel
 
 
@@ -161,7 +161,7 @@ class JobService:
         return job
 
     async def cancel_latest(
-        self, user_id: int, *, everything: bool = False, platform: str = "telegram"
+        self, user_id: int, *, platform: str, everything: bool = False
     ) -> list[JobRecord]:
         """Cancel the user's newest active job (or all of them)."""
         active = await self.db.active_jobs(user_id, platform=platform)
@@ -179,7 +179,7 @@ class JobService:
         except OSError:
             return None
 
-    async def latest_job(self, user_id: int, *, platform: str = "telegram") -> JobRecord | None:
+    async def latest_job(self, user_id: int, *, platform: str) -> JobRecord | None:
         jobs = await self.db.recent_jobs(user_id, 1, platform=platform)
         return jobs[0] if jobs else None
 

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 from bot.db import ChatDefaultsRecord, Database, LimitExceededError, PresetRecord
-from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.styles import StyleChoice
 from engine.catalog import Catalog
@@ -36,7 +35,7 @@ class PresetService:
             raise PresetError("name_is_painting")
 
     async def save(
-        self, user_id: int, name: str, choice: StyleChoice, settings: dict, *, platform: str = TELEGRAM
+        self, user_id: int, name: str, choice: StyleChoice, settings: dict, *, platform: str
     ) -> PresetRecord:
         """Create or overwrite the user's preset ``name``."""
         self.check_name(name)
@@ -53,32 +52,32 @@ class PresetService:
         except LimitExceededError as err:  # checked with the insert, as one step
             raise PresetError("limit", count=err.count) from None
 
-    async def get(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> PresetRecord:
+    async def get(self, user_id: int, name: str, *, platform: str) -> PresetRecord:
         record = await self.db.get_preset(user_id, name, platform=platform)
         if record is None:
             raise PresetError("not_found")
         return record
 
-    async def list(self, user_id: int, *, platform: str = TELEGRAM) -> list[PresetRecord]:
+    async def list(self, user_id: int, *, platform: str) -> list[PresetRecord]:
         return await self.db.list_presets(user_id, platform=platform)
 
-    async def delete(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> None:
+    async def delete(self, user_id: int, name: str, *, platform: str) -> None:
         if not await self.db.delete_preset(user_id, name, platform=platform):
             raise PresetError("not_found")
 
     async def set_chat_default(
-        self, chat_id: int, record: PresetRecord, by: int, *, platform: str = TELEGRAM
+        self, chat_id: int, record: PresetRecord, by: int, *, platform: str
     ) -> ChatDefaultsRecord:
         """A Telegram group's default, or a Discord guild's (``chat_id``: the guild)."""
         return await self.db.set_chat_defaults(
             chat_id, list(record.styles), dict(record.settings), by, platform=platform
         )
 
-    async def clear_chat_default(self, chat_id: int, *, platform: str = TELEGRAM) -> bool:
+    async def clear_chat_default(self, chat_id: int, *, platform: str) -> bool:
         return await self.db.clear_chat_defaults(chat_id, platform=platform)
 
     async def chat_default(
-        self, chat_id: int, image_label: str, *, platform: str = TELEGRAM
+        self, chat_id: int, image_label: str, *, platform: str
     ) -> tuple[StyleChoice | None, dict]:
         """The group's default style (if any) and its default settings."""
         record = await self.db.get_chat_defaults(chat_id, platform=platform)

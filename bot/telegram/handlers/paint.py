@@ -35,6 +35,7 @@ from telegram.warnings import PTBUserWarning
 from bot import replies
 from bot.context import Services
 from bot.db import JobRecord
+from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.jobs import LimitReachedError, NewJob, Placement
 from bot.services.preferences import Preferences, job_settings
@@ -107,6 +108,7 @@ async def start_job(
             settings=settings,
             exempt=owner in s.settings.admin_ids,
             weight=figures.weight(settings),
+            platform=TELEGRAM,
         )
         job, placement = await s.jobs.submit(new)
     except FileTooBigError as err:
@@ -150,7 +152,7 @@ async def _settings_for(
     user = await s.db.get_user(user_id)
     chat_settings = {}
     if chat_type != ChatType.PRIVATE:
-        _, chat_settings = await s.presets.chat_default(chat_id, "")
+        _, chat_settings = await s.presets.chat_default(chat_id, "", platform=TELEGRAM)
     return job_settings(
         default_quality=s.settings.default_quality,
         chat=chat_settings,
@@ -230,7 +232,7 @@ async def _paint_with_text(
     meant for the bot at all, so an unknown name is ignored rather than answered."""
     s = services(context)
     try:
-        choice = styles.parse(words, s.catalog, await s.presets.list(sender_id(update)))
+        choice = styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
     except StylebotError as err:
         if not quiet:
             await reply(update, replies.engine_error(language(update), err))
@@ -246,7 +248,7 @@ async def _no_style_named(
     chat = update.effective_chat
     assert chat is not None
     if chat.type != ChatType.PRIVATE:
-        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"))
+        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
         if choice is not None:
             await start_job(update, context, image, choice)
             return

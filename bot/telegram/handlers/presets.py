@@ -7,6 +7,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import replies
+from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.preferences import Preferences
 from bot.services.presets import PresetError
@@ -73,14 +74,14 @@ async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, w
             await reply(update, replies.engine_error(language(update), err))
             return
     else:
-        latest = await s.jobs.latest_job(owner)
+        latest = await s.jobs.latest_job(owner, platform=TELEGRAM)
         if latest is None:
             await reply(update, say(update, "preset_nothing_to_save"))
             return
         choice = StyleChoice(refs=tuple(latest.styles), label=latest.style_label)  # a job keeps choice refs
     record = await s.db.get_user(owner)
     settings = Preferences.from_dict(record.settings if record else {}).style_settings()
-    await s.presets.save(owner, name, choice, settings)
+    await s.presets.save(owner, name, choice, settings, platform=TELEGRAM)
     label = styles.describe(styles.for_saving(choice), s.catalog, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_saved", name=escape(name), style=escape(label)))
 
@@ -93,13 +94,13 @@ async def _use(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _:
     if photo is None:
         await reply(update, say(update, "preset_use_needs_photo", name=escape(name)))
         return
-    record = await services(context).presets.get(sender_id(update), name)
+    record = await services(context).presets.get(sender_id(update), name, platform=TELEGRAM)
     await start_job(update, context, photo, styles.from_preset(record))
 
 
 async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE, _name: str, _words: list[str]) -> None:
     s = services(context)
-    records = await s.presets.list(sender_id(update))
+    records = await s.presets.list(sender_id(update), platform=TELEGRAM)
     if not records:
         await reply(update, say(update, "preset_list_empty"))
         return
@@ -112,7 +113,7 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE, _name: str, 
 
 
 async def _delete(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _: list[str]) -> None:
-    await services(context).presets.delete(sender_id(update), name)
+    await services(context).presets.delete(sender_id(update), name, platform=TELEGRAM)
     await reply(update, say(update, "preset_deleted", name=escape(name)))
 
 
@@ -130,11 +131,11 @@ async def _chat(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _
             await reply(update, say(update, "preset_chat_admins_only"))
             return
     if name.lower() == "off":
-        await s.presets.clear_chat_default(chat.id)
+        await s.presets.clear_chat_default(chat.id, platform=TELEGRAM)
         await reply(update, say(update, "preset_chat_cleared"))
         return
-    record = await s.presets.get(owner, name)
-    await s.presets.set_chat_default(chat.id, record, owner)
+    record = await s.presets.get(owner, name, platform=TELEGRAM)
+    await s.presets.set_chat_default(chat.id, record, owner, platform=TELEGRAM)
     label = styles.describe(record.styles, s.catalog, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_chat_set", style=escape(label)))
 

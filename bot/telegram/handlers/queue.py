@@ -8,6 +8,7 @@ from telegram import Message, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.db import JobState
+from bot.frontend import TELEGRAM
 from bot.telegram.context import frontend, services
 from bot.telegram.handlers.common import language, reply, say, sender_id
 from bot.texts import text
@@ -42,7 +43,7 @@ async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     """``/cancel`` stops the user's newest picture; ``/cancel all`` stops every one of theirs."""
     s = services(context)
     everything = bool(context.args) and context.args[0].lower() == "all"
-    cancelled = await s.jobs.cancel_latest(sender_id(update), everything=everything)
+    cancelled = await s.jobs.cancel_latest(sender_id(update), everything=everything, platform=TELEGRAM)
     if not cancelled:
         await reply(update, say(update, "cancel_none"))
         return

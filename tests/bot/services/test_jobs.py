@@ -51,6 +51,7 @@ def photo_job(n: int, *, exempt: bool = False) -> NewJob:
         style_images=(),
         settings=StyleSettings(),
         exempt=exempt,
+        platform="telegram",
     )
 
 

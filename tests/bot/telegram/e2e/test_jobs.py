@@ -118,10 +118,10 @@ async def test_limits(tg: FakeTelegram, start_bot: StartBot, settings_for) -> No
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         answer = await tg.wait_for("sendMessage", lambda c: "in progress" in c.params["text"])
         assert "You already have 1 pictures in progress" in answer.params["text"]
-        await services.jobs.cancel_latest(alice.id)
+        await services.jobs.cancel_latest(alice.id, platform="telegram")
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         await status_of(tg)
-        await services.jobs.cancel_latest(alice.id)
+        await services.jobs.cancel_latest(alice.id, platform="telegram")
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         answer = await tg.wait_for("sendMessage", lambda c: "last hour" in c.params["text"])
         assert "You've made 2 pictures in the last hour" in answer.params["text"]
