@@ -9,9 +9,13 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from bot.config import Settings, load_settings, require_a_front_end
 from bot.redaction import protect
+
+if TYPE_CHECKING:
+    from bot.runtime import QueueFactory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,16 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def run_all(settings: Settings, queue_factory=None) -> None:
-    """Every configured front end over one core, until SIGINT or SIGTERM."""
+async def run_all(
+    settings: Settings, queue_factory: QueueFactory | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Every configured front end over one core, until SIGINT or SIGTERM (or ``stop`` is set)."""
     from bot.runtime import Runtime, build_services
 
     core = build_services(settings, queue_factory)
     runtime = Runtime(core)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     await runtime.prepare()
     try:
