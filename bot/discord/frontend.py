@@ -192,6 +192,15 @@ class DiscordFrontend:
             channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
             await channel.send(f"<@{job.user_id}> {markdown(message)}")
 
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        """A figure's GIF, after its result, in the job's channel; best effort."""
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
+            await channel.send(file=discord.File(io.BytesIO(data), f"stylebot_{job.id}.gif"))
+        except (discord.HTTPException, OSError) as err:
+            log.warning("job %d: the animation could not be sent: %s", job.id, err)
+
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
         language = language_for(job.language_code)
         live = self._entry(job)

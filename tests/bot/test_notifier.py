@@ -41,6 +41,9 @@ class RecordingFrontend:
     async def tell(self, job: JobRecord, text: str) -> None:
         self.calls.append(("tell", job.id, text))
 
+    async def deliver_animation(self, job: JobRecord, path: Path) -> None:
+        self.calls.append(("animation", job.id, path.name))
+
     async def close(self) -> None:
         return None
 
