@@ -17,6 +17,9 @@ from bot.config import load_settings
 from bot.queue.base import JobQueue, QueueStatus
 
 ROOT = Path(__file__).resolve().parents[2]
+# Tokens no other test writes: ``main`` registers them with the log redaction for the whole process.
+TG = "777:test-main-telegram-token"
+DC = "test-main-discord-token"
 
 
 def tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, telegram: str, discord: str) -> None:
@@ -45,7 +48,7 @@ def test_without_any_token_it_says_so_and_exits(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("telegram", "discord", "path"),
-    [("1:x", "", "polling"), ("", "d.x", "run_all"), ("1:x", "d.x", "run_all")],
+    [(TG, "", "polling"), ("", DC, "run_all"), (TG, DC, "run_all")],
 )
 def test_the_configured_front_ends_choose_the_way_to_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, telegram: str, discord: str, path: str
@@ -85,7 +88,7 @@ class IdleQueue(JobQueue):
         return QueueStatus(backend="idle", workers=1, busy=0, healthy=True)
 
 
-@pytest.mark.parametrize(("telegram", "discord"), [("", "d.x"), ("1:x", "d.x")])
+@pytest.mark.parametrize(("telegram", "discord"), [("", DC), (TG, DC)])
 async def test_run_all_attaches_exactly_the_configured_front_ends(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, telegram: str, discord: str
 ) -> None:
