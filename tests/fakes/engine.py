@@ -345,8 +345,3 @@ class _MuteEngine(FakeEngine):
 def mute_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     """A worker that hangs while loading its model, so it never says hello."""
     return _MuteEngine(settings, device=device)
-
-
-def steady_engine(settings: Any, device: str = "cpu") -> FakeEngine:
-    """Every job takes 40 steps of 50 ms (2 s): time for a test to act while it runs, without waiting long."""
-    return FakeEngine(settings, device=device, step_seconds=0.05, steps=40)

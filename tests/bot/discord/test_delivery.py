@@ -13,7 +13,7 @@ from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
 SLOW = "tests.fakes.engine:slow_engine"  # 20 s a job, honouring cancel
-STEADY = "tests.fakes.engine:steady_engine"  # 2 s a job
+STEADY = "tests.fakes.engine:steady_engine"  # 1 s a job
 
 
 def art_channel(env):
