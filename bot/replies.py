@@ -10,7 +10,7 @@ import html
 
 from bot.queue.base import RESTART_REASON
 from bot.services.figures import RepaintRefusedError, Surprise
-from bot.services.jobs import LimitReachedError, Placement
+from bot.services.jobs import LimitReachedError, Placement, QueueOverview
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
@@ -75,6 +75,24 @@ def queued(language: str, placement: Placement | None) -> str:
     return text(
         language, "queued", position=placement.position, eta=duration(language, placement.eta_seconds)
     )
+
+
+def queue_overview(language: str, overview: QueueOverview) -> str:
+    """``/queue``'s answer: the queue's size, then each of the user's jobs with its place or progress."""
+    if not overview.waiting and not overview.running:
+        return text(language, "queue_empty")
+    lines = [text(language, "queue_summary", waiting=overview.waiting, running=overview.running)]
+    mine = []
+    for job, placement in overview.mine:
+        style = html.escape(job.style_label)
+        if placement is not None:
+            mine.append(text(language, "queue_line_queued", style=style, position=placement.position))
+        else:
+            percent = round((job.progress or 0) * 100)
+            mine.append(text(language, "queue_line_running", style=style, percent=percent))
+    if mine:
+        lines.append(text(language, "queue_yours", lines="\n".join(mine)))
+    return "\n\n".join(lines)
 
 
 def running(language: str, style: str, progress: Progress) -> str:

@@ -15,7 +15,6 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.db import JobState
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services import styles
@@ -422,28 +421,8 @@ async def preset_guild(interaction: discord.Interaction, name: str) -> None:
 
 @app_commands.command(name="queue", description="Where your pictures are")
 async def queue_command(interaction: discord.Interaction) -> None:
-    core = client_of(interaction).core
-    language = lang(interaction)
-    active = await core.db.queued_and_running()
-    if not active:
-        await answer(interaction, say(interaction, "queue_empty"))
-        return
-    waiting = sum(j.state == JobState.QUEUED for j in active)
-    lines = [text(language, "queue_summary", waiting=waiting, running=len(active) - waiting)]
-    placements = await core.jobs.placements()
-    mine = []
-    for job in (j for j in active if j.platform == DISCORD and j.user_id == interaction.user.id):
-        style = html.escape(job.style_label)
-        if job.id in placements:
-            mine.append(
-                text(language, "queue_line_queued", style=style, position=placements[job.id].position)
-            )
-        else:
-            percent = round((job.progress or 0) * 100)
-            mine.append(text(language, "queue_line_running", style=style, percent=percent))
-    if mine:
-        lines.append(text(language, "queue_yours", lines="\n".join(mine)))
-    await answer(interaction, markdown("\n\n".join(lines)))
+    overview = await client_of(interaction).core.jobs.overview(interaction.user.id, platform=DISCORD)
+    await answer(interaction, markdown(replies.queue_overview(lang(interaction), overview)))
 
 
 @app_commands.command(name="cancel", description="Stop your latest picture")

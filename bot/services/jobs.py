@@ -71,6 +71,15 @@ class Placement:
     eta_seconds: float | None
 
 
+@dataclass(frozen=True)
+class QueueOverview:
+    """What ``/queue`` shows on any platform: the whole queue's counts and the asking user's jobs."""
+
+    waiting: int
+    running: int
+    mine: tuple[tuple[JobRecord, Placement | None], ...]  # the user's active jobs; a placement if queued
+
+
 class JobService:
     def __init__(
         self, db: Database, queue: JobQueue, *, jobs_dir: Path, limits: Limits, max_image_pixels: int
@@ -122,6 +131,18 @@ class JobService:
 
     def _validate(self, new: NewJob) -> None:
         validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)
+
+    async def overview(self, user_id: int, *, platform: str) -> QueueOverview:
+        """The queue as ``/queue`` shows it to one user (a user is ``(platform, user_id)``)."""
+        active = await self.db.queued_and_running()
+        placements = await self.placements() if active else {}
+        waiting = sum(j.state == JobState.QUEUED for j in active)
+        mine = tuple(
+            (job, placements.get(job.id))
+            for job in active
+            if job.platform == platform and job.user_id == user_id
+        )
+        return QueueOverview(waiting, len(active) - waiting, mine)
 
     async def placements(self) -> dict[int, Placement]:
         """Every queued job's place in line and waiting time, in the order the queue will run them."""

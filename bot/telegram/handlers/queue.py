@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import html
-
 from telegram import Message, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.db import JobState
+from bot import replies
 from bot.frontend import TELEGRAM
 from bot.telegram.context import frontend, services
 from bot.telegram.handlers.common import language, reply, say, sender_id
-from bot.texts import text
 
 
 async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    s = services(context)
-    owner = sender_id(update)
-    lang = language(update)
-    active = await s.db.queued_and_running()
-    if not active:
-        await reply(update, say(update, "queue_empty"))
-        return
-    waiting = sum(j.state == JobState.QUEUED for j in active)
-    lines = [text(lang, "queue_summary", waiting=waiting, running=len(active) - waiting)]
-    placements = await s.jobs.placements()
-    mine = []
-    for job in (j for j in active if j.user_id == owner):
-        style = html.escape(job.style_label)
-        if job.id in placements:
-            mine.append(text(lang, "queue_line_queued", style=style, position=placements[job.id].position))
-        else:
-            mine.append(
-                text(lang, "queue_line_running", style=style, percent=round((job.progress or 0) * 100))
-            )
-    if mine:
-        lines.append(text(lang, "queue_yours", lines="\n".join(mine)))
-    await reply(update, "\n\n".join(lines))
+    overview = await services(context).jobs.overview(sender_id(update), platform=TELEGRAM)
+    await reply(update, replies.queue_overview(language(update), overview))
 
 
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from bot.db import Database
 from bot.queue.base import QueueStatus
 from bot.services import styles
-from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob
+from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob, Placement
 from engine.catalog import load_catalog
 from engine.protocol import StyleSettings
 from tests.fakes import images
@@ -112,3 +113,25 @@ async def test_a_worker_painting_batches_gives_shorter_waits(db: Database, tmp_p
     assert typical > 0
     assert single == [0.0, typical, 2 * typical, 3 * typical]
     assert batched == [0.0, 0.0, typical, typical]  # each pair starts (and ends) together
+
+
+async def test_queue_overview_shows_a_user_only_their_own_platforms_jobs(
+    db: Database, tmp_path: Path
+) -> None:
+    """User 7 on Telegram and user 7 on Discord are two people: /queue never mixes their jobs."""
+    await db.upsert_user(7, "bob", "Bob", "en", platform="discord")
+    jobs = JobService(
+        db,
+        RecordingQueue(),
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(3, 30, 100),
+        max_image_pixels=4_000_000,
+    )
+    mine, _ = await jobs.submit(photo_job(1))
+    theirs, _ = await jobs.submit(dataclasses.replace(photo_job(2), platform="discord"))
+    telegram = await jobs.overview(7, platform="telegram")
+    discord = await jobs.overview(7, platform="discord")
+    assert (telegram.waiting, telegram.running) == (2, 0)
+    assert [job.id for job, _ in telegram.mine] == [mine.id]
+    assert [job.id for job, _ in discord.mine] == [theirs.id]
+    assert telegram.mine[0][1] == Placement(1, telegram.mine[0][1].eta_seconds)
