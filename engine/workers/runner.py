@@ -36,29 +36,14 @@ from engine.workers.wire import (
 log = logging.getLogger(__name__)
 
 
-class WorkerEngine(Protocol):
-    """What a worker needs of an engine; ``engine.api.Engine`` and the tests' fake both have it."""
+class WorkerEngine(figures.FigureEngine, Protocol):
+    """What a worker needs of an engine (a figure's ``stylize`` and ``stylize_batch``, and the model loaded
+    up front); ``engine.api.Engine`` and the tests' fake both have it."""
 
     @property
     def device_name(self) -> str: ...
 
     def load_model(self) -> None: ...
-
-    def stylize(
-        self,
-        request: StylizeRequest,
-        *,
-        progress: Callable[[Progress], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-    ) -> StylizeResult: ...
-
-    def stylize_batch(
-        self,
-        requests: list[StylizeRequest],
-        *,
-        progress: list[Callable[[Progress], None] | None] | None = None,
-        should_cancel: list[Callable[[], bool] | None] | None = None,
-    ) -> list[StylizeResult | StylebotError]: ...
 
 
 class Reports(Protocol):
