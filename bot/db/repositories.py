@@ -285,25 +285,31 @@ class PresetRepository(_Repository):
             return int(await session.scalar(stmt) or 0)
 
 
-async def _check_job_limits(session: AsyncSession, platform: str, user_id: int, limits: JobLimits) -> None:
+async def _check_job_limits(
+    session: AsyncSession, platform: str, user_id: int, limits: JobLimits, weight: float
+) -> None:
     """Per person (a platform's user), and the queue that every platform shares; each limit counts jobs
-    by their weight (a strip may count as several), rounded down."""
+    by their weight (a strip may count as several), the new job's included. A heavy job alone is never
+    refused (it could never run otherwise), but it cannot join others past a limit."""
 
     def count(*where: ColumnElement[bool]) -> Any:
         return select(func.coalesce(func.sum(Job.weight), 0)).where(*where)
 
+    def over(already: float, limit: int) -> bool:
+        return already > 0 and already + weight > limit
+
     user = (Job.platform == platform, Job.user_id == user_id)
-    active = int(await session.scalar(count(*user, Job.state.in_(_states(JobState.ACTIVE)))))
-    if active >= limits.max_active:
-        raise LimitExceededError("active", active)
+    active = float(await session.scalar(count(*user, Job.state.in_(_states(JobState.ACTIVE)))))
+    if over(active, limits.max_active):
+        raise LimitExceededError("active", int(active))
     recent = (*user, Job.created_at >= utcnow() - HOUR)
-    hourly = int(await session.scalar(count(*recent)))
-    if hourly >= limits.max_per_hour:
+    hourly = float(await session.scalar(count(*recent)))
+    if over(hourly, limits.max_per_hour):
         oldest = await session.scalar(select(func.min(Job.created_at)).where(*recent))
-        raise LimitExceededError("hourly", hourly, oldest)
-    queued = int(await session.scalar(count(Job.state == JobState.QUEUED.value)))
-    if queued >= limits.max_queued:
-        raise LimitExceededError("queue_full", queued)
+        raise LimitExceededError("hourly", int(hourly), oldest)
+    queued = float(await session.scalar(count(Job.state == JobState.QUEUED.value)))
+    if over(queued, limits.max_queued):
+        raise LimitExceededError("queue_full", int(queued))
 
 
 class ChatDefaultsRepository(_Repository):
@@ -372,7 +378,7 @@ class JobRepository(_Repository):
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
         ``LimitExceededError``), checked and inserted as one step. ``weight``: how many ordinary jobs it
-        counts as in the limits (a job is refused while the weights already there reach a limit)."""
+        counts as in the limits, its own weight included (a heavy job alone always gets in)."""
         row = Job(
             platform=platform,
             user_id=user_id,
@@ -399,7 +405,7 @@ class JobRepository(_Repository):
                 await session.flush()
                 return _job(row)
         async with self._serialized(select(func.pg_advisory_xact_lock(JOB_LOCK_KEY))) as session:
-            await _check_job_limits(session, platform, user_id, limits)
+            await _check_job_limits(session, platform, user_id, limits, row.weight)
             session.add(row)
             await session.flush()
             return _job(row)
@@ -621,9 +627,18 @@ class JobRepository(_Repository):
 
 class StyleImageRepository(_Repository):
     async def add_style_image(
-        self, platform: str, user_id: int, name: str, *, file_id: str | None = None, data: bytes | None = None
+        self,
+        platform: str,
+        user_id: int,
+        name: str,
+        *,
+        file_id: str | None = None,
+        data: bytes | None = None,
+        keep: int | None = None,
     ) -> StyleImageRecord:
-        """Keep a personal style picture: a Telegram file id, or the image's bytes (Discord)."""
+        """Keep a personal style picture: a Telegram file id, or the image's bytes (Discord). ``keep``: the
+        user keeps only that many, the newest (each may hold megabytes: a user cannot grow the database
+        without bound)."""
         if (file_id is None) == (data is None):
             raise ValueError("a style image is kept by file id or by its bytes, one of the two")
         row = StyleImage(
@@ -632,17 +647,33 @@ class StyleImageRepository(_Repository):
         async with self.session() as session:
             session.add(row)
             await session.flush()
+            if keep is not None:
+                newest = (
+                    select(StyleImage.id)
+                    .where(StyleImage.platform == platform, StyleImage.user_id == user_id)
+                    .order_by(StyleImage.id.desc())
+                    .limit(keep)
+                )
+                await session.execute(
+                    delete(StyleImage).where(
+                        StyleImage.platform == platform,
+                        StyleImage.user_id == user_id,
+                        StyleImage.id.not_in(newest.scalar_subquery()),
+                    )
+                )
             return _record(StyleImageRecord, row)
 
     async def list_style_images(self, platform: str, user_id: int) -> list[StyleImageRecord]:
-        """The user's personal styles, newest first (the bytes included: a few, small)."""
+        """The user's personal styles, newest first, without their bytes (autocomplete lists them on every
+        keystroke; ``get_style_image`` brings one whole)."""
+        columns = [c for c in StyleImage.__table__.c if c.name != "data"]
         stmt = (
-            select(StyleImage)
+            select(*columns)
             .where(StyleImage.platform == platform, StyleImage.user_id == user_id)
             .order_by(StyleImage.id.desc())
         )
         async with self.session() as session:
-            return [_record(StyleImageRecord, row) for row in await session.scalars(stmt)]
+            return [StyleImageRecord(**row._mapping, data=None) for row in await session.execute(stmt)]
 
     async def get_style_image(self, platform: str, user_id: int, image_id: int) -> StyleImageRecord | None:
         """One of the user's own personal styles; ``None`` for another user's (ids are easy to guess)."""

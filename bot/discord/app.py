@@ -44,7 +44,7 @@ class StylebotTree(app_commands.CommandTree):
         )
         message = markdown(text(language_for(str(interaction.locale)), "apology", ref=reference))
         with contextlib.suppress(discord.HTTPException):
-            await commands.answer(interaction, message)
+            await commands.refuse(interaction, message)  # ephemeral, even after a public deferral
 
 
 class StylebotClient(discord.Client):

@@ -4,10 +4,12 @@ Every command defers within Discord's 3 seconds before anything slow (a download
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import io
 import logging
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,8 +20,8 @@ from bot import replies
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services import styles
-from bot.services.jobs import LimitReachedError, NewJob
-from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences, job_settings
+from bot.services.jobs import MAX_DOWNLOAD_BYTES, LimitReachedError, NewJob, looks_like_image
+from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences
 from bot.services.presets import PresetError
 from bot.services.styles import StyleChoice
 from bot.texts import language_for, text
@@ -31,9 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the same limit as on Telegram
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
 MAX_CHOICES = 25  # Discord's limit for autocomplete
+MAX_PERSONAL_STYLES = 10  # "Use as my style" keeps a user's newest ten (each stored whole)
+MESSAGE_LIMIT = 2000  # characters in one message's content
 MINE = "mine:"  # autocomplete value of a personal style: mine:<id>
 
 
@@ -60,6 +62,21 @@ async def track(interaction: discord.Interaction) -> None:
     )
 
 
+def _fitting(message: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """A long answer as messages within Discord's limit, cut between lines (a line too long for one
+    message is cut where the limit falls)."""
+    parts: list[str] = []
+    current = ""
+    for line in message.split("\n"):
+        for piece in [line[i : i + limit] for i in range(0, max(len(line), 1), limit)]:
+            candidate = f"{current}\n{piece}" if current else piece
+            if len(candidate) > limit:
+                parts.append(current)
+                candidate = piece
+            current = candidate
+    return [*parts, current] if current else parts
+
+
 async def answer(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer, whether or not the interaction was deferred."""
     if interaction.response.is_done():
@@ -72,8 +89,7 @@ async def answer(interaction: discord.Interaction, message: str) -> None:
 
 
 def is_image(attachment: discord.Attachment) -> bool:
-    kind = (attachment.content_type or "").lower()
-    return kind.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+    return looks_like_image(attachment.content_type, attachment.filename)
 
 
 async def download(interaction: discord.Interaction, attachment: discord.Attachment) -> bytes:
@@ -100,8 +116,8 @@ def image_of(message: discord.Message) -> discord.Attachment | None:
 async def choose(interaction: discord.Interaction, value: str) -> StyleChoice:
     """A style from autocomplete (or typed): a personal style ``mine:ID``, a preset, painting ids."""
     core = client_of(interaction).core
-    if value.startswith(MINE) and value[len(MINE) :].isdigit():
-        image = await core.db.get_style_image(DISCORD, interaction.user.id, int(value[len(MINE) :]))
+    if mine := re.fullmatch(rf"{MINE}([0-9]{{1,18}})", value):
+        image = await core.db.get_style_image(DISCORD, interaction.user.id, int(mine[1]))
         if image is None:
             raise Refusal(say(interaction, "button_expired"))
         return styles.stored_image(image.id, image.name)
@@ -177,16 +193,12 @@ async def start_job(
             if stored is None or stored.data is None:
                 raise Refusal(say(interaction, "button_expired"))
             style_bytes += (stored.data,)
-        user = await core.db.get_user(owner, platform=DISCORD)
-        chat_settings: dict = {}
-        if guild_id is not None:
-            _, chat_settings = await core.presets.chat_default(guild_id, "", platform=DISCORD)
-        preset = {**choice.settings, **(overrides or {})}
-        settings = job_settings(
+        settings = await core.presets.settings_for(
+            owner,
+            platform=DISCORD,
+            group_id=guild_id,
+            preset={**choice.settings, **(overrides or {})},
             default_quality=core.settings.default_quality,
-            chat=chat_settings,
-            preferences=Preferences.from_dict(user.settings if user else {}),
-            preset=preset,
         )
         new = NewJob(
             user_id=owner,
@@ -203,14 +215,14 @@ async def start_job(
         )
         job, placement = await core.jobs.submit(new)
     except Refusal as refusal:
-        await _refuse(interaction, str(refusal))
+        await refuse(interaction, str(refusal))
         return
     except LimitReachedError as err:
-        await _refuse(interaction, markdown(replies.limit(lang(interaction), err)))
+        await refuse(interaction, markdown(replies.limit(lang(interaction), err)))
         return
     except StylebotError as err:
         log.info("discord user %d: refused input: %s", owner, err)
-        await _refuse(interaction, markdown(replies.engine_error(lang(interaction), err)))
+        await refuse(interaction, markdown(replies.engine_error(lang(interaction), err)))
         return
     from bot.discord.frontend import cancel_view
 
@@ -219,11 +231,15 @@ async def start_job(
     )
     await core.db.set_status_message(job.id, response.id)
     current = await core.db.get_job(job.id)
-    if current is not None:
+    if current is None:
+        return
+    if current.is_active:
         client.frontend.opened(current, interaction)
+    else:  # it ended before its status was up: the user has heard already; the response says so too
+        await client.frontend.remove_status(current)
 
 
-async def _refuse(interaction: discord.Interaction, message: str) -> None:
+async def refuse(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer. After a public deferral (what only the download shows: a corrupt picture,
     too many pixels, a limit reached meanwhile), the public "thinking" response is first completed (while
     it loads, a followup would only edit it, public), then the refusal follows ephemerally and the public
@@ -297,7 +313,7 @@ async def paint(
             if guild_default is None:
                 raise Refusal(say(interaction, "discord_needs_style"))
     except Refusal as refusal:
-        await _refuse(interaction, str(refusal))
+        await refuse(interaction, str(refusal))
         return
     await start_job(interaction, image, choice, style_image=style_image, overrides=overrides)
 
@@ -310,7 +326,7 @@ async def styles_command(interaction: discord.Interaction) -> None:
     sheet = await paintings.overview()
     files = [discord.File(io.BytesIO(sheet.picture), "styles.jpg")] if sheet else []
     body = "\n".join(lines)
-    await interaction.followup.send(body[:2000], files=files, ephemeral=True)
+    await interaction.followup.send(body[:MESSAGE_LIMIT], files=files, ephemeral=True)
 
 
 preset = app_commands.Group(name="preset", description="Save and use your styles")
@@ -358,10 +374,10 @@ async def preset_use(interaction: discord.Interaction, name: str, image: discord
         precheck(interaction, image)
         record = await client_of(interaction).core.presets.get(interaction.user.id, name, platform=DISCORD)
     except Refusal as refusal:
-        await _refuse(interaction, str(refusal))
+        await refuse(interaction, str(refusal))
         return
     except PresetError as err:
-        await _refuse(
+        await refuse(
             interaction, say(interaction, f"preset_{err.kind}", name=html.escape(name), **err.details)
         )
         return
@@ -377,7 +393,8 @@ async def preset_list(interaction: discord.Interaction) -> None:
         return
     own = say(interaction, "preset_own_image")
     lines = [f"• `{r.name}`: {styles.describe(r.styles, core.catalog, own)}" for r in records]
-    await answer(interaction, say(interaction, "preset_list", lines="\n".join(lines)))
+    for part in _fitting(say(interaction, "preset_list", lines="\n".join(lines))):
+        await answer(interaction, part)
 
 
 @preset.command(name="delete", description="Delete one of your presets")
@@ -414,6 +431,9 @@ async def preset_guild(interaction: discord.Interaction, name: str) -> None:
             interaction, say(interaction, f"preset_{err.kind}", name=html.escape(name), **err.details)
         )
         return
+    if styles.from_preset(record).stored_image_ids:  # a personal image is its owner's alone
+        await answer(interaction, say(interaction, "discord_guild_no_personal_styles"))
+        return
     await core.presets.set_chat_default(interaction.guild_id, record, interaction.user.id, platform=DISCORD)
     label = styles.describe(record.styles, core.catalog, say(interaction, "preset_own_image"))
     await answer(interaction, say(interaction, "preset_chat_set", style=html.escape(label)))
@@ -429,6 +449,7 @@ async def queue_command(interaction: discord.Interaction) -> None:
 @app_commands.describe(everything="stop all of your pictures")
 async def cancel_command(interaction: discord.Interaction, everything: bool = False) -> None:
     core = client_of(interaction).core
+    await interaction.response.defer(ephemeral=True)  # the statuses it edits may take past 3 seconds
     cancelled = await core.jobs.cancel_latest(interaction.user.id, everything=everything, platform=DISCORD)
     if not cancelled:
         await answer(interaction, say(interaction, "cancel_none"))
@@ -568,10 +589,10 @@ class StylePicker(discord.ui.View):
         try:
             choice = await choose(interaction, str(value))
         except Refusal as refusal:
-            await _refuse(interaction, str(refusal))
+            await refuse(interaction, str(refusal))
             return
         if attachment is None:
-            await _refuse(interaction, say(interaction, "discord_no_image"))
+            await refuse(interaction, say(interaction, "discord_no_image"))
             return
         await start_job(interaction, attachment, choice)
 
@@ -600,7 +621,7 @@ async def use_as_my_style(interaction: discord.Interaction, message: discord.Mes
         data = await download(interaction, attachment)
         from bot.services.jobs import validate_images
 
-        validate_images([data], max_pixels=core.settings.max_image_pixels)
+        await asyncio.to_thread(validate_images, [data], max_pixels=core.settings.max_image_pixels)
     except Refusal as refusal:
         await answer(interaction, str(refusal))
         return
@@ -608,7 +629,9 @@ async def use_as_my_style(interaction: discord.Interaction, message: discord.Mes
         await answer(interaction, markdown(replies.engine_error(lang(interaction), err)))
         return
     name = attachment.filename.rsplit(".", 1)[0][:24] or "style"
-    image = await core.db.add_style_image(DISCORD, interaction.user.id, name, data=data)
+    image = await core.db.add_style_image(
+        DISCORD, interaction.user.id, name, data=data, keep=MAX_PERSONAL_STYLES
+    )
     await answer(interaction, say(interaction, "discord_style_saved", name=html.escape(image.name)))
 
 

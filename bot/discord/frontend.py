@@ -136,10 +136,13 @@ class DiscordFrontend:
             live.pending = None
             key = (content, final, preview)
             if key != live.shown:
-                view = None if final else cancel_view(job)
-                files = [discord.File(io.BytesIO(preview), "preview.jpg")] if preview else []
+                fields: dict[str, object] = {"content": content, "view": None if final else cancel_view(job)}
+                if preview:
+                    fields["attachments"] = [discord.File(io.BytesIO(preview), "preview.jpg")]
+                elif final:  # the last word drops the preview; a text-only update keeps the one shown
+                    fields["attachments"] = []
                 try:
-                    await self._edit(job, live, content=content, view=view, attachments=files)
+                    await self._edit(job, live, **fields)
                 except discord.NotFound:
                     log.info("job %d: its response is gone; no more updates", job.id)
                     self._live.pop(job.id, None)

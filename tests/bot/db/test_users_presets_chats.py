@@ -238,3 +238,18 @@ async def test_json_round_trips(database: Database, user: int) -> None:
     async with database.session() as session:
         raw = await session.scalar(select(Preset.settings).where(Preset.user_id == user))
     assert raw == NESTED
+
+
+async def test_personal_style_images_keep_the_newest_and_list_without_bytes(database: Database) -> None:
+    await database.upsert_user(5, None, "Kim", None, platform="discord")
+    ids = [
+        (await database.add_style_image("discord", 5, f"s{n}", data=bytes([n]) * 10, keep=3)).id
+        for n in range(5)
+    ]
+    listed = await database.list_style_images("discord", 5)
+    assert [image.id for image in listed] == ids[:1:-1]  # the three newest, newest first
+    assert all(image.data is None for image in listed)
+    assert await database.get_style_image("discord", 5, ids[0]) is None  # the oldest went
+    kept = await database.get_style_image("discord", 5, ids[-1])
+    assert kept is not None
+    assert kept.data == bytes([4]) * 10

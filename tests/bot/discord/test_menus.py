@@ -51,7 +51,10 @@ async def test_use_as_my_style_keeps_the_image_for_later(discord_settings) -> No
         assert "sunset" in (kept.response.content + "".join(f.content for f in kept.followups))
         saved = await core.db.list_style_images("discord", alice.id)
         assert [s.name for s in saved] == ["sunset"]
-        assert saved[0].data == art  # the image itself: Discord's attachment URLs expire
+        assert saved[0].data is None  # listed without its bytes (autocomplete lists on every keystroke)
+        whole = await core.db.get_style_image("discord", alice.id, saved[0].id)
+        assert whole is not None
+        assert whole.data == art  # the image itself: Discord's attachment URLs expire
         assert await core.db.list_style_images("discord", bob.id) == []  # only hers
 
         choices = await alice.autocomplete(channel, "paint", "style", "sun")
