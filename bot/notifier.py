@@ -71,8 +71,7 @@ class Notifier:
         if job is None or job.state != JobState.DONE:
             return
         self._notes.pop(job.id, None)
-        await self._frontend(job).remove_status(job)
-        await self.deliver(job, result.path, notes=result.notes)
+        await self._send_result(job, result.path, result.notes)
         if result.animation is not None:  # the painting as it formed, after its triptych
             await self._frontend(job).deliver_animation(job, result.animation)
         self.metrics.ended("done", job.engine_seconds)
@@ -150,6 +149,15 @@ class Notifier:
         finally:
             self._delivering.discard(job.id)
 
+    async def _send_result(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> None:
+        """The painting, then its status goes (Telegram) or says done (Discord): only once the platform
+        confirmed the send. Until then the status says the painting waits to be sent, without a button."""
+        if await self.deliver(job, path, notes):
+            await self._frontend(job).remove_status(job)
+        elif job.status_message_id is not None:
+            pending = text(language_for(job.language_code), "result_pending")
+            await self._frontend(job).show_status(job, pending, final=True)
+
     def result_path(self, job: JobRecord) -> Path | None:
         for suffix in ("png", "jpg"):
             path = self.results_dir / f"{job.id}.{suffix}"
@@ -170,8 +178,7 @@ class Notifier:
             path = self.result_path(job)
             if path is not None and job.id not in self._delivering:
                 log.info("job %d: delivering a result that was not sent yet", job.id)
-                await self._frontend(job).remove_status(job)
-                await self.deliver(job, path)
+                await self._send_result(job, path)
 
     async def redeliver_forever(self, interval: float = REDELIVERY_INTERVAL) -> None:
         """``redeliver`` everything now (at start-up), then every ``interval`` seconds what has waited at

@@ -24,6 +24,7 @@ class RecordingFrontend:
         self.platform = platform
         self.calls: list[tuple[str, int, str]] = []
         self.sent = 0
+        self.refuse = False  # the platform refuses every send (a channel the bot cannot write to)
 
     async def show_status(
         self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
@@ -35,6 +36,8 @@ class RecordingFrontend:
 
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
         self.calls.append(("deliver", job.id, path.name))
+        if self.refuse:
+            return None
         self.sent += 1
         return f"{self.platform}-{self.sent}"
 
@@ -133,3 +136,24 @@ async def test_a_result_waits_while_its_platform_is_not_running(core) -> None:
     assert ("deliver", job.id, f"{job.id}.png") in discord.calls
     assert (await db.get_job(job.id)).result_file_id == "discord-1"
     assert telegram.calls == []
+
+
+async def test_the_status_goes_only_once_the_painting_is_confirmed_sent(core) -> None:
+    """A status that says "done" (Discord) or disappears (Telegram) before a send that then fails would
+    leave the user with nothing: the status first says the painting waits, and goes when it is sent."""
+    db, notifier = core
+    discord = RecordingFrontend(DISCORD)
+    notifier.frontends[DISCORD] = discord
+    job = await new_job(db, DISCORD)
+    result = await finished(db, notifier, job)
+
+    discord.refuse = True
+    await notifier.job_finished(job.id, result)
+    assert [c[0] for c in discord.calls] == ["deliver", "status"]
+    assert "ready" in discord.calls[-1][2]
+    assert (await db.get_job(job.id)).result_file_id is None
+
+    discord.refuse, discord.calls = False, []
+    await notifier.redeliver()
+    assert [c[0] for c in discord.calls] == ["deliver", "remove"]
+    assert (await db.get_job(job.id)).result_file_id == "discord-1"
