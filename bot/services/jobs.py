@@ -27,6 +27,19 @@ from engine.protocol import StyleSettings, settings_to_dict
 
 log = logging.getLogger(__name__)
 
+MAX_DOWNLOAD_BYTES = (
+    20 * 1024 * 1024
+)  # the largest photo a user may send, on every platform (the Bot API's getFile limit)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
+
+
+def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
+    """Whether a file a user sent claims to be a picture (its header is checked later, when it is in)."""
+    return (mime_type or "").lower().startswith("image/") or (file_name or "").lower().endswith(
+        IMAGE_SUFFIXES
+    )
+
+
 DEFAULT_JOB_SECONDS = {"draft": 15.0, "normal": 60.0, "high": 240.0}  # until the database has real timings
 HOUR = timedelta(hours=1)
 

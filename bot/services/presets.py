@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from bot.db import ChatDefaultsRecord, Database, LimitExceededError, PresetRecord
 from bot.services import styles
+from bot.services.preferences import Preferences, job_settings
 from bot.services.styles import StyleChoice
 from engine.catalog import Catalog
+from engine.protocol import StyleSettings
 
 NAME = re.compile(r"[\w-]{1,32}")
 
@@ -26,6 +28,29 @@ class PresetService:
     db: Database
     catalog: Catalog
     max_presets: int
+
+    async def settings_for(
+        self,
+        user_id: int,
+        *,
+        platform: str,
+        group_id: int | None,
+        preset: dict,
+        default_quality: str,
+    ) -> StyleSettings:
+        """A new job's settings, every layer in its place (``preferences.job_settings``): the group's
+        defaults (``group_id``: a Telegram group or a Discord server; None in a private chat), the user's
+        /settings, then the preset's own."""
+        user = await self.db.get_user(user_id, platform=platform)
+        group = {}
+        if group_id is not None:
+            _, group = await self.chat_default(group_id, "", platform=platform)
+        return job_settings(
+            default_quality=default_quality,
+            chat=group,
+            preferences=Preferences.from_dict(user.settings if user else {}),
+            preset=preset,
+        )
 
     def check_name(self, name: str) -> None:
         """Refuse a name before anything else is asked of the user."""

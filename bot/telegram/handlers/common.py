@@ -12,14 +12,13 @@ from telegram import Message, ReplyParameters, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError
 
+from bot.services.jobs import MAX_DOWNLOAD_BYTES, looks_like_image
 from bot.texts import language_for, text
 
 log = logging.getLogger(__name__)
 
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_BACKOFF = 0.5  # seconds before the second attempt; doubled before the third
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
 _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL
 )
@@ -94,9 +93,7 @@ def is_image_document(message: Message) -> bool:
     document = message.document
     if document is None:
         return False
-    mime = (document.mime_type or "").lower()
-    name = (document.file_name or "").lower()
-    return mime.startswith("image/") or name.endswith(IMAGE_SUFFIXES)
+    return looks_like_image(document.mime_type, document.file_name)
 
 
 async def download(message: Message, ref: ImageRef) -> bytes:

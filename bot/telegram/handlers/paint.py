@@ -38,7 +38,6 @@ from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.jobs import LimitReachedError, NewJob, Placement
-from bot.services.preferences import Preferences, job_settings
 from bot.services.styles import StyleChoice
 from bot.telegram import buttons
 from bot.telegram.context import albums, frontend, services
@@ -60,7 +59,6 @@ from bot.telegram.handlers.common import (
 from bot.texts import text
 from engine import figures
 from engine.errors import StylebotError
-from engine.protocol import StyleSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +92,14 @@ async def start_job(
     try:
         content_bytes = await download(message, content)
         style_bytes = tuple([await _download_file(message, file_id) for file_id in choice.image_file_ids])
-        settings = (await _settings_for(s, owner, chat.id, chat.type, choice)).replace(figure=figure)
+        settings = await s.presets.settings_for(
+            owner,
+            platform=TELEGRAM,
+            group_id=None if chat.type == ChatType.PRIVATE else chat.id,
+            preset=choice.settings,
+            default_quality=s.settings.default_quality,
+        )
+        settings = settings.replace(figure=figure)
         label = replies.figure_label(lang, figure, choice.label)
         new = NewJob(
             user_id=owner,
@@ -144,21 +149,6 @@ async def show_queued(
 
 async def _download_file(message: Message, file_id: str) -> bytes:
     return await download(message, ImageRef(file_id, None, message.message_id, None))
-
-
-async def _settings_for(
-    s: Services, user_id: int, chat_id: int, chat_type: str, choice: StyleChoice
-) -> StyleSettings:
-    user = await s.db.get_user(user_id)
-    chat_settings = {}
-    if chat_type != ChatType.PRIVATE:
-        _, chat_settings = await s.presets.chat_default(chat_id, "", platform=TELEGRAM)
-    return job_settings(
-        default_quality=s.settings.default_quality,
-        chat=chat_settings,
-        preferences=Preferences.from_dict(user.settings if user else {}),
-        preset=choice.settings,
-    )
 
 
 async def _refuse(update: Update, status: Message | None, message: str) -> None:
