@@ -80,7 +80,7 @@ from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus, smallest_limits
 from bot.queue.ledger import BAD_RESULT, Ledger, ticket_for
-from bot.queue.scheduling import fair_order
+from bot.queue.scheduling import batch_limit, fair_order
 from engine.errors import Cancelled
 from engine.protocol import Progress
 from engine.workers import broker as protocol
@@ -742,11 +742,16 @@ class CeleryQueue(JobQueue):
 
     # ----- dispatching -----
 
-    def _capacity(self) -> int:
-        """Tasks the broker may hold, running or waiting: a batch per live worker, plus the largest batch
-        waiting (without batching: one per worker, plus one). More would promise jobs to the broker early,
-        where a user arriving later could no longer go ahead of them in the round robin."""
-        sizes = [worker.batch_size for worker in self._workers.values()]
+    def _capacity(self, head: JobRecord | None = None) -> int:
+        """Tasks the broker may hold, running or waiting: a batch per live worker, plus one batch waiting
+        (without batching: one per worker, plus one), batches being the size of ``head``'s tier (the job
+        at the head of the fair order; without it, the largest tier's, an upper bound). More would promise
+        jobs to the broker early, where a user arriving later could no longer go ahead of them in the round
+        robin."""
+        sizes = [
+            worker.batch_size if head is None else batch_limit(worker.batch_limits, head)
+            for worker in self._workers.values()
+        ]
         return sum(sizes) + max(sizes, default=1)
 
     async def _dispatch(self) -> None:
@@ -758,10 +763,11 @@ class CeleryQueue(JobQueue):
         if self._stopping or not self._connected or len(self._dispatches) >= self._capacity():
             return
         active = await self._db.queued_and_running()
-        free = self._capacity() - len(self._dispatches)
         queued = [j for j in active if j.state is JobState.QUEUED and j.id not in self._dispatches]
         running = [j for j in active if j.state is JobState.RUNNING or j.id in self._dispatches]
-        for job in fair_order(queued, running)[: max(0, free)]:
+        order = fair_order(queued, running)
+        free = self._capacity(order[0]) - len(self._dispatches) if order else 0
+        for job in order[: max(0, free)]:
             if not await self._send(job):
                 break
 

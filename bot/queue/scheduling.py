@@ -49,8 +49,11 @@ def _owner(job: JobRecord) -> tuple[str, int]:
 
 
 def job_group(job: JobRecord) -> Hashable:
-    """The job's ``batch_group``; a job whose stored settings do not parse shares a batch with nobody
-    (its worker fails it alone)."""
+    """The job's ``batch_group``. A job shares a batch with nobody when it is a retry (its worker died
+    under it, maybe because of it: the others of its batch must not pay for it a second time) or when its
+    stored settings do not parse (its worker fails it alone)."""
+    if job.attempts > 0:
+        return ("alone", job.id)
     try:
         return batch_group(settings_from_dict(job.settings))
     except (TypeError, ValueError):

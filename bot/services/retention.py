@@ -77,8 +77,11 @@ class Retention:
     async def sweep(self) -> Swept:
         """Delete what the policy no longer keeps; returns how much went."""
         in_use = set()
+        # Active first: jobs only move from active to finished, so a job that ends between the two
+        # queries is in the second one; the other order could miss it and delete its photo.
+        active = await self.db.active_jobs()
         kept = await self.db.finished_since(datetime.now(UTC) - self.policy.results)
-        for job in [*await self.db.active_jobs(), *kept]:
+        for job in [*active, *kept]:
             for path in (job.content_path, *job.style_paths):
                 in_use.add(_top_entry(Path(path), self.jobs_dir))
         swept = await asyncio.to_thread(self._sweep_files, in_use)

@@ -659,7 +659,10 @@ def _order(value: object) -> int:
 
 
 def _group(run: _Run) -> object:
-    """A job's batch group, from its ticket's settings; one whose settings do not parse goes alone."""
+    """A job's batch group, from its ticket's settings; a retry, or one whose settings do not parse, goes
+    alone (see ``bot.queue.scheduling.job_group``)."""
+    if run.ticket.alone:
+        return ("alone", run.task_id)
     try:
         return batch_group(settings_from_dict(run.ticket.settings))
     except (TypeError, ValueError):

@@ -127,6 +127,7 @@ class Ticket:
     styles: tuple[Style, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     result_path: str | None = None  # by reference: write the painting here (atomically); None: report it
+    alone: bool = False  # a retry of a job that lost its worker: it shares a batch with nobody
 
     def request(self) -> StylizeRequest:
         """The engine's request; reads the files of a ticket by reference (``InputLostError``)."""
@@ -159,6 +160,7 @@ class Ticket:
             "styles": [s.to_dict() for s in self.styles],
             "settings": dict(self.settings),
             "result_path": self.result_path,
+            "alone": self.alone,
         }
 
     @classmethod
@@ -169,6 +171,7 @@ class Ticket:
             styles=tuple(Style.from_dict(s) for s in data["styles"]),
             settings=dict(data.get("settings") or {}),
             result_path=data.get("result_path"),
+            alone=bool(data.get("alone", False)),
         )
 
 

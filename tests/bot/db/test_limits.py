@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from bot.db import Database, JobLimits, LimitExceededError
 
 from .test_jobs import new_job
@@ -46,6 +48,20 @@ async def test_ten_at_once_with_an_active_limit_of_three_make_three(database: Da
     assert {r.kind for r in refused} == {"active"}
     assert {r.count for r in refused} == {3}
     assert await database.count_active(user) == 3
+
+
+async def test_a_heavy_job_counts_its_own_weight(database: Database, user: int) -> None:
+    """A strip weighing 5 gets in alone (it could never run otherwise) but cannot join two jobs past a
+    limit of 3: the limits count the new job's weight too."""
+    limits = JobLimits(max_active=3, max_per_hour=100, max_queued=100)
+    strip = await new_job(database, limits=limits, weight=5.0)
+    await database.cancel_job(strip.id)
+    for n in range(2):
+        await new_job(database, limits=limits, source_message_id=n)
+    with pytest.raises(LimitExceededError) as refused:
+        await new_job(database, limits=limits, weight=5.0)
+    assert (refused.value.kind, refused.value.count) == ("active", 2)
+    await new_job(database, limits=limits, source_message_id=3)  # one more ordinary job still fits
 
 
 async def test_the_hourly_limit_holds_at_once(database: Database, user: int) -> None:

@@ -246,7 +246,9 @@ async def test_a_worker_killed_mid_batch_has_every_job_retried(
         got = await db.get_job(job.id)
         assert got is not None
         assert (got.state, got.attempts) == (JobState.DONE, 2)  # one attempt each for the lost batch
-    assert [len(batch) for batch in read_batch_log(batch_log)] == [3, 3]
+    # The retries run alone: the job that killed the worker might be any one of them, and the others must
+    # not lose their last attempt with it.
+    assert [len(batch) for batch in read_batch_log(batch_log)] == [3]
     assert queue.worker_info()[0].starts == 2
 
 
