@@ -11,6 +11,7 @@ import html
 from bot.queue.base import RESTART_REASON
 from bot.services.figures import RepaintRefusedError, Surprise
 from bot.services.jobs import LimitReachedError, Placement, QueueOverview
+from bot.services.preferences import Preferences
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
@@ -93,6 +94,24 @@ def queue_overview(language: str, overview: QueueOverview) -> str:
     if mine:
         lines.append(text(language, "queue_yours", lines="\n".join(mine)))
     return "\n\n".join(lines)
+
+
+def color_choice(language: str, choice: str) -> str:
+    """A colour mode's name ("none" keeps the painting's colours)."""
+    return text(language, "colors_painting" if choice == "none" else f"colors_{choice}")
+
+
+def settings_summary(language: str, prefs: Preferences) -> str:
+    """What ``/settings`` says above its buttons or menus, on every platform."""
+    return text(
+        language,
+        "settings_title",
+        quality=text(language, f"quality_{prefs.quality or 'normal'}"),
+        strength=text(language, f"strength_{prefs.strength_name()}"),
+        colors=color_choice(language, prefs.preserve_colors or "none"),
+        result=text(language, f"result_{prefs.result_as}"),
+        preview=text(language, "preview_on" if prefs.live_preview else "preview_off"),
+    )
 
 
 def running(language: str, style: str, progress: Progress) -> str:

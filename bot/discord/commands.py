@@ -483,19 +483,7 @@ async def cancel_pressed(interaction: discord.Interaction, job_id: int) -> None:
 def settings_view(language: str, owner: int, prefs: Preferences) -> tuple[str, discord.ui.View]:
     quality = prefs.quality or "normal"
     colors = prefs.preserve_colors or "none"
-
-    def color_key(choice: str) -> str:
-        return "colors_painting" if choice == "none" else f"colors_{choice}"
-
-    body = text(
-        language,
-        "settings_title",
-        quality=text(language, f"quality_{quality}"),
-        strength=text(language, f"strength_{prefs.strength_name()}"),
-        colors=text(language, color_key(colors)),
-        result=text(language, f"result_{prefs.result_as}"),
-        preview=text(language, "preview_on" if prefs.live_preview else "preview_off"),
-    )
+    body = replies.settings_summary(language, prefs)
     view = SettingsView(owner, prefs)
 
     def select(key: str, values: list[tuple[str, str]], current: str) -> discord.ui.Select:
@@ -511,7 +499,7 @@ def settings_view(language: str, owner: int, prefs: Preferences) -> tuple[str, d
         select("strength", [(s, text(language, f"strength_{s}")) for s in STRENGTHS], prefs.strength_name())
     )
     view.add_item(
-        select("preserve_colors", [(c, text(language, color_key(c))) for c in COLOR_CHOICES], colors)
+        select("preserve_colors", [(c, replies.color_choice(language, c)) for c in COLOR_CHOICES], colors)
     )
     state = text(language, "preview_on" if prefs.live_preview else "preview_off")
     preview = discord.ui.Button(

@@ -7,6 +7,7 @@ from dataclasses import replace
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
+from bot import replies
 from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
 from bot.telegram.context import services
 from bot.telegram.handlers.common import language, reply, say, sender_id
@@ -20,15 +21,7 @@ KEYS = {"q": "quality", "s": "strength", "c": "preserve_colors", "r": "result_as
 def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboardMarkup]:
     quality = prefs.quality or "normal"
     colors = prefs.preserve_colors or "none"
-    body = text(
-        lang,
-        "settings_title",
-        quality=text(lang, f"quality_{quality}"),
-        strength=text(lang, f"strength_{prefs.strength_name()}"),
-        colors=text(lang, _color_key(colors)),
-        result=text(lang, f"result_{prefs.result_as}"),
-        preview=text(lang, "preview_on" if prefs.live_preview else "preview_off"),
-    )
+    body = replies.settings_summary(lang, prefs)
 
     def button(label: str, key: str, value: str, current: bool) -> InlineKeyboardButton:
         return InlineKeyboardButton(
@@ -38,7 +31,7 @@ def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboa
     rows = [
         [button(text(lang, f"quality_{q}").split(" (")[0], "q", q, q == quality) for q in QUALITIES],
         [button(text(lang, f"strength_{n}"), "s", n, n == prefs.strength_name()) for n in STRENGTHS],
-        [button(text(lang, _color_key(c)), "c", c, c == colors) for c in COLOR_CHOICES],
+        [button(replies.color_choice(lang, c), "c", c, c == colors) for c in COLOR_CHOICES],
         [button(text(lang, f"result_{r}"), "r", r, r == prefs.result_as) for r in RESULT_AS]
         + [
             button(
@@ -51,10 +44,6 @@ def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboa
         ],
     ]
     return body, InlineKeyboardMarkup(rows)
-
-
-def _color_key(choice: str) -> str:
-    return "colors_painting" if choice == "none" else f"colors_{choice}"
 
 
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
