@@ -761,6 +761,7 @@ class EmbeddedQueue(JobQueue):
             self._wake.clear()
             try:
                 await self._dispatch()
+                await self.ledger.reconcile({job_id for slot in self._slots for job_id in slot.held()})
             except Exception:
                 log.exception("embedded queue: dispatching failed; trying again")
 

@@ -25,6 +25,7 @@ not what its report claims, with ``bad_result``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -32,6 +33,8 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.db import Database, JobRecord, JobState
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 WORKER_LOST = "worker_lost"  # the failure code of a job that lost its worker on every attempt
 BAD_RESULT = "bad_result"  # a worker's result that is not what it claims to be
 RESULT_UNSAVED = "result_unsaved"  # the painting could not be written to the results folder
+ORPHANED = "no worker holds the job any more"  # the ``lose`` reason of ``reconcile``
+RECONCILE_GRACE = 30.0  # seconds a running job may go unheld before ``reconcile`` counts it lost
 
 
 def ticket_for(job: JobRecord, *, by_reference: bool) -> Ticket:
@@ -95,6 +100,7 @@ class Ledger:
         self.results_dir = results_dir
         self.progress_write_interval = progress_write_interval
         self._written: dict[int, float] = {}  # job id → when its progress was last stored
+        self._ending: collections.Counter[int] = collections.Counter()  # jobs a transition is ending now
 
     async def close(self, grace: float) -> None:
         """Deliver the events still pending (for at most ``grace`` seconds)."""
@@ -103,6 +109,37 @@ class Ledger:
     def queue_changed(self) -> None:
         """Queued jobs may have moved (a submit, a worker freed): the bot shows their new places."""
         self._lines.send(None, "queue_changed")
+
+    @contextlib.contextmanager
+    def _ends(self, job_id: int) -> Iterator[None]:
+        """While a transition ends a job, ``reconcile`` leaves its row alone (the back end no longer holds
+        the job, and the row is not written yet)."""
+        self._ending[job_id] += 1
+        try:
+            yield
+        finally:
+            self._ending[job_id] -= 1
+            if not self._ending[job_id]:
+                del self._ending[job_id]
+
+    async def reconcile(self, held: Collection[int], *, grace: float | None = None) -> list[int]:
+        """Rows ``running`` that no worker holds (``held``: every job the back end has handed out) and no
+        transition is ending are lost, as if their worker had died: a report whose transition failed (a
+        database error while finishing) must not leave a job running for ever. Only rows started at
+        least ``grace`` seconds ago, so a job being handed out is never mistaken. Returns the ids lost."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=RECONCILE_GRACE if grace is None else grace)
+        orphans = [
+            job.id
+            for job in await self._db.queued_and_running()
+            if job.state is JobState.RUNNING
+            and job.id not in held
+            and job.id not in self._ending
+            and job.started_at is not None
+            and job.started_at < cutoff
+        ]
+        for job_id in orphans:
+            await self.lose(job_id, ORPHANED)
+        return orphans
 
     # ----- transitions -----
 
@@ -162,79 +199,85 @@ class Ledger:
     async def finish(self, job_id: int, report: ResultReport, *, staged: Path | None = None) -> bool:
         """The worker finished: keep the painting (``report.image``, or the file ``staged`` that the bot
         told the worker to write), then running → done. ``False`` when the job did not end ``done``."""
-        self._written.pop(job_id, None)
-        record = await self._db.get_job(job_id)
-        if record is None or record.state is not JobState.RUNNING:
-            log.info(
-                "job %d: result dropped, the job is %s", job_id, record.state.value if record else "gone"
+        with self._ends(job_id):
+            self._written.pop(job_id, None)
+            record = await self._db.get_job(job_id)
+            if record is None or record.state is not JobState.RUNNING:
+                log.info(
+                    "job %d: result dropped, the job is %s", job_id, record.state.value if record else "gone"
+                )
+                discard(staged)
+                return False
+            try:
+                path = await asyncio.to_thread(self._keep, job_id, report, staged)
+            except BadReportError as err:
+                discard(staged)
+                await self.fail(job_id, BAD_RESULT, f"the worker's result was refused: {err}")
+                return False
+            except OSError as err:
+                discard(staged)
+                log.error("job %d: the painting could not be saved in %s: %s", job_id, self.results_dir, err)
+                await self.fail(job_id, RESULT_UNSAVED, f"the painting could not be saved: {err}")
+                return False
+            done = await self._db.finish_job(
+                job_id, width=report.width, height=report.height, engine_seconds=report.seconds
             )
-            discard(staged)
-            return False
-        try:
-            path = await asyncio.to_thread(self._keep, job_id, report, staged)
-        except BadReportError as err:
-            discard(staged)
-            await self.fail(job_id, BAD_RESULT, f"the worker's result was refused: {err}")
-            return False
-        except OSError as err:
-            discard(staged)
-            log.error("job %d: the painting could not be saved in %s: %s", job_id, self.results_dir, err)
-            await self.fail(job_id, RESULT_UNSAVED, f"the painting could not be saved: {err}")
-            return False
-        done = await self._db.finish_job(
-            job_id, width=report.width, height=report.height, engine_seconds=report.seconds
-        )
-        if done is None:  # cancelled while the file was written
-            log.info("job %d: result dropped, the job is no longer running", job_id)
-            discard(path)
-            return False
-        log.info("job %d (user %d): done in %.1f s, kept as %s", job_id, done.user_id, report.seconds, path)
-        result = JobResult(
-            path,
-            report.format,
-            report.width,
-            report.height,
-            report.seconds,
-            report.notes,
-            animation=path.with_suffix(".gif") if report.animated else None,
-        )
-        self._lines.send(job_id, "job_finished", job_id, result)
-        self.queue_changed()
-        return True
+            if done is None:  # cancelled while the file was written
+                log.info("job %d: result dropped, the job is no longer running", job_id)
+                discard(path)
+                return False
+            log.info(
+                "job %d (user %d): done in %.1f s, kept as %s", job_id, done.user_id, report.seconds, path
+            )
+            result = JobResult(
+                path,
+                report.format,
+                report.width,
+                report.height,
+                report.seconds,
+                report.notes,
+                animation=path.with_suffix(".gif") if report.animated else None,
+            )
+            self._lines.send(job_id, "job_finished", job_id, result)
+            self.queue_changed()
+            return True
 
     async def fail(self, job_id: int, code: str, message: str) -> bool:
         """queued or running → failed, for a reason the job itself gave (a bad photo, a lost input)."""
-        self._written.pop(job_id, None)
-        record = await self._db.fail_job(job_id, code, message)
-        if record is None:
-            log.info("job %d: failure (%s) dropped, the job is no longer active", job_id, code)
-            return False
-        log.warning("job %d (user %d): failed: %s (%s)", job_id, record.user_id, code, message)
-        self._lines.send(job_id, "job_failed", job_id, code, message)
-        self.queue_changed()
-        return True
+        with self._ends(job_id):
+            self._written.pop(job_id, None)
+            record = await self._db.fail_job(job_id, code, message)
+            if record is None:
+                log.info("job %d: failure (%s) dropped, the job is no longer active", job_id, code)
+                return False
+            log.warning("job %d (user %d): failed: %s (%s)", job_id, record.user_id, code, message)
+            self._lines.send(job_id, "job_failed", job_id, code, message)
+            self.queue_changed()
+            return True
 
     async def lose(self, job_id: int, reason: str) -> bool:
         """Its worker died, hung or broke its device: queue the job again while it has attempts left,
         else fail it (``worker_lost``). ``True`` when it is queued again."""
-        self._written.pop(job_id, None)
-        record = await self._db.get_job(job_id)
-        if record is None or record.state is not JobState.RUNNING:
-            log.info("job %d: not retried, it is %s", job_id, record.state.value if record else "gone")
-            return False
-        return await self._retry_or_fail(record, reason)
+        with self._ends(job_id):
+            self._written.pop(job_id, None)
+            record = await self._db.get_job(job_id)
+            if record is None or record.state is not JobState.RUNNING:
+                log.info("job %d: not retried, it is %s", job_id, record.state.value if record else "gone")
+                return False
+            return await self._retry_or_fail(record, reason)
 
     async def release(self, job_id: int, reason: str) -> bool:
         """The bot or the job's worker is stopping: running → queued with the attempt given back, since
         nothing went wrong with the job. ``True`` when it is queued again."""
-        self._written.pop(job_id, None)
-        record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
-        if record is None:
-            return False
-        log.info("job %d (user %d): back in the queue: %s", job_id, record.user_id, reason)
-        self._lines.send(job_id, "job_retrying", job_id, reason)
-        self.queue_changed()
-        return True
+        with self._ends(job_id):
+            self._written.pop(job_id, None)
+            record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
+            if record is None:
+                return False
+            log.info("job %d (user %d): back in the queue: %s", job_id, record.user_id, reason)
+            self._lines.send(job_id, "job_retrying", job_id, reason)
+            self.queue_changed()
+            return True
 
     async def cancel(self, job_id: int) -> JobRecord | None:
         """queued or running → cancelled; ``None`` when the job had already ended."""

@@ -21,6 +21,7 @@ from PIL import Image
 
 from bot.db import Database, JobState
 from bot.queue import embedded
+from bot.queue import ledger as ledger_module
 from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
 from engine.workers import pipe, wire
@@ -561,3 +562,33 @@ async def test_the_real_engine_in_a_worker(db: Database, jobs: Jobs, tmp_path: P
         assert await state_of(db, job.id) is JobState.DONE
     finally:
         await queue.stop()
+
+
+async def test_a_job_whose_finish_failed_is_not_left_running(
+    start_queue: StartQueue, jobs: Jobs, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refused the ``done`` write once (a lock timeout, a dropped connection): the job, no
+    longer held by any worker, is found by the ledger's reconcile and runs again, instead of staying
+    ``running`` (its status at 100% with a live Cancel button) until the next restart."""
+    monkeypatch.setattr(ledger_module, "RECONCILE_GRACE", 0.0)
+    monkeypatch.setattr(embedded, "TICK_SECONDS", 0.2)
+    finish_job, failures = db.finish_job, []
+
+    async def flaky_finish(job_id: int, **values: Any) -> Any:
+        if not failures:
+            failures.append(job_id)
+            raise ConnectionError("the database went away")
+        return await finish_job(job_id, **values)
+
+    monkeypatch.setattr(db, "finish_job", flaky_finish)
+    queue, events = await start_queue()
+    job = await jobs.add()
+    await queue.submit(job.id)
+
+    result = await events.finished(job.id)
+    assert failures == [job.id]
+    assert result.path.read_bytes() == invert(jobs.photo)
+    assert events.names(job.id) == ["started", "retrying", "started", "finished"]
+    record = await db.get_job(job.id)
+    assert record is not None
+    assert (record.state, record.attempts) == (JobState.DONE, 2)

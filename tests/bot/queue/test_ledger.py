@@ -184,3 +184,22 @@ async def test_a_ticket_by_value_of_a_job_whose_photo_is_gone(jobs: Jobs, tmp_pa
     assert ticket_for(job, by_reference=True).content.path == str(tmp_path / "gone")  # the worker finds out
     with pytest.raises(InputLostError, match="missing"):
         ticket_for(job, by_reference=False)
+
+
+async def test_reconcile_loses_only_running_jobs_nobody_holds(
+    ledger: tuple[Ledger, RecordingEvents], jobs: Jobs, db: Database
+) -> None:
+    books, events = ledger
+    held, orphan, queued = await jobs.add(), await jobs.add(), await jobs.add()
+    for job in (held, orphan):
+        assert await books.start(job.id, "w") is not None
+    assert await books.reconcile({held.id}) == []  # both started just now: within the grace
+    assert await books.reconcile({held.id}, grace=0.0) == [orphan.id]
+    record = await db.get_job(orphan.id)
+    assert record is not None
+    assert record.state is JobState.QUEUED  # lost like a dead worker's job: queued again, attempt used
+    assert events.names(orphan.id)[-1] == "retrying"
+    for job in (held, queued):
+        got = await db.get_job(job.id)
+        assert got is not None
+        assert got.state is (JobState.RUNNING if job is held else JobState.QUEUED)
