@@ -19,11 +19,18 @@ from bot.services.jobs import JobService, NewJob, Placement
 from bot.services.styles import StyleChoice
 from engine import figures
 from engine.catalog import Catalog, Preset
-from engine.protocol import settings_from_dict
+from engine.protocol import StyleSettings, settings_from_dict
 
 log = logging.getLogger(__name__)
 
 RECENT_JOBS = 20  # how far back "my latest photo" looks
+
+
+def as_figure(settings: StyleSettings, figure: str | None) -> tuple[StyleSettings, float]:
+    """A job's settings as ``figure`` (None: one painting) and the weight its limits and ETA count; one
+    rule for every front end and for painting a kept photo again."""
+    settings = settings.replace(figure=figure)
+    return settings, figures.weight(settings)
 
 
 class RepaintRefusedError(Exception):
@@ -98,7 +105,7 @@ class FigureService:
             style = StyleChoice(tuple(source.styles), source.style_label)
         else:
             own_images = ()  # a catalog painting: the source's own style images are not needed
-        settings = settings_from_dict(source.settings).replace(figure=figure)
+        settings, weight = as_figure(settings_from_dict(source.settings), figure)
         new = NewJob(
             user_id=source.user_id,
             chat_id=source.chat_id,
@@ -110,7 +117,7 @@ class FigureService:
             style_images=own_images,
             settings=settings,
             exempt=exempt,
-            weight=figures.weight(settings),
+            weight=weight,
             platform=source.platform,
             guild_id=source.guild_id,
         )

@@ -37,6 +37,7 @@ from bot.context import Services
 from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
+from bot.services.figures import as_figure
 from bot.services.jobs import LimitReachedError, NewJob, Placement
 from bot.services.styles import StyleChoice
 from bot.telegram import buttons
@@ -57,7 +58,6 @@ from bot.telegram.handlers.common import (
     split_command,
 )
 from bot.texts import text
-from engine import figures
 from engine.errors import StylebotError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ async def start_job(
             preset=choice.settings,
             default_quality=s.settings.default_quality,
         )
-        settings = settings.replace(figure=figure)
+        settings, weight = as_figure(settings, figure)
         label = replies.figure_label(lang, figure, choice.label)
         new = NewJob(
             user_id=owner,
@@ -112,7 +112,7 @@ async def start_job(
             style_images=style_bytes,
             settings=settings,
             exempt=owner in s.settings.admin_ids,
-            weight=figures.weight(settings),
+            weight=weight,
             platform=TELEGRAM,
         )
         job, placement = await s.jobs.submit(new)
