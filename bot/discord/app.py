@@ -19,7 +19,7 @@ from discord import app_commands
 from bot.config import Settings
 from bot.context import Services
 from bot.discord import commands
-from bot.discord.frontend import CancelButton, DiscordFrontend
+from bot.discord.frontend import AgainButton, CancelButton, DiscordFrontend, FigureButton
 from bot.discord.markdown import markdown
 from bot.redaction import protect
 from bot.texts import language_for, text
@@ -58,7 +58,8 @@ class StylebotClient(discord.Client):
         self.frontend = DiscordFrontend(self, core.db, interval=settings.discord_status_interval)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(CancelButton)  # Cancel buttons of jobs from before a restart work too
+        # The buttons of jobs from before a restart work too: each carries its job in its custom id.
+        self.add_dynamic_items(CancelButton, AgainButton, FigureButton)
         await self.tree.sync()
         self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
 

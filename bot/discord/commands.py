@@ -17,10 +17,12 @@ import discord
 from discord import app_commands
 
 from bot import replies
+from bot.db import JobRecord
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services import styles
-from bot.services.jobs import MAX_DOWNLOAD_BYTES, LimitReachedError, NewJob, looks_like_image
+from bot.services.figures import RepaintRefusedError, as_figure
+from bot.services.jobs import MAX_DOWNLOAD_BYTES, LimitReachedError, NewJob, Placement, looks_like_image
 from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences
 from bot.services.presets import PresetError
 from bot.services.styles import StyleChoice
@@ -165,8 +167,10 @@ async def start_job(
     *,
     style_image: discord.Attachment | None = None,
     overrides: dict | None = None,
-) -> None:
-    """Download, validate and queue; the interaction's response becomes the job's status."""
+    figure: str | None = None,
+) -> JobRecord | None:
+    """Download, validate and queue; the interaction's response becomes the job's status. ``figure``:
+    one of ``engine.figures``' figures instead of one painting. The job, or None after a refusal."""
     client = client_of(interaction)
     core = client.core
     owner = interaction.user.id
@@ -200,6 +204,8 @@ async def start_job(
             preset={**choice.settings, **(overrides or {})},
             default_quality=core.settings.default_quality,
         )
+        settings, weight = as_figure(settings, figure)
+        label = replies.figure_label(lang(interaction), figure, choice.label)
         new = NewJob(
             user_id=owner,
             chat_id=interaction.channel_id or owner,
@@ -207,25 +213,34 @@ async def start_job(
             language=str(interaction.locale),
             source_message_id=interaction.id,
             content=content_bytes,
-            style=choice,
+            style=StyleChoice(choice.refs, label, choice.settings),
             style_images=style_bytes,
             settings=settings,
+            weight=weight,
             platform=DISCORD,
             guild_id=guild_id,
         )
         job, placement = await core.jobs.submit(new)
     except Refusal as refusal:
         await refuse(interaction, str(refusal))
-        return
+        return None
     except LimitReachedError as err:
         await refuse(interaction, markdown(replies.limit(lang(interaction), err)))
-        return
+        return None
     except StylebotError as err:
         log.info("discord user %d: refused input: %s", owner, err)
         await refuse(interaction, markdown(replies.engine_error(lang(interaction), err)))
-        return
+        return None
+    await show_queued(interaction, job, placement)
+    return job
+
+
+async def show_queued(interaction: discord.Interaction, job: JobRecord, placement: Placement | None) -> None:
+    """The interaction's (deferred) response becomes the new job's status, with its Cancel button."""
     from bot.discord.frontend import cancel_view
 
+    client = client_of(interaction)
+    core = client.core
     response = await interaction.edit_original_response(
         content=markdown(replies.queued(lang(interaction), placement)), view=cancel_view(job)
     )
@@ -477,6 +492,141 @@ async def cancel_pressed(interaction: discord.Interaction, job_id: int) -> None:
     await core.notifier.cancelled(cancelled)
 
 
+# -- figures and painting a photo again (issue 13; the rules are bot.services.figures') ----------
+
+
+async def _figure(
+    interaction: discord.Interaction, image: discord.Attachment, style: str | None, figure: str
+) -> None:
+    """``/strip``, ``/layers``, ``/forming``: as ``/paint`` (the style, else the server's default), as a
+    figure."""
+    try:
+        precheck(interaction, image)
+        choice = await choose(interaction, style) if style else None
+    except Refusal as refusal:
+        await refuse(interaction, str(refusal))
+        return
+    await start_job(interaction, image, choice, figure=figure)
+
+
+@app_commands.command(name="strip", description="Your picture at five strengths, side by side")
+@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
+@app_commands.autocomplete(style=style_choices)
+async def strip_command(
+    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
+) -> None:
+    await _figure(interaction, image, style, "strength")
+
+
+@app_commands.command(name="layers", description="Your picture with shallow, then deeper style layers")
+@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
+@app_commands.autocomplete(style=style_choices)
+async def layers_command(
+    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
+) -> None:
+    await _figure(interaction, image, style, "layers")
+
+
+@app_commands.command(name="forming", description="The painting as it forms: a triptych and an animation")
+@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
+@app_commands.autocomplete(style=style_choices)
+async def forming_command(
+    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
+) -> None:
+    await _figure(interaction, image, style, "forming")
+
+
+@app_commands.command(name="surprise", description="Paint with a painting you haven't tried yet")
+@app_commands.describe(image="the picture to paint")
+async def surprise_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
+    core = client_of(interaction).core
+    try:
+        precheck(interaction, image)
+    except Refusal as refusal:
+        await refuse(interaction, str(refusal))
+        return
+    pick = await core.figures.surprise(interaction.user.id, platform=DISCORD)
+    if await start_job(interaction, image, styles.paintings([pick.painting.id], core.catalog)):
+        await interaction.followup.send(markdown(replies.surprise(lang(interaction), pick)))
+
+
+async def _source(interaction: discord.Interaction, job_id: int) -> JobRecord | None:
+    """The job a button names, if the presser may paint its photo again; else an ephemeral answer."""
+    try:
+        return await client_of(interaction).core.figures.source(job_id, interaction.user.id, platform=DISCORD)
+    except RepaintRefusedError as err:
+        await answer(interaction, markdown(replies.repaint_refused(lang(interaction), err)))
+        return None
+
+
+async def repaint(
+    interaction: discord.Interaction, source: JobRecord, figure: str | None, style: StyleChoice | None
+) -> None:
+    """A kept photo painted again (``FigureService.repaint``); the interaction's response is its status."""
+    core = client_of(interaction).core
+    language = lang(interaction)
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    label = replies.figure_label(language, figure, style.label if style is not None else source.style_label)
+    try:
+        job, placement = await core.figures.repaint(
+            source, figure=figure, style=style, label=label, exempt=source.user_id in core.settings.admin_ids
+        )
+    except RepaintRefusedError as err:
+        await refuse(interaction, markdown(replies.repaint_refused(language, err)))
+        return
+    except LimitReachedError as err:
+        await refuse(interaction, markdown(replies.limit(language, err)))
+        return
+    except StylebotError as err:
+        await refuse(interaction, markdown(replies.engine_error(language, err)))
+        return
+    await show_queued(interaction, job, placement)
+
+
+async def figure_pressed(interaction: discord.Interaction, job_id: int, figure: str) -> None:
+    """Strength strip, Layer strip, How it formed under a result: its owner only."""
+    source = await _source(interaction, job_id)
+    if source is not None:
+        await repaint(interaction, source, figure, None)
+
+
+async def again_pressed(interaction: discord.Interaction, job_id: int) -> None:
+    """Another style under a result: an ephemeral picker of paintings for the kept photo."""
+    source = await _source(interaction, job_id)
+    if source is None:
+        return
+    catalog = client_of(interaction).core.catalog
+    options = [(f"{p.title} ({p.artist})", p.id) for p in catalog][:MAX_CHOICES]
+    await interaction.response.send_message(
+        say(interaction, "discord_pick_style"), view=RepaintPicker(source.id, options), ephemeral=True
+    )
+
+
+class RepaintPicker(discord.ui.View):
+    """The ephemeral picker of "Another style": a catalog painting for a job's kept photo."""
+
+    def __init__(self, job_id: int, options: list[tuple[str, str]]) -> None:
+        super().__init__(timeout=600)
+        self.job_id = job_id
+        select: discord.ui.Select = discord.ui.Select(
+            custom_id="repick",
+            options=[discord.SelectOption(label=name[:100], value=value) for name, value in options],
+        )
+        select.callback = self.picked  # type: ignore[method-assign]
+        self.add_item(select)
+
+    async def picked(self, interaction: discord.Interaction) -> None:
+        value = str(((interaction.data or {}).get("values") or [""])[0])  # type: ignore[index]
+        core = client_of(interaction).core
+        if value not in core.catalog:
+            await answer(interaction, say(interaction, "button_expired"))
+            return
+        source = await _source(interaction, self.job_id)  # checked again: it may have expired meanwhile
+        if source is not None:
+            await repaint(interaction, source, None, styles.paintings([value], core.catalog))
+
+
 # -- settings -------------------------------------------------------------------------------------
 
 
@@ -623,5 +773,16 @@ async def use_as_my_style(interaction: discord.Interaction, message: discord.Mes
     await answer(interaction, say(interaction, "discord_style_saved", name=html.escape(image.name)))
 
 
-COMMANDS = (paint, styles_command, preset, settings_command, queue_command, cancel_command)
+COMMANDS = (
+    paint,
+    strip_command,
+    layers_command,
+    forming_command,
+    surprise_command,
+    styles_command,
+    preset,
+    settings_command,
+    queue_command,
+    cancel_command,
+)
 CONTEXT_MENUS = (paint_this, use_as_my_style)

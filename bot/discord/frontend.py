@@ -26,6 +26,7 @@ from bot.db import Database, JobRecord
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.texts import duration, language_for, text
+from engine.protocol import FIGURES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,59 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:
         from bot.discord.commands import cancel_pressed  # the handler lives with the other commands
 
         await cancel_pressed(interaction, self.job_id)
+
+
+class AgainButton(discord.ui.DynamicItem[discord.ui.Button], template=r"again:(?P<job>[0-9]{1,10})"):
+    """ "Another style" under a result: the kept photo painted again; only the job's owner may press it."""
+
+    def __init__(self, job_id: int, label: str = "Another style") -> None:
+        super().__init__(discord.ui.Button(label=label, custom_id=f"again:{job_id}"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> AgainButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.discord.commands import again_pressed
+
+        await again_pressed(interaction, self.job_id)
+
+
+class FigureButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=rf"fig:(?P<kind>{'|'.join(FIGURES)}):(?P<job>[0-9]{{1,10}})",
+):
+    """Strength strip, Layer strip, How it formed under a painting; only the job's owner may press them."""
+
+    def __init__(self, figure: str, job_id: int, label: str | None = None) -> None:
+        super().__init__(discord.ui.Button(label=label or figure, custom_id=f"fig:{figure}:{job_id}"))
+        self.figure, self.job_id = figure, job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> FigureButton:
+        return cls(match["kind"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.discord.commands import figure_pressed
+
+        await figure_pressed(interaction, self.job_id, self.figure)
+
+
+def result_view(job: JobRecord) -> discord.ui.View:
+    """Under a result: another style, and under a plain painting (not a figure's own result) its figures
+    (as Telegram's ``bot.telegram.buttons.result``)."""
+    language = language_for(job.language_code)
+    view = discord.ui.View(timeout=None)
+    view.add_item(AgainButton(job.id, text(language, "again_button")))
+    if not job.settings.get("figure"):
+        for kind in FIGURES:
+            view.add_item(FigureButton(kind, job.id, text(language, f"{kind}_button")))
+    return view
 
 
 def cancel_view(job: JobRecord) -> discord.ui.View:
@@ -216,6 +270,8 @@ class DiscordFrontend:
             content += "\n" + "; ".join(notes)
         mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)])
 
+        view = result_view(job)
+
         def upload() -> discord.File:
             return discord.File(io.BytesIO(data), name)
 
@@ -224,7 +280,7 @@ class DiscordFrontend:
             assert live.interaction is not None
             try:
                 sent = await live.interaction.followup.send(
-                    content, file=upload(), allowed_mentions=mentions, wait=True
+                    content, file=upload(), allowed_mentions=mentions, view=view, wait=True
                 )
             except (discord.NotFound, discord.Unauthorized) as err:
                 log.info("job %d: the token no longer works (%s); sending to the channel", job.id, err)
@@ -234,7 +290,7 @@ class DiscordFrontend:
         if sent is None:
             try:
                 channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-                sent = await channel.send(content, file=upload(), allowed_mentions=mentions)
+                sent = await channel.send(content, file=upload(), allowed_mentions=mentions, view=view)
             except discord.Forbidden:
                 log.info("job %d: the channel cannot be written; sending the result as a DM", job.id)
             except discord.HTTPException as err:
@@ -243,7 +299,7 @@ class DiscordFrontend:
         if sent is None:
             try:
                 user = await self.client.fetch_user(job.user_id)
-                sent = await user.send(content, file=upload())
+                sent = await user.send(content, file=upload(), view=view)
             except discord.HTTPException as err:
                 log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
                 return None
@@ -279,4 +335,4 @@ def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
         scale *= 0.8
 
 
-__all__ = ["CancelButton", "DiscordFrontend", "fit_upload", "replies"]
+__all__ = ["AgainButton", "CancelButton", "DiscordFrontend", "FigureButton", "fit_upload", "replies"]
