@@ -123,3 +123,23 @@ async def test_a_figure_button_works_after_a_restart_and_expired_photos_are_refu
         expired = await alice.click(result, custom_id=f"fig:strength:{job.id}")
         assert expired.ephemeral
         assert "no longer keep" in expired.response.content
+
+
+async def test_forming_sends_the_triptych_then_the_animation(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, _core):
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "forming", image=("photo.png", PHOTO), style="udnie")
+        gifs = await until(
+            env,
+            lambda: [
+                m
+                for m in channel.history()
+                if m.author.bot and any(a.filename.endswith(".gif") for a in m.attachments)
+            ],
+        )
+        (triptych,) = results_for(channel, alice)
+        assert "as it formed" in triptych.content
+        assert triptych.created_at <= gifs[0].created_at
+        animation = Image.open(io.BytesIO(downloaded(env, gifs[0].attachments[0])))
+        assert animation.format == "GIF"
+        assert animation.n_frames > 1  # the fake engine makes a few previews
