@@ -105,7 +105,7 @@ async def discord_world(
             await holder.core.db.dispose()
 
 
-async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float = 30.0) -> Any:
+async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float = 60.0) -> Any:
     """Real time passes (the worker is a real process); SimCord settles what the bot did meanwhile."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
