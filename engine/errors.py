@@ -67,6 +67,12 @@ class WeightsUnavailableError(StylebotError):
     code = "weights_unavailable"
 
 
+class SketchUnavailableError(StylebotError):
+    """The sketch networks (``engine.sketch``) cannot be loaded: the package or onnxruntime is missing."""
+
+    code = "sketch_unavailable"
+
+
 class OutOfMemoryError(StylebotError):
     """The device ran out of memory even at the smallest size we retry with."""
 
@@ -90,6 +96,7 @@ _BY_CODE: dict[str, type[StylebotError]] = {
         ImageTooSmallError,
         StyleUnavailableError,
         WeightsUnavailableError,
+        SketchUnavailableError,
         OutOfMemoryError,
         Cancelled,
     )
