@@ -33,7 +33,11 @@ class Settings(EngineSettings, QueueSettings):
     engine_workers: int | None = Field(None, ge=1, le=64)
     worker_stall_seconds: float = Field(180.0, gt=0)
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
-    default_quality: Literal["draft", "normal", "high"] = "normal"
+    default_quality: Literal["instant", "draft", "normal", "high"] = "normal"
+    sketch_preview: bool = True  # the sketch on the status first (SKETCH_PREVIEW=off: for nobody)
+    sketch_offer_minutes: float = Field(3.0, ge=0)  # offer "Keep the sketch" from this wait on; 0: never
+    sketch_threads: int = Field(2, ge=1, le=64)  # the sketch process's onnxruntime threads
+    sketch_side: int = Field(512, ge=64, le=2048)  # the preview sketch's longest side
     max_active_jobs: int = Field(3, ge=1)
     max_jobs_per_hour: int = Field(30, ge=1)
     max_queue_length: int = Field(100, ge=1)

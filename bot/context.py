@@ -14,6 +14,7 @@ from bot.services.jobs import JobService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention
+from bot.services.sketches import SketchService
 from engine.catalog import Catalog
 
 
@@ -31,3 +32,4 @@ class Services:
     metrics: Metrics
     health: HealthServer
     retention: Retention
+    sketches: SketchService

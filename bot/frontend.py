@@ -21,10 +21,19 @@ class Frontend(Protocol):
     platform: str
 
     async def show_status(
-        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+        self,
+        job: JobRecord,
+        text: str,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+        now: bool = False,
+        keep: bool = False,
     ) -> None:
         """Show ``text`` on the job's status (throttled by the platform); an active job's status carries a
-        Cancel button, a ``final`` one none. ``preview``: the live picture, which replaces the last one."""
+        Cancel button, a ``final`` one none. ``preview``: the live picture (or the sketch), which replaces
+        the last one; later texts keep it. ``now``: past the throttle (the sketch, shown once). ``keep``:
+        a "Keep the sketch" button beside Cancel (``keep:<job id>``; only the owner may press it)."""
 
     async def remove_status(self, job: JobRecord) -> None:
         """The result is about to arrive (or the job vanished): the status goes away or says so."""

@@ -19,7 +19,7 @@ from bot.db import Database, JobRecord, JobState
 from bot.frontend import Frontend
 from bot.health import Metrics
 from bot.queue.base import JobResult
-from bot.services.jobs import JobService
+from bot.services.jobs import JobService, Placement
 from bot.texts import language_for, text
 from engine.protocol import Progress
 
@@ -39,6 +39,7 @@ class Notifier:
         metrics: Metrics,
         *,
         results_dir: Path,
+        sketch_offer_seconds: float | None = None,
     ) -> None:
         self.db = db
         self.jobs = jobs
@@ -46,7 +47,11 @@ class Notifier:
         self.metrics = metrics
         self.results_dir = results_dir
         self.counts = (0, 0)  # (queued, running), for /healthz and /metrics
+        self.sketch_offer_seconds = sketch_offer_seconds  # "Keep the sketch" from this wait on; None: never
         self._notes: dict[int, str] = {}  # a retry notice, kept on the job's status until the job ends
+        self._shown: dict[int, str] = {}  # the latest text of each active job's status
+        self._sketched: set[int] = set()  # active jobs whose status shows their sketch
+        self._offered: set[int] = set()  # queued jobs whose status offers to keep the sketch
         self._delivering: set[int] = set()  # job ids being sent now: never twice at once
         self._closing = asyncio.Event()  # set at shutdown: no new redelivery starts
 
@@ -70,7 +75,7 @@ class Notifier:
         job = await self.db.get_job(job_id)
         if job is None or job.state != JobState.DONE:
             return
-        self._notes.pop(job.id, None)
+        self._forget(job.id)
         await self._send_result(job, result.path, result.notes)
         if result.animation is not None:  # the painting as it formed, after its triptych
             await self._frontend(job).deliver_animation(job, result.animation)
@@ -82,7 +87,7 @@ class Notifier:
         job = await self.db.get_job(job_id)
         if job is None:
             return
-        self._notes.pop(job.id, None)
+        self._forget(job.id)
         log.warning("job %d for user %d failed: %s (%s)", job.id, job.user_id, code, message)
         text = replies.error(language_for(job.language_code), code)
         if job.status_message_id is not None:
@@ -99,7 +104,8 @@ class Notifier:
         log.warning("job %d for user %d is retried: %s", job.id, job.user_id, reason)
         language = language_for(job.language_code)
         self._notes[job.id] = replies.retrying(language, reason)
-        await self._show(job, replies.queued(language, (await self.jobs.placements()).get(job.id)))
+        placement = (await self.jobs.placements()).get(job.id)
+        await self._show(job, replies.queued(language, placement), placement=placement)
 
     async def queue_changed(self) -> None:
         """Queued jobs move up when others start or end: show each its new place."""
@@ -111,21 +117,70 @@ class Notifier:
         placements = await self.jobs.placements()
         for job in active:
             if job.id in placements:
-                await self._show(job, replies.queued(language_for(job.language_code), placements[job.id]))
+                placement = placements[job.id]
+                await self._show(
+                    job, replies.queued(language_for(job.language_code), placement), placement=placement
+                )
 
     async def cancelled(self, job: JobRecord) -> None:
         """The user cancelled: the status message says so (and loses its button)."""
-        self._notes.pop(job.id, None)
+        self._forget(job.id)
         language = language_for(job.language_code)
         await self._frontend(job).show_status(job, text(language, "cancelled"), final=True)
         self.metrics.ended("cancelled")
         await self.queue_changed()
 
-    async def _show(self, job: JobRecord, message: str, *, preview: bytes | None = None) -> None:
-        """An active job's status: under any retry notice, with the Cancel button."""
+    async def sketch_ready(self, job_id: int, sketch: bytes) -> None:
+        """The job's sketch (``bot.services.sketches``): on its status at once, under what the status says
+        now, with "Keep the sketch" while the job waits long enough. Later texts keep the picture."""
+        job = await self.db.get_job(job_id)
+        if job is None or not job.is_active:
+            return
+        self._sketched.add(job.id)
+        language = language_for(job.language_code)
+        if job.state == JobState.QUEUED:
+            placement = (await self.jobs.placements()).get(job.id)
+            await self._show(job, replies.queued(language, placement), placement=placement, sketch=sketch)
+        else:
+            message = self._shown.get(job.id) or replies.queued(language, None)
+            await self._show(job, message, sketch=sketch)
+
+    def _offers_keep(self, job: JobRecord, placement: Placement | None) -> bool:
+        """A queued job with a sketch offers to keep it once its wait is long; once offered, while queued."""
+        if job.id not in self._sketched or placement is None or self.sketch_offer_seconds is None:
+            return False
+        eta = placement.eta_seconds
+        if job.id in self._offered or (eta is not None and eta >= self.sketch_offer_seconds):
+            self._offered.add(job.id)
+            return True
+        return False
+
+    async def _show(
+        self,
+        job: JobRecord,
+        message: str,
+        *,
+        preview: bytes | None = None,
+        placement: Placement | None = None,
+        sketch: bytes | None = None,
+    ) -> None:
+        """An active job's status: under any retry notice, with the Cancel button (and "Keep the sketch"
+        while queued with an offer). A ``sketch`` is shown at once, past the platform's throttle."""
+        self._shown[job.id] = message
+        if placement is None:
+            self._offered.discard(job.id)  # running: nothing to keep any more
+        keep = self._offers_keep(job, placement)
         if note := self._notes.get(job.id):
             message = f"{note}\n{message}"
-        await self._frontend(job).show_status(job, message, preview=preview)
+        await self._frontend(job).show_status(
+            job, message, preview=preview or sketch, now=sketch is not None, keep=keep
+        )
+
+    def _forget(self, job_id: int) -> None:
+        for memo in (self._notes, self._shown):
+            memo.pop(job_id, None)
+        self._sketched.discard(job_id)
+        self._offered.discard(job_id)
 
     def _frontend(self, job: JobRecord) -> Frontend:
         """The job's platform; one not running in this process (its token removed) hears nothing, and its
@@ -205,7 +260,14 @@ class _Absent:
         self.platform = platform
 
     async def show_status(
-        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+        self,
+        job: JobRecord,
+        text: str,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+        now: bool = False,
+        keep: bool = False,
     ) -> None:
         log.debug("job %d: no %s front end runs here; status not shown", job.id, self.platform)
 

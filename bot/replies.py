@@ -111,6 +111,7 @@ def settings_summary(language: str, prefs: Preferences) -> str:
         colors=color_choice(language, prefs.preserve_colors or "none"),
         result=text(language, f"result_{prefs.result_as}"),
         preview=text(language, "preview_on" if prefs.live_preview else "preview_off"),
+        sketch=text(language, "preview_on" if prefs.sketch else "preview_off"),
     )
 
 

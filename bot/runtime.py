@@ -25,9 +25,11 @@ from bot.services.jobs import JobService, Limits
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
+from bot.services.sketches import INSTANT_SIDE, SketchService
 from engine.catalog import load_catalog
 from engine.settings import EngineSettings
 from engine.style_store import StyleStore
+from engine.workers.sketcher import SketchPool
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,21 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
     jobs = JobService(
         db, queue, jobs_dir=settings.jobs_dir, limits=limits, max_image_pixels=settings.max_image_pixels
     )
-    notifier = Notifier(db, jobs, metrics, results_dir=settings.results_dir)
+    offer = settings.sketch_offer_minutes * 60 if settings.sketch_offer_minutes > 0 else None
+    notifier = Notifier(db, jobs, metrics, results_dir=settings.results_dir, sketch_offer_seconds=offer)
+    paintings = Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch)
+    sketches = SketchService(
+        SketchPool(settings.style_cache_dir / "sketch", threads=settings.sketch_threads),
+        db,
+        paintings.store,
+        notifier,
+        queue,
+        preview=settings.sketch_preview,
+        side=settings.sketch_side,
+        instant_side=min(INSTANT_SIDE, settings.output_max_side),
+        max_pixels=settings.max_image_pixels,
+    )
+    jobs.sketches = sketches
     return Services(
         settings=settings,
         db=db,
@@ -55,7 +71,7 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
         figures=FigureService(db, jobs, catalog, retention=timedelta(days=settings.result_retention_days)),
         notifier=notifier,
         catalog=catalog,
-        paintings=Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch),
+        paintings=paintings,
         metrics=metrics,
         health=HealthServer(
             metrics,
@@ -74,6 +90,7 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
                 every=timedelta(minutes=settings.retention_sweep_minutes),
             ),
         ),
+        sketches=sketches,
     )
 
 
@@ -115,6 +132,7 @@ class Runtime:
     async def start(self) -> None:
         s = self.services
         await s.queue.start(s.notifier)
+        s.sketches.start()  # the sketch process warms in the background (SKETCH_PREVIEW)
         await s.health.start()
         s.paintings.start()  # in the background: the bot answers at once, paintings arrive as they come
         # Results not confirmed sent by the last run go out now, and any that fail to go out, later.
@@ -138,6 +156,8 @@ class Runtime:
             redelivery.cancel()
             await asyncio.gather(redelivery, return_exceptions=True)
         await s.paintings.close()
+        with contextlib.suppress(Exception):
+            await s.sketches.close()
         with contextlib.suppress(Exception):
             await s.queue.stop()
         for frontend in list(s.notifier.frontends.values()):

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-QUALITIES = ("draft", "normal", "high")
-INITS = ("content", "noise", "gray")
+QUALITIES = ("instant", "draft", "normal", "high")
+INITS = ("content", "noise", "gray", "sketch")
 OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("luminance", "histogram")
 OUTPUT_FORMATS = ("png", "jpeg")

@@ -158,8 +158,16 @@ class DiscordFrontend:
     # -- status ---------------------------------------------------------------------------------
 
     async def show_status(
-        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+        self,
+        job: JobRecord,
+        text: str,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+        now: bool = False,
+        keep: bool = False,
     ) -> None:
+        """``now`` and ``keep`` (the sketch's) are Telegram's for now: the sketch is one more preview here."""
         if job.status_message_id is None and job.id not in self._live:
             return
         live = self._entry(job)

@@ -12,12 +12,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.db import JobRecord
 from engine.protocol import Progress
+from engine.workers.wire import ResultReport
+
+if TYPE_CHECKING:
+    from bot.queue.ledger import Ledger
 
 RESTART_REASON = "the bot restarted"  # the ``job_retrying`` reason for jobs found running at start-up
+SKETCH_WORKER = "sketch"  # the ``worker`` of a job settled with its sketch (``JobQueue.settle``)
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,54 @@ class JobQueue(ABC):
     @abstractmethod
     def status(self) -> QueueStatus:
         """For /healthz and /metrics."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """The back end's ledger, once started: the only writer of job states."""
+        raise NotImplementedError
+
+    # ----- jobs settled without a worker: the sketch as the result (``bot.services.sketches``) -----
+
+    async def claim(self, job_id: int) -> JobRecord | None:
+        """queued → running for the bot's own sketch process; ``None`` when a worker (or a cancel) got
+        there first. A worker handed the job meanwhile finds it taken when it reports ``started`` and
+        drops it, as it drops a job cancelled meanwhile."""
+        return await self.ledger.start(job_id, SKETCH_WORKER)
+
+    async def settle(
+        self,
+        job_id: int,
+        image: bytes,
+        *,
+        width: int,
+        height: int,
+        seconds: float,
+        claimed: bool = False,
+        notes: tuple[str, ...] = (),
+    ) -> bool:
+        """The job ends ``done`` with ``image`` (a JPEG) as its painting, through the ledger like any
+        result, so delivery is the ordinary ``job_finished``. ``claimed``: ``claim`` already took it.
+        ``False`` when the job was no longer queued (or running for the sketch): nothing changed."""
+        if not claimed and await self.claim(job_id) is None:
+            return False
+        report = ResultReport(
+            format="jpeg",
+            width=width,
+            height=height,
+            seconds=seconds,
+            steps=0,
+            device=SKETCH_WORKER,
+            losses={},
+            notes=notes,
+            image=image,
+        )
+        return await self.ledger.finish(job_id, report)
+
+    async def unclaim(self, job_id: int, reason: str) -> None:
+        """A claimed job whose sketch could not be made goes to the workers after all."""
+        if await self.ledger.give_back(job_id, reason):
+            await self.submit(job_id)
+
+    async def fail(self, job_id: int, code: str, message: str) -> bool:
+        """queued or running → failed, for a reason the job itself gave (a photo that cannot be decoded)."""
+        return await self.ledger.fail(job_id, code, message)

@@ -279,6 +279,17 @@ class Ledger:
             self.queue_changed()
             return True
 
+    async def give_back(self, job_id: int, reason: str) -> bool:
+        """running → queued with the attempt given back, quietly: the bot's own sketch process claimed the
+        job and could not make it (``JobQueue.unclaim``), so nothing the user should hear about."""
+        with self._ends(job_id):
+            record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
+            if record is None:
+                return False
+            log.info("job %d (user %d): back in the queue for a worker: %s", job_id, record.user_id, reason)
+            self.queue_changed()
+            return True
+
     async def cancel(self, job_id: int) -> JobRecord | None:
         """queued or running → cancelled; ``None`` when the job had already ended."""
         self._written.pop(job_id, None)

@@ -21,6 +21,7 @@ from pathlib import Path
 from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
+from bot.services.sketches import SketchService, is_instant
 from bot.services.styles import StyleChoice, check_blend
 from engine.images import probe_image
 from engine.protocol import StyleSettings, settings_to_dict
@@ -40,7 +41,8 @@ def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
     )
 
 
-DEFAULT_JOB_SECONDS = {"draft": 15.0, "normal": 60.0, "high": 240.0}  # until the database has real timings
+# until the database has real timings
+DEFAULT_JOB_SECONDS = {"instant": 2.0, "draft": 15.0, "normal": 60.0, "high": 240.0}
 HOUR = timedelta(hours=1)
 
 
@@ -102,6 +104,7 @@ class JobService:
         self.jobs_dir = jobs_dir
         self.limits = limits
         self.max_image_pixels = max_image_pixels
+        self.sketches: SketchService | None = None  # set by the runtime; tests may run without sketches
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
@@ -139,8 +142,11 @@ class JobService:
         log.info(
             "job %d queued for user %d in chat %d: %s", job.id, job.user_id, job.chat_id, job.style_label
         )
-        await self.queue.submit(job.id)
-        return job, (await self.placements()).get(job.id)
+        if self.sketches is not None:
+            self.sketches.request(job)  # the preview, or for the instant tier the result itself
+        if self.sketches is None or not is_instant(job):
+            await self.queue.submit(job.id)
+        return job, None if is_instant(job) else (await self.placements()).get(job.id)
 
     def _validate(self, new: NewJob) -> None:
         validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)

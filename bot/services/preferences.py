@@ -25,6 +25,7 @@ class Preferences:
     preserve_colors: str | None = None  # one of COLOR_CHOICES, or None: not chosen
     result_as: str = "photo"
     live_preview: bool = False
+    sketch: bool = True  # the sketch on the status before the painting (``bot.services.sketches``)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preferences:

@@ -9,10 +9,12 @@ from bot.texts import text
 from engine.protocol import FIGURES
 
 
-def cancel(language: str, job_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(text(language, "cancel_button"), callback_data=f"cancel:{job_id}")]]
-    )
+def cancel(language: str, job_id: int, *, keep: bool = False) -> InlineKeyboardMarkup:
+    """Under an active job's status: Cancel, and "Keep the sketch" while the sketch is offered."""
+    row = [InlineKeyboardButton(text(language, "cancel_button"), callback_data=f"cancel:{job_id}")]
+    if keep:
+        row.insert(0, InlineKeyboardButton(text(language, "keep_button"), callback_data=f"keep:{job_id}"))
+    return InlineKeyboardMarkup([row])
 
 
 def result(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKeyboardMarkup:

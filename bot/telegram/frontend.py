@@ -43,10 +43,17 @@ class TelegramFrontend:
         self.board = board
 
     async def show_status(
-        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+        self,
+        job: JobRecord,
+        text: str,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+        now: bool = False,
+        keep: bool = False,
     ) -> None:
-        markup = None if final else buttons.cancel(language_for(job.language_code), job.id)
-        await self.board.show(job, text, markup, preview=preview, final=final)
+        markup = None if final else buttons.cancel(language_for(job.language_code), job.id, keep=keep)
+        await self.board.show(job, text, markup, preview=preview, final=final, now=now)
 
     async def remove_status(self, job: JobRecord) -> None:
         await self.board.remove(job)

@@ -3,7 +3,9 @@
 Rules: at most one edit per ``interval`` (3 s in private chats, 10 s in groups by default), never an edit
 that changes nothing (Telegram refuses those), and the latest state always wins: an update that arrives
 too early is kept and shown when the interval has passed. When a live preview arrives, the text message is
-replaced once by a photo message whose picture and caption are then edited.
+replaced once by a photo message whose picture and caption are then edited; later texts edit the caption
+and keep the picture. A picture shown ``now`` (the job's sketch) skips the interval, and one that comes
+before the status message is up is shown as soon as it is.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class StatusBoard:
         self.interval_private = interval_private
         self.interval_group = interval_group
         self._entries: dict[int, _Entry] = {}
+        self._early: dict[int, _View] = {}  # a picture for a job whose status message is not up yet
 
     async def open(
         self,
@@ -89,6 +92,8 @@ class StatusBoard:
         entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job), is_photo=is_photo)
         entry.shown, entry.shown_at = _View(text, buttons).key(), time.monotonic()
         await self.db.set_status_message(job.id, message_id)
+        if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
+            await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
 
     async def show(
         self,
@@ -98,21 +103,28 @@ class StatusBoard:
         *,
         preview: bytes | None = None,
         final: bool = False,
+        now: bool = False,
     ) -> None:
         """Show ``text`` (and ``preview``) on the job's status message, now or when the interval allows.
 
-        ``final`` shows the last state of the job; the board forgets the job once it is on screen.
+        ``final`` shows the last state of the job; the board forgets the job once it is on screen. ``now``
+        shows it at once, whatever the interval (the sketch: once per job, and the point of it is speed).
         """
         entry = self._entry(job)
         if entry is None:
+            if preview and not final:
+                self._early[job.id] = _View(text, buttons, preview)
             return
         if entry.pending is not None and entry.pending.preview and not preview:
             preview = entry.pending.preview  # a newer text must not drop a picture not yet shown
         entry.pending = _View(text, buttons, preview)
         entry.final = entry.final or final
+        if now and entry.timer is not None:
+            entry.timer.cancel()  # still asleep: the flush it would make happens here instead
+            entry.timer = None
         if entry.timer is not None:
             return  # the scheduled flush will show the latest pending view
-        delay = entry.shown_at + entry.interval - time.monotonic()
+        delay = 0.0 if now else entry.shown_at + entry.interval - time.monotonic()
         if delay <= 0:
             await self._flush(entry)
         else:
@@ -121,6 +133,7 @@ class StatusBoard:
     async def remove(self, job: JobRecord) -> None:
         """Delete the status message (the result is there, or the job vanished) and forget the job."""
         entry = self._entries.pop(job.id, None)
+        self._early.pop(job.id, None)
         message_id = entry.message_id if entry else job.status_message_id
         if entry is not None and entry.timer is not None:
             entry.timer.cancel()
@@ -135,6 +148,7 @@ class StatusBoard:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
         self._entries.clear()
+        self._early.clear()
 
     def _entry(self, job: JobRecord) -> _Entry | None:
         """The job's tracked message; a job from before a restart is picked up from its row."""

@@ -1,4 +1,4 @@
-"""``/queue``, ``/cancel``, and the Cancel and Full-resolution buttons."""
+"""``/queue``, ``/cancel``, and the Cancel, Keep-the-sketch and Full-resolution buttons."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from telegram import Message, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot import replies
+from bot.db import JobState
 from bot.frontend import TELEGRAM
+from bot.services.sketches import Kept
 from bot.telegram.context import frontend, services
 from bot.telegram.handlers.common import language, reply, say, sender_id
 
@@ -48,6 +50,32 @@ async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await s.notifier.cancelled(cancelled)
 
 
+async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "Keep the sketch": the queued job ends with its sketch as the result; only for the job's owner."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    s = services(context)
+    job = await s.db.get_job(int(query.data.split(":")[1]))
+    if job is None:
+        await query.answer(say(update, "button_expired"))
+        return
+    if job.user_id != query.from_user.id:
+        await query.answer(say(update, "not_your_job"))
+        return
+    if job.state is not JobState.QUEUED:
+        key = "already_painting" if job.state is JobState.RUNNING else "button_expired"
+        await query.answer(say(update, key))
+        return
+    kept = await s.sketches.keep(job)
+    answers = {
+        Kept.KEPT: "sketch_kept",
+        Kept.RUNNING: "already_painting",
+        Kept.ENDED: "button_expired",
+        Kept.NO_SKETCH: "button_expired",
+    }
+    await query.answer(say(update, answers[kept]))
+
+
 async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The lossless file, sent again; only for the job's owner (job ids are easy to guess)."""
     query = update.callback_query
@@ -71,5 +99,6 @@ def handlers() -> list:
         CommandHandler("queue", queue_command),
         CommandHandler("cancel", cancel_command),
         CallbackQueryHandler(on_cancel_button, pattern=r"^cancel:\d+$"),
+        CallbackQueryHandler(on_keep_button, pattern=r"^keep:\d+$"),
         CallbackQueryHandler(on_full_resolution, pattern=r"^full:\d+$"),
     ]

@@ -1,4 +1,5 @@
-"""``/settings``: quality, strength, colours, result as photo or file, live preview, as inline buttons."""
+"""``/settings``: quality, strength, colours, result as photo or file, live preview and the sketch first, as
+inline buttons."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from bot.texts import text
 from engine.protocol import QUALITIES
 
 # callback data: "set:<owner id>:<key>:<value>", with one-letter keys to stay far below 64 bytes
-KEYS = {"q": "quality", "s": "strength", "c": "preserve_colors", "r": "result_as", "p": "live_preview"}
+KEYS = {
+    "q": "quality",
+    "s": "strength",
+    "c": "preserve_colors",
+    "r": "result_as",
+    "p": "live_preview",
+    "k": "sketch",
+}
 
 
 def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboardMarkup]:
@@ -39,6 +47,15 @@ def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboa
                 "p",
                 v,
                 v == ("on" if prefs.live_preview else "off"),
+            )
+            for v in ("on", "off")
+        ],
+        [
+            button(
+                f"{text(lang, 'settings_sketch')}: {text(lang, 'preview_' + v)}",
+                "k",
+                v,
+                v == ("on" if prefs.sketch else "off"),
             )
             for v in ("on", "off")
         ],
@@ -87,6 +104,8 @@ def _apply(prefs: Preferences, field: str, value: str) -> Preferences:
         return replace(prefs, result_as=value)
     if field == "live_preview" and value in ("on", "off"):
         return replace(prefs, live_preview=value == "on")
+    if field == "sketch" and value in ("on", "off"):
+        return replace(prefs, sketch=value == "on")
     raise ValueError(f"{field}={value}")
 
 
