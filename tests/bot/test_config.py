@@ -76,3 +76,16 @@ def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None
     monkeypatch.setenv("DEFAULT_QUALITY", "ultra")
     with pytest.raises(SystemExit, match="DEFAULT_QUALITY"):
         load_settings()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("off", False), ("0", False), ("on", True), ("true", True)])
+def test_sketch_settings(monkeypatch: pytest.MonkeyPatch, tmp_path, value: str, expected: bool) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("SKETCH_PREVIEW", value)
+    monkeypatch.setenv("SKETCH_OFFER_MINUTES", "0")
+    monkeypatch.setenv("DEFAULT_QUALITY", "instant")
+    settings = load_settings()
+    assert settings.sketch_preview is expected
+    assert (settings.sketch_offer_minutes, settings.default_quality) == (0, "instant")
+    assert (settings.sketch_threads, settings.sketch_side) == (2, 512)

@@ -23,13 +23,22 @@ class RecordingFrontend:
     def __init__(self, platform: str) -> None:
         self.platform = platform
         self.calls: list[tuple[str, int, str]] = []
+        self.shown: list[tuple[int, str, bytes | None, bool, bool]] = []  # (job, text, preview, now, keep)
         self.sent = 0
         self.refuse = False  # the platform refuses every send (a channel the bot cannot write to)
 
     async def show_status(
-        self, job: JobRecord, text: str, *, preview: bytes | None = None, final: bool = False
+        self,
+        job: JobRecord,
+        text: str,
+        *,
+        preview: bytes | None = None,
+        final: bool = False,
+        now: bool = False,
+        keep: bool = False,
     ) -> None:
         self.calls.append(("status", job.id, text))
+        self.shown.append((job.id, text, preview, now, keep))
 
     async def remove_status(self, job: JobRecord) -> None:
         self.calls.append(("remove", job.id, ""))
@@ -157,3 +166,50 @@ async def test_the_status_goes_only_once_the_painting_is_confirmed_sent(core) ->
     await notifier.redeliver()
     assert [c[0] for c in discord.calls] == ["deliver", "remove"]
     assert (await db.get_job(job.id)).result_file_id == "discord-1"
+
+
+async def test_the_sketch_shows_at_once_and_offers_to_be_kept_only_when_the_wait_is_long(core) -> None:
+    db, notifier = core
+    notifier.sketch_offer_seconds = 30.0
+    telegram = RecordingFrontend(TELEGRAM)
+    notifier.frontends[TELEGRAM] = telegram
+    first, second = await new_job(db, TELEGRAM, user_id=1), await new_job(db, TELEGRAM, user_id=2)
+
+    await notifier.sketch_ready(first.id, b"sketch-1")  # first in line: starts at once, nothing to offer
+    await notifier.sketch_ready(second.id, b"sketch-2")  # a minute behind it (the default timing)
+    assert telegram.shown[0][0] == first.id
+    assert "number 1" in telegram.shown[0][1]
+    assert telegram.shown[0][2:] == (b"sketch-1", True, False)
+    assert telegram.shown[1][0] == second.id
+    assert "number 2" in telegram.shown[1][1]
+    assert telegram.shown[1][2:] == (b"sketch-2", True, True)
+
+    await notifier.queue_changed()  # later texts keep the offer, and are throttled as usual
+    assert {(s[0], s[3], s[4]) for s in telegram.shown[2:]} == {
+        (first.id, False, False),
+        (second.id, False, True),
+    }
+
+    await db.claim_job(second.id, "worker-0")  # running: nothing to keep any more
+    await notifier.job_progress(second.id, Progress(5, 10, 1, 1, 8, 8, {}, 0.1, 1.0, None))
+    assert telegram.shown[-1][0] == second.id
+    assert telegram.shown[-1][4] is False
+
+    await db.cancel_job(first.id)
+    telegram.shown.clear()
+    await notifier.sketch_ready(first.id, b"late")  # the job ended meanwhile: its status is left alone
+    assert telegram.shown == []
+
+
+async def test_no_offer_without_a_sketch_or_when_the_operator_said_never(core) -> None:
+    db, notifier = core
+    telegram = RecordingFrontend(TELEGRAM)
+    notifier.frontends[TELEGRAM] = telegram
+    await new_job(db, TELEGRAM, user_id=1)
+    second = await new_job(db, TELEGRAM, user_id=2)
+    notifier.sketch_offer_seconds = 30.0
+    await notifier.queue_changed()  # no sketch yet
+    assert not any(s[4] for s in telegram.shown)
+    notifier.sketch_offer_seconds = None  # SKETCH_OFFER_MINUTES=0
+    await notifier.sketch_ready(second.id, b"sketch")
+    assert telegram.shown[-1][2:] == (b"sketch", True, False)

@@ -32,6 +32,7 @@ def discord_settings(tmp_path: Path) -> Callable[..., Settings]:
             "styles_dir": styles,
             "style_cache_dir": tmp_path / "stats",
             "styles_prefetch": False,
+            "sketch_preview": False,  # Discord shows no sketch of its own yet; spare the process
             "health_port": 0,
             "discord_status_interval": 0.2,
             "engine_workers": 1,

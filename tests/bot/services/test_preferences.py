@@ -44,3 +44,10 @@ def test_strength_names_snap_to_the_nearest() -> None:
     assert Preferences().strength_name() == "balanced"
     assert Preferences(strength=0.92).strength_name() == "wild"
     assert Preferences(strength=0.3).strength_name() == "subtle"
+
+
+def test_the_sketch_is_on_unless_turned_off() -> None:
+    assert Preferences.from_dict({}).sketch is True  # users from before the sketch have it too
+    off = Preferences(sketch=False)
+    assert Preferences.from_dict(off.to_dict()).sketch is False
+    assert "sketch" not in off.style_settings()  # not an engine setting: presets do not keep it

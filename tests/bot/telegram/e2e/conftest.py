@@ -49,6 +49,7 @@ def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
             "styles_dir": styles,
             "style_cache_dir": tmp_path / "stats",
             "styles_prefetch": False,  # the bundled catalog's addresses are on the internet
+            "sketch_preview": False,  # the sketch tests (test_sketch.py) turn it on; it costs a process
             "health_port": 0,
             "status_interval_private": 0.3,
             "status_interval_group": 0.6,
