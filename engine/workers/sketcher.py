@@ -71,6 +71,12 @@ class SketchPool:
         if self._pool is None and not self._closed:
             self._spawn()
 
+    async def ready(self) -> None:
+        """Wait until the child is up and its networks loaded (tests; a health check could too)."""
+        self.start()
+        if self._warm is not None:
+            await asyncio.wait_for(asyncio.shield(self._warm), WARM_TIMEOUT)
+
     async def make(self, request: SketchRequest) -> SketchResult:
         """The sketch, made in the child; once more in a new child if the first one died or hung."""
         for attempt in (1, 2):

@@ -63,7 +63,8 @@ def size_of(tg: FakeTelegram, call: Call) -> tuple[int, int]:
 async def test_the_sketch_comes_first_and_the_painting_replaces_it(
     tg: FakeTelegram, start_bot: StartBot, settings_for
 ) -> None:
-    async with start_bot(with_painting(settings_for), engine=STEADY):
+    async with start_bot(with_painting(settings_for), engine=STEADY) as services:
+        await services.sketches.pool.ready()  # a bot that has just started; in service it is long warm
         alice, bob = tg.user("Alice"), tg.user("Bob")
         group = tg.group("Friends", [alice, bob])
         source = await tg.send_photo(
@@ -91,6 +92,7 @@ async def test_keep_the_sketch_when_the_wait_is_long(
     tg: FakeTelegram, start_bot: StartBot, settings_for
 ) -> None:
     async with start_bot(with_painting(settings_for, sketch_offer_minutes=0.001), engine=SLOW) as services:
+        await services.sketches.pool.ready()
         alice, bob = tg.user("Alice"), tg.user("Bob")
         chat = tg.private_chat(bob)
         await tg.send_photo(bob, chat, images.pattern(64, 48), caption="udnie")  # Bob's takes the worker
