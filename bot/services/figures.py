@@ -28,7 +28,10 @@ RECENT_JOBS = 20  # how far back "my latest photo" looks
 
 def as_figure(settings: StyleSettings, figure: str | None) -> tuple[StyleSettings, float]:
     """A job's settings as ``figure`` (None: one painting) and the weight its limits and ETA count; one
-    rule for every front end and for painting a kept photo again."""
+    rule for every front end and for painting a kept photo again. A figure is painted, so at ``instant``
+    (the sketch, no painting) it is made at ``draft``, the fastest tier that paints."""
+    if figure is not None and settings.quality == "instant":
+        settings = settings.replace(quality="draft")
     settings = settings.replace(figure=figure)
     return settings, figures.weight(settings)
 

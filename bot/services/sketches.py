@@ -218,7 +218,8 @@ class SketchService:
 
 
 def is_instant(job: JobRecord) -> bool:
-    return job.settings.get("quality") == INSTANT
+    """The sketch is the result: the ``instant`` tier, for one picture (a figure is always painted)."""
+    return job.settings.get("quality") == INSTANT and not job.settings.get("figure")
 
 
 def sketch_path(job: JobRecord) -> Path:

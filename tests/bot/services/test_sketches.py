@@ -180,3 +180,14 @@ async def test_keep_remakes_the_sketch_at_the_result_size_or_keeps_the_preview(
     other = await new_job(db, tmp_path, preset="great_wave")
     sketch_path(other).write_bytes(images.jpeg(30, 20))
     assert await sketches.keep(other) is Kept.KEPT  # the preview as it was shown
+
+
+def test_a_figure_at_the_instant_tier_is_painted_at_draft() -> None:
+    from bot.services.figures import as_figure
+    from engine.protocol import StyleSettings
+
+    strip, weight = as_figure(StyleSettings(quality="instant"), "strength")
+    assert (strip.quality, strip.figure) == ("draft", "strength")
+    assert weight > 0
+    single, _ = as_figure(StyleSettings(quality="instant"), None)
+    assert single.quality == "instant"  # one picture: the sketch is the result

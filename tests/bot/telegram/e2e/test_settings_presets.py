@@ -35,6 +35,7 @@ async def test_settings_buttons_change_and_keep_the_users_choices(
             "preserve_colors": "luminance",
             "result_as": "document",
             "live_preview": False,
+            "sketch": True,
         }
         # the next job uses them: a file instead of a photo, and the engine gets the settings
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
