@@ -109,7 +109,8 @@ class JobService:
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
         for a bad image. The limits are checked by the database in the step that adds the row, so
-        photos sent at once cannot all slip under them."""
+        photos sent at once cannot all slip under them. Its sketch starts here too; an ``instant`` job is
+        not queued, since its sketch is its result (``bot.services.sketches``), and has no placement."""
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         await asyncio.to_thread(self._validate, new)
         folder = self.jobs_dir / uuid.uuid4().hex

@@ -89,8 +89,8 @@ class SketchService:
             self.pool.start()
 
     async def close(self) -> None:
-        """At shutdown: drop the sketches under way (an instant job claimed meanwhile is queued again at
-        the next start, like any job left running), then stop the process."""
+        """At shutdown (before the queue stops): drop the sketches under way (an instant job claimed
+        meanwhile goes back to the queue, for the workers), then stop the process."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -160,7 +160,10 @@ class SketchService:
                 seconds=time.monotonic() - started,
                 claimed=True,
             )
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # shutdown: the workers paint it at the next start, unhurried
+            if claimed:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.queue.unclaim(job.id, "the bot is stopping"))
             raise
         except ImageError as err:
             log.info("job %d (user %d): the instant sketch refused an image: %s", job.id, job.user_id, err)
