@@ -12,6 +12,7 @@ from bot.queue.base import RESTART_REASON
 from bot.services.figures import RepaintRefusedError, Surprise
 from bot.services.jobs import LimitReachedError, Placement, QueueOverview
 from bot.services.preferences import Preferences
+from bot.services.sketches import Kept
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
@@ -99,6 +100,20 @@ def queue_overview(language: str, overview: QueueOverview) -> str:
 def color_choice(language: str, choice: str) -> str:
     """A colour mode's name ("none" keeps the painting's colours)."""
     return text(language, "colors_painting" if choice == "none" else f"colors_{choice}")
+
+
+KEPT_KEYS = {
+    Kept.KEPT: "sketch_kept",
+    Kept.RUNNING: "already_painting",
+    Kept.ENDED: "button_expired",
+    Kept.NO_SKETCH: "button_expired",
+    Kept.NOT_YOURS: "not_your_job",
+}
+
+
+def kept(language: str, outcome: Kept) -> str:
+    """The answer to "Keep the sketch", the same on every platform."""
+    return text(language, KEPT_KEYS[outcome])
 
 
 def settings_summary(language: str, prefs: Preferences) -> str:

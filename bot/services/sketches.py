@@ -52,6 +52,7 @@ class Kept(enum.Enum):
     RUNNING = "running"  # a worker is painting it already
     ENDED = "ended"  # done, failed or cancelled meanwhile
     NO_SKETCH = "no_sketch"  # no sketch to keep (never made, or gone)
+    NOT_YOURS = "not_yours"  # pressed by someone other than the job's owner
 
 
 class _Unusable(Exception):
@@ -104,6 +105,19 @@ class SketchService:
         task = asyncio.create_task(work, name=f"sketch-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def may_keep(self, job_id: int, user_id: int, *, platform: str) -> JobRecord | Kept:
+        """Whether ``user_id`` may keep the sketch of the job a "Keep the sketch" button names: the job,
+        or why not. One rule for every platform (job ids are easy to guess); only the job's owner, only
+        while it waits. Cheap (one read), so a handler can answer a refusal within its platform's limit."""
+        job = await self.db.get_job(job_id)
+        if job is None or job.platform != platform:
+            return Kept.ENDED
+        if job.user_id != user_id:
+            return Kept.NOT_YOURS
+        if job.state is not JobState.QUEUED:
+            return Kept.RUNNING if job.state is JobState.RUNNING else Kept.ENDED
+        return job
 
     async def keep(self, job: JobRecord) -> Kept:
         """ "Keep the sketch": the queued job ends with its sketch as the result, remade at the instant size

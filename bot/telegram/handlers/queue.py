@@ -6,7 +6,6 @@ from telegram import Message, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot import replies
-from bot.db import JobState
 from bot.frontend import TELEGRAM
 from bot.services.sketches import Kept
 from bot.telegram.context import frontend, services
@@ -51,29 +50,16 @@ async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 
 async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """ "Keep the sketch": the queued job ends with its sketch as the result; only for the job's owner."""
+    """ "Keep the sketch": the queued job ends with its sketch as the result; only for the job's owner
+    (the rule and the answers are ``SketchService.may_keep`` and ``replies.kept``, as on Discord)."""
     query = update.callback_query
     assert query is not None and query.data is not None
     s = services(context)
-    job = await s.db.get_job(int(query.data.split(":")[1]))
-    if job is None:
-        await query.answer(say(update, "button_expired"))
+    job = await s.sketches.may_keep(int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM)
+    if isinstance(job, Kept):
+        await query.answer(replies.kept(language(update), job))
         return
-    if job.user_id != query.from_user.id:
-        await query.answer(say(update, "not_your_job"))
-        return
-    if job.state is not JobState.QUEUED:
-        key = "already_painting" if job.state is JobState.RUNNING else "button_expired"
-        await query.answer(say(update, key))
-        return
-    kept = await s.sketches.keep(job)
-    answers = {
-        Kept.KEPT: "sketch_kept",
-        Kept.RUNNING: "already_painting",
-        Kept.ENDED: "button_expired",
-        Kept.NO_SKETCH: "button_expired",
-    }
-    await query.answer(say(update, answers[kept]))
+    await query.answer(replies.kept(language(update), await s.sketches.keep(job)))
 
 
 async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
