@@ -1,4 +1,4 @@
-"""The discord.py client over the shared core: commands, the Cancel button, start-up and shutdown.
+"""The discord.py client over the shared core: commands, the job buttons, start-up and shutdown.
 
 ``running(settings, core)`` logs in (after pointing discord.py at ``DISCORD_API_URL`` and
 ``DISCORD_GATEWAY_URL``), connects in the background, syncs the commands and adds the Discord front end to
@@ -19,7 +19,7 @@ from discord import app_commands
 from bot.config import Settings
 from bot.context import Services
 from bot.discord import commands
-from bot.discord.frontend import AgainButton, CancelButton, DiscordFrontend, FigureButton
+from bot.discord.frontend import AgainButton, CancelButton, DiscordFrontend, FigureButton, KeepButton
 from bot.discord.markdown import markdown
 from bot.redaction import protect
 from bot.texts import language_for, text
@@ -59,7 +59,7 @@ class StylebotClient(discord.Client):
 
     async def setup_hook(self) -> None:
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.
-        self.add_dynamic_items(CancelButton, AgainButton, FigureButton)
+        self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton)
         await self.tree.sync()
         self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
 

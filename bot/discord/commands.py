@@ -25,6 +25,7 @@ from bot.services.figures import RepaintRefusedError, as_figure
 from bot.services.jobs import MAX_DOWNLOAD_BYTES, LimitReachedError, NewJob, Placement, looks_like_image
 from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences
 from bot.services.presets import PresetError
+from bot.services.sketches import Kept
 from bot.services.styles import StyleChoice
 from bot.texts import language_for, text
 from engine.errors import StylebotError
@@ -492,6 +493,20 @@ async def cancel_pressed(interaction: discord.Interaction, job_id: int) -> None:
     await core.notifier.cancelled(cancelled)
 
 
+async def keep_pressed(interaction: discord.Interaction, job_id: int) -> None:
+    """ "Keep the sketch": the job's owner only, while it waits (``SketchService.may_keep``, the rule of
+    every platform); anyone else hears why, privately. Keeping remakes the sketch at full size, which
+    may pass Discord's 3 seconds: deferred first, the outcome then told privately."""
+    core = client_of(interaction).core
+    job = await core.sketches.may_keep(job_id, interaction.user.id, platform=DISCORD)
+    if isinstance(job, Kept):
+        await answer(interaction, markdown(replies.kept(lang(interaction), job)))
+        return
+    await interaction.response.defer()
+    outcome = await core.sketches.keep(job)
+    await answer(interaction, markdown(replies.kept(lang(interaction), outcome)))
+
+
 # -- figures and painting a photo again (issue 13; the rules are bot.services.figures') ----------
 
 
@@ -659,6 +674,14 @@ def settings_view(language: str, owner: int, prefs: Preferences) -> tuple[str, d
     )
     preview.callback = view.toggle_preview  # type: ignore[method-assign]
     view.add_item(preview)
+    state = text(language, "preview_on" if prefs.sketch else "preview_off")
+    sketch = discord.ui.Button(
+        label=f"{text(language, 'settings_sketch')}: {state}",
+        custom_id="set:sketch",
+        style=discord.ButtonStyle.success if prefs.sketch else discord.ButtonStyle.secondary,
+    )
+    sketch.callback = view.toggle_sketch  # type: ignore[method-assign]
+    view.add_item(sketch)
     return markdown(body), view
 
 
@@ -694,8 +717,11 @@ class SettingsView(discord.ui.View):
     async def toggle_preview(self, interaction: discord.Interaction) -> None:
         await self._save(interaction, replace(self.prefs, live_preview=not self.prefs.live_preview))
 
+    async def toggle_sketch(self, interaction: discord.Interaction) -> None:
+        await self._save(interaction, replace(self.prefs, sketch=not self.prefs.sketch))
 
-@app_commands.command(name="settings", description="Quality, strength, colours, live preview")
+
+@app_commands.command(name="settings", description="Quality, strength, colours, live preview, sketch first")
 async def settings_command(interaction: discord.Interaction) -> None:
     await track(interaction)
     user = await client_of(interaction).core.db.get_user(interaction.user.id, platform=DISCORD)

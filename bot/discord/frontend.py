@@ -1,10 +1,13 @@
 """How the core's job events look on Discord.
 
 A job's status is the original response of the interaction that asked for it: edited in place (at most one
-edit per ``interval``, the latest state winning), with the live preview as its attachment and a Cancel
-button whose custom id carries the job (``CancelButton``, so it works after a restart). The result is a new
-message that mentions its owner (edits notify no one): a followup while the interaction token lives (15
-minutes), a channel message after, a DM when the channel cannot be written.
+edit per ``interval``, the latest state winning), with the sketch or the live preview as its attachment
+(later text-only edits keep it) and a Cancel button whose custom id carries the job (``CancelButton``, so it
+works after a restart), with "Keep the sketch" beside it while the sketch is offered (``KeepButton``). The
+sketch is shown at once, past the interval. The result is a new message that mentions (and pings) only its
+owner, since edits notify no one: a followup while the interaction token lives (15 minutes), a channel
+message after, a DM when the channel cannot be written. The response then says the painting is done and
+drops its picture: in a busy channel each request leaves one picture, the painting, as on Telegram.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 import io
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,6 +56,27 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:
         from bot.discord.commands import cancel_pressed  # the handler lives with the other commands
 
         await cancel_pressed(interaction, self.job_id)
+
+
+class KeepButton(discord.ui.DynamicItem[discord.ui.Button], template=r"keep:(?P<job>[0-9]{1,10})"):
+    """ "Keep the sketch" beside Cancel while a job waits long; only the job's owner may press it."""
+
+    def __init__(self, job_id: int, label: str = "Keep the sketch") -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=discord.ButtonStyle.success, custom_id=f"keep:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> KeepButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.discord.commands import keep_pressed
+
+        await keep_pressed(interaction, self.job_id)
 
 
 class AgainButton(discord.ui.DynamicItem[discord.ui.Button], template=r"again:(?P<job>[0-9]{1,10})"):
@@ -108,10 +132,24 @@ def result_view(job: JobRecord) -> discord.ui.View:
     return view
 
 
-def cancel_view(job: JobRecord) -> discord.ui.View:
+def cancel_view(job: JobRecord, *, keep: bool = False) -> discord.ui.View:
+    """Under an active job's status: "Keep the sketch" (while offered), then Cancel."""
+    language = language_for(job.language_code)
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job.id, text(language_for(job.language_code), "cancel_button")))
+    if keep:
+        view.add_item(KeepButton(job.id, text(language, "keep_button")))
+    view.add_item(CancelButton(job.id, text(language, "cancel_button")))
     return view
+
+
+@dataclass(frozen=True)
+class _View:
+    """One state of a job's response: its text, its picture (None: keep the one shown), its buttons."""
+
+    content: str
+    preview: bytes | None = None
+    final: bool = False
+    keep: bool = False
 
 
 @dataclass
@@ -120,9 +158,9 @@ class _Live:
 
     interaction: discord.Interaction | None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
-    shown: tuple[str, bool, bytes | None] | None = None
+    shown: _View | None = None  # with the picture on screen, whichever edit put it there
     shown_at: float = float("-inf")
-    pending: tuple[str, bytes | None, bool] | None = None
+    pending: _View | None = None
     timer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -137,11 +175,26 @@ class DiscordFrontend:
         self.db = db
         self.interval = interval
         self._live: dict[int, _Live] = {}
+        self._early: dict[int, _View] = {}  # a sketch for a job whose response is not up yet
 
     def opened(self, job: JobRecord, interaction: discord.Interaction) -> None:
-        """The job's response is up; its interaction's token edits it for the next 15 minutes."""
+        """The job's response is up; its interaction's token edits it for the next 15 minutes. A sketch
+        that was quicker than the response (``show_status`` kept it) goes onto it now."""
         limit = getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
-        self._live[job.id] = _Live(interaction, upload_limit=limit, shown_at=_now())
+        live = self._live.get(job.id)
+        if live is None:
+            live = self._live[job.id] = _Live(interaction, upload_limit=limit, shown_at=_now())
+        else:  # the notifier edited the response as a message meanwhile: the token takes over
+            live.interaction, live.upload_limit = interaction, limit
+        if (early := self._early.pop(job.id, None)) is not None:
+            pending = live.pending
+            live.pending = (
+                early if pending is None else replace(pending, preview=pending.preview or early.preview)
+            )
+            if live.timer is None:
+                live.timer = asyncio.create_task(
+                    self._flush_later(job, live, 0.0), name=f"discord-status-{job.id}"
+                )
 
     @staticmethod
     def _token_alive(live: _Live) -> bool:
@@ -167,17 +220,23 @@ class DiscordFrontend:
         now: bool = False,
         keep: bool = False,
     ) -> None:
-        """``now`` and ``keep`` (the sketch's) are Telegram's for now: the sketch is one more preview here."""
+        """The response says ``text``: throttled by ``interval``, except the last word (``final``) and the
+        sketch (``now``), which is worth showing the moment it exists. ``keep``: "Keep the sketch"."""
         if job.status_message_id is None and job.id not in self._live:
+            if preview and not final:  # the sketch, before ``show_queued`` has the response up
+                self._early[job.id] = _View(markdown(text), preview, keep=keep)
             return
         live = self._entry(job)
-        if live.pending is not None and live.pending[1] and not preview:
-            preview = live.pending[1]  # a newer text must not drop a picture not yet shown
-        live.pending = (markdown(text), preview, final)
+        if live.pending is not None and live.pending.preview and not preview:
+            preview = live.pending.preview  # a newer text must not drop a picture not yet shown
+        live.pending = _View(markdown(text), preview, final, keep)
+        if now and live.timer is not None:
+            live.timer.cancel()  # still asleep: the flush it would make happens here instead
+            live.timer = None
         if live.timer is not None:
             return
         # Never longer than one interval, whatever the clock did meanwhile.
-        delay = 0.0 if final else min(live.shown_at + self.interval - _now(), self.interval)
+        delay = 0.0 if final or now else min(live.shown_at + self.interval - _now(), self.interval)
         if delay <= 0:
             await self._flush(job, live)
         else:
@@ -194,14 +253,20 @@ class DiscordFrontend:
         async with live.lock:
             if live.pending is None:
                 return
-            content, preview, final = live.pending
-            live.pending = None
-            key = (content, final, preview)
-            if key != live.shown:
-                fields: dict[str, object] = {"content": content, "view": None if final else cancel_view(job)}
-                if preview:
-                    fields["attachments"] = [discord.File(io.BytesIO(preview), "preview.jpg")]
-                elif final:  # the last word drops the preview; a text-only update keeps the one shown
+            view, live.pending = live.pending, None
+            shown = live.shown.preview if live.shown is not None else None
+            if view.final:  # the last word drops the picture
+                target = replace(view, preview=None)
+            else:  # a text-only update keeps the picture shown (an edit without attachments keeps them)
+                target = replace(view, preview=view.preview or shown)
+            if target != live.shown:
+                fields: dict[str, object] = {
+                    "content": view.content,
+                    "view": None if view.final else cancel_view(job, keep=view.keep),
+                }
+                if target.preview is not None and target.preview != shown:
+                    fields["attachments"] = [discord.File(io.BytesIO(target.preview), "preview.jpg")]
+                elif target.preview is None and shown is not None:
                     fields["attachments"] = []
                 try:
                     await self._edit(job, live, **fields)
@@ -212,8 +277,8 @@ class DiscordFrontend:
                 except discord.HTTPException as err:
                     log.warning("job %d: status update failed: %s", job.id, err)
                     return
-                live.shown, live.shown_at = key, _now()
-            if final:
+                live.shown, live.shown_at = target, _now()
+            if view.final:
                 self._live.pop(job.id, None)
 
     async def _edit(self, job: JobRecord, live: _Live, **fields: object) -> None:
@@ -231,17 +296,23 @@ class DiscordFrontend:
             await channel.get_partial_message(job.status_message_id).edit(**fields)  # type: ignore[arg-type]
 
     async def remove_status(self, job: JobRecord) -> None:
-        """Discord keeps the response (it is the request's answer): it says the painting is done."""
+        """Discord keeps the response (it is the request's answer): it says the painting is done, below,
+        and drops its picture (the sketch or preview was the painting's stand-in)."""
+        self._early.pop(job.id, None)
         live = self._live.get(job.id)
         if live is not None and live.timer is not None:
             live.timer.cancel()
             live.timer = None
         if job.status_message_id is None:
+            self._live.pop(job.id, None)
             return
         live = self._entry(job)
-        with contextlib.suppress(discord.HTTPException):
-            done = markdown(text(language_for(job.language_code), "discord_done"))
-            await self._edit(job, live, content=done, view=None, attachments=[])
+        async with live.lock:  # after any edit under way, so nothing lands after the last word
+            live.pending = None
+            with contextlib.suppress(discord.HTTPException):
+                done = markdown(text(language_for(job.language_code), "discord_done"))
+                await self._edit(job, live, content=done, view=None, attachments=[])
+        self._live.pop(job.id, None)
 
     async def close(self) -> None:
         timers = [live.timer for live in self._live.values() if live.timer is not None]
@@ -249,6 +320,7 @@ class DiscordFrontend:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
         self._live.clear()
+        self._early.clear()
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -311,7 +383,6 @@ class DiscordFrontend:
             except discord.HTTPException as err:
                 log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
                 return None
-        self._live.pop(job.id, None)
         return str(sent.id)
 
 
@@ -343,4 +414,12 @@ def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
         scale *= 0.8
 
 
-__all__ = ["AgainButton", "CancelButton", "DiscordFrontend", "FigureButton", "fit_upload", "replies"]
+__all__ = [
+    "AgainButton",
+    "CancelButton",
+    "DiscordFrontend",
+    "FigureButton",
+    "KeepButton",
+    "fit_upload",
+    "replies",
+]
