@@ -43,11 +43,12 @@ async def test_paint_with_a_painting_is_deferred_shows_progress_and_delivers(dis
         assert "The Starry Night" in delivered[0].content
         assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)  # this job's painting
         # Progress went through the interaction's token onto the original response, the result as a
-        # followup (the token still lives), and the response now says it is done.
+        # followup (the token still lives), and the response then says it is done (an edit the bot makes
+        # once the result is sent: waited for, not assumed).
         progress = [r for r in requests(env, "PATCH", "/messages/@original") if "%" in str(r.json)]
         assert progress, env.transcript()[-3000:]
         assert requests(env, "POST", "/webhooks/")
-        assert "Done" in result.response.content
+        await until(env, lambda: "Done" in result.response.content)
         assert not result.response.components
         jobs = await core.db.recent_jobs(alice.id, platform="discord")
         assert jobs[0].state == "done"
