@@ -191,3 +191,19 @@ def test_a_figure_at_the_instant_tier_is_painted_at_draft() -> None:
     assert weight > 0
     single, _ = as_figure(StyleSettings(quality="instant"), None)
     assert single.quality == "instant"  # one picture: the sketch is the result
+
+
+async def test_only_the_owner_may_keep_a_waiting_job_on_its_own_platform(
+    db: Database, tmp_path: Path
+) -> None:
+    """``may_keep``: the one rule behind both platforms' "Keep the sketch" buttons."""
+    sketches = service(db, tmp_path, FakePool())
+    job = await new_job(db, tmp_path)
+    assert await sketches.may_keep(job.id, 42, platform="telegram") == job
+    assert await sketches.may_keep(job.id, 43, platform="telegram") is Kept.NOT_YOURS
+    assert await sketches.may_keep(job.id, 42, platform="discord") is Kept.ENDED  # not a Discord job
+    assert await sketches.may_keep(job.id + 1, 42, platform="telegram") is Kept.ENDED  # no such job
+    await db.claim_job(job.id, "w1")
+    assert await sketches.may_keep(job.id, 42, platform="telegram") is Kept.RUNNING
+    await db.cancel_job(job.id)
+    assert await sketches.may_keep(job.id, 42, platform="telegram") is Kept.ENDED
