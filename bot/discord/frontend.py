@@ -266,7 +266,7 @@ class DiscordFrontend:
                 }
                 if target.preview is not None and target.preview != shown:
                     fields["attachments"] = [discord.File(io.BytesIO(target.preview), "preview.jpg")]
-                elif target.preview is None and shown is not None:
+                elif view.final:  # also a picture from before a restart, which this run never saw
                     fields["attachments"] = []
                 try:
                     await self._edit(job, live, **fields)
