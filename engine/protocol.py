@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-QUALITIES = ("instant", "draft", "normal", "high")
-INITS = ("content", "noise", "gray", "sketch")
+QUALITIES = ("instant", "draft", "normal", "high")  # instant: the sketch of engine/sketch.py, no optimization
+INITS = ("content", "noise", "gray", "sketch")  # sketch: start from the instant tier's picture
 OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("luminance", "histogram")
 OUTPUT_FORMATS = ("png", "jpeg")
@@ -247,7 +247,8 @@ def settings_from_dict(data: dict[str, Any]) -> StyleSettings:
 
 def batch_group(settings: StyleSettings) -> tuple[Hashable, ...] | None:
     """Jobs whose settings give equal groups may be handed to one worker as a batch; ``None``: the job
-    runs alone (a figure is a batch of its own panels, see ``engine.figures``).
+    runs alone (a figure is a batch of its own panels, see ``engine.figures``; an instant sketch shares
+    nothing with another, so batching it would only hold its result back until the others are done).
 
     The settings part of the engine's own batch key (``_Job.batch_key`` in ``engine/api.py``): the
     optimizer, what fixes the schedule (tier, size, steps, scales) and the content layers; style layers
@@ -255,7 +256,7 @@ def batch_group(settings: StyleSettings) -> tuple[Hashable, ...] | None:
     onto one canvas or paints the odd one out on its own. Cheap and torch-free, for the dispatchers.
     """
     s = settings
-    if s.figure is not None:
+    if s.figure is not None or s.quality == "instant":
         return None
     return (
         s.optimizer,

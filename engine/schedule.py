@@ -7,6 +7,13 @@ costs ~4x more.
 
 A tier is a target size and a step budget. Accelerators get twice the side of the CPU for the same tier,
 since the same tier should feel equally quick on either.
+
+The ``instant`` tier has no budget: its picture is the feed-forward sketch of ``engine.sketch``, which is
+the result, so its plan is one "scale" of no steps at the final size. Its side is 1024 px on the CPU and on
+accelerators alike: the sketch always runs on the CPU (onnxruntime, whatever device optimizes), where one
+pass takes about 0.4 s at 1024 px on two cores, so no device needs a smaller one to feel instant; a larger
+sketch only makes its strokes look finer. Like every tier it is still capped by the photo's own size and
+``OUTPUT_MAX_SIDE`` (``Engine._target_side``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,14 @@ class Tier:
     def side(self, accelerated: bool) -> int:
         return self.side_accelerated if accelerated else self.side_cpu
 
+    @property
+    def optimized(self) -> bool:
+        """False for the tier whose result is the sketch (``instant``): no optimizer steps at all."""
+        return self.first_steps > 0
+
 
 TIERS: dict[str, Tier] = {
+    "instant": Tier("instant", side_cpu=1024, side_accelerated=1024, first_steps=0, later_steps=0),
     "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=64, later_steps=40),
     "normal": Tier("normal", side_cpu=256, side_accelerated=512, first_steps=100, later_steps=50),
     "high": Tier("high", side_cpu=512, side_accelerated=1024, first_steps=150, later_steps=80),
@@ -53,7 +66,13 @@ def scale_sides(target_side: int, multiscale: bool = True) -> list[int]:
 def plan(
     tier: Tier, target_side: int, *, multiscale: bool = True, total_steps: int | None = None
 ) -> list[Scale]:
-    """The scales of one run and their step budgets; ``total_steps`` overrides the tier's budget."""
+    """The scales of one run and their step budgets; ``total_steps`` overrides the tier's budget.
+
+    A tier that is not ``optimized`` plans one scale of no steps at the target side (``total_steps`` is
+    ignored: there is nothing to spend them on).
+    """
+    if not tier.optimized:
+        return [Scale(target_side, 0)]
     sides = scale_sides(target_side, multiscale)
     budget = [tier.first_steps] + [tier.later_steps] * (len(sides) - 1)
     if total_steps is not None:

@@ -3,9 +3,12 @@
 The worker decides, since only it knows its device, and tells the bot in its hello (the pipe) or its
 heartbeats (Celery); the dispatchers then cap every assignment at the limit of its first job's tier.
 
-``ENGINE_BATCH_SIZE`` set to a number forces it for every tier. ``auto`` is 1 on the CPU and Apple's MPS
-(a CPU already spends every core on one image; batching there buys only the overhead of a step, see
-``bench/load.py``), and on CUDA what the free device memory holds at the tier's largest picture:
+``ENGINE_BATCH_SIZE`` set to a number forces it for every optimized tier. The ``instant`` tier has no
+limit here (so 1, as for any tier a worker does not name): its sketches run alone (``batch_group``).
+
+``auto`` is 1 on the CPU and Apple's MPS (a CPU already spends every core on one image; batching there
+buys only the overhead of a step, see ``bench/load.py``), and on CUDA what the free device memory holds at
+the tier's largest picture:
 
     limit = free memory * SAFETY / (MIB_PER_MEGAPIXEL * side * side / 1e6), between 1 and MAX_AUTO
 
@@ -37,14 +40,15 @@ def batch_limits(
 
     ``free_bytes`` is the free memory of the CUDA device (read from it when ``None``).
     """
+    tiers = {name: tier for name, tier in TIERS.items() if tier.optimized}
     if isinstance(setting, int):
-        return dict.fromkeys(TIERS, max(1, setting))
+        return dict.fromkeys(tiers, max(1, setting))
     if not device_description.startswith("cuda"):
-        return dict.fromkeys(TIERS, 1)
+        return dict.fromkeys(tiers, 1)
     if free_bytes is None:
         free_bytes = cuda_free_bytes()
     limits = {}
-    for name, tier in TIERS.items():
+    for name, tier in tiers.items():
         side = min(tier.side_accelerated, output_max_side)
         per_image = MIB_PER_MEGAPIXEL * side * side / 1e6 * 2**20
         limits[name] = max(1, min(MAX_AUTO, int(free_bytes * SAFETY // per_image)))
