@@ -10,12 +10,16 @@ One run, top to bottom:
 3. per scale: targets from VGG (``vgg``, ``style_stats``), then optimize the pixels (``optimize``),
    warm-started from the previous scale;
 4. put the photo's colours back if asked (``color``), encode, summarize.
+
+The ``instant`` tier skips 2-4: its result is the feed-forward sketch of ``engine.sketch`` (onnxruntime,
+on the CPU). ``init="sketch"`` makes that sketch once per job and starts step 3 from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +51,8 @@ from engine.protocol import (
 )
 from engine.schedule import TIERS, Scale, plan
 from engine.settings import EngineSettings
+from engine.sketch import MAX_SIDE as SKETCH_MAX_SIDE
+from engine.sketch import Sketcher, SketchStyle
 from engine.style_stats import DEFAULT_MAX_BYTES as DEFAULT_STATS_BYTES
 from engine.style_stats import StyleStatsCache, image_digest, stats_key
 from engine.style_store import DEFAULT_DEADLINE as DEFAULT_FETCH_SECONDS
@@ -63,6 +69,10 @@ MAX_PADDING = 0.25  # share of a batch's canvas that may be padding (bench/engin
 # fp32 is the default; bf16 runs the convolutions in bfloat16 on CUDA (statistics stay fp32); fp64 is for
 # verification: it makes a batched run match single runs to the last bit that survives 8-bit output.
 PRECISIONS = ("fp32", "bf16", "fp64")
+# init="sketch": the sketch is made at most this large, then resized to the first scale (near 128 px with
+# multiscale); only the optimization's own last scales need more detail than that, and they make it.
+SKETCH_START_SIDE = 512
+SKETCH_DEVICE = "cpu"  # onnxruntime's CPU provider, whatever device the optimization uses
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,12 @@ class _Job:
     started: float
     progress: Callable[[Progress], None] | None
     should_cancel: Callable[[], bool] | None
+    start: Image.Image | None = None  # init="sketch": this job's sketch, made once (``Engine._prepare``)
+
+    @property
+    def instant(self) -> bool:
+        """The result is the sketch: no optimization at all."""
+        return not TIERS[self.settings.quality].optimized
 
     def plan(self) -> list[Scale]:
         s = self.settings
@@ -135,6 +151,10 @@ class Engine:
         self.store = StyleStore(styles_dir, self.catalog, deadline=styles_fetch_seconds)
         self.stats = StyleStatsCache(stats_dir, stats_max_bytes)
         self.tuning = devices.ConvTuning(self.device)
+        self.threads = threads
+        self._sketch_dir = stats_dir / "sketch" if stats_dir is not None else None
+        self._sketcher: Sketcher | None = None
+        self._sketcher_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: EngineSettings, **overrides: object) -> Engine:
@@ -155,6 +175,15 @@ class Engine:
     def device_name(self) -> str:
         return devices.describe(self.device)
 
+    @property
+    def sketcher(self) -> Sketcher:
+        """The sketch networks (``engine.sketch``), made on first use: most runs never need them. Style
+        vectors are cached beside the style statistics."""
+        with self._sketcher_lock:
+            if self._sketcher is None:
+                self._sketcher = Sketcher(self._sketch_dir, threads=self.threads)
+            return self._sketcher
+
     def load_model(self, last_layer: str = "conv5_1") -> None:
         """Load the weights now, so the first job does not pay for it."""
         feature_extractor(self.weights, str(self.device), last_layer, self.pooling, self.dtype)
@@ -167,7 +196,13 @@ class Engine:
         should_cancel: Callable[[], bool] | None = None,
     ) -> StylizeResult:
         """Paint the request's photo in its styles. Raises the typed errors of ``engine.errors``."""
-        job = self._prepare(request, progress, should_cancel)
+        return self._stylize_job(self._prepare(request, progress, should_cancel))
+
+    def _stylize_job(self, job: _Job) -> StylizeResult:
+        """One prepared job: its sketch (``instant``), or its optimization, retried smaller when the device
+        runs out of memory."""
+        if job.instant:
+            return self._instant(job)
         while True:
             try:
                 ((image, steps, losses),) = self._run([job])
@@ -199,7 +234,8 @@ class Engine:
         ``MAX_PADDING`` of the pixels. Every loss is per image and both optimizers keep each image's own
         state, so each image follows the trajectory it would follow alone; each stops on its own (converged,
         out of time, cancelled) and the batch goes on with the rest. Each item comes back as its result or as
-        the error it alone ran into (a bad image, a cancel).
+        the error it alone ran into (a bad image, a cancel). Instant jobs are sketched one by one, never in a
+        batch: there is no pass to share.
         """
         progress = progress or [None] * len(requests)
         should_cancel = should_cancel or [None] * len(requests)
@@ -207,7 +243,11 @@ class Engine:
         jobs: dict[int, _Job] = {}
         for index, request in enumerate(requests):
             try:
-                jobs[index] = self._prepare(request, progress[index], should_cancel[index])
+                job = self._prepare(request, progress[index], should_cancel[index])
+                if job.instant:
+                    results[index] = self._instant(job)
+                else:
+                    jobs[index] = job
             except StylebotError as err:
                 results[index] = err
         for group in _groups(jobs):
@@ -228,9 +268,7 @@ class Engine:
                     self._free_memory()
             for index in group:  # alone, or one by one after the batch ran out of memory
                 try:
-                    results[index] = self.stylize(
-                        requests[index], progress=progress[index], should_cancel=should_cancel[index]
-                    )
+                    results[index] = self._stylize_job(jobs[index])
                 except StylebotError as err:
                     results[index] = err
         return [r for r in results if r is not None]
@@ -241,12 +279,68 @@ class Engine:
         progress: Callable[[Progress], None] | None,
         should_cancel: Callable[[], bool] | None,
     ) -> _Job:
-        """Decode and check the images and settle the size: everything a run needs but the model."""
+        """Decode and check the images and settle the size: everything a run needs but the model (and, for
+        ``init="sketch"``, the start: one sketch per job, whichever way the job is then run)."""
         started = time.monotonic()
         content = decode_image(request.content, max_pixels=self.max_image_pixels)
         styles = [self._load_style(source) for source in request.styles]
         side, notes = self._target_side(content, request.settings)
-        return _Job(content, styles, request.settings, side, notes, started, progress, should_cancel)
+        job = _Job(content, styles, request.settings, side, notes, started, progress, should_cancel)
+        if request.settings.init == "sketch" and not job.instant:
+            job.start = self._sketch(job, min(side, SKETCH_START_SIDE))
+        return job
+
+    def _sketch(self, job: _Job, side: int) -> Image.Image:
+        """The job's photo as the sketch network paints it in the job's styles (their weights make the
+        blend), at the job's strength (the user's, else the paintings' own) and, when a colour mode is set,
+        with the photo's colours. Raises ``SketchUnavailableError`` when the networks cannot be loaded."""
+        strength, _ = _preset_defaults(job.settings, job.styles)
+        return self.sketcher.sketch(
+            job.content,
+            [SketchStyle(image=s.image, weight=s.weight, digest=s.digest) for s in job.styles],
+            side=side,
+            strength=strength,
+            keep_colors=job.settings.preserve_colors is not None,
+        )
+
+    def _instant(self, job: _Job) -> StylizeResult:
+        """The ``instant`` tier: the sketch at the job's side is the result (no steps, no losses), with one
+        final progress report. A cancel is honoured before it starts; once started, it is done in a moment."""
+        if job.should_cancel is not None and job.should_cancel():
+            raise Cancelled("cancelled before the sketch")
+        settings = job.settings
+        if settings.steps is not None:
+            job.notes.append(f"the instant tier makes no optimizer steps: steps={settings.steps} ignored")
+        if job.side > SKETCH_MAX_SIDE:
+            job.notes.append(f"sketched at {SKETCH_MAX_SIDE} px and scaled up to {job.side} px")
+        picture = self._sketch(job, job.side)
+        if job.progress is not None:
+            preview = encode_image(picture, "jpeg", jpeg_quality=85) if settings.preview_every else None
+            job.progress(
+                Progress(
+                    step=1,  # one unit of work, done: the report's fraction is 1
+                    total_steps=1,
+                    scale=1,
+                    scales=1,
+                    width=picture.width,
+                    height=picture.height,
+                    losses={},
+                    elapsed=time.monotonic() - job.started,
+                    eta=0.0,
+                    preview=preview,
+                )
+            )
+        return StylizeResult(
+            image=encode_image(picture, settings.output_format),
+            format=settings.output_format,
+            width=picture.width,
+            height=picture.height,
+            seconds=time.monotonic() - job.started,
+            steps=0,
+            device=SKETCH_DEVICE,
+            losses={},
+            notes=tuple(job.notes),
+        )
 
     def _result(self, job: _Job, image: torch.Tensor, steps: int, losses: dict[str, float]) -> StylizeResult:
         pil = to_pil(image)
@@ -315,7 +409,7 @@ class Engine:
                 [jobs[i] for i in live], [photos[i] for i in live], seen, scale.side, canvas
             )
             starts = [
-                self._initial_image(jobs[i].settings, s)
+                self._initial_image(jobs[i], s)
                 if i not in images
                 else F.interpolate(images[i], size=s.shape[-2:], mode="bicubic", align_corners=False)
                 for i, s in zip(live, seen, strict=True)
@@ -449,9 +543,16 @@ class Engine:
             self.stats.put(key, grams)
         return grams
 
-    def _initial_image(self, settings: StyleSettings, photo: torch.Tensor) -> torch.Tensor:
+    def _initial_image(self, job: _Job, photo: torch.Tensor) -> torch.Tensor:
+        """Where the first scale starts, at the size of ``photo`` (the photo as the network sees it)."""
+        settings = job.settings
         if settings.init == "content":
             return photo.clone()
+        if settings.init == "sketch":
+            assert job.start is not None, "a sketch start is made in _prepare"
+            height, width = photo.shape[-2:]
+            start = self._tensor(job.start.resize((width, height), Image.Resampling.LANCZOS))
+            return color.luminance(start) if settings.preserve_colors == "luminance" else start
         if settings.init == "gray":
             return torch.full_like(photo, 0.5)
         generator = torch.Generator().manual_seed(settings.seed)

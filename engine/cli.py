@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, help="where to write the result (.png or .jpg)"
     )
     p.add_argument(
-        "--quality", choices=QUALITIES, default="normal", help="draft, normal or high (default normal)"
+        "--quality",
+        choices=QUALITIES,
+        default="normal",
+        help="instant (the feed-forward sketch, no optimization: --steps is ignored), draft, normal or high "
+        "(default normal)",
     )
     p.add_argument(
         "--size", type=int, help="longest side of the result in pixels (default: the quality tier's)"
@@ -57,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-scale", type=float, help="size of the painting's strokes relative to the photo (1.0)"
     )
     p.add_argument("--preserve-colors", choices=COLOR_MODES, help="keep the photo's colours")
-    p.add_argument("--init", choices=INITS, default="content", help="the starting image (default content)")
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        default="content",
+        help="the starting image: the photo, noise, gray or the instant sketch (default content)",
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
     p.add_argument("--steps", type=int, help="total optimizer steps (default: the quality tier's budget)")
     p.add_argument(

@@ -13,6 +13,10 @@ as one batch of five (panels with different strengths or different style layers 
 made one quality tier below the user's, so a strip of five costs about one job at the user's tier;
 ``weight`` says how many ordinary jobs a figure counts as for limits and waiting times.
 
+A figure shows the optimization (strength and layers are its knobs, forming is its steps), which the
+``instant`` tier does not run: a figure asked for at instant quality is made as at draft, the lowest tier
+that optimizes, and says so in a note.
+
 This module imports no torch: the bot imports it for ``weight`` and ``FIGURES``.
 """
 
@@ -41,7 +45,9 @@ from engine.schedule import TIERS, plan
 
 STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 LAYER_SETS = tuple(DEFAULT_STYLE_LAYERS[: n + 1] for n in range(len(DEFAULT_STYLE_LAYERS)))
-PANEL_QUALITY = {"draft": "draft", "normal": "draft", "high": "normal"}  # one tier below the user's
+PANEL_QUALITY = {"instant": "draft", "draft": "draft", "normal": "draft", "high": "normal"}  # one below
+FIGURE_QUALITY = "draft"  # what a figure asked for at a tier that does not optimize (instant) is made at
+INSTANT_NOTE = "a figure needs the optimization, so it was made at draft quality rather than instant"
 GAP = 4  # pixels between panels
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -115,9 +121,19 @@ def weight(settings: StyleSettings) -> float:
     """
     if settings.figure not in ("strength", "layers"):
         return 1.0
-    own = _cost(settings.quality)
-    strip = len(STRENGTHS) * _cost(PANEL_QUALITY[settings.quality])
+    quality = _figure_quality(settings.quality)
+    own = _cost(quality)
+    strip = len(STRENGTHS) * _cost(PANEL_QUALITY[quality])
     return max(1.0, round(strip / own, 1))
+
+
+def _figure_quality(quality: str) -> str:
+    """The tier a figure is made at: the user's, unless it does not optimize."""
+    return quality if TIERS[quality].optimized else FIGURE_QUALITY
+
+
+def _instant_notes(settings: StyleSettings) -> tuple[str, ...]:
+    return () if TIERS[settings.quality].optimized else (INSTANT_NOTE,)
 
 
 def _cost(quality: str) -> float:
@@ -170,7 +186,9 @@ def _strip(
         request.settings.output_format,
         started,
         results,
-        notes=tuple(dict.fromkeys(n for r in results for n in r.notes)),
+        notes=tuple(
+            dict.fromkeys([*_instant_notes(request.settings), *(n for r in results for n in r.notes)])
+        ),
     )
 
 
@@ -181,7 +199,7 @@ def _forming(
     should_cancel: Callable[[], bool] | None,
 ) -> StylizeResult:
     started = time.monotonic()
-    settings = request.settings
+    settings = request.settings.replace(quality=_figure_quality(request.settings.quality))
     tier = TIERS[settings.quality]
     total = sum(s.steps for s in plan(tier, tier.side_accelerated, total_steps=settings.steps))
     every = max(1, total // ANIMATION_FRAMES)
@@ -203,8 +221,9 @@ def _forming(
     first = decode_image(request.content) if settings.init == "content" else None  # iteration 0
     animation = encode_animation(first, [_open(data) for _, data in frames], final)
     triptych = compose_triptych(first, frames, final, painted.steps)
+    notes = (*_instant_notes(request.settings), *painted.notes)
     return dataclasses.replace(
-        _result(triptych, settings.output_format, started, [painted], notes=painted.notes),
+        _result(triptych, settings.output_format, started, [painted], notes=notes),
         animation=animation,
     )
 
