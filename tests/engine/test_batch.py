@@ -10,10 +10,12 @@ import torch
 from PIL import Image
 
 from engine import figures
+from engine import sketch as sketch_module
 from engine.api import Engine
-from engine.errors import Cancelled, CorruptImageError
+from engine.errors import Cancelled, CorruptImageError, SketchUnavailableError
 from engine.images import fit_within
 from engine.protocol import DEFAULT_STYLE_LAYERS, StyleSettings, StyleSource, StylizeRequest, StylizeResult
+from engine.sketch import Sketcher
 from tests.engine.samples import checker, encode, painting, photo
 
 ADAM = StyleSettings(quality="draft", size=48, steps=12, optimizer="adam")
@@ -277,3 +279,57 @@ def test_each_strip_is_one_batch_of_five_panels(
     figures.run(engine, request)
     assert len(runs) == 1
     assert runs[0] == [s.style_layers for _, s in figures.panels(request.settings)]
+
+
+def test_instant_jobs_never_join_a_batch_and_each_sketch_start_is_its_own(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instant jobs are sketched on their own; the optimized ones share a run, each starting from the sketch
+    of its own photo (one Adam step: within a few levels of it, see test_stylize)."""
+    art = encode(painting())
+    upside_down = photo(64, 48).transpose(Image.Transpose.FLIP_TOP_BOTTOM)  # another photo, one shape
+    one_step = ADAM.replace(steps=1, multiscale=False, size=64)
+    requests = [
+        StylizeRequest(encode(photo(64, 48)), (StyleSource(image=art),), StyleSettings(quality="instant")),
+        StylizeRequest(encode(photo(64, 48)), (StyleSource(image=art),), one_step.replace(init="sketch")),
+        StylizeRequest(encode(upside_down), (StyleSource(image=art),), one_step.replace(init="sketch")),
+        StylizeRequest(encode(photo(64, 48)), (StyleSource(image=art),), one_step),  # from the photo
+        StylizeRequest(
+            encode(upside_down), (StyleSource(image=art),), StyleSettings(quality="instant", size=48)
+        ),
+    ]
+    starts = [engine._prepare(r, None, None).start for r in requests]
+    sizes = batch_sizes(engine, monkeypatch)
+    results = engine.stylize_batch(requests)
+    assert sizes == [3]  # the three optimized jobs together; no run for the sketches
+    for index in (0, 4):
+        alone = engine.stylize(requests[index])
+        assert isinstance(results[index], StylizeResult)
+        assert results[index].steps == 0  # type: ignore[union-attr]
+        assert results[index].image == alone.image  # type: ignore[union-attr]
+    assert (results[4].width, results[4].height) == (48, 36)  # type: ignore[union-attr]
+    for index in (1, 2):
+        start = starts[index]
+        assert start is not None
+        gap = np.abs(pixels(results[index]) - np.asarray(start).astype(int)).mean()
+        assert gap < 6.5, (index, gap)  # ADAM_LR is 5 levels
+    own_photo = np.asarray(photo(64, 48)).astype(int)
+    assert np.abs(pixels(results[3]) - own_photo).mean() < 6.5
+    assert np.abs(pixels(results[2]) - np.asarray(starts[1]).astype(int)).mean() > 20  # not one shared sketch
+
+
+def test_a_sketch_that_cannot_load_fails_its_jobs_only(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sketch_module, "PACKAGE", "no_such_sketch_package")
+    monkeypatch.setattr(engine, "_sketcher", Sketcher())
+    art = (StyleSource(image=encode(painting())),)
+    requests = [
+        StylizeRequest(encode(photo(64, 48)), art, StyleSettings(quality="instant")),
+        StylizeRequest(encode(photo(64, 48)), art, LBFGS.replace(steps=2, init="sketch")),
+        StylizeRequest(encode(photo(64, 48)), art, LBFGS.replace(steps=2)),
+    ]
+    results = engine.stylize_batch(requests)
+    assert isinstance(results[0], SketchUnavailableError)
+    assert isinstance(results[1], SketchUnavailableError)
+    assert isinstance(results[2], StylizeResult)

@@ -101,3 +101,46 @@ def test_module_entry_point(files: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["size"] == [64, 48]
+
+
+def run_module(files: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "photo.jpg", "art.png", *args],
+        cwd=files,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "STYLE_CACHE_DIR": str(files / "stats")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_quality_instant_writes_the_sketch(files: Path) -> None:
+    done = run_module(files, "-o", "sketch.jpg", "--quality", "instant", "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["size"] == [80, 60]  # the tier's 1024 px, capped by the photo's own size
+    assert (summary["steps"], summary["losses"], summary["format"], summary["notes"]) == (0, {}, "jpeg", [])
+    assert summary["device"] == "cpu"
+    assert Image.open(files / "sketch.jpg").size == (80, 60)
+    assert list((files / "stats" / "sketch").glob("*.npy"))  # the painting's style vector, cached
+
+
+def test_init_sketch_runs_the_steps_from_the_sketch(files: Path) -> None:
+    done = run_module(
+        files, "-o", "r.png", "--init", "sketch", "--steps", "2", "--size", "64", "--json", "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["size"], summary["steps"]) == ([64, 48], 2)
+    assert set(summary["losses"]) == {"total", "content", "style", "tv"}
+
+
+def test_steps_with_quality_instant_are_ignored_with_a_note(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["photo.jpg", "art.png", "-o", "s.png", "--quality", "instant", "--steps", "9", "--json"]) == 0
+    )
+    out, err = capsys.readouterr()
+    assert json.loads(out)["steps"] == 0
+    assert "note: the instant tier makes no optimizer steps: steps=9 ignored" in err

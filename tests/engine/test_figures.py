@@ -127,3 +127,27 @@ def test_the_animation_crosses_the_wire_by_value_and_by_reference(tmp_path) -> N
     with pytest.raises(BadReportError):
         check_animation(b"\x89PNG\r\n\x1a\n", 100)
     assert staged_animation(tmp_path / ".result-7-ab") == tmp_path / ".result-7-ab.gif"
+
+
+def test_a_figure_at_instant_quality_is_made_at_draft_and_says_so() -> None:
+    """The instant tier does not optimize, and every figure shows the optimization."""
+    engine = Recording()
+    result = figures.run(engine, request("strength", quality="instant"))
+    (batch,) = engine.batches
+    assert {r.settings.quality for r in batch} == {"draft"}
+    assert figures.INSTANT_NOTE in result.notes
+    seen: list[StylizeRequest] = []
+
+    class Forming(FakeEngine):
+        def stylize(self, request, **options):  # type: ignore[no-untyped-def, override]
+            seen.append(request)
+            return super().stylize(request, **options)
+
+    forming = figures.run(Forming(step_seconds=0.0, steps=20), request("forming", quality="instant"))
+    assert seen[0].settings.quality == "draft"
+    assert forming.animation is not None
+    assert figures.INSTANT_NOTE in forming.notes
+    for figure in ("strength", "layers", "forming"):  # weighed as at draft
+        assert figures.weight(StyleSettings(quality="instant", figure=figure)) == figures.weight(
+            StyleSettings(quality="draft", figure=figure)
+        )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.protocol import QUALITIES, StyleSettings, batch_group, leading_batch
 from engine.schedule import TIERS, Scale, plan, relative_cost, scale_sides
+from engine.workers.batching import batch_limits
 
 
 @pytest.mark.parametrize(
@@ -29,7 +31,8 @@ def test_single_scale_when_asked() -> None:
 
 def test_tiers_are_twice_as_large_on_accelerators() -> None:
     for tier in TIERS.values():
-        assert tier.side(accelerated=True) == 2 * tier.side(accelerated=False)
+        if tier.optimized:
+            assert tier.side(accelerated=True) == 2 * tier.side(accelerated=False)
     assert TIERS["draft"].side(False) == 128
     assert TIERS["normal"].side(False) == 256
     assert TIERS["normal"].side(True) == 512
@@ -52,3 +55,37 @@ def test_step_override_sums_exactly_and_reaches_the_final_scale(total: int) -> N
 def test_relative_cost_weights_pixels() -> None:
     costs = relative_cost([Scale(128, 100), Scale(256, 25)])
     assert costs == pytest.approx([0.5, 0.5])
+
+
+def test_every_quality_is_a_tier_in_order() -> None:
+    assert QUALITIES == ("instant", "draft", "normal", "high")
+    assert set(TIERS) == set(QUALITIES)
+    assert [name for name, tier in TIERS.items() if not tier.optimized] == ["instant"]
+
+
+def test_the_instant_tier_is_one_sketch_at_1024_px_everywhere() -> None:
+    instant = TIERS["instant"]
+    assert instant.side(accelerated=False) == instant.side(accelerated=True) == 1024
+    assert plan(instant, 1024) == [Scale(1024, 0)]
+    assert plan(instant, 300, multiscale=True, total_steps=50) == [Scale(300, 0)]  # nothing to spend them on
+    assert relative_cost(plan(instant, 300)) == [0.0]
+
+
+def test_an_instant_job_shares_a_batch_with_nobody() -> None:
+    instant = StyleSettings(quality="instant")
+    assert batch_group(instant) is None
+    order = [("a", instant), ("b", instant), ("c", StyleSettings(quality="draft"))]
+    assert leading_batch(order, lambda item: batch_group(item[1]), 4) == [order[0]]
+    assert batch_group(StyleSettings(quality="draft", init="sketch")) == batch_group(
+        StyleSettings(quality="draft")
+    )  # the start is per image
+
+
+def test_batch_limits_name_only_the_optimized_tiers() -> None:
+    """A tier a worker does not name counts as 1 at the dispatchers: the sketches run one by one."""
+    for limits in (
+        batch_limits(4, "cpu", output_max_side=1024),
+        batch_limits("auto", "cpu", output_max_side=1024),
+        batch_limits("auto", "cuda:0 (H100)", output_max_side=1024, free_bytes=40 * 2**30),
+    ):
+        assert set(limits) == {"draft", "normal", "high"}

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine import sketch as sketch_module
 from engine.api import Engine, _preset_defaults, _Style
 from engine.catalog import load_catalog
 from engine.color import rgb_to_yiq
@@ -18,11 +19,14 @@ from engine.errors import (
     CorruptImageError,
     ImageTooSmallError,
     OutOfMemoryError,
+    SketchUnavailableError,
     UnknownStyleError,
     UnsupportedImageError,
 )
 from engine.metrics import content_distance, style_distance
+from engine.optimize import ADAM_LR
 from engine.protocol import Progress, StyleSettings, StyleSource, StylizeRequest
+from engine.sketch import Sketcher, SketchStyle
 from tests.engine.samples import checker, encode, painting, photo
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "images"
@@ -332,3 +336,144 @@ def _chroma(image: Image.Image) -> np.ndarray:
 def _mean_colour_gap(a: Image.Image, b: Image.Image) -> float:
     mean = lambda im: np.asarray(im, dtype=np.float64).reshape(-1, 3).mean(axis=0) / 255  # noqa: E731
     return float(np.linalg.norm(mean(a) - mean(b)))
+
+
+# -- the sketch: the instant tier and init="sketch" (engine/sketch.py) ---------------------------------
+
+
+def sketch_of(content: Image.Image, art: Image.Image, side: int, **options: object) -> Image.Image:
+    """What the sketch network makes of the photo on its own, for comparison with the engine's."""
+    return Sketcher().sketch(content, [SketchStyle(art)], side=side, **options)  # type: ignore[arg-type]
+
+
+def mean_gap(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=float) - np.asarray(b.convert("RGB"), dtype=float)).mean())
+
+
+def test_instant_is_the_sketch_with_no_steps(engine: Engine) -> None:
+    source, art = photo(200, 150), painting()
+    reports: list[Progress] = []
+    request = StylizeRequest(encode(source), (own(art),), StyleSettings(quality="instant"))
+    result = engine.stylize(request, progress=reports.append)
+    assert (result.width, result.height) == (200, 150)  # the tier's 1024 px, capped by the photo's own size
+    assert (result.steps, result.losses, result.notes, result.format) == (0, {}, (), "png")
+    assert result.device == "cpu"  # the sketch runs on onnxruntime's CPU provider, whatever the device
+    picture = Image.open(io.BytesIO(result.image)).convert("RGB")
+    assert picture.tobytes() == sketch_of(source, art, 200).tobytes()
+    (report,) = reports  # one final report
+    assert (report.fraction, report.width, report.height, report.preview) == (1.0, 200, 150, None)
+    assert engine._sketch_dir is not None
+    assert len(list(engine._sketch_dir.glob("*.npy"))) == 1  # the painting's vector, beside the statistics
+
+
+def test_instant_honours_size_format_strength_colours_and_previews(engine: Engine) -> None:
+    source, art = photo(200, 150), painting()
+    settings = StyleSettings(
+        quality="instant", size=96, output_format="jpeg", strength=0.1, preserve_colors="histogram"
+    )
+    reports: list[Progress] = []
+    request = StylizeRequest(encode(source), (own(art),), settings.replace(preview_every=5))
+    result = engine.stylize(request, progress=reports.append)
+    assert (result.width, result.height, result.format) == (96, 72, "jpeg")
+    assert result.image.startswith(b"\xff\xd8")
+    assert reports[-1].preview is not None
+    assert reports[-1].preview.startswith(b"\xff\xd8")
+    expected = sketch_of(source, art, 96, strength=0.1, keep_colors=True)
+    assert mean_gap(expected, Image.open(io.BytesIO(result.image))) < 3  # JPEG's loss only
+
+
+def test_instant_at_the_tiers_side_and_under_output_max_side(tmp_path: Path) -> None:
+    big = StylizeRequest(
+        encode(photo(1200, 900), "JPEG"),
+        (own(painting()),),
+        StyleSettings(quality="instant", output_format="jpeg"),
+    )
+    result = Engine(device="cpu", styles_dir=tmp_path).stylize(big)
+    assert (result.width, result.height) == (1024, 768)  # 1024 px on the CPU too
+    capped = Engine(device="cpu", styles_dir=tmp_path, output_max_side=64).stylize(big)
+    assert (capped.width, capped.height) == (64, 48)
+    assert any("OUTPUT_MAX_SIDE" in note for note in capped.notes)
+
+
+def test_instant_ignores_steps_with_a_note(engine: Engine) -> None:
+    request = StylizeRequest(
+        encode(photo(64, 48)), (own(painting()),), StyleSettings(quality="instant", steps=40)
+    )
+    result = engine.stylize(request)
+    assert result.steps == 0
+    assert result.notes == ("the instant tier makes no optimizer steps: steps=40 ignored",)
+
+
+def test_instant_cancelled_before_it_starts_sketches_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_sketch(*args: object, **kwargs: object) -> Image.Image:
+        raise AssertionError("sketched after a cancel")
+
+    monkeypatch.setattr(engine.sketcher, "sketch", no_sketch)
+    request = StylizeRequest(encode(photo(64, 48)), (own(painting()),), StyleSettings(quality="instant"))
+    with pytest.raises(Cancelled):
+        engine.stylize(request, should_cancel=lambda: True)
+
+
+@pytest.mark.parametrize("settings", [StyleSettings(quality="instant"), TINY.replace(init="sketch")])
+def test_a_sketch_that_cannot_load_is_a_typed_error(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, settings: StyleSettings
+) -> None:
+    monkeypatch.setattr(sketch_module, "PACKAGE", "no_such_sketch_package")
+    monkeypatch.setattr(engine, "_sketcher", Sketcher())  # nothing loaded yet
+    with pytest.raises(SketchUnavailableError) as raised:
+        engine.stylize(StylizeRequest(encode(photo(64, 48)), (own(painting()),), settings))
+    assert raised.value.code == "sketch_unavailable"
+
+
+def test_init_sketch_starts_from_the_sketch(engine: Engine) -> None:
+    """Adam's first step moves every pixel by ADAM_LR (0.02 of 0..1, 5 levels of 255): after one step the
+    result is the sketch give or take that (measured: 5.0 levels on average), and far from the photo."""
+    source, art = photo(64, 48), painting()
+    settings = TINY.replace(init="sketch", optimizer="adam", steps=1, multiscale=False)
+    one_step = ADAM_LR * 255 + 1  # and 8-bit rounding
+    result = engine.stylize(StylizeRequest(encode(source), (own(art),), settings))
+    assert result.steps == 1
+    out = Image.open(io.BytesIO(result.image))
+    assert mean_gap(sketch_of(source, art, 64), out) < one_step
+    assert mean_gap(source, out) > 4 * one_step
+    from_photo = engine.stylize(StylizeRequest(encode(source), (own(art),), settings.replace(init="content")))
+    assert mean_gap(source, Image.open(io.BytesIO(from_photo.image))) < one_step
+
+
+def test_init_sketch_is_made_once_at_most_512_px_and_resized_to_the_first_scale(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sides: list[int] = []
+    real = engine.sketcher.sketch
+    monkeypatch.setattr(engine.sketcher, "sketch", lambda *a, **k: sides.append(k["side"]) or real(*a, **k))
+    source, art = photo(640, 480), painting()
+    job = engine._prepare(
+        StylizeRequest(encode(source), (own(art),), TINY.replace(init="sketch", size=640)), None, None
+    )
+    assert sides == [512]
+    assert job.start is not None
+    assert job.start.size == (512, 384)
+    assert job.plan()[0].side == 160  # multiscale: the run starts small
+    start = engine._initial_image(job, torch.zeros(1, 3, 120, 160))
+    assert start.shape == (1, 3, 120, 160)
+    expected = engine._tensor(job.start.resize((160, 120), Image.Resampling.LANCZOS))
+    assert torch.equal(start, expected)
+    result = engine.stylize(
+        StylizeRequest(encode(photo(64, 48)), (own(art),), TINY.replace(init="sketch", steps=3))
+    )
+    assert sides == [512, 64]  # one sketch per job, at the final side when that is smaller
+    assert (result.width, result.height) == (64, 48)
+
+
+def test_init_sketch_in_luminance_mode_starts_gray_and_keeps_the_colours(engine: Engine) -> None:
+    source = photo(64, 48)
+    settings = TINY.replace(init="sketch", preserve_colors="luminance", steps=5)
+    job = engine._prepare(StylizeRequest(encode(source), (own(painting()),), settings), None, None)
+    start = engine._initial_image(job, torch.zeros(1, 3, 48, 64))
+    assert torch.equal(start[:, 0], start[:, 1])
+    assert torch.equal(start[:, 1], start[:, 2])
+    out = run(engine, source, own(painting()), init="sketch", preserve_colors="luminance", steps=5)
+    assert out.size == (64, 48)
+    assert np.abs(_chroma(out) - _chroma(source)).mean() < 0.01  # uint8 rounding only

@@ -181,7 +181,8 @@ class FakeEngine:
         outcomes: list[StylizeResult | StylebotError | None] = [None] * len(requests)
         groups: dict[tuple[object, ...], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(batch_group(request.settings), []).append(index)
+            group = batch_group(request.settings)  # None (an instant sketch): a group of its own
+            groups.setdefault(("alone", index) if group is None else group, []).append(index)
         for indices in groups.values():
             self._log_batch([requests[i].content for i in indices])
             runs = {}
