@@ -29,6 +29,7 @@ ERROR_KEYS = {
     "worker_lost": "error_worker_lost",
     "input_lost": "error_input_lost",
     "result_unsaved": "error_result_unsaved",
+    "sketch_unavailable": "error_sketch_unavailable",
 }
 BAR_CELLS = 10
 REPAINT_KEYS = {

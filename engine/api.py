@@ -32,7 +32,7 @@ from PIL import Image
 
 from engine import color, devices
 from engine.canvas import Canvas
-from engine.catalog import Catalog, Preset, load_catalog
+from engine.catalog import Catalog, Preset, blended_default, load_catalog
 from engine.errors import Cancelled, OutOfMemoryError, StylebotError
 from engine.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_within, resize_to
 from engine.losses import StyleTransferObjective, blend_grams, gram_matrix
@@ -654,20 +654,10 @@ def _preview_maker(mode: str | None) -> Callable[[torch.Tensor], bytes]:
 
 def _preset_defaults(settings: StyleSettings, styles: list[_Style]) -> tuple[float, float]:
     """Strength and style scale: the user's if set, else the paintings' own defaults (weighted), else ours."""
-
-    def resolve(user: float | None, attribute: str, fallback: float) -> float:
-        if user is not None:
-            return user
-
-        def own(style: _Style) -> float:
-            value = getattr(style.preset, attribute) if style.preset is not None else None
-            return fallback if value is None else value
-
-        return sum(s.weight * own(s) for s in styles) / sum(s.weight for s in styles)
-
+    blend = [(s.preset, s.weight) for s in styles]
     return (
-        resolve(settings.strength, "strength", DEFAULT_STRENGTH),
-        resolve(settings.style_scale, "style_scale", DEFAULT_STYLE_SCALE),
+        blended_default(settings.strength, blend, "strength", DEFAULT_STRENGTH),
+        blended_default(settings.style_scale, blend, "style_scale", DEFAULT_STYLE_SCALE),
     )
 
 

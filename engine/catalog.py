@@ -11,7 +11,7 @@ import functools
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,3 +173,22 @@ def _in_range(value: object, low: float, high: float) -> bool:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def blended_default(
+    user: float | None, styles: Sequence[tuple[Preset | None, float]], attribute: str, fallback: float
+) -> float:
+    """A knob a painting may set (``strength``, ``style_scale``): the user's value if set, else each
+    painting's own default (``fallback`` for one without, or for a personal picture) weighted by its share
+    of the blend. One rule for the engine and for the bot's sketch, so both paint the same balance."""
+    if user is not None:
+        return user
+
+    def own(preset: Preset | None) -> float:
+        value = getattr(preset, attribute) if preset is not None else None
+        return fallback if value is None else value
+
+    total = sum(weight for _, weight in styles)
+    if total <= 0:
+        return fallback
+    return sum(weight * own(preset) for preset, weight in styles) / total

@@ -12,7 +12,7 @@ layer of the graph is convolutional (its reshapes act on the style vector only, 
 factors), so ``Sketcher`` loads it with height and width left free: the photo is painted at its own aspect
 ratio and at the size asked for, only padded to a multiple of 4 (the network halves twice). What size still
 changes is the size of the strokes: they are about the same number of pixels at every size, so the larger
-the sketch, the finer its texture looks (``bench/engine.py``, section ``sketch``).
+the sketch, the finer its texture looks (``bench/sketch.py``, section ``speed``).
 
 Styles: the vectors of a blend are averaged by weight (the network's style space is meant to be
 interpolated), each painting's vector is cached in memory and on disk by the hash of its bytes, like its

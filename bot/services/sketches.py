@@ -29,8 +29,9 @@ from PIL import Image
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import JobQueue
 from bot.services.preferences import Preferences
+from engine.catalog import Catalog, Preset, blended_default
 from engine.errors import ImageError, SketchUnavailableError
-from engine.protocol import settings_from_dict
+from engine.protocol import DEFAULT_STRENGTH, settings_from_dict
 from engine.style_store import PaintingState, StyleStore
 from engine.workers.sketcher import SketchPool, SketchRequest, SketchResult
 
@@ -202,10 +203,16 @@ class SketchService:
             content=job.content_path,
             styles=tuple(self._styles(job)),
             side=side,
-            strength=settings.strength,
+            strength=blended_default(
+                settings.strength, self._presets(job), "strength", DEFAULT_STRENGTH
+            ),  # a preset's own strength when the user set none, as the engine paints it
             keep_colors=settings.preserve_colors is not None,
             max_pixels=self.max_pixels,
         )
+
+    def _presets(self, job: JobRecord) -> list[tuple[Preset | None, float]]:
+        catalog = self.store.catalog
+        return [(_preset(catalog, ref.get("preset")), float(ref.get("weight", 1.0))) for ref in job.styles]
 
     def _styles(self, job: JobRecord) -> list[tuple[str, float]]:
         styles = []
@@ -232,6 +239,11 @@ class SketchService:
                 and time.monotonic() < deadline
             ):
                 await asyncio.sleep(0.1)
+
+
+def _preset(catalog: Catalog, style_id: object) -> Preset | None:
+    """The catalog's entry of a preset reference; ``None`` for an own picture or a preset gone since."""
+    return catalog.get(str(style_id)) if style_id and str(style_id) in catalog else None
 
 
 def is_instant(job: JobRecord) -> bool:

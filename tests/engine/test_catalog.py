@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.catalog import Catalog, Preset, load_catalog, normalize
+from engine.catalog import Catalog, Preset, blended_default, load_catalog, normalize
 from engine.errors import UnknownStyleError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +229,11 @@ def test_malformed_catalog_names_the_entry(tmp_path: Path, text: str, message: s
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_catalog(path)
+
+
+def test_a_blend_takes_the_user_s_value_else_its_paintings_own_by_weight() -> None:
+    base = load_catalog().get("udnie")
+    soft = Preset(**{**base.__dict__, "strength": 0.2})
+    assert blended_default(0.9, [(soft, 1.0)], "strength", 0.5) == 0.9  # the user's, whatever the painting
+    assert blended_default(None, [(soft, 3.0), (None, 1.0)], "strength", 0.5) == pytest.approx(0.275)
+    assert blended_default(None, [(base, 1.0)], "strength", 0.5) == 0.5  # no own default: the engine's
