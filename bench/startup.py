@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ def main() -> int:
             _clear(Path(tmp) / "stats")
         phases = _phases(cli, env)
 
-    print(f"python -m engine {' '.join(cli[:2])} -o OUT --steps 1 -q" + (" (cold stats)" if args.cold_stats else ""))
+    cold = " (a fresh style-statistics cache each run)" if args.cold_stats else ""
+    print(f"python -m engine {' '.join(cli[:2])} -o OUT --steps 1 -q{cold}")
     print(f"load average {_load(load_before)} before, {_load(load_after)} after; {os.cpu_count()} cores")
     print(f"whole process: median {statistics.median(runs):.2f} s of {args.runs} ({_list(runs)})")
     print(f"empty interpreter (python -c pass): median {statistics.median(empty):.3f} s")
@@ -115,7 +116,9 @@ def _list(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
-PACKAGES = ("torch", "numpy", "PIL", "pydantic", "pydantic_settings", "aiohttp", "tqdm", "onnxruntime", "onnx")
+PACKAGES = (
+    "torch", "numpy", "PIL", "pydantic", "pydantic_settings", "aiohttp", "tqdm", "onnxruntime", "onnx",
+)  # fmt: skip
 
 
 def _import_totals(cli: list[str], env: dict[str, str]) -> dict[str, float]:
