@@ -234,8 +234,11 @@ def _phases_child(argv: list[str]) -> int:
     timers = _Timers()
     timers.totals["interpreter start"] = started - spawned
     with timers.phase("import engine.cli"):
+        import engine.__main__
         import engine.cli
-    with timers.phase("import the engine (torch...)"):
+    # As the CLI does it where it does (older versions: plainly).
+    no_gc = getattr(engine.cli, "_no_garbage_collection", contextlib.nullcontext)
+    with timers.phase("import the engine (torch...)"), no_gc():
         import engine.api
         import engine.vgg
     api, vgg = engine.api, engine.vgg
@@ -264,6 +267,7 @@ def _phases_child(argv: list[str]) -> int:
     timers.totals = {k: round(v, 4) for k, v in timers.totals.items()}
     print(json.dumps({"phases": timers.totals, "returned": time.time()}))
     sys.stdout.flush()
+    getattr(engine.__main__, "before_exit", lambda: None)()
     return 0
 
 
