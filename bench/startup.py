@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,14 +64,16 @@ def main() -> int:
         env = dict(os.environ)
         if args.cold_stats:
             env["STYLE_CACHE_DIR"] = str(Path(tmp) / "stats")
-        runs = []
+        runs, cpu = [], []
         load_before = os.getloadavg()
         for _ in range(args.runs):
             if args.cold_stats:
                 _clear(Path(tmp) / "stats")
+            used = _children_cpu()
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "engine", *cli], cwd=REPO, env=env, check=True)
             runs.append(time.perf_counter() - started)
+            cpu.append(_children_cpu() - used)
         load_after = os.getloadavg()
         empty = [_seconds([sys.executable, "-c", "pass"], env) for _ in range(3)]
         if args.cold_stats:
@@ -84,6 +87,7 @@ def main() -> int:
     print(f"python -m engine {' '.join(cli[:2])} -o OUT --steps 1 -q{cold}")
     print(f"load average {_load(load_before)} before, {_load(load_after)} after; {os.cpu_count()} cores")
     print(f"whole process: median {statistics.median(runs):.2f} s of {args.runs} ({_list(runs)})")
+    print(f"  its CPU time (user + sys, all threads): median {statistics.median(cpu):.2f} s ({_list(cpu)})")
     print(f"empty interpreter (python -c pass): median {statistics.median(empty):.3f} s")
     print()
     print("imports (python -X importtime, one run, cumulative):")
@@ -94,6 +98,12 @@ def main() -> int:
     for name, seconds in phases.items():
         print(f"  {name:<32} {seconds:6.3f} s")
     return 0
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes so far: steadier than wall time on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _clear(folder: Path) -> None:
