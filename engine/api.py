@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -51,13 +52,14 @@ from engine.protocol import (
 )
 from engine.schedule import TIERS, Scale, plan
 from engine.settings import EngineSettings
-from engine.sketch import MAX_SIDE as SKETCH_MAX_SIDE
-from engine.sketch import Sketcher, SketchStyle
 from engine.style_stats import DEFAULT_MAX_BYTES as DEFAULT_STATS_BYTES
 from engine.style_stats import StyleStatsCache, image_digest, stats_key
 from engine.style_store import DEFAULT_DEADLINE as DEFAULT_FETCH_SECONDS
 from engine.style_store import StyleStore
 from engine.vgg import feature_extractor
+
+if TYPE_CHECKING:
+    from engine.sketch import Sketcher
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +178,13 @@ class Engine:
         return devices.describe(self.device)
 
     @property
-    def sketcher(self) -> Sketcher:
+    def sketcher(self) -> Sketcher:  # engine.sketch loads here: a run without a sketch never imports it
         """The sketch networks (``engine.sketch``), made on first use: most runs never need them. Style
         vectors are cached beside the style statistics."""
         with self._sketcher_lock:
             if self._sketcher is None:
+                from engine.sketch import Sketcher
+
                 self._sketcher = Sketcher(self._sketch_dir, threads=self.threads)
             return self._sketcher
 
@@ -294,6 +298,8 @@ class Engine:
         """The job's photo as the sketch network paints it in the job's styles (their weights make the
         blend), at the job's strength (the user's, else the paintings' own) and, when a colour mode is set,
         with the photo's colours. Raises ``SketchUnavailableError`` when the networks cannot be loaded."""
+        from engine.sketch import SketchStyle
+
         strength, _ = _preset_defaults(job.settings, job.styles)
         return self.sketcher.sketch(
             job.content,
@@ -311,8 +317,10 @@ class Engine:
         settings = job.settings
         if settings.steps is not None:
             job.notes.append(f"the instant tier makes no optimizer steps: steps={settings.steps} ignored")
-        if job.side > SKETCH_MAX_SIDE:
-            job.notes.append(f"sketched at {SKETCH_MAX_SIDE} px and scaled up to {job.side} px")
+        from engine.sketch import MAX_SIDE
+
+        if job.side > MAX_SIDE:
+            job.notes.append(f"sketched at {MAX_SIDE} px and scaled up to {job.side} px")
         picture = self._sketch(job, job.side)
         if job.progress is not None:
             preview = encode_image(picture, "jpeg", jpeg_quality=85) if settings.preview_every else None

@@ -103,6 +103,39 @@ def test_module_entry_point(files: Path) -> None:
     assert json.loads(done.stdout)["size"] == [64, 48]
 
 
+def test_the_command_line_loads_torch_only_to_paint() -> None:
+    """Parsing and checking the arguments stays cheap: a wrong argument is answered before torch loads."""
+    code = (
+        "import sys, engine.__main__, engine.cli, engine.protocol\n"
+        "heavy = ('torch', 'torchvision', 'onnxruntime', 'onnx', 'aiohttp')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_painting_run_leaves_out_what_it_does_not_use(files: Path) -> None:
+    """No sketch network, no torchvision (Caffe weights), no HTTP client (the painting is a file); and the
+    garbage collector, paused while torch loads, is back on."""
+    code = (
+        "import gc, sys\n"
+        "from engine.__main__ import main\n"
+        f"assert main(['photo.jpg', 'art.png', '-o', 'r.png', *{FAST!r}]) == 0\n"
+        "unused = ('torchvision', 'onnxruntime', 'onnx', 'aiohttp', 'engine.sketch', 'engine.workers')\n"
+        "print(sorted(m for m in sys.modules if m in unused or m.split('.')[0] in unused), gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=files,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "STYLE_CACHE_DIR": str(files / "stats")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] True"
+
+
 def run_module(files: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engine", "photo.jpg", "art.png", *args],

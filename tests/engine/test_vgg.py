@@ -34,6 +34,18 @@ def test_extractor_is_cut_after_the_deepest_layer() -> None:
     assert model.names[-1] == "conv4_2"
 
 
+def test_an_extractor_dequantizes_only_the_convolutions_it_keeps() -> None:
+    weights = cached_conv_weights.__wrapped__("caffe")  # a fresh copy, nothing dequantized yet
+    model = VGGFeatures(weights, CAFFE, last_layer="conv4_2")
+    assert sorted(weights.layers) == list(range(10))  # conv1_1 .. conv4_2; conv4_3 .. conv5_4 untouched
+    convs = [m for m in model.layers if isinstance(m, torch.nn.Conv2d)]
+    for conv, (weight, bias) in zip(convs, weights, strict=False):
+        assert torch.equal(conv.weight, weight)  # copied in as they are, no random initialisation left
+        assert torch.equal(conv.bias, bias)
+    assert len(weights) == 16
+    assert torch.equal(weights[-1][0], weights[15][0])
+
+
 def test_extractor_is_frozen() -> None:
     model = feature_extractor("caffe", "cpu", "conv5_1", "max")
     assert not any(p.requires_grad for p in model.parameters())
