@@ -7,6 +7,7 @@ Make one ``Database(url)`` per process, ``await db.migrate()`` at start-up, call
 from bot.db.database import DEFAULT_URL, Database, alembic_config, normalize_url
 from bot.db.models import PRESET_NAME_MAX
 from bot.db.records import (
+    SKETCH_WORKER,
     ChatDefaultsRecord,
     JobRecord,
     JobState,
@@ -19,6 +20,7 @@ from bot.db.repositories import JobLimits, LimitExceededError, preset_key
 __all__ = [
     "DEFAULT_URL",
     "PRESET_NAME_MAX",
+    "SKETCH_WORKER",
     "ChatDefaultsRecord",
     "Database",
     "JobLimits",

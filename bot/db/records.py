@@ -12,6 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+SKETCH_WORKER = "sketch"  # the ``worker`` of a job the bot's sketch process claimed (``JobQueue.claim``)
+INSTANT_QUALITY = "instant"  # the tier whose result is the sketch (``engine.schedule``)
+
 
 class JobState(StrEnum):
     """Where a job is in its life; stored as the lower-case value."""

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, case, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Executable, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,8 @@ from bot.db.models import (
     utcnow,
 )
 from bot.db.records import (
+    INSTANT_QUALITY,
+    SKETCH_WORKER,
     ChatDefaultsRecord,
     JobRecord,
     JobState,
@@ -472,10 +474,18 @@ class JobRepository(_Repository):
 
     async def typical_job_seconds(self, limit: int = 20) -> float | None:
         """Median engine time per unit of weight of the last ``limit`` finished jobs: the unit of the
-        queue's time estimates (a job of weight 2 is expected to take two of them)."""
+        queue's time estimates (a job of weight 2 is expected to take two of them). Only paintings: a job
+        settled with its sketch (``SKETCH_WORKER``) or of the ``instant`` tier takes a fraction of a second
+        and says nothing of how long a queued painting waits."""
+        quality = Job.settings["quality"].as_string()
         stmt = (
             select(Job.engine_seconds / Job.weight)
-            .where(Job.state == JobState.DONE.value, Job.engine_seconds.is_not(None))
+            .where(
+                Job.state == JobState.DONE.value,
+                Job.engine_seconds.is_not(None),
+                or_(Job.worker.is_(None), Job.worker != SKETCH_WORKER),
+                or_(quality.is_(None), quality != INSTANT_QUALITY),
+            )
             .order_by(Job.finished_at.desc())
             .limit(limit)
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.db import JobRecord
+from bot.db import SKETCH_WORKER, JobRecord
 from engine.protocol import Progress
 from engine.workers.wire import ResultReport
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from bot.queue.ledger import Ledger
 
 RESTART_REASON = "the bot restarted"  # the ``job_retrying`` reason for jobs found running at start-up
-SKETCH_WORKER = "sketch"  # the ``worker`` of a job settled with its sketch (``JobQueue.settle``)
 
 
 @dataclass(frozen=True)

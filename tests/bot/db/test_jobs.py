@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from bot.db import Database, JobRecord, JobState
+from bot.db import SKETCH_WORKER, Database, JobRecord, JobState
 
 from .test_users_presets_chats import OWN, STARRY, assert_aware_utc, assert_recent
 
@@ -306,3 +306,22 @@ async def test_typical_job_seconds_is_a_recent_median(database: Database, user: 
     await database.fail_job(failed.id, "internal", "boom")  # not counted: no engine time
     assert await database.typical_job_seconds() == 20.0
     assert await database.typical_job_seconds(limit=1) == 20.0  # the newest one alone
+
+
+async def test_typical_job_seconds_leaves_out_sketches(database: Database, user: int) -> None:
+    """A job settled with its sketch, or of the instant tier, takes half a second: counted, the estimates of
+    queued paintings would collapse (and "Keep the sketch" would never be offered)."""
+    for seconds in (10.0, 50.0, 20.0):
+        await finished(database, user, seconds)
+    for _ in range(3):
+        sketched = await new_job(database, user)
+        await database.claim_job(sketched.id, SKETCH_WORKER)
+        await database.finish_job(sketched.id, width=64, height=48, engine_seconds=0.5)
+        instant = await new_job(database, user, settings={"quality": "instant"})
+        await database.claim_job(instant.id, "w")
+        await database.finish_job(instant.id, width=64, height=48, engine_seconds=0.4)
+    unset = await new_job(database, user, settings={})  # no quality named: a painting all the same
+    await database.claim_job(unset.id, "w")
+    await database.finish_job(unset.id, width=64, height=48, engine_seconds=30.0)
+    assert await database.typical_job_seconds() == 30.0  # the median of 10, 20, 30, 50
+    assert await database.typical_job_seconds(limit=1) == 30.0
