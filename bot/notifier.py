@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import replies
-from bot.db import Database, JobRecord, JobState
+from bot.db import SKETCH_WORKER, Database, JobRecord, JobState
 from bot.frontend import Frontend
 from bot.health import Metrics
 from bot.queue.base import JobResult
@@ -79,7 +79,8 @@ class Notifier:
         await self._send_result(job, result.path, result.notes)
         if result.animation is not None:  # the painting as it formed, after its triptych
             await self._frontend(job).deliver_animation(job, result.animation)
-        self.metrics.ended("done", job.engine_seconds)
+        # A job settled with its sketch counts as done, but its half second is no painting's engine time.
+        self.metrics.ended("done", None if job.worker == SKETCH_WORKER else job.engine_seconds)
         await self.jobs.discard_inputs(job)
         log.info("job %d done for user %d in %.1f s", job.id, job.user_id, result.seconds)
 

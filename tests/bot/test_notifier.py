@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database, JobRecord
+from bot.db import SKETCH_WORKER, Database, JobRecord
 from bot.frontend import DISCORD, TELEGRAM
 from bot.health import Metrics
 from bot.notifier import Notifier
@@ -93,8 +93,8 @@ async def new_job(db: Database, platform: str, user_id: int = 42) -> JobRecord:
     return job
 
 
-async def finished(db: Database, notifier: Notifier, job: JobRecord) -> JobResult:
-    await db.claim_job(job.id, "worker-0")
+async def finished(db: Database, notifier: Notifier, job: JobRecord, worker: str = "worker-0") -> JobResult:
+    await db.claim_job(job.id, worker)
     await db.finish_job(job.id, width=8, height=8, engine_seconds=1.0)
     notifier.results_dir.mkdir(parents=True, exist_ok=True)
     path = notifier.results_dir / f"{job.id}.png"
@@ -166,6 +166,17 @@ async def test_the_status_goes_only_once_the_painting_is_confirmed_sent(core) ->
     await notifier.redeliver()
     assert [c[0] for c in discord.calls] == ["deliver", "remove"]
     assert (await db.get_job(job.id)).result_file_id == "discord-1"
+
+
+async def test_a_job_settled_with_its_sketch_counts_without_skewing_the_engine_time(core) -> None:
+    db, notifier = core
+    notifier.frontends[TELEGRAM] = RecordingFrontend(TELEGRAM)
+    painted, sketched = await new_job(db, TELEGRAM, user_id=1), await new_job(db, TELEGRAM, user_id=2)
+    await notifier.job_finished(painted.id, await finished(db, notifier, painted))
+    await notifier.job_finished(sketched.id, await finished(db, notifier, sketched, SKETCH_WORKER))
+    registry = notifier.metrics.registry
+    assert registry.get_sample_value("stylebot_jobs_total", {"outcome": "done"}) == 2
+    assert registry.get_sample_value("stylebot_job_seconds_count") == 1  # the painting's alone
 
 
 async def test_the_sketch_shows_at_once_and_offers_to_be_kept_only_when_the_wait_is_long(core) -> None:
