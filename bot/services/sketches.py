@@ -33,7 +33,7 @@ from engine.catalog import Catalog, Preset, blended_default
 from engine.errors import ImageError, SketchUnavailableError
 from engine.protocol import DEFAULT_STRENGTH, settings_from_dict
 from engine.style_store import PaintingState, StyleStore
-from engine.workers.sketcher import SketchPool, SketchRequest, SketchResult
+from engine.workers.sketcher import SketchBusyError, SketchPool, SketchRequest, SketchResult
 
 if TYPE_CHECKING:
     from bot.notifier import Notifier
@@ -127,7 +127,7 @@ class SketchService:
         if not stored.is_file():
             return Kept.NO_SKETCH
         try:
-            result = await self.pool.make(self._sketch_request(job, self.instant_side))
+            result = await self.pool.make(self._sketch_request(job, self.instant_side), job_id=job.id)
         except Exception as err:  # the preview on disk is still a fine result
             log.info("job %d: keeping the preview as it is (%s)", job.id, err)
             result = await asyncio.to_thread(_read_sketch, stored)
@@ -146,12 +146,16 @@ class SketchService:
             if not self.preview or not await self._wanted(job):
                 return
             await self.wait_for_paintings(job)
-            result = await self.pool.make(self._sketch_request(job, self.side))
+            result = await self.pool.make(
+                self._sketch_request(job, self.side), disposable=True, job_id=job.id
+            )
             await asyncio.to_thread(_write, sketch_path(job), result.jpeg)
             log.info("job %d: sketch ready in %.2f s", job.id, result.seconds)
             await self.notifier.sketch_ready(job.id, result.jpeg)
         except asyncio.CancelledError:
             raise
+        except SketchBusyError:
+            return  # the sketch process said why, in its log line
         except (_Unusable, SketchUnavailableError, ImageError) as err:
             # a bad image: the worker fails the job with the same clear message; the rest: no preview
             log.info("job %d (user %d): no sketch: %s", job.id, job.user_id, err)
@@ -166,7 +170,7 @@ class SketchService:
             claimed = True
             started = time.monotonic()
             await self.wait_for_paintings(job)
-            result = await self.pool.make(self._sketch_request(job, self.instant_side))
+            result = await self.pool.make(self._sketch_request(job, self.instant_side), job_id=job.id)
             await self.queue.settle(
                 job.id,
                 result.jpeg,

@@ -6,9 +6,13 @@ child does not, so on a busy machine the scheduler gives it the cores first. One
 at start-up (both networks loaded, about 1 s), makes one sketch at a time in a fraction of a second.
 
 ``SketchPool.make`` sends a ``SketchRequest`` (paths and numbers only: nothing large crosses the pipe but
-the JPEG coming back) and awaits a ``SketchResult``. A child that died (``BrokenProcessPool``) or hung past
-the timeout is replaced and the request tried once more. An input that cannot be decoded raises its
-``engine.errors.ImageError``; networks that cannot be loaded raise ``SketchUnavailableError``.
+the JPEG coming back) and awaits a ``SketchResult``. Requests take turns here, not in the executor's
+queue, so the timeout counts only the child's own work: a burst of sketches waits its turn and none of it
+is mistaken for a hung child. A child that died (``BrokenProcessPool``) or hung past the timeout is
+replaced and the request tried once more. A preview (``disposable``) is refused with ``SketchBusyError``
+while ``PREVIEW_BACKLOG`` requests wait already; a result (instant, "Keep the sketch") always waits its
+turn. An input that cannot be decoded raises its ``engine.errors.ImageError``; networks that cannot be
+loaded raise ``SketchUnavailableError``.
 
 Imports neither torch nor the bot.
 """
@@ -33,6 +37,11 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
 TIMEOUT = 20.0  # seconds for one sketch, far above the ~0.1-1 s one takes; a child past it is replaced
 WARM_TIMEOUT = 60.0  # the first start: spawning Python, importing onnxruntime, loading both networks
+PREVIEW_BACKLOG = 8  # requests waiting for the child past which a preview is not worth making any more
+
+
+class SketchBusyError(Exception):
+    """A preview dropped: too many sketches wait for the child already (a preview is only a nicety)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class SketchPool:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._warm: asyncio.Future[None] | None = None
         self._closed = False
+        self._turn = asyncio.Lock()  # one request in the child at a time; the rest wait here
+        self._waiting = 0  # requests waiting for their turn
 
     def start(self) -> None:
         """Spawn and warm the child now, in the background: the first sketch then costs no start-up."""
@@ -77,8 +88,28 @@ class SketchPool:
         if self._warm is not None:
             await asyncio.wait_for(asyncio.shield(self._warm), WARM_TIMEOUT)
 
-    async def make(self, request: SketchRequest) -> SketchResult:
-        """The sketch, made in the child; once more in a new child if the first one died or hung."""
+    async def make(
+        self, request: SketchRequest, *, disposable: bool = False, job_id: int | None = None
+    ) -> SketchResult:
+        """The sketch, made in the child when its turn comes; once more in a new child if the first one
+        died or hung. ``disposable`` (a preview): ``SketchBusyError`` rather than a long wait in line.
+        ``job_id``: for the log lines only."""
+        if disposable and self._waiting >= PREVIEW_BACKLOG:
+            log.info(
+                "job %s: no preview: %d sketches wait for the sketch process already", job_id, self._waiting
+            )
+            raise SketchBusyError(f"{self._waiting} sketches wait already")
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._make_now(request, job_id)
+        finally:
+            self._turn.release()
+
+    async def _make_now(self, request: SketchRequest, job_id: int | None) -> SketchResult:
         for attempt in (1, 2):
             if self._closed:
                 raise RuntimeError("the sketch pool is closed")
@@ -92,7 +123,9 @@ class SketchPool:
                 return await asyncio.wait_for(future, self.timeout)
             except (BrokenProcessPool, TimeoutError) as err:
                 reason = "hung" if isinstance(err, TimeoutError) else "died"
-                log.warning("the sketch process %s (attempt %d): replacing it", reason, attempt)
+                log.warning(
+                    "job %s: the sketch process %s (attempt %d): replacing it", job_id, reason, attempt
+                )
                 self._discard(pool)
                 if attempt == 2:
                     raise

@@ -5,6 +5,7 @@ instant job when it cannot be, and "Keep the sketch". The real process is tested
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bot.db import Database, JobRecord
 from bot.services.sketches import Kept, SketchService, sketch_path
 from engine.errors import CorruptImageError, SketchUnavailableError
 from engine.style_store import StyleStore
-from engine.workers.sketcher import SketchRequest, SketchResult
+from engine.workers.sketcher import SketchBusyError, SketchRequest, SketchResult
 from tests.fakes import images
 
 SKETCH = SketchResult(images.jpeg(40, 30), 40, 30, 0.1)
@@ -24,12 +25,16 @@ class FakePool:
     def __init__(self, outcome: SketchResult | Exception = SKETCH) -> None:
         self.outcome = outcome
         self.requests: list[SketchRequest] = []
+        self.disposable: list[bool] = []  # per request: a preview, which a long line may drop
 
     def start(self) -> None:
         return None
 
-    async def make(self, request: SketchRequest) -> SketchResult:
+    async def make(
+        self, request: SketchRequest, *, disposable: bool = False, job_id: int | None = None
+    ) -> SketchResult:
         self.requests.append(request)
+        self.disposable.append(disposable)
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome
@@ -129,6 +134,17 @@ async def test_the_preview_is_kept_beside_the_photo_and_shown(db: Database, tmp_
     request = pool.requests[0]
     assert (request.side, request.strength, Path(request.styles[0][0]).name) == (512, 0.7, "udnie.jpg")
     assert sketches.queue.calls == []  # type: ignore[attr-defined]  # a preview changes no state
+    assert pool.disposable == [True]
+
+
+async def test_a_preview_dropped_for_a_long_line_is_no_failure(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sketches = service(db, tmp_path, FakePool(SketchBusyError("8 sketches wait already")))
+    sketches.request(await new_job(db, tmp_path))
+    await settled(sketches)
+    assert sketches.notifier.sketches == []  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the pool said why, at info
 
 
 async def test_no_preview_when_turned_off_or_the_painting_is_not_here(db: Database, tmp_path: Path) -> None:
@@ -164,6 +180,7 @@ async def test_an_instant_job(db: Database, tmp_path: Path, outcome, expected) -
     await settled(sketches)
     assert sketches.queue.calls == expected  # type: ignore[attr-defined]
     assert pool.requests[0].side == 1024
+    assert pool.disposable == [False]  # a result: never dropped
 
 
 async def test_keep_remakes_the_sketch_at_the_result_size_or_keeps_the_preview(
