@@ -95,6 +95,11 @@ def _job(row: Job) -> JobRecord:
     return _record(JobRecord, row, state=JobState(row.state))
 
 
+def _held_by(worker: str | None) -> list[ColumnElement[bool]]:
+    """The guard of a transition only its worker may make; none when no worker is named."""
+    return [] if worker is None else [Job.worker == worker]
+
+
 def _states(states: Iterable[JobState]) -> list[str]:
     return [JobState(s).value for s in states]
 
@@ -502,12 +507,13 @@ class JobRepository(_Repository):
         )
 
     async def _transition(
-        self, job_id: int, from_states: Iterable[JobState], **values: Any
+        self, job_id: int, from_states: Iterable[JobState], *where: ColumnElement[bool], **values: Any
     ) -> JobRecord | None:
-        """Change the job only if it is still in one of ``from_states``; one atomic statement."""
+        """Change the job only if it is still in one of ``from_states`` (and matches ``where``); one
+        atomic statement."""
         stmt = (
             update(Job)
-            .where(Job.id == job_id, Job.state.in_(_states(from_states)))
+            .where(Job.id == job_id, Job.state.in_(_states(from_states)), *where)
             .values(**values)
             .returning(Job)
         )
@@ -573,11 +579,14 @@ class JobRepository(_Repository):
         width: int | None = None,
         height: int | None = None,
         engine_seconds: float | None = None,
+        worker: str | None = None,
     ) -> JobRecord | None:
-        """running → done; ``None`` if the job is not running (a late result of a cancelled job)."""
+        """running → done; ``None`` if the job is not running (a late result of a cancelled job), or
+        ``worker`` is given and no longer holds it."""
         return await self._transition(
             job_id,
             [JobState.RUNNING],
+            *_held_by(worker),
             state=JobState.DONE.value,
             result_file_id=result_file_id,
             result_width=width,
@@ -611,18 +620,24 @@ class JobRepository(_Repository):
         )
 
     async def requeue_job(
-        self, job_id: int, reason: str | None = None, *, give_back_attempt: bool = False
+        self,
+        job_id: int,
+        reason: str | None = None,
+        *,
+        give_back_attempt: bool = False,
+        worker: str | None = None,
     ) -> JobRecord | None:
         """running → queued, e.g. after a worker died. ``attempts`` is kept, so the caller can compare it
         with ``max_attempts`` and fail the job instead; the reason lands in ``error_message``.
         ``give_back_attempt``: the bot or the worker stopped, not because of the job, so the attempt its
-        claim counted is given back."""
+        claim counted is given back. ``worker``: only while that worker still holds the job."""
         attempts = (
             {"attempts": case((Job.attempts > 0, Job.attempts - 1), else_=0)} if give_back_attempt else {}
         )
         return await self._transition(
             job_id,
             [JobState.RUNNING],
+            *_held_by(worker),
             state=JobState.QUEUED.value,
             worker=None,
             external_id=None,

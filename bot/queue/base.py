@@ -115,11 +115,25 @@ class JobQueue(ABC):
 
     # ----- jobs settled without a worker: the sketch as the result (``bot.services.sketches``) -----
 
+    @property
+    def sketch_claims(self) -> set[int]:
+        """Jobs the bot's sketch process holds now (from ``claim`` to ``settle``, ``unclaim`` or ``fail``).
+        Each back end counts them as held when it reconciles, as it counts its workers' jobs: an instant
+        sketch that takes long is not "lost" (and handed to a worker) while it is being made."""
+        return self.__dict__.setdefault("_sketch_claims", set())
+
     async def claim(self, job_id: int) -> JobRecord | None:
         """queued → running for the bot's own sketch process; ``None`` when a worker (or a cancel) got
         there first. A worker handed the job meanwhile finds it taken when it reports ``started`` and
         drops it, as it drops a job cancelled meanwhile."""
-        return await self.ledger.start(job_id, SKETCH_WORKER)
+        self.sketch_claims.add(job_id)  # held from before the row says running: reconcile never races it
+        record = None
+        try:
+            record = await self.ledger.start(job_id, SKETCH_WORKER)
+        finally:
+            if record is None:
+                self.sketch_claims.discard(job_id)
+        return record
 
     async def settle(
         self,
@@ -148,13 +162,24 @@ class JobQueue(ABC):
             notes=notes,
             image=image,
         )
-        return await self.ledger.finish(job_id, report)
+        try:
+            return await self.ledger.finish(job_id, report, worker=SKETCH_WORKER)
+        finally:
+            self.sketch_claims.discard(job_id)
 
     async def unclaim(self, job_id: int, reason: str) -> None:
-        """A claimed job whose sketch could not be made goes to the workers after all."""
-        if await self.ledger.give_back(job_id, reason):
+        """A claimed job whose sketch could not be made goes to the workers after all (only while the
+        sketch process still holds it: never a job a worker took meanwhile)."""
+        try:
+            given_back = await self.ledger.give_back(job_id, reason)
+        finally:
+            self.sketch_claims.discard(job_id)
+        if given_back:
             await self.submit(job_id)
 
     async def fail(self, job_id: int, code: str, message: str) -> bool:
         """queued or running → failed, for a reason the job itself gave (a photo that cannot be decoded)."""
-        return await self.ledger.fail(job_id, code, message)
+        try:
+            return await self.ledger.fail(job_id, code, message)
+        finally:
+            self.sketch_claims.discard(job_id)

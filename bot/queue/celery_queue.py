@@ -485,7 +485,7 @@ class CeleryQueue(JobQueue):
                     self._dispatch_wanted = False
                     next_dispatch = now + DISPATCH_TICK
                     await self._dispatch()
-                    await self.ledger.reconcile(set(self._dispatches))
+                    await self.ledger.reconcile(set(self._dispatches) | self.sketch_claims)
             except Exception:
                 log.exception("celery queue: error while handling %r; carrying on", item)
 

@@ -761,7 +761,8 @@ class EmbeddedQueue(JobQueue):
             self._wake.clear()
             try:
                 await self._dispatch()
-                await self.ledger.reconcile({job_id for slot in self._slots for job_id in slot.held()})
+                held = {job_id for slot in self._slots for job_id in slot.held()}
+                await self.ledger.reconcile(held | self.sketch_claims)
             except Exception:
                 log.exception("embedded queue: dispatching failed; trying again")
 

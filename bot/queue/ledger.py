@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.db import Database, JobRecord, JobState
+from bot.db import SKETCH_WORKER, Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobResult
 from bot.queue.events import EventLines
 from engine.protocol import Progress
@@ -196,9 +196,13 @@ class Ledger:
         self._lines.send(job_id, "job_progress", job_id, progress)
         return True
 
-    async def finish(self, job_id: int, report: ResultReport, *, staged: Path | None = None) -> bool:
+    async def finish(
+        self, job_id: int, report: ResultReport, *, staged: Path | None = None, worker: str | None = None
+    ) -> bool:
         """The worker finished: keep the painting (``report.image``, or the file ``staged`` that the bot
-        told the worker to write), then running → done. ``False`` when the job did not end ``done``."""
+        told the worker to write), then running → done. ``False`` when the job did not end ``done``.
+        ``worker``: only while the row still names it (the sketch process's result, never over a job a
+        worker took meanwhile)."""
         with self._ends(job_id):
             self._written.pop(job_id, None)
             record = await self._db.get_job(job_id)
@@ -206,6 +210,10 @@ class Ledger:
                 log.info(
                     "job %d: result dropped, the job is %s", job_id, record.state.value if record else "gone"
                 )
+                discard(staged)
+                return False
+            if worker is not None and record.worker != worker:
+                log.info("job %d: result of %s dropped, %s holds the job now", job_id, worker, record.worker)
                 discard(staged)
                 return False
             try:
@@ -220,9 +228,9 @@ class Ledger:
                 await self.fail(job_id, RESULT_UNSAVED, f"the painting could not be saved: {err}")
                 return False
             done = await self._db.finish_job(
-                job_id, width=report.width, height=report.height, engine_seconds=report.seconds
+                job_id, width=report.width, height=report.height, engine_seconds=report.seconds, worker=worker
             )
-            if done is None:  # cancelled while the file was written
+            if done is None:  # cancelled (or taken by another worker) while the file was written
                 log.info("job %d: result dropped, the job is no longer running", job_id)
                 discard(path)
                 return False
@@ -281,9 +289,10 @@ class Ledger:
 
     async def give_back(self, job_id: int, reason: str) -> bool:
         """running → queued with the attempt given back, quietly: the bot's own sketch process claimed the
-        job and could not make it (``JobQueue.unclaim``), so nothing the user should hear about."""
+        job and could not make it (``JobQueue.unclaim``), so nothing the user should hear about. Only while
+        the sketch process still holds it (a job a worker took meanwhile is the worker's)."""
         with self._ends(job_id):
-            record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
+            record = await self._db.requeue_job(job_id, reason, give_back_attempt=True, worker=SKETCH_WORKER)
             if record is None:
                 return False
             log.info("job %d (user %d): back in the queue for a worker: %s", job_id, record.user_id, reason)

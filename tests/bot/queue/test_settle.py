@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot.db import Database, JobState
+from bot.queue import ledger as ledger_module
 from bot.queue.base import SKETCH_WORKER
-from tests.bot.queue.conftest import Jobs, StartQueue
+from tests.bot.queue.conftest import Jobs, StartQueue, eventually
 from tests.fakes import images
 from tests.fakes.engine import invert, marked
 
@@ -80,3 +81,59 @@ async def test_a_claimed_job_goes_to_the_workers_when_no_sketch_can_be_made(
     assert record is not None
     assert record.attempts == 1
     assert "retrying" not in events.names(job.id)  # nothing the user needs to hear about
+
+
+async def test_a_job_the_sketch_process_holds_is_never_reconciled_away(
+    start_queue: StartQueue, jobs: Jobs, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instant sketch that takes longer than ``RECONCILE_GRACE`` is held, like a worker's job: not lost
+    (no attempt used, no retry notice), not handed to a worker."""
+    monkeypatch.setattr(ledger_module, "RECONCILE_GRACE", 0.0)  # every running row is old enough
+    queue, events = await start_queue()
+    seen: list[set[int]] = []
+    reconcile = queue.ledger.reconcile
+
+    async def recording(held, *, grace=None):
+        seen.append(set(held))
+        return await reconcile(held, grace=grace)
+
+    monkeypatch.setattr(queue.ledger, "reconcile", recording)
+    job = await jobs.add(quality="instant")
+    assert await queue.claim(job.id) is not None
+    seen.clear()
+    await queue.submit(job.id)  # wakes the dispatcher, which reconciles after dispatching
+    await eventually(lambda: len(seen) >= 2)
+    assert all(job.id in held for held in seen)
+    record = await db.get_job(job.id)
+    assert record is not None
+    assert (record.state, record.worker, record.attempts) == (JobState.RUNNING, SKETCH_WORKER, 1)
+    assert "retrying" not in events.names(job.id)
+
+    assert await queue.settle(job.id, SKETCH, width=40, height=30, seconds=0.2, claimed=True)
+    assert (await events.finished(job.id)).path.read_bytes() == SKETCH
+    assert job.id not in queue.sketch_claims  # settled: nothing held any more
+
+
+async def test_the_sketch_process_leaves_a_job_a_worker_took_alone(
+    start_queue: StartQueue, jobs: Jobs, db: Database
+) -> None:
+    """Its claim was lost meanwhile (a restart, a reconcile) and a worker holds the job now: neither giving
+    it back nor settling it touches the worker's job."""
+    queue, events = await start_queue()
+    busy = await jobs.add(marked("SLOW", jobs.photo), user_id=2)  # the only worker is taken
+    await queue.submit(busy.id)
+    await events.wait_for(busy.id, "started")
+    job = await jobs.add(quality="instant")
+    assert await queue.claim(job.id) is not None
+    assert await db.requeue_job(job.id, "lost") is not None  # as ``reconcile`` did before the fix
+    assert await db.claim_job(job.id, "worker-x") is not None  # ... and a worker took it
+
+    await queue.unclaim(job.id, "no sketch here")
+    assert not await queue.settle(job.id, SKETCH, width=40, height=30, seconds=0.2, claimed=True)
+    record = await db.get_job(job.id)
+    assert record is not None
+    assert (record.state, record.worker, record.attempts) == (JobState.RUNNING, "worker-x", 2)
+    assert not (queue.ledger.results_dir / f"{job.id}.jpg").exists()
+    assert "finished" not in events.names(job.id)
+    await queue.cancel(job.id)
+    await queue.cancel(busy.id)
