@@ -137,10 +137,16 @@ class Notifier:
         job = await self.db.get_job(job_id)
         if job is None or not job.is_active:
             return
+        placements = await self.jobs.placements() if job.state == JobState.QUEUED else {}
+        # Outside the job's own line of events: a cancel or its end may have landed during the awaits, and a
+        # stale status must not come back over theirs. Nothing awaits between this look and the show.
+        job = await self.db.get_job(job_id)
+        if job is None or not job.is_active:
+            return
         self._sketched.add(job.id)
         language = language_for(job.language_code)
         if job.state == JobState.QUEUED:
-            placement = (await self.jobs.placements()).get(job.id)
+            placement = placements.get(job.id)
             await self._show(job, replies.queued(language, placement), placement=placement, sketch=sketch)
         else:
             message = self._shown.get(job.id) or replies.queued(language, None)

@@ -134,9 +134,13 @@ class StatusBoard:
         """Delete the status message (the result is there, or the job vanished) and forget the job."""
         entry = self._entries.pop(job.id, None)
         self._early.pop(job.id, None)
-        message_id = entry.message_id if entry else job.status_message_id
-        if entry is not None and entry.timer is not None:
-            entry.timer.cancel()
+        message_id = job.status_message_id
+        if entry is not None:
+            if entry.timer is not None:
+                entry.timer.cancel()
+            async with entry.lock:  # after an update under way: a photo status it sends is the one to go
+                entry.pending = None  # and a flush waiting behind us shows nothing
+                message_id = entry.message_id
         if message_id is not None:
             with contextlib.suppress(BadRequest, Forbidden):
                 await self.bot.delete_message(job.chat_id, message_id)

@@ -224,3 +224,31 @@ async def test_no_offer_without_a_sketch_or_when_the_operator_said_never(core) -
     notifier.sketch_offer_seconds = None  # SKETCH_OFFER_MINUTES=0
     await notifier.sketch_ready(second.id, b"sketch")
     assert telegram.shown[-1][2:] == (b"sketch", True, False)
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "finished"])
+async def test_a_sketch_never_brings_back_the_status_of_a_job_that_ended_meanwhile(
+    core, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """The sketch comes outside the job's line of events: a cancel or the result may land while the
+    notifier works out the job's place, and their last word must stay the last."""
+    db, notifier = core
+    telegram = RecordingFrontend(TELEGRAM)
+    notifier.frontends[TELEGRAM] = telegram
+    job = await new_job(db, TELEGRAM)
+    placements = notifier.jobs.placements
+
+    async def ending_meanwhile():
+        answer = await placements()
+        monkeypatch.setattr(notifier.jobs, "placements", placements)  # once (queue_changed asks again)
+        if ending == "cancelled":
+            await notifier.cancelled(await db.cancel_job(job.id))
+        else:
+            await notifier.job_finished(job.id, await finished(db, notifier, job))
+        telegram.calls.append(("ended", job.id, ""))
+        return answer
+
+    monkeypatch.setattr(notifier.jobs, "placements", ending_meanwhile)
+    await notifier.sketch_ready(job.id, b"sketch")
+    assert telegram.calls[-1] == ("ended", job.id, "")  # nothing shown after the job's end
+    assert job.id not in notifier._sketched  # nor anything remembered of it
