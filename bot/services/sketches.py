@@ -156,6 +156,8 @@ class SketchService:
             raise
         except SketchBusyError:
             return  # the sketch process said why, in its log line
+        except FileNotFoundError:  # the job ended meanwhile and its inputs went (``discard_inputs``)
+            log.info("job %d (user %d): no sketch: the job ended meanwhile", job.id, job.user_id)
         except (_Unusable, SketchUnavailableError, ImageError) as err:
             # a bad image: the worker fails the job with the same clear message; the rest: no preview
             log.info("job %d (user %d): no sketch: %s", job.id, job.user_id, err)

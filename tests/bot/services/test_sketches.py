@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -145,6 +146,23 @@ async def test_a_preview_dropped_for_a_long_line_is_no_failure(
     await settled(sketches)
     assert sketches.notifier.sketches == []  # type: ignore[attr-defined]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the pool said why, at info
+
+
+async def test_a_preview_of_a_job_cancelled_meanwhile_is_dropped_quietly(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await new_job(db, tmp_path)
+
+    class Cancelled(FakePool):
+        async def make(self, request: SketchRequest, **kwargs: object) -> SketchResult:
+            shutil.rmtree(Path(job.content_path).parent)  # the cancel's ``discard_inputs``
+            return SKETCH
+
+    sketches = service(db, tmp_path, Cancelled())
+    sketches.request(job)
+    await settled(sketches)
+    assert sketches.notifier.sketches == []  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_no_preview_when_turned_off_or_the_painting_is_not_here(db: Database, tmp_path: Path) -> None:
