@@ -14,6 +14,9 @@ Each method makes one guarded transition in ``bot.db`` (a row that meanwhile mov
 and the method says so by its return value), then sends the matching ``JobEvents`` call through
 ``EventLines``. The back ends decide only *when*: which worker runs what, when a worker counts as lost, how
 tickets and reports travel. Both claim a job at the same moment: when its worker reports ``started``.
+The bot's own sketch process can claim a queued job too (instant, "Keep the sketch": ``JobQueue.claim``,
+worker ``"sketch"``); its claims count as held when a back end reconciles, and ``give_back`` and its
+``finish`` act only while the row still names it.
 
 What comes back is the ledger's too. ``finish`` checks the worker's report (``wire.ResultReport``), keeps
 the painting as ``<results>/<job id>.<suffix of a known format>``, whatever the report says, written and
