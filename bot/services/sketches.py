@@ -32,6 +32,7 @@ from bot.services.preferences import Preferences
 from engine.catalog import Catalog, Preset, blended_default
 from engine.errors import ImageError, SketchUnavailableError
 from engine.protocol import DEFAULT_STRENGTH, settings_from_dict
+from engine.schedule import TIERS
 from engine.style_store import PaintingState, StyleStore
 from engine.workers.sketcher import SketchBusyError, SketchPool, SketchRequest, SketchResult
 
@@ -41,7 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTANT = "instant"
-INSTANT_SIDE = 1024  # the instant tier's result, capped by OUTPUT_MAX_SIDE and the photo's own size
+# The instant tier's result, as the engine makes it (one source: engine/schedule.py), capped by
+# OUTPUT_MAX_SIDE and the photo's own size.
+INSTANT_SIDE = TIERS["instant"].side_cpu
+KEEP_REMAKE_SECONDS = 5.0  # Keep waits this long for the sketch at full size, then keeps the preview
 PRESET_WAIT = 3.0  # seconds a sketch waits for a painting that the background fetch is bringing
 SKETCH_FILE = "sketch.jpg"
 
@@ -127,7 +131,10 @@ class SketchService:
         if not stored.is_file():
             return Kept.NO_SKETCH
         try:
-            result = await self.pool.make(self._sketch_request(job, self.instant_side), job_id=job.id)
+            result = await asyncio.wait_for(
+                self.pool.make(self._sketch_request(job, self.instant_side), job_id=job.id),
+                KEEP_REMAKE_SECONDS,
+            )
         except Exception as err:  # the preview on disk is still a fine result
             log.info("job %d: keeping the preview as it is (%s)", job.id, err)
             result = await asyncio.to_thread(_read_sketch, stored)
