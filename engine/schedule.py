@@ -8,6 +8,13 @@ costs ~4x more.
 A tier is a target size and a step budget. Accelerators get twice the side of the CPU for the same tier,
 since the same tier should feel equally quick on either.
 
+The budgets come from measurements (docs/benchmarks.md, "The sketch"; ``python -m bench.sketch``): the
+style distance of a picture still at 128 px stops improving after 20-30 steps whatever it starts from, so
+``normal`` spends 20 steps there and 20 at each finer scale, which buys 512 px on two CPU cores in about
+the minute that 256 px with 100 + 50 steps took (its style distance lower, its content distance higher
+than that 256 px result at its own size, and far lower than it shown at 512 px). ``high`` paints the same
+size with the full budget, to convergence.
+
 The ``instant`` tier has no budget: its picture is the feed-forward sketch of ``engine.sketch``, which is
 the result, so its plan is one "scale" of no steps at the final size. Its side is 1024 px on the CPU and on
 accelerators alike: the sketch always runs on the CPU (onnxruntime, whatever device optimizes), where one
@@ -44,7 +51,7 @@ class Tier:
 TIERS: dict[str, Tier] = {
     "instant": Tier("instant", side_cpu=1024, side_accelerated=1024, first_steps=0, later_steps=0),
     "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=64, later_steps=40),
-    "normal": Tier("normal", side_cpu=256, side_accelerated=512, first_steps=100, later_steps=50),
+    "normal": Tier("normal", side_cpu=512, side_accelerated=1024, first_steps=20, later_steps=20),
     "high": Tier("high", side_cpu=512, side_accelerated=1024, first_steps=150, later_steps=80),
 }
 

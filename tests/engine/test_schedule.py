@@ -34,8 +34,8 @@ def test_tiers_are_twice_as_large_on_accelerators() -> None:
         if tier.optimized:
             assert tier.side(accelerated=True) == 2 * tier.side(accelerated=False)
     assert TIERS["draft"].side(False) == 128
-    assert TIERS["normal"].side(False) == 256
-    assert TIERS["normal"].side(True) == 512
+    assert TIERS["normal"].side(False) == 512
+    assert TIERS["normal"].side(True) == 1024
     assert TIERS["high"].side(True) == 1024
 
 
