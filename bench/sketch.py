@@ -262,11 +262,10 @@ def _plot(curves: dict[str, dict[str, list[list[float]]]]) -> None:
 
 # (name, init, first-scale steps, steps at each finer scale): the normal tier at 512 px (128, 256, 512).
 CANDIDATES = (
-    ("today's budget", "content", 100, 50),
-    ("sketch start, today's budget", "sketch", 100, 50),
+    ("photo start, 30 + 15 + 15", "content", 30, 15),
     ("sketch start, 40 + 20 + 20", "sketch", 40, 20),
     ("sketch start, 30 + 15 + 15", "sketch", 30, 15),
-    ("photo start, 30 + 15 + 15", "content", 30, 15),
+    ("sketch start, 20 + 12 + 12", "sketch", 20, 12),
 )
 
 
