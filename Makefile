@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint format bench bench-load migrate clean
+.PHONY: help install run test lint format bench bench-load bench-sketch migrate clean
 
 help:
 	@echo "make run     set up, migrate the database and start the bot"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint    ruff check and format check"
 	@echo "make bench   run the engine benchmark (about 30 min on a 2-core CPU; writes bench/results/)"
 	@echo "make bench-load  20 users at once through the bot, real engine (minutes)"
+	@echo "make bench-sketch  the sketch: speed, the starts' curves (docs/sketch-init.png), 512 px schedules"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -46,6 +47,11 @@ bench: install
 
 bench-load: install
 	$(PY) -m bench.load
+
+bench-sketch: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.sketch
+	$(PY) -m bench.first_picture
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
