@@ -262,10 +262,12 @@ def _plot(curves: dict[str, dict[str, list[list[float]]]]) -> None:
 
 # (name, init, first-scale steps, steps at each finer scale): the normal tier at 512 px (128, 256, 512).
 CANDIDATES = (
+    ("photo start, 20 + 20 + 20 (normal now)", "content", 20, 20),
+    ("sketch start, 20 + 20 + 20", "sketch", 20, 20),
     ("photo start, 30 + 15 + 15", "content", 30, 15),
-    ("sketch start, 40 + 20 + 20", "sketch", 40, 20),
     ("sketch start, 30 + 15 + 15", "sketch", 30, 15),
-    ("sketch start, 20 + 12 + 12", "sketch", 20, 12),
+    ("sketch start, 40 + 20 + 20", "sketch", 40, 20),
+    ("photo start, 100 + 50 + 50 (the old budget)", "content", 100, 50),
 )
 
 
@@ -275,6 +277,7 @@ def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
 
     import engine.api
     from engine.api import Engine
+    from engine.images import fit_within
     from engine.metrics import content_distance, style_distance
     from engine.protocol import StyleSettings, StyleSource, StylizeRequest
 
@@ -286,19 +289,23 @@ def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
     tier = engine.api.TIERS["normal"]
     rows = []
 
-    def run(name: str, init: str, side: int) -> None:
+    def run(name: str, init: str, side: int) -> Image.Image:
         settings = StyleSettings(quality="normal", size=side, init=init)
         request = StylizeRequest(photo_bytes, (StyleSource(image=painting_bytes),), settings)
         started = time.perf_counter()
         result = eng.stylize(request)
         seconds = time.perf_counter() - started
         image = Image.open(io.BytesIO(result.image)).convert("RGB")
+        add(name, f"{result.width}x{result.height}", result.steps, round(seconds, 1), image)
+        return image
+
+    def add(name: str, size: str, steps: int | str, seconds: float | str, image: Image.Image) -> None:
         rows.append(
             {
                 "schedule": name,
-                "size": f"{result.width}x{result.height}",
-                "steps": result.steps,
-                "seconds": round(seconds, 1),
+                "size": size,
+                "steps": steps,
+                "seconds": seconds,
                 "style_distance": round(style_distance(image, painting), 4),
                 "content_distance": round(content_distance(image, photo), 4),
             }
@@ -308,7 +315,9 @@ def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
     eng.stylize(StylizeRequest(photo_bytes, (StyleSource(image=painting_bytes),), StyleSettings(steps=2)))
     try:
         engine.api.TIERS["normal"] = replace(tier, first_steps=100, later_steps=50)
-        run("today: normal at 256 px", "content", 256)
+        today = run("before: normal at 256 px, 100 + 50", "content", 256)
+        shown = today.resize(fit_within(*photo.size, 512), Image.Resampling.BICUBIC)
+        add("the same, shown at 512 px (bicubic)", f"{shown.width}x{shown.height}", "", "", shown)
         for name, init, first, later in CANDIDATES:
             engine.api.TIERS["normal"] = replace(tier, first_steps=first, later_steps=later)
             run(f"{name} at 512 px", init, 512)
