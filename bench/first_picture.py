@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import SHARED, STYLES, _percentiles, photos
-from bot.config import Settings
+from bench.load import SHARED, STYLES, _percentiles, bench_settings, photos, workers_ready
 from bot.db import JobState
 from bot.telegram.app import build_application, running
 from bot.telegram.context import services
@@ -53,27 +52,18 @@ def main() -> int:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeTelegram(max_poll_timeout=1.0, wait_timeout=600) as tg:
-            settings = Settings(
-                telegram_bot_token=tg.token,
-                telegram_api_url=tg.root_url,
-                database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
-                data_dir=Path(tmp) / "data",
-                styles_dir=SHARED / "styles",
-                styles_prefetch=False,
-                style_cache_dir=Path(tmp) / "stats",
+            settings = bench_settings(
+                tg,
+                tmp,
                 default_quality=args.quality,
                 engine_device=args.device,
                 engine_workers=1,
-                max_queue_length=10_000,
                 sketch_preview=True,
-                health_port=0,
-                log_level="WARNING",
-            )  # type: ignore[call-arg]
+            )
             application = build_application(settings)
             async with running(application):
                 s = services(application)
-                while not s.queue.status().healthy:  # noqa: ASYNC110 - the queue offers a status, no event
-                    await asyncio.sleep(0.2)
+                await workers_ready(s)
                 await s.sketches.pool.ready()  # a running bot warmed it at start-up
                 return await _measure(tg, s, args)
 

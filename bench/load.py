@@ -84,33 +84,48 @@ def photos() -> list[bytes]:
     return result
 
 
+def bench_settings(tg: FakeTelegram, tmp: str, **overrides: object) -> Settings:
+    """The real bot against the stand-in, its data in ``tmp``, the shared paintings (no downloads)."""
+    return Settings(  # type: ignore[call-arg]
+        telegram_bot_token=tg.token,
+        telegram_api_url=tg.root_url,
+        database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
+        data_dir=Path(tmp) / "data",
+        styles_dir=SHARED / "styles",
+        styles_prefetch=False,  # measure the jobs, not downloads into the shared folder
+        style_cache_dir=Path(tmp) / "stats",
+        max_queue_length=10_000,
+        health_port=0,
+        log_level="WARNING",
+        **overrides,
+    )
+
+
+async def workers_ready(s: Services) -> None:
+    """The workers load the model first: time that is not the benchmark's."""
+    while not s.queue.status().healthy:  # noqa: ASYNC110 - the queue offers a status, no event
+        await asyncio.sleep(0.2)
+
+
 async def run(args: argparse.Namespace, batch_size: int | None = None) -> dict[str, object]:
     """One run of the load through a fresh bot; ``batch_size`` None: the environment's setting."""
     batching = {} if batch_size is None else {"engine_batch_size": batch_size}
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeTelegram(max_poll_timeout=1.0, wait_timeout=args.timeout) as tg:
-            settings = Settings(
-                telegram_bot_token=tg.token,
-                telegram_api_url=tg.root_url,
-                database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
-                data_dir=Path(tmp) / "data",
-                styles_dir=SHARED / "styles",
-                styles_prefetch=False,  # measure the jobs, not downloads into the shared folder
-                style_cache_dir=Path(tmp) / "stats",
+            settings = bench_settings(
+                tg,
+                tmp,
                 default_quality=args.quality,
                 engine_device=args.device,
                 engine_workers=args.workers,
                 max_active_jobs=max(3, args.jobs_per_user),
-                max_queue_length=10_000,
-                health_port=0,
-                log_level="WARNING",
+                sketch_preview=False,  # the paintings' throughput; bench.first_picture measures the sketch
                 **batching,
-            )  # type: ignore[call-arg]
+            )
             application = build_application(settings)
             async with running(application):
                 s = services(application)
-                while not s.queue.status().healthy:  # noqa: ASYNC110 - the queue offers a status, no event
-                    await asyncio.sleep(0.2)  # workers load the model first; time that is not the load's
+                await workers_ready(s)
                 return await _load(tg, s, args)
 
 
