@@ -117,8 +117,10 @@ def kept(language: str, outcome: Kept) -> str:
     return text(language, KEPT_KEYS[outcome])
 
 
-def settings_summary(language: str, prefs: Preferences) -> str:
-    """What ``/settings`` says above its buttons or menus, on every platform."""
+def settings_summary(language: str, prefs: Preferences, *, sketches: bool = True) -> str:
+    """What ``/settings`` says above its buttons or menus, on every platform; ``sketches``: whether the
+    operator offers the sketch at all (``SKETCH_PREVIEW``), else it reads as off for everyone."""
+    sketch = "preview_on" if prefs.sketch else "preview_off"
     return text(
         language,
         "settings_title",
@@ -127,7 +129,7 @@ def settings_summary(language: str, prefs: Preferences) -> str:
         colors=color_choice(language, prefs.preserve_colors or "none"),
         result=text(language, f"result_{prefs.result_as}"),
         preview=text(language, "preview_on" if prefs.live_preview else "preview_off"),
-        sketch=text(language, "preview_on" if prefs.sketch else "preview_off"),
+        sketch=text(language, sketch if sketches else "preview_off_for_all"),
     )
 
 

@@ -645,10 +645,12 @@ class RepaintPicker(discord.ui.View):
 # -- settings -------------------------------------------------------------------------------------
 
 
-def settings_view(language: str, owner: int, prefs: Preferences) -> tuple[str, discord.ui.View]:
+def settings_view(
+    language: str, owner: int, prefs: Preferences, *, sketches: bool = True
+) -> tuple[str, discord.ui.View]:
     quality = prefs.quality or "normal"
     colors = prefs.preserve_colors or "none"
-    body = replies.settings_summary(language, prefs)
+    body = replies.settings_summary(language, prefs, sketches=sketches)
     view = SettingsView(owner, prefs)
 
     def select(key: str, values: list[tuple[str, str]], current: str) -> discord.ui.Select:
@@ -674,14 +676,15 @@ def settings_view(language: str, owner: int, prefs: Preferences) -> tuple[str, d
     )
     preview.callback = view.toggle_preview  # type: ignore[method-assign]
     view.add_item(preview)
-    state = text(language, "preview_on" if prefs.sketch else "preview_off")
-    sketch = discord.ui.Button(
-        label=f"{text(language, 'settings_sketch')}: {state}",
-        custom_id="set:sketch",
-        style=discord.ButtonStyle.success if prefs.sketch else discord.ButtonStyle.secondary,
-    )
-    sketch.callback = view.toggle_sketch  # type: ignore[method-assign]
-    view.add_item(sketch)
+    if sketches:  # SKETCH_PREVIEW off: the toggle would change nothing
+        state = text(language, "preview_on" if prefs.sketch else "preview_off")
+        sketch = discord.ui.Button(
+            label=f"{text(language, 'settings_sketch')}: {state}",
+            custom_id="set:sketch",
+            style=discord.ButtonStyle.success if prefs.sketch else discord.ButtonStyle.secondary,
+        )
+        sketch.callback = view.toggle_sketch  # type: ignore[method-assign]
+        view.add_item(sketch)
     return markdown(body), view
 
 
@@ -696,7 +699,8 @@ class SettingsView(discord.ui.View):
         await client_of(interaction).core.db.update_user_settings(
             self.owner, prefs.to_dict(), platform=DISCORD
         )
-        body, view = settings_view(lang(interaction), self.owner, prefs)
+        sketches = client_of(interaction).core.settings.sketch_preview
+        body, view = settings_view(lang(interaction), self.owner, prefs, sketches=sketches)
         await interaction.response.edit_message(content=body, view=view)
 
     async def changed(self, interaction: discord.Interaction) -> None:
@@ -726,7 +730,8 @@ async def settings_command(interaction: discord.Interaction) -> None:
     await track(interaction)
     user = await client_of(interaction).core.db.get_user(interaction.user.id, platform=DISCORD)
     prefs = Preferences.from_dict(user.settings if user else {})
-    body, view = settings_view(lang(interaction), interaction.user.id, prefs)
+    sketches = client_of(interaction).core.settings.sketch_preview
+    body, view = settings_view(lang(interaction), interaction.user.id, prefs, sketches=sketches)
     await interaction.response.send_message(body, view=view, ephemeral=True)
 
 

@@ -26,10 +26,14 @@ KEYS = {
 }
 
 
-def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboardMarkup]:
+def render(
+    lang: str, owner: int, prefs: Preferences, *, sketches: bool = True
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The summary and the buttons; no "Sketch first" toggle where ``SKETCH_PREVIEW`` is off (``sketches``),
+    since it would change nothing."""
     quality = prefs.quality or "normal"
     colors = prefs.preserve_colors or "none"
-    body = replies.settings_summary(lang, prefs)
+    body = replies.settings_summary(lang, prefs, sketches=sketches)
 
     def button(label: str, key: str, value: str, current: bool) -> InlineKeyboardButton:
         return InlineKeyboardButton(
@@ -50,23 +54,28 @@ def render(lang: str, owner: int, prefs: Preferences) -> tuple[str, InlineKeyboa
             )
             for v in ("on", "off")
         ],
-        [
-            button(
-                f"{text(lang, 'settings_sketch')}: {text(lang, 'preview_' + v)}",
-                "k",
-                v,
-                v == ("on" if prefs.sketch else "off"),
-            )
-            for v in ("on", "off")
-        ],
     ]
+    if sketches:
+        rows.append(
+            [
+                button(
+                    f"{text(lang, 'settings_sketch')}: {text(lang, 'preview_' + v)}",
+                    "k",
+                    v,
+                    v == ("on" if prefs.sketch else "off"),
+                )
+                for v in ("on", "off")
+            ]
+        )
     return body, InlineKeyboardMarkup(rows)
 
 
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     owner = sender_id(update)
-    record = await services(context).db.get_user(owner)
-    body, keyboard = render(language(update), owner, Preferences.from_dict(record.settings if record else {}))
+    s = services(context)
+    record = await s.db.get_user(owner)
+    prefs = Preferences.from_dict(record.settings if record else {})
+    body, keyboard = render(language(update), owner, prefs, sketches=s.settings.sketch_preview)
     await reply(update, body, reply_markup=keyboard)
 
 
@@ -89,7 +98,7 @@ async def on_setting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if changed == prefs:
         return  # the button of the current choice: nothing to save, and Telegram refuses an unchanged edit
     await s.db.update_user_settings(query.from_user.id, changed.to_dict())
-    body, keyboard = render(language(update), query.from_user.id, changed)
+    body, keyboard = render(language(update), query.from_user.id, changed, sketches=s.settings.sketch_preview)
     await query.edit_message_text(body, reply_markup=keyboard)
 
 

@@ -136,7 +136,9 @@ async def test_instant_quality_without_previews_and_a_broken_style_image(
         assert not [c for c in tg.calls_to("sendPhoto") if is_sketch_status(c)]
 
         await tg.send_text(alice, chat, "/settings")
-        await tg.wait_for("sendMessage", lambda c: "Sketch first" in c.params.get("text", ""))
+        panel = await tg.wait_for("sendMessage", lambda c: "Sketch first" in c.params.get("text", ""))
+        assert "Sketch first: off (for everyone on this bot)" in panel.params["text"]
+        assert not [b for b in buttons(panel) if ":k:" in b]  # no toggle that would change nothing
         await tg.press_button(alice, tg.messages_in(chat)[-1], f"set:{alice.id}:q:instant")
         await tg.wait_for("editMessageText", lambda c: "Quality: instant" in c.params["text"])
         before = len(tg.calls_to("sendPhoto"))
