@@ -50,7 +50,7 @@ async def test_strip_is_one_job_with_its_weight_delivered_as_one_image(discord_s
         (job,) = await core.db.recent_jobs(alice.id, platform="discord")
         assert job.settings["figure"] == "strength"
         assert job.weight == figures.weight(StyleSettings(quality="normal", figure="strength"))
-        assert job.weight > 1
+        assert job.weight >= 1  # five draft panels: about one normal job (engine.figures.weight)
         ids = custom_ids(delivered[0])  # under a figure's own result: another style, no strip of a strip
         assert ids == [f"again:{job.id}"], ids
 

@@ -42,8 +42,8 @@ def test_the_batch_size_per_tier() -> None:
     roomy = batch_limits("auto", "cuda:0 (H200)", output_max_side=1024, free_bytes=130 * 2**30)
     assert roomy == {"draft": 16, "normal": 16, "high": 16}
     small = batch_limits("auto", "cuda:0 (T4)", output_max_side=1024, free_bytes=4 * 2**30)
-    # 256 px: 197 MiB a picture -> 12; 512 px: 786 MiB -> 3; 1024 px: 3146 MiB -> 1 (never 0)
-    assert small == {"draft": 12, "normal": 3, "high": 1}
+    # 256 px (draft): 197 MiB a picture -> 12; 1024 px (normal, high): 3146 MiB -> 1 (never 0)
+    assert small == {"draft": 12, "normal": 1, "high": 1}
     capped = batch_limits("auto", "cuda:0 (T4)", output_max_side=512, free_bytes=4 * 2**30)
     assert capped["high"] == capped["normal"] == 3  # OUTPUT_MAX_SIDE caps the tier's side
     assert parse_limits({"draft": "4", "normal": 0, "high": "x"}) == {"draft": 4, "normal": 1}
