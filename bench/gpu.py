@@ -7,8 +7,9 @@
 Sections, each timed against one overall deadline (a section that would not fit is skipped and says so;
 one that fails records its error and the run goes on):
 1. ``cuda_tests``: ``pytest -m cuda`` (tests/engine/test_cuda.py).
-2. ``tiers``: the normal (512 px) and high (1024 px) tiers in fp32 (TF32 convolutions) and bf16: seconds,
-   peak memory, and the fixed evaluator's distances (``engine.metrics``).
+2. ``tiers``: the normal and high tiers at their GPU side (1024 px: normal 20 steps a scale, high the full
+   budget) in fp32 (TF32 convolutions) and bf16: seconds, peak memory, and the fixed evaluator's distances
+   (``engine.metrics``).
 3. ``throughput``: ``Engine.stylize_batch`` of N = 1, 2, 4, 8, 16 normal-tier jobs at 512 px (one photo,
    the paintings and strengths varying), and one batch of photos of two shapes on a padded canvas.
 4. ``tuning``: what cuDNN autotuning costs for a new shape and gains per pass, so ``TUNE_AFTER_PASSES`` can be
@@ -108,7 +109,7 @@ class Plan:
     @classmethod
     def full(cls) -> Plan:
         return cls(
-            tiers=(("normal", 512), ("high", 1024)),
+            tiers=(("normal", 1024), ("high", 1024)),
             batch_sizes=(1, 2, 4, 8, 16),
             batch_side=512,
             steps=None,

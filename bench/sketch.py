@@ -7,11 +7,11 @@
 ``speed``      the sketch (``engine.sketch``) at 256, 512 and 1024 px, the networks loaded: median of 10 runs,
                and the cold start (loading both networks).
 ``init``       style and content distance (``engine.metrics``, the fixed evaluator) against steps for the
-               starts ``content``, ``noise`` and ``sketch`` through today's normal schedule (100 steps at
-               128 px, 50 at 256 px), on several photo and painting pairs; every 10th step is kept losslessly
-               and measured at the final size. Draws ``docs/sketch-init.png``.
+               starts ``content``, ``noise`` and ``sketch`` through the old normal schedule (before issue
+               10: 100 steps at 128 px, 50 at 256 px), on several photo and painting pairs; every 10th step is
+               kept losslessly and measured at the final size. Draws ``docs/sketch-init.png``.
 ``schedules``  candidate schedules for the normal tier at 512 px: wall time and distances at 512 px, beside
-               today's normal result at 256 px.
+               the old normal result at 256 px.
 
 Results go to bench/results/sketch-<device>.json and a Markdown summary on stdout (docs/benchmarks.md records
 it). Timings need an otherwise idle machine: the engine's threads wait on each other.
@@ -41,7 +41,8 @@ PAIRS = (
 )
 INITS = ("content", "noise", "sketch")
 EVERY = 10  # steps between kept snapshots
-EVAL_SIDE = 256  # today's normal size on the CPU: every snapshot is measured at it
+EVAL_SIDE = 256  # the old normal size on the CPU: every snapshot is measured at it
+OLD_NORMAL = (100, 50)  # the old normal tier's steps at 128 px and at 256 px, which the curves follow
 
 
 def main() -> int:
@@ -133,18 +134,31 @@ def _speed(pair: tuple[str, str]) -> list[dict[str, object]]:
 
 
 def _init(device: str, pairs: list[tuple[str, str]]) -> dict[str, object]:
-    """The three starts through today's normal schedule: distance against steps, per pair."""
-    from PIL import Image
-
+    """The three starts through the old normal schedule: distance against steps, per pair."""
     import engine.api
     from engine.api import Engine
     from engine.images import encode_image
-    from engine.protocol import StyleSettings, StyleSource, StylizeRequest
 
     # Snapshots without JPEG's losses: the evaluator would measure the codec too.
     engine.api._preview_maker = lambda mode: lambda image: encode_image(engine.api.to_pil(image), "png")
     eng = Engine(device=device, styles_dir=SHARED / "styles", output_max_side=2048)
     eng.load_model()
+    tier = engine.api.TIERS["normal"]
+    engine.api.TIERS["normal"] = replace(tier, first_steps=OLD_NORMAL[0], later_steps=OLD_NORMAL[1])
+    try:
+        curves = _curves(eng, pairs)
+    finally:
+        engine.api.TIERS["normal"] = tier
+    summary = _init_summary(curves)
+    _plot(curves)
+    return {"curves": curves, "summary": summary}
+
+
+def _curves(eng, pairs: list[tuple[str, str]]) -> dict[str, dict[str, list[list[float]]]]:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from engine.protocol import StyleSettings, StyleSource, StylizeRequest
+
     curves: dict[str, dict[str, list[list[float]]]] = {}
     for photo_name, painting_name in pairs:
         photo_bytes, painting_bytes = _photo(photo_name).read_bytes(), _painting(painting_name).read_bytes()
@@ -174,9 +188,7 @@ def _init(device: str, pairs: list[tuple[str, str]]) -> dict[str, object]:
             print(
                 f"init {init:7s} {photo_name} + {painting_name}: {points[-1]} in {seconds:.1f} s", flush=True
             )
-    summary = _init_summary(curves)
-    _plot(curves)
-    return {"curves": curves, "summary": summary}
+    return curves
 
 
 def _measure(data: bytes, photo, painting) -> list[float]:  # type: ignore[no-untyped-def]
@@ -210,7 +222,7 @@ def _start_image(eng, request, init: str) -> bytes | None:  # type: ignore[no-un
 
 def _init_summary(curves: dict[str, dict[str, list[list[float]]]]) -> list[dict[str, object]]:
     """Per pair and start: where it ends, and the first kept step at which it is at least as good as the
-    content start's final picture on both distances (today's quality)."""
+    content start's final picture on both distances (the old normal's quality)."""
     rows = []
     for pair, by_init in curves.items():
         goal_style, goal_content = by_init["content"][-1][1:3]
@@ -223,7 +235,7 @@ def _init_summary(curves: dict[str, dict[str, list[list[float]]]]) -> list[dict[
                     "final steps": points[-1][0],
                     "final style": points[-1][1],
                     "final content": points[-1][2],
-                    "steps to today's quality": reached if reached is not None else "not reached",
+                    "steps to the photo start's quality": reached if reached is not None else "not reached",
                 }
             )
     return rows
@@ -241,7 +253,8 @@ def _plot(curves: dict[str, dict[str, list[list[float]]]]) -> None:
         for row, (index, label) in enumerate(((1, "style distance"), (2, "content distance"))):
             ax = axes[row][column]
             for init, points in by_init.items():
-                ax.plot([p[0] for p in points], [p[index] for p in points], label=init, color=colors[init])
+                shown = [p for p in points if p[index] > 0]  # the photo start's content at step 0 is 0
+                ax.plot([p[0] for p in shown], [p[index] for p in shown], label=init, color=colors[init])
             ax.axvline(100, color="0.8", linewidth=0.8)  # 128 px -> 256 px
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both")
@@ -252,7 +265,9 @@ def _plot(curves: dict[str, dict[str, list[list[float]]]]) -> None:
             if column == 0:
                 ax.set_ylabel(label)
     axes[0][0].legend(title="start")
-    fig.suptitle("Starting the normal tier from the photo, from noise, or from the sketch (lower is better)")
+    fig.suptitle(
+        "Starting the old normal schedule from the photo, from noise, or from the sketch (lower is better)"
+    )
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
     plt.close(fig)
@@ -272,7 +287,7 @@ CANDIDATES = (
 
 
 def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
-    """Candidate budgets at 512 px, timed (the model loaded, one warm-up), beside today's 256 px result."""
+    """Candidate budgets at 512 px, timed (the model loaded, one warm-up), beside the old normal's result."""
     from PIL import Image
 
     import engine.api

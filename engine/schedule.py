@@ -18,7 +18,7 @@ size with the full budget, to convergence.
 The ``instant`` tier has no budget: its picture is the feed-forward sketch of ``engine.sketch``, which is
 the result, so its plan is one "scale" of no steps at the final size. Its side is 1024 px on the CPU and on
 accelerators alike: the sketch always runs on the CPU (onnxruntime, whatever device optimizes), where one
-pass takes about 0.4 s at 1024 px on two cores, so no device needs a smaller one to feel instant; a larger
+pass takes about 0.3 s at 1024 px on two cores, so no device needs a smaller one to feel instant; a larger
 sketch only makes its strokes look finer. Like every tier it is still capped by the photo's own size and
 ``OUTPUT_MAX_SIDE`` (``Engine._target_side``).
 """
