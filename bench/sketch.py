@@ -92,16 +92,14 @@ def _painting(name: str) -> Path:
 
 def _speed(pair: tuple[str, str]) -> list[dict[str, object]]:
     """The sketch alone, as the bot's sketch process runs it (two threads)."""
-    import hashlib
-
-    from engine.images import decode_image
+    from engine.images import decode_image, image_digest
     from engine.metrics import content_distance, style_distance
     from engine.sketch import Sketcher, SketchStyle
 
     photo = decode_image(_photo(pair[0]).read_bytes())
     data = _painting(pair[1]).read_bytes()
     painting = decode_image(data)
-    style = SketchStyle(painting, 1.0, hashlib.sha256(data).hexdigest())
+    style = SketchStyle(painting, 1.0, image_digest(data))
     started = time.perf_counter()
     sketcher = Sketcher(None, threads=2)
     sketcher.load()

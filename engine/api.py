@@ -35,7 +35,14 @@ from engine import color, devices
 from engine.canvas import Canvas
 from engine.catalog import Catalog, Preset, blended_default, load_catalog
 from engine.errors import Cancelled, OutOfMemoryError, StylebotError
-from engine.images import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_within, resize_to
+from engine.images import (
+    DEFAULT_MAX_PIXELS,
+    decode_image,
+    encode_image,
+    fit_within,
+    image_digest,
+    resize_to,
+)
 from engine.losses import StyleTransferObjective, blend_grams, gram_matrix
 from engine.optimize import StepInfo, StopScale, optimize
 from engine.progress import ProgressTracker
@@ -53,7 +60,7 @@ from engine.protocol import (
 from engine.schedule import TIERS, Scale, plan
 from engine.settings import EngineSettings
 from engine.style_stats import DEFAULT_MAX_BYTES as DEFAULT_STATS_BYTES
-from engine.style_stats import StyleStatsCache, image_digest, stats_key
+from engine.style_stats import StyleStatsCache, stats_key
 from engine.style_store import DEFAULT_DEADLINE as DEFAULT_FETCH_SECONDS
 from engine.style_store import StyleStore
 from engine.vgg import feature_extractor

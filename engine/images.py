@@ -8,6 +8,7 @@ errors in ``engine.errors``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import warnings
@@ -157,6 +158,12 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
         peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         array = array / peak * 255.0
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
+
+
+def image_digest(data: bytes) -> str:
+    """The key of a picture's bytes in every cache of what it yields (Gram statistics, sketch style vectors):
+    one function, so the engine and the bot's sketch process find each other's entries."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:

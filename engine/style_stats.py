@@ -30,10 +30,6 @@ DEFAULT_MAX_BYTES = 1024 * 2**20  # about 400 entries
 STALE_TEMP_SECONDS = 3600.0  # a half-written file this old belongs to a process that died
 
 
-def image_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def stats_key(
     digest: str, *, weights: str, pooling: str, width: int, height: int, layers: tuple[str, ...], mode: str
 ) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import io
 import logging
 import multiprocessing
@@ -195,7 +194,7 @@ def _ready() -> None:
 
 
 def _make(request: SketchRequest) -> SketchResult:
-    from engine.images import decode_image
+    from engine.images import decode_image, image_digest
     from engine.sketch import SketchStyle
 
     assert _sketcher is not None
@@ -205,7 +204,7 @@ def _make(request: SketchRequest) -> SketchResult:
     for path, weight in request.styles:
         data = Path(path).read_bytes()
         image = decode_image(data, max_pixels=request.max_pixels)
-        styles.append(SketchStyle(image, weight, hashlib.sha256(data).hexdigest()))
+        styles.append(SketchStyle(image, weight, image_digest(data)))
     side = max(1, min(request.side, max(photo.size)))
     painted = _sketcher.sketch(
         photo, styles, side=side, strength=request.strength, keep_colors=request.keep_colors
