@@ -345,28 +345,23 @@ class Engine:
                     preview=preview,
                 )
             )
+        return self._summary(job, picture, 0, {}, SKETCH_DEVICE)
+
+    def _result(self, job: _Job, image: torch.Tensor, steps: int, losses: dict[str, float]) -> StylizeResult:
+        return self._summary(job, to_pil(image), steps, losses, str(self.device))
+
+    def _summary(
+        self, job: _Job, picture: Image.Image, steps: int, losses: dict[str, float], device: str
+    ) -> StylizeResult:
+        """The result of any run, optimized or sketched: the picture encoded as asked, and what it took."""
         return StylizeResult(
-            image=encode_image(picture, settings.output_format),
-            format=settings.output_format,
+            image=encode_image(picture, job.settings.output_format),
+            format=job.settings.output_format,
             width=picture.width,
             height=picture.height,
             seconds=time.monotonic() - job.started,
-            steps=0,
-            device=SKETCH_DEVICE,
-            losses={},
-            notes=tuple(job.notes),
-        )
-
-    def _result(self, job: _Job, image: torch.Tensor, steps: int, losses: dict[str, float]) -> StylizeResult:
-        pil = to_pil(image)
-        return StylizeResult(
-            image=encode_image(pil, job.settings.output_format),
-            format=job.settings.output_format,
-            width=pil.width,
-            height=pil.height,
-            seconds=time.monotonic() - job.started,
             steps=steps,
-            device=str(self.device),
+            device=device,
             losses=losses,
             notes=tuple(job.notes),
         )
