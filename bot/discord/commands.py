@@ -10,6 +10,7 @@ import html
 import io
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -668,23 +669,22 @@ def settings_view(
     view.add_item(
         select("preserve_colors", [(c, replies.color_choice(language, c)) for c in COLOR_CHOICES], colors)
     )
-    state = text(language, "preview_on" if prefs.live_preview else "preview_off")
-    preview = discord.ui.Button(
-        label=f"{text(language, 'settings_preview')}: {state}",
-        custom_id="set:live_preview",
-        style=discord.ButtonStyle.success if prefs.live_preview else discord.ButtonStyle.secondary,
-    )
-    preview.callback = view.toggle_preview  # type: ignore[method-assign]
-    view.add_item(preview)
-    if sketches:  # SKETCH_PREVIEW off: the toggle would change nothing
-        state = text(language, "preview_on" if prefs.sketch else "preview_off")
-        sketch = discord.ui.Button(
-            label=f"{text(language, 'settings_sketch')}: {state}",
-            custom_id="set:sketch",
-            style=discord.ButtonStyle.success if prefs.sketch else discord.ButtonStyle.secondary,
+
+    def toggle(
+        key: str, label: str, on: bool, callback: Callable[[discord.Interaction], Awaitable[None]]
+    ) -> discord.ui.Button:
+        state = text(language, "preview_on" if on else "preview_off")
+        item: discord.ui.Button = discord.ui.Button(
+            label=f"{text(language, label)}: {state}",
+            custom_id=f"set:{key}",
+            style=discord.ButtonStyle.success if on else discord.ButtonStyle.secondary,
         )
-        sketch.callback = view.toggle_sketch  # type: ignore[method-assign]
-        view.add_item(sketch)
+        item.callback = callback  # type: ignore[method-assign]
+        return item
+
+    view.add_item(toggle("live_preview", "settings_preview", prefs.live_preview, view.toggle_preview))
+    if sketches:  # SKETCH_PREVIEW off: the toggle would change nothing
+        view.add_item(toggle("sketch", "settings_sketch", prefs.sketch, view.toggle_sketch))
     return markdown(body), view
 
 

@@ -40,33 +40,22 @@ def render(
             ("✓ " if current else "") + label, callback_data=f"set:{owner}:{key}:{value}"
         )
 
+    def on_off(label: str, key: str, on: bool) -> list[InlineKeyboardButton]:
+        current = "on" if on else "off"
+        return [
+            button(f"{text(lang, label)}: {text(lang, 'preview_' + v)}", key, v, v == current)
+            for v in ("on", "off")
+        ]
+
     rows = [
         [button(text(lang, f"quality_{q}").split(" (")[0], "q", q, q == quality) for q in QUALITIES],
         [button(text(lang, f"strength_{n}"), "s", n, n == prefs.strength_name()) for n in STRENGTHS],
         [button(replies.color_choice(lang, c), "c", c, c == colors) for c in COLOR_CHOICES],
         [button(text(lang, f"result_{r}"), "r", r, r == prefs.result_as) for r in RESULT_AS]
-        + [
-            button(
-                f"{text(lang, 'settings_preview')}: {text(lang, 'preview_' + v)}",
-                "p",
-                v,
-                v == ("on" if prefs.live_preview else "off"),
-            )
-            for v in ("on", "off")
-        ],
+        + on_off("settings_preview", "p", prefs.live_preview),
     ]
     if sketches:
-        rows.append(
-            [
-                button(
-                    f"{text(lang, 'settings_sketch')}: {text(lang, 'preview_' + v)}",
-                    "k",
-                    v,
-                    v == ("on" if prefs.sketch else "off"),
-                )
-                for v in ("on", "off")
-            ]
-        )
+        rows.append(on_off("settings_sketch", "k", prefs.sketch))
     return body, InlineKeyboardMarkup(rows)
 
 
