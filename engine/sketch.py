@@ -211,6 +211,7 @@ class Sketcher:
         painting, so no cap: a million personal styles would be 400 MB."""
         if self.cache_dir is None:
             return
+        temp: str | None = None
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
@@ -219,8 +220,9 @@ class Sketcher:
             os.replace(temp, self.cache_dir / f"{key}.npy")
         except OSError as err:
             log.warning("could not cache a style vector in %s: %s", self.cache_dir, err)
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(temp)
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
 
 
 def _open_session(name: str, threads: int | None) -> Any:
