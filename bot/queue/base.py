@@ -85,6 +85,12 @@ def smallest_limits(workers: Iterable[Mapping[str, int]]) -> dict[str, int]:
 class JobQueue(ABC):
     """A job queue back end. One instance per bot process, started once and stopped once."""
 
+    def __init__(self) -> None:
+        # Jobs the bot's sketch process holds now (from ``claim`` to ``settle``, ``unclaim`` or ``fail``).
+        # Each back end counts them as held when it reconciles, as it counts its workers' jobs: an instant
+        # sketch that takes long is not "lost" (and handed to a worker) while it is being made.
+        self.sketch_claims: set[int] = set()
+
     @abstractmethod
     async def start(self, events: JobEvents) -> None:
         """Start the workers and pick up where the last run stopped: jobs left ``running`` by a crash are
@@ -114,13 +120,6 @@ class JobQueue(ABC):
         raise NotImplementedError
 
     # ----- jobs settled without a worker: the sketch as the result (``bot.services.sketches``) -----
-
-    @property
-    def sketch_claims(self) -> set[int]:
-        """Jobs the bot's sketch process holds now (from ``claim`` to ``settle``, ``unclaim`` or ``fail``).
-        Each back end counts them as held when it reconciles, as it counts its workers' jobs: an instant
-        sketch that takes long is not "lost" (and handed to a worker) while it is being made."""
-        return self.__dict__.setdefault("_sketch_claims", set())
 
     async def claim(self, job_id: int) -> JobRecord | None:
         """queued → running for the bot's own sketch process; ``None`` when a worker (or a cancel) got

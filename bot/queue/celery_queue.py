@@ -323,6 +323,7 @@ class CeleryQueue(JobQueue):
         progress_write_interval: float = 1.0,
         redispatch_after: float = 30.0,
     ) -> None:
+        super().__init__()
         self._db = db
         self._settings = settings
         self._results_dir = results_dir

@@ -254,6 +254,7 @@ class EmbeddedQueue(JobQueue):
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1 (or None for automatic)")
+        super().__init__()
         self._db = db
         self._options = worker_options
         self._results_dir = results_dir
