@@ -27,7 +27,7 @@ from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
 from bot.services.sketches import INSTANT_SIDE, SketchService
 from engine.catalog import load_catalog
-from engine.settings import EngineSettings
+from engine.settings import SKETCH_CACHE_FOLDER, EngineSettings
 from engine.style_store import StyleStore
 from engine.workers.sketcher import SketchPool
 
@@ -51,7 +51,7 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
     notifier = Notifier(db, jobs, metrics, results_dir=settings.results_dir, sketch_offer_seconds=offer)
     paintings = Paintings(StyleStore.from_settings(settings, catalog), prefetch=settings.styles_prefetch)
     sketches = SketchService(
-        SketchPool(settings.style_cache_dir / "sketch", threads=settings.sketch_threads),
+        SketchPool(settings.style_cache_dir / SKETCH_CACHE_FOLDER, threads=settings.sketch_threads),
         db,
         paintings.store,
         notifier,

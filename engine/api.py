@@ -58,7 +58,7 @@ from engine.protocol import (
     strength_multiplier,
 )
 from engine.schedule import TIERS, Scale, plan
-from engine.settings import EngineSettings
+from engine.settings import SKETCH_CACHE_FOLDER, EngineSettings
 from engine.style_stats import DEFAULT_MAX_BYTES as DEFAULT_STATS_BYTES
 from engine.style_stats import StyleStatsCache, stats_key
 from engine.style_store import DEFAULT_DEADLINE as DEFAULT_FETCH_SECONDS
@@ -161,7 +161,7 @@ class Engine:
         self.stats = StyleStatsCache(stats_dir, stats_max_bytes)
         self.tuning = devices.ConvTuning(self.device)
         self.threads = threads
-        self._sketch_dir = stats_dir / "sketch" if stats_dir is not None else None
+        self._sketch_dir = stats_dir / SKETCH_CACHE_FOLDER if stats_dir is not None else None
         self._sketcher: Sketcher | None = None
         self._sketcher_lock = threading.Lock()
 

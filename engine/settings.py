@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The sketch's style vectors (``engine.sketch``) live in this folder of STYLE_CACHE_DIR, beside the Gram
+# statistics: one name, so the engine and the bot's sketch process share one cache.
+SKETCH_CACHE_FOLDER = "sketch"
+
 
 class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
