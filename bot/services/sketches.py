@@ -121,7 +121,7 @@ class SketchService:
         if job.user_id != user_id:
             return Kept.NOT_YOURS
         if job.state is not JobState.QUEUED:
-            return Kept.RUNNING if job.state is JobState.RUNNING else Kept.ENDED
+            return _too_late(job)
         return job
 
     async def keep(self, job: JobRecord) -> Kept:
@@ -143,8 +143,7 @@ class SketchService:
         ):
             log.info("job %d (user %d): the sketch is its result", job.id, job.user_id)
             return Kept.KEPT
-        current = await self.db.get_job(job.id)
-        return Kept.RUNNING if current is not None and current.state is JobState.RUNNING else Kept.ENDED
+        return _too_late(await self.db.get_job(job.id))
 
     # -- the background work --------------------------------------------------------------------
 
@@ -252,6 +251,11 @@ class SketchService:
                 and time.monotonic() < deadline
             ):
                 await asyncio.sleep(0.1)
+
+
+def _too_late(job: JobRecord | None) -> Kept:
+    """Why a job no longer waiting cannot keep its sketch: a worker paints it, or it ended."""
+    return Kept.RUNNING if job is not None and job.state is JobState.RUNNING else Kept.ENDED
 
 
 def _preset(catalog: Catalog, style_id: object) -> Preset | None:
