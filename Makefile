@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 help:
 	@echo "make run     set up, migrate the database and start the bot"
 	@echo "make test    set up and run the whole test suite"
-	@echo "make lint    ruff check and format check"
+	@echo "make lint    ruff check, format check and the type checker (mypy)"
 	@echo "make bench   run the engine benchmark (about 30 min on a 2-core CPU; writes bench/results/)"
 	@echo "make bench-load  20 users at once through the bot, real engine (minutes)"
 	@echo "make bench-sketch  the sketch: speed, the starts' curves (docs/sketch-init.png), 512 px schedules,"
@@ -38,6 +38,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff check --fix .
