@@ -19,9 +19,12 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.load import SHARED, STYLES, _percentiles, bench_settings, photos, workers_ready
+from bot.context import Services
 from bot.db import JobState
 from bot.telegram.app import build_application, running
 from bot.telegram.context import services
@@ -68,17 +71,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 return await _measure(tg, s, args)
 
 
-async def _measure(tg: FakeTelegram, s, args: argparse.Namespace) -> dict[str, object]:  # type: ignore[no-untyped-def]
+async def _measure(tg: FakeTelegram, s: Services, args: argparse.Namespace) -> dict[str, object]:
     images = photos()
     busy_user = tg.user("Busy")
     busy_chat = tg.private_chat(busy_user)
     await tg.send_photo(busy_user, busy_chat, images[0], caption=STYLES[0])
     while True:  # its worker is painting (started, and a progress report in) before the clock starts
-        jobs = await s.db.recent_jobs(busy_user.id, 1)
+        jobs = await s.db.recent_jobs(busy_user.id, 1, platform="telegram")
         if jobs and jobs[0].state is JobState.RUNNING and (jobs[0].progress or 0) > 0:
             break
         await asyncio.sleep(0.2)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(args.photos):
         user = tg.user(f"User{i}")
         group = i % 2 == 1
@@ -87,9 +90,9 @@ async def _measure(tg: FakeTelegram, s, args: argparse.Namespace) -> dict[str, o
         caption = f"/style@{tg.bot.username} {style}" if group else style
         sent = time.monotonic()
         message = await tg.send_photo(user, chat, images[i % len(images)], caption=caption)
-        text = await tg.wait_for("sendMessage", lambda c, chat=chat: _in(c, chat.id), timeout=60)
-        picture = await tg.wait_for("sendPhoto", lambda c, chat=chat: _in(c, chat.id) and c.ok, timeout=60)
-        busy = (await s.db.recent_jobs(busy_user.id, 1))[0]
+        text = await tg.wait_for("sendMessage", _to(chat.id), timeout=60)
+        picture = await tg.wait_for("sendPhoto", _to(chat.id, ok=True), timeout=60)
+        busy = (await s.db.recent_jobs(busy_user.id, 1, platform="telegram"))[0]
         rows.append(
             {
                 "chat": "group" if group else "private",
@@ -111,11 +114,12 @@ async def _measure(tg: FakeTelegram, s, args: argparse.Namespace) -> dict[str, o
     }
 
 
-def _in(call, chat_id: int) -> bool:  # type: ignore[no-untyped-def]
-    return int(call.params.get("chat_id", 0)) == chat_id
+def _to(chat_id: int, *, ok: bool = False) -> Callable[[Any], bool]:
+    """A ``wait_for`` test: a call to ``chat_id`` (answered successfully, with ``ok``)."""
+    return lambda call: int(call.params.get("chat_id", 0)) == chat_id and (call.ok or not ok)
 
 
-def markdown(report: dict) -> str:  # type: ignore[type-arg]
+def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"{report['photos']} photos ({report['quality']}), each while another job was painting: "
         f"{report['all_while_painting']}",

@@ -34,6 +34,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.engine import PAINTING, PHOTO, REPO, RESULTS, SHARED, _machine, _quality, _sync
 
@@ -98,13 +99,22 @@ def main() -> int:
 class Plan:
     """Sizes and counts: the real ones, or tiny ones for the dry run on the CPU."""
 
-    def __init__(self, *, tiers, batch_sizes, batch_side, steps, time_scale, load_args) -> None:  # type: ignore[no-untyped-def]
-        self.tiers: tuple[tuple[str, int], ...] = tiers
-        self.batch_sizes: tuple[int, ...] = batch_sizes
-        self.batch_side: int = batch_side
-        self.steps: int | None = steps  # None: the tier's own
-        self.time_scale: float = time_scale
-        self.load_args: list[str] = load_args
+    def __init__(
+        self,
+        *,
+        tiers: tuple[tuple[str, int], ...],
+        batch_sizes: tuple[int, ...],
+        batch_side: int,
+        steps: int | None,  # None: the tier's own
+        time_scale: float,
+        load_args: list[str],
+    ) -> None:
+        self.tiers = tiers
+        self.batch_sizes = batch_sizes
+        self.batch_side = batch_side
+        self.steps = steps
+        self.time_scale = time_scale
+        self.load_args = load_args
 
     @classmethod
     def full(cls) -> Plan:
@@ -321,7 +331,7 @@ def _describe(device: str) -> str:
     return describe(resolve_device(device))
 
 
-def markdown(report: dict) -> str:  # type: ignore[type-arg]
+def markdown(report: dict[str, Any]) -> str:
     """The tables for docs/benchmarks.md."""
     lines = [
         f"GPU run{' (dry run on the CPU: the script, not the numbers)' if report['dry_run'] else ''}: "

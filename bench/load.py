@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -84,9 +85,9 @@ def photos() -> list[bytes]:
     return result
 
 
-def bench_settings(tg: FakeTelegram, tmp: str, **overrides: object) -> Settings:
+def bench_settings(tg: FakeTelegram, tmp: str, **overrides: Any) -> Settings:
     """The real bot against the stand-in, its data in ``tmp``, the shared paintings (no downloads)."""
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         telegram_bot_token=tg.token,
         telegram_api_url=tg.root_url,
         database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
@@ -151,13 +152,13 @@ async def _load(tg: FakeTelegram, s: Services, args: argparse.Namespace) -> dict
         call = await tg.wait_for("sendPhoto", lambda c: c.ok, timeout=args.timeout)
         delivered[_replied_to(call)] = call.time
     elapsed = time.monotonic() - started
-    jobs = [j for u in users for j in await s.db.recent_jobs(u.id, args.jobs_per_user)]
+    jobs = [j for u in users for j in await s.db.recent_jobs(u.id, args.jobs_per_user, platform="telegram")]
     waits = [(j.started_at - j.created_at).total_seconds() for j in jobs if j.started_at]
     engine = [j.engine_seconds for j in jobs if j.engine_seconds]
     latency = [delivered[m] - sent[m] for m in sent]
     ack = [answered[m] - sent[m] for m in sent if m in answered]
     status = s.queue.status()
-    worker_info = getattr(s.queue, "worker_info", lambda: [])()
+    worker_info: list[Any] = getattr(s.queue, "worker_info", lambda: [])()
     return {
         "device": worker_info[0].description if worker_info else "unknown",
         "workers": status.workers,
@@ -194,7 +195,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def markdown(report: dict) -> str:  # type: ignore[type-arg]
+def markdown(report: dict[str, Any]) -> str:
     """The table of one run, or of several side by side (``{"runs": [...]}``)."""
     if "runs" in report:
         return side_by_side(report["runs"])
@@ -214,7 +215,7 @@ def markdown(report: dict) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
-def side_by_side(runs: list[dict]) -> str:  # type: ignore[type-arg]
+def side_by_side(runs: list[dict[str, Any]]) -> str:
     """Runs that differ in batch size, one column each."""
     first = runs[0]
     lines = [

@@ -27,6 +27,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from engine.api import Engine
+    from engine.protocol import Progress, StylizeRequest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "images"
@@ -152,7 +159,7 @@ def _init(device: str, pairs: list[tuple[str, str]]) -> dict[str, object]:
     return {"curves": curves, "summary": summary}
 
 
-def _curves(eng, pairs: list[tuple[str, str]]) -> dict[str, dict[str, list[list[float]]]]:  # type: ignore[no-untyped-def]
+def _curves(eng: Engine, pairs: list[tuple[str, str]]) -> dict[str, dict[str, list[list[float]]]]:
     from PIL import Image
 
     from engine.protocol import StyleSettings, StyleSource, StylizeRequest
@@ -167,7 +174,7 @@ def _curves(eng, pairs: list[tuple[str, str]]) -> dict[str, dict[str, list[list[
         for init in INITS:
             snapshots: list[tuple[int, bytes]] = []
 
-            def keep(report, snapshots=snapshots) -> None:  # type: ignore[no-untyped-def]
+            def keep(report: Progress, snapshots: list[tuple[int, bytes]] = snapshots) -> None:
                 if report.preview is not None:
                     snapshots.append((report.step, report.preview))
 
@@ -189,7 +196,7 @@ def _curves(eng, pairs: list[tuple[str, str]]) -> dict[str, dict[str, list[list[
     return curves
 
 
-def _measure(data: bytes, photo, painting) -> list[float]:  # type: ignore[no-untyped-def]
+def _measure(data: bytes, photo: PILImage, painting: PILImage) -> list[float]:
     """Both distances of one snapshot, seen at the final size (a 128 px one upsampled)."""
     from PIL import Image
 
@@ -203,7 +210,7 @@ def _measure(data: bytes, photo, painting) -> list[float]:  # type: ignore[no-un
     return [round(style_distance(image, painting), 5), round(content_distance(image, photo), 5)]
 
 
-def _start_image(eng, request, init: str) -> bytes | None:  # type: ignore[no-untyped-def]
+def _start_image(eng: Engine, request: StylizeRequest, init: str) -> bytes | None:
     """Step 0: the photo or the sketch at the evaluated size (the noise start says nothing)."""
     from engine.images import decode_image, encode_image, resize_to
     from engine.sketch import SketchStyle
@@ -212,7 +219,9 @@ def _start_image(eng, request, init: str) -> bytes | None:  # type: ignore[no-un
     if init == "content":
         return encode_image(resize_to(photo, EVAL_SIDE), "png")
     if init == "sketch":
-        painting = decode_image(request.styles[0].image)
+        style = request.styles[0].image
+        assert style is not None, "the pairs are image styles"
+        painting = decode_image(style)
         sketch = eng.sketcher.sketch(photo, [SketchStyle(painting)], side=EVAL_SIDE)
         return encode_image(sketch, "png")
     return None
@@ -300,7 +309,7 @@ def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
     eng = Engine(device=device, styles_dir=SHARED / "styles", output_max_side=2048)
     eng.load_model()
     tier = engine.api.TIERS["normal"]
-    rows = []
+    rows: list[dict[str, object]] = []
 
     def run(name: str, init: str, side: int) -> Image.Image:
         settings = StyleSettings(quality="normal", size=side, init=init)
@@ -339,11 +348,11 @@ def _schedules(device: str, pair: tuple[str, str]) -> list[dict[str, object]]:
     return rows
 
 
-def _markdown(report: dict) -> str:  # type: ignore[type-arg]
+def _markdown(report: dict[str, Any]) -> str:
     lines = [f"Device: {report['device']}, torch {report['torch']}", ""]
     sections = [(k, v) for k, v in report.items() if k in ("speed", "schedules")]
     if isinstance(report.get("init"), dict):
-        sections.append(("init", report["init"]["summary"]))  # type: ignore[index]
+        sections.append(("init", report["init"]["summary"]))
     for name, rows in sections:
         keys = list(dict.fromkeys(k for row in rows for k in row))
         lines += [f"### {name}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

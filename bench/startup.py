@@ -156,7 +156,7 @@ def import_totals(importtime: str) -> dict[str, float]:
         if not match:
             continue
         depth = len(match.group(2))
-        children = []
+        children: list[Any] = []
         while stack and stack[-1][0] > depth:
             children.insert(0, stack.pop()[1])
         stack.append((depth, (match.group(3), int(match.group(1)) / 1e6, children)))
@@ -211,7 +211,7 @@ class _Timers:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        entry = [name, time.perf_counter(), 0.0]
+        entry: list[Any] = [name, time.perf_counter(), 0.0]
         self.stack.append(entry)
         try:
             yield

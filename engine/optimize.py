@@ -53,7 +53,7 @@ class StepInfo:
         row = self.items.index(index)
         whole = self.losses
         return StepInfo(
-            self.step, self.image[row : row + 1], lambda: {k: v[row] for k, v in whole().items()},
+            self.step, self.image[row : row + 1], lambda: {k: [v[row]] for k, v in whole().items()},
             (index,),
         )  # fmt: skip
 

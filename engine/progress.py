@@ -96,7 +96,8 @@ class ProgressTracker:
         self.check_cancel()
         preview_due = self.preview_every > 0 and self.step % self.preview_every == 0
         if preview_due or now - self._last_report >= REPORT_INTERVAL:
-            self._report(info.losses(), info.image if preview_due else None)
+            losses = {term: values[0] for term, values in info.losses().items()}  # one image (item())
+            self._report(losses, info.image if preview_due else None)
         self._step_started = self.clock()
         if now >= self._deadlines[self._scale]:
             raise StopScale

@@ -303,7 +303,8 @@ class StyleStore:
         title_size = max(10, min(thumb // 11, id_size - 2))
         id_font = ImageFont.load_default(size=id_size)
         title_font = ImageFont.load_default(size=title_size)
-        number_font = ImageFont.load_default(size=max(12, thumb // 7))
+        number_size = max(12, thumb // 7)
+        number_font = ImageFont.load_default(size=number_size)
         cell_h = thumb + 2 * pad + id_size + title_size + pad // 2
         rows = math.ceil(len(presets) / columns)
         sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (250, 250, 247))
@@ -319,7 +320,7 @@ class StyleStore:
             else:
                 sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
             if numbered:
-                radius = number_font.size * 0.8
+                radius = number_size * 0.8
                 centre = (x + radius + 2, y + radius + 2)
                 box = (centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius)
                 draw.ellipse(box, fill=(20, 20, 20), outline=(250, 250, 247), width=2)
