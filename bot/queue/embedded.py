@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import multiprocessing
 import threading
@@ -76,16 +77,15 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database, JobRecord, JobState
-from bot.queue.base import RESTART_REASON, JobEvents, JobQueue, QueueStatus, smallest_limits
-from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for
+from bot.db import Database, JobRecord
+from bot.queue.base import QueueStatus, smallest_limits
+from bot.queue.dispatcher import Dispatcher, Held
+from bot.queue.ledger import discard
 from bot.queue.scheduling import batch_limit, fair_order, next_batch
-from engine.errors import Cancelled
 from engine.protocol import Progress
 from engine.workers import pipe, wire
 from engine.workers.batching import parse_limits
 from engine.workers.runner import WorkerOptions
-from engine.workers.wire import BadReportError, InputLostError, ResultReport, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -166,27 +166,6 @@ class _WorkerLost(Exception):
 
 
 @dataclass
-class _Job:
-    """A job a slot holds: sent to its worker, started or not."""
-
-    record: JobRecord  # the row as it was assigned
-    ticket: Ticket
-    started: bool = False  # the worker reported ``started`` and the ledger claimed the row
-    cancel_at: float | None = None  # when the worker was asked to stop it
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def staged(self) -> Path | None:
-        return None if self.ticket.result_path is None else Path(self.ticket.result_path)
-
-    def __str__(self) -> str:
-        return f"job {self.record.id} (user {self.record.user_id})"
-
-
-@dataclass
 class _Slot:
     index: int
     name: str
@@ -197,9 +176,8 @@ class _Slot:
     process: BaseProcess | None = None
     conn: Connection | None = None
     reader: threading.Thread | None = None
-    jobs: dict[int, _Job] = field(default_factory=dict)  # job id → the job; an assignment's jobs
+    jobs: dict[int, Held] = field(default_factory=dict)  # job id → the job; an assignment's jobs
     assigned: list[JobRecord] = field(default_factory=list)  # given by the dispatcher, not sent yet
-    last_heard: float = 0.0  # monotonic time of the worker's last sign of life: the stall clock
     last_jobs: list[JobRecord] = field(default_factory=list)  # what an idle worker ran last
     description: str | None = None
     gpus: int = 0
@@ -237,8 +215,10 @@ def _describe_exit(code: int | None) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
-class EmbeddedQueue(JobQueue):
+class EmbeddedQueue(Dispatcher):
     """Local worker processes fed from the database; see the module docstring."""
+
+    backend = "embedded"
 
     def __init__(
         self,
@@ -254,56 +234,34 @@ class EmbeddedQueue(JobQueue):
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1 (or None for automatic)")
-        super().__init__()
-        self._db = db
+        super().__init__(
+            db,
+            results_dir=results_dir,
+            stall_seconds=stall_seconds,
+            progress_write_interval=progress_write_interval,
+        )
         self._options = worker_options
-        self._results_dir = results_dir
         self._workers = workers
-        self.stall_seconds = stall_seconds
         self.start_timeout = start_timeout
-        self.progress_write_interval = progress_write_interval
         self.cancel_grace = cancel_grace
         self._context = multiprocessing.get_context("spawn")  # CUDA does not survive fork
         self._slots: list[_Slot] = []
-        self._wake = asyncio.Event()
+        self._woken = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
-        self._ledger: Ledger | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._expanded = workers is not None  # the auto worker count is settled
-        self._started = False
-        self._stopping = False
 
-    @property
-    def ledger(self) -> Ledger:
-        assert self._ledger is not None, "the queue is not started"
-        return self._ledger
+    # ----- the transport's part of the Dispatcher -----
 
-    # ----- the JobQueue interface -----
-
-    async def start(self, events: JobEvents) -> None:
-        if self._started:
-            raise RuntimeError("an EmbeddedQueue is started once")
-        self._started = True
-        self._loop = asyncio.get_running_loop()
-        self._ledger = Ledger(
-            self._db,
-            events,
-            results_dir=self._results_dir,
-            progress_write_interval=self.progress_write_interval,
-        )
-        if await self._ledger.recover():
-            self._wake.set()
+    async def _begin(self) -> None:
+        if await self.ledger.recover():
+            self._wake()
         count = self._workers or 1
         log.info("embedded queue: starting %d worker(s) on %s", count, self._options.device)
         for _ in range(count):
             self._add_slot(self._options.device)
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="embedded-queue-dispatcher")
 
-    async def stop(self) -> None:
-        if not self._started or self._stopping:
-            return
-        self._stopping = True
-        log.info("embedded queue: stopping")
+    async def _end(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
@@ -318,22 +276,20 @@ class EmbeddedQueue(JobQueue):
             await asyncio.gather(*tasks, return_exceptions=True)
         for slot in self._slots:
             self._kill_now(slot)
-        if self._ledger is not None:
-            await self._ledger.close(STOP_TIMEOUT)
-        log.info("embedded queue: stopped")
 
-    async def submit(self, job_id: int) -> None:
-        log.debug("job %d: submitted", job_id)
-        self._wake.set()
-        self.ledger.queue_changed()  # a newcomer may go ahead of a busy user's jobs
+    def _stop_timeout(self) -> float:
+        return STOP_TIMEOUT
 
-    async def cancel(self, job_id: int) -> JobRecord | None:
-        record = await self.ledger.cancel(job_id)
-        slot = next((s for s in self._slots if job_id in s.held()), None)
-        if record is not None and slot is not None:
-            slot.inbox.put_nowait(_Cancel(job_id))
-        self._wake.set()
-        return record
+    def _wake(self) -> None:
+        self._woken.set()
+
+    def _stop_job(self, job_id: int) -> None:
+        for slot in self._slots:
+            if job_id in slot.held():
+                slot.inbox.put_nowait(_Cancel(job_id))
+
+    def _held_ids(self) -> set[int]:
+        return {job_id for slot in self._slots for job_id in slot.held()}
 
     def status(self) -> QueueStatus:
         usable = [s for s in self._slots if s.state in USABLE]
@@ -455,11 +411,8 @@ class EmbeddedQueue(JobQueue):
         return await self._await_hello(slot, generation)
 
     def _poster(self, slot: _Slot) -> Callable[[_FromWorker], None]:
-        loop = self._loop
-        assert loop is not None
-
         def post(event: _FromWorker) -> None:
-            loop.call_soon_threadsafe(slot.inbox.put_nowait, event)
+            self._post(slot.inbox, event)
 
         return post
 
@@ -487,7 +440,7 @@ class EmbeddedQueue(JobQueue):
         slot.state = _State.IDLE
         if not self._expanded and slot.index == 0:
             self._expand(slot)
-        self._wake.set()
+        self._wake()
 
     async def _back_off(self, slot: _Slot) -> None:
         """Pause before the next start after failures in a row: 1, 2, 4 ... ``BACKOFF_MAX`` seconds."""
@@ -543,7 +496,7 @@ class EmbeddedQueue(JobQueue):
         """Seconds until the worker counts as hung (or as ignoring a cancel); None when it holds no job."""
         if not slot.jobs or slot.state is not _State.BUSY:
             return None
-        deadline = slot.last_heard + self.stall_seconds
+        deadline = min(job.last_heard for job in slot.jobs.values()) + self.stall_seconds
         for job in slot.jobs.values():
             if job.cancel_at is not None:
                 deadline = min(deadline, job.cancel_at + self.cancel_grace)
@@ -555,7 +508,7 @@ class EmbeddedQueue(JobQueue):
             j.cancel_at is not None and now >= j.cancel_at + self.cancel_grace for j in slot.jobs.values()
         ):
             return f"the worker did not stop within {self.cancel_grace:g} s of a cancel"
-        return f"the worker sent nothing for {self.stall_seconds:g} s (hung)"
+        return self._stall_reason()
 
     async def _replace(self, slot: _Slot, reason: str) -> None:
         """The worker is lost: end its process and lose its started jobs (the ledger retries or fails
@@ -571,12 +524,11 @@ class EmbeddedQueue(JobQueue):
             discard(job.staged)
             if not job.started:
                 continue
-            log.error("%s on %s: worker lost: %s", job, slot.name, reason)
             try:
-                await self.ledger.lose(job.id, reason)
+                await self._lose(job, reason)
             except Exception:
                 log.exception("%s: could not be requeued; the next start will recover it", job)
-        self._wake.set()
+        self._wake()
 
     async def _shut_down(self, slot: _Slot) -> None:
         """At stop(): reports already received are handled; an idle worker is asked to exit, a busy or
@@ -596,11 +548,7 @@ class EmbeddedQueue(JobQueue):
         await self._end_process(slot, grace=STOP_TIMEOUT if listening else 0.0)
         jobs, slot.jobs = list(slot.jobs.values()), {}
         slot.state = _State.STOPPED
-        for job in jobs:
-            discard(job.staged)
-            if job.started and job.cancel_at is None:
-                with contextlib.suppress(Exception):
-                    await self.ledger.release(job.id, RESTART_REASON)
+        await self._release(jobs)
 
     async def _end_process(self, slot: _Slot, *, grace: float) -> None:
         """End the slot's process: with ``grace``, ask it (``None``) and wait that long; then SIGTERM,
@@ -662,20 +610,17 @@ class EmbeddedQueue(JobQueue):
         if self._stopping:
             return
         for record in records:
-            try:
-                ticket = ticket_for(record, by_reference=True)
-            except InputLostError as err:
-                await self.ledger.fail(record.id, err.code, str(err))
-                continue
-            slot.jobs[record.id] = _Job(record, ticket)
+            ticket = await self._ticket(record, by_reference=True)
+            if ticket is not None:
+                slot.jobs[record.id] = Held(record, ticket, sent_at=time.monotonic())
         if not slot.jobs:
             self._free(slot)
             return
         slot.state = _State.BUSY
-        slot.last_heard = time.monotonic()
-        tickets = [job.ticket.to_dict() for job in slot.jobs.values()]
+        self._heard(slot.jobs.values())
+        tickets = [job.ticket.to_dict() for job in slot.jobs.values() if job.ticket is not None]
         await self._send(slot, (wire.ASSIGN, tickets))
-        slot.last_heard = time.monotonic()
+        self._heard(slot.jobs.values())
 
     async def _on_message(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -685,58 +630,29 @@ class EmbeddedQueue(JobQueue):
         if job is None:
             log.info("%s: ignored a %r message for job %r, not one it holds", slot.name, kind, message[1:2])
             return
-        slot.last_heard = time.monotonic()
+        self._heard(slot.jobs.values())
         if kind == wire.STARTED:
-            await self._on_started(slot, job)
+            if not await self._on_started(job, slot.name) and job.cancel_at is None:
+                await self._request_cancel(slot, job)  # cancelled before it started: it must not paint
         elif kind == wire.PROGRESS:
-            if job.cancel_at is None and job.started:
-                progress = _progress(message[2])
-                if progress is not None and not await self.ledger.progress(job.id, progress):
-                    await self._request_cancel(slot, job)  # cancelled behind the queue's back
+            progress = _progress(message[2])
+            if progress is not None and not await self._on_progress(job, progress):
+                await self._request_cancel(slot, job)  # cancelled behind the queue's back
         elif kind == wire.DONE:
-            await self._on_done(slot, job, message[2])
+            self._end_job(slot, job)
+            await self._on_done(job, message[2])
         elif kind == wire.FAILED:
-            await self._on_failed(slot, job, str(message[2]), str(message[3]))
+            code, text = str(message[2]), str(message[3])
+            if code == wire.DEVICE_ERROR:
+                raise _WorkerLost(f"the device failed ({text})")
+            self._end_job(slot, job)
+            await self._on_failed(job, code, text)
         else:
             log.warning("%s: unknown message %r from the worker", slot.name, kind)
 
-    async def _on_started(self, slot: _Slot, job: _Job) -> None:
-        if job.started:
-            return
-        if job.cancel_at is None and await self.ledger.start(job.id, slot.name) is not None:
-            job.started = True
-            return
-        if job.cancel_at is None:  # cancelled before it started: the worker must not paint it
-            await self._request_cancel(slot, job)
-
-    async def _on_done(self, slot: _Slot, job: _Job, report: Any) -> None:
-        self._end_job(slot, job)
-        slot.failures = 0
-        if not job.started or job.cancel_at is not None:
-            log.info("%s on %s: result dropped, the job was cancelled", job, slot.name)
-            discard(job.staged)
-            return
-        try:
-            parsed = ResultReport.from_dict(report)
-        except BadReportError as err:
-            discard(job.staged)
-            await self.ledger.fail(job.id, BAD_RESULT, f"the worker's result was refused: {err}")
-            return
-        await self.ledger.finish(job.id, parsed, staged=job.staged)
-
-    async def _on_failed(self, slot: _Slot, job: _Job, code: str, message: str) -> None:
-        if code == wire.DEVICE_ERROR:
-            raise _WorkerLost(f"the device failed ({message})")
-        self._end_job(slot, job)
-        slot.failures = 0
-        discard(job.staged)
-        if job.cancel_at is not None and code == Cancelled.code:
-            log.info("%s on %s: stopped after a cancel", job, slot.name)
-        elif job.cancel_at is None:
-            await self.ledger.fail(job.id, code, message)
-
-    def _end_job(self, slot: _Slot, job: _Job) -> None:
+    def _end_job(self, slot: _Slot, job: Held) -> None:
         del slot.jobs[job.id]
+        slot.failures = 0
         slot.last_jobs.append(job.record)
         if not slot.jobs:
             self._free(slot)
@@ -744,10 +660,10 @@ class EmbeddedQueue(JobQueue):
     def _free(self, slot: _Slot) -> None:
         """The worker is ready for the next assignment."""
         slot.state = _State.IDLE
-        self._wake.set()
+        self._wake()
         self.ledger.queue_changed()
 
-    async def _request_cancel(self, slot: _Slot, job: _Job) -> None:
+    async def _request_cancel(self, slot: _Slot, job: Held) -> None:
         """The worker stops the job at the engine's next step; ``cancel_grace`` later it counts as hung."""
         job.cancel_at = time.monotonic()
         await self._send(slot, (wire.CANCEL, [job.id]))
@@ -758,12 +674,10 @@ class EmbeddedQueue(JobQueue):
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_SECONDS):
-                    await self._wake.wait()
-            self._wake.clear()
+                    await self._woken.wait()
+            self._woken.clear()
             try:
-                await self._dispatch()
-                held = {job_id for slot in self._slots for job_id in slot.held()}
-                await self.ledger.reconcile(held | self.sketch_claims)
+                await self._tick()
             except Exception:
                 log.exception("embedded queue: dispatching failed; trying again")
 
@@ -777,19 +691,18 @@ class EmbeddedQueue(JobQueue):
         """
         if not self._idle_slots():
             return
-        active = await self._db.queued_and_running()
+        queued, running = await self._active(self._held_ids())
         idle = self._idle_slots()  # again: slots changed while the database answered
         if self._stopping or not idle:
             return
-        held = {job_id for slot in self._slots for job_id in slot.held()}
-        queued = [j for j in active if j.state is JobState.QUEUED and j.id not in held]
-        running = [j for j in active if j.state is JobState.RUNNING or j.id in held]
+        held = self._held_ids()
+        queued = [j for j in queued if j.id not in held]
         running += [job for slot in idle for job in slot.last_jobs]
         order = fair_order(queued, running)
         for slot in idle:
             slot.last_jobs = []
         for slot in idle:
-            batch = next_batch(order, lambda job, limits=slot.batch_limits: batch_limit(limits, job))
+            batch = next_batch(order, functools.partial(batch_limit, slot.batch_limits))
             if not batch:
                 break
             order = order[len(batch) :]
@@ -804,7 +717,7 @@ class EmbeddedQueue(JobQueue):
         """Jobs assigned to a slot that cannot take them stay queued for another."""
         if slot.assigned:
             slot.assigned = []
-            self._wake.set()
+            self._wake()
 
 
 def _progress(data: Any) -> Progress | None:

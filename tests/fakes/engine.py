@@ -8,6 +8,7 @@ Tests say what a job should do by putting a marker line in front of the photo::
     marked("SLOW", photo)                  # 10,000 steps, honouring cancel (raises ``Cancelled``)
     marked("CUDAERR")                      # RuntimeError("CUDA error: an illegal memory access ...")
     marked("BADIMG")                       # engine.errors.CorruptImageError
+    marked("QUIT", photo, once=flag)       # raises ``Cancelled`` after one step though nobody cancelled
 
 A plain image (no marker) takes ``settings.steps`` steps (default 5) of ``step_seconds`` each, with a
 progress report per step, and comes back as a PNG of the photo's negative, so a test can tell that the
@@ -36,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from engine.errors import Cancelled, CorruptImageError, StylebotError, StyleUnavailableError
 from engine.protocol import Progress, StylizeRequest, StylizeResult, batch_group
 
-MARKERS = ("CRASH", "HANG", "SLOW", "CUDAERR", "BADIMG")
+MARKERS = ("CRASH", "HANG", "SLOW", "CUDAERR", "BADIMG", "QUIT")
 DEFAULT_STEPS = 5
 SLOW_STEPS = 10_000
 STEP_SECONDS = 0.02
@@ -231,6 +232,8 @@ class FakeEngine:
             raise RuntimeError(CUDA_ERROR)
         if act == "HANG":
             _sleep_forever()
+        if act == "QUIT":
+            raise Cancelled("the engine stopped by itself (fake QUIT)")
 
 
 class _Run:

@@ -330,6 +330,25 @@ async def test_a_cuda_error_restarts_the_worker_and_retries_the_job(
     assert queue.worker_info()[0].starts == 2
 
 
+async def test_a_cancelled_report_nobody_asked_for_retries_the_job(
+    start_queue: StartQueue, jobs: Jobs, db: Database
+) -> None:
+    """A worker that says "cancelled" for a job nobody cancelled lost the job (its engine stopped by
+    itself): the job is retried, as on the Celery queue (``test_celery``'s twin), not failed; the worker
+    goes on."""
+    queue, events = await start_queue()
+    job = await jobs.add(marked("QUIT", jobs.photo, once=jobs.flag()))
+    await queue.submit(job.id)
+
+    assert await events.painted(job.id) == invert(jobs.photo)
+    assert events.names(job.id) == ["started", "retrying", "started", "finished"]
+    assert "stopped the job by itself" in await events.retrying(job.id)
+    record = await db.get_job(job.id)
+    assert record is not None
+    assert (record.state, record.attempts) == (JobState.DONE, 2)
+    assert queue.worker_info()[0].starts == 1  # the worker itself is fine
+
+
 async def test_a_bad_image_fails_the_job_but_not_the_worker(
     start_queue: StartQueue, jobs: Jobs, db: Database
 ) -> None:
@@ -530,6 +549,7 @@ async def test_the_real_engine_in_a_worker(db: Database, jobs: Jobs, tmp_path: P
     content = tmp_path / "photo.png"
     content.write_bytes(encode(photo(64, 48)))
     job = await db.create_job(
+        platform="telegram",
         user_id=1,
         chat_id=1,
         chat_type="private",
