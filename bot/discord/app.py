@@ -21,6 +21,7 @@ from bot.context import Services
 from bot.discord import commands
 from bot.discord.frontend import AgainButton, CancelButton, DiscordFrontend, FigureButton, KeepButton
 from bot.discord.markdown import markdown
+from bot.discord.translator import TextsTranslator
 from bot.redaction import protect
 from bot.texts import language_for, text
 
@@ -60,6 +61,7 @@ class StylebotClient(discord.Client):
     async def setup_hook(self) -> None:
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.
         self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton)
+        await self.tree.set_translator(TextsTranslator())  # Russian command names for Russian clients
         await self.tree.sync()
         self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
 
