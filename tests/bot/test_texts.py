@@ -23,6 +23,7 @@ from bot.texts import (
 
 BOT = Path(__file__).resolve().parents[2] / "bot"
 CALL = re.compile(r'\b(?:say|text)\([^,()]+,\s*"([a-z_]+)"([^)]*)\)')
+REFUSAL = re.compile(r'\b(?:Refused|super\(\)\.__init__)\(\s*"([a-z_]+)"')  # bot/services: a text's key
 
 # Each counting text, the word that follows the number in its forms for 1, 2 and 5: in Russian 21 takes
 # the first (like 1), 22 the second (like 2), 11-14, 25 and 111 the third (like 5).
@@ -136,6 +137,8 @@ def code_calls() -> list[tuple[str, str]]:
 
 def test_every_literal_key_in_the_code_exists() -> None:
     used = {key for key, _ in code_calls()}
+    for path in (BOT / "services").rglob("*.py"):
+        used |= set(REFUSAL.findall(path.read_text()))
     assert used <= set(catalog(DEFAULT_LANGUAGE)), used - set(catalog(DEFAULT_LANGUAGE))
 
 
