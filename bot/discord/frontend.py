@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 
 TOKEN_MARGIN = timedelta(seconds=30)  # stop using an interaction's token this long before it expires
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord lets a bot upload without boosts
+UNKNOWN_MESSAGE = 10008  # Discord's error code: the message (here: a job's status) was deleted
+
+
+def token_refused(err: discord.HTTPException) -> bool:
+    """Discord's answer to a token that stopped working before its 15 minutes: 401 (Invalid Webhook Token),
+    or 404 for the token itself (Unknown Webhook, Unknown Interaction) rather than for a deleted message."""
+    return err.status == 401 or (err.status == 404 and err.code != UNKNOWN_MESSAGE)
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:(?P<job>[0-9]{1,10})"):
@@ -161,6 +168,7 @@ class _Live:
     shown: _View | None = None  # with the picture on screen, whichever edit put it there
     shown_at: float = float("-inf")
     pending: _View | None = None
+    gone: bool = False  # the status was deleted (by a moderator, say): no more edits to it
     timer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -227,6 +235,10 @@ class DiscordFrontend:
                 self._early[job.id] = _View(markdown(text), preview, keep=keep)
             return
         live = self._entry(job)
+        if live.gone:
+            if final:
+                self._live.pop(job.id, None)
+            return
         if live.pending is not None and live.pending.preview and not preview:
             preview = live.pending.preview  # a newer text must not drop a picture not yet shown
         live.pending = _View(markdown(text), preview, final, keep)
@@ -271,13 +283,13 @@ class DiscordFrontend:
                 try:
                     await self._edit(job, live, **fields)
                 except discord.NotFound:
-                    log.info("job %d: its response is gone; no more updates", job.id)
-                    self._live.pop(job.id, None)
-                    return
+                    log.info("job %d: its status was deleted; no more updates to it", job.id)
+                    live.gone = True
                 except discord.HTTPException as err:
                     log.warning("job %d: status update failed: %s", job.id, err)
                     return
-                live.shown, live.shown_at = target, _now()
+                else:
+                    live.shown, live.shown_at = target, _now()
             if view.final:
                 self._live.pop(job.id, None)
 
@@ -288,8 +300,12 @@ class DiscordFrontend:
             try:
                 await live.interaction.edit_original_response(**fields)  # type: ignore[arg-type]
                 return
-            except (discord.NotFound, discord.Unauthorized) as err:  # the token died before its time
-                log.info("job %d: the interaction token no longer works (%s)", job.id, err)
+            except discord.HTTPException as err:
+                if not token_refused(err):
+                    raise  # a deleted status (NotFound) or a failure of the moment: the caller decides
+                log.info(
+                    "job %d: the interaction token no longer works (%s); editing as a message", job.id, err
+                )
                 live.interaction = None
         if job.status_message_id is not None:
             channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
@@ -303,7 +319,7 @@ class DiscordFrontend:
         if live is not None and live.timer is not None:
             live.timer.cancel()
             live.timer = None
-        if job.status_message_id is None:
+        if job.status_message_id is None or (live is not None and live.gone):
             self._live.pop(job.id, None)
             return
         live = self._entry(job)
@@ -324,10 +340,10 @@ class DiscordFrontend:
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def tell(self, job: JobRecord, message: str) -> None:
+    async def tell(self, job: JobRecord, text: str) -> None:
         with contextlib.suppress(discord.HTTPException):
             channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-            await channel.send(f"<@{job.user_id}> {markdown(message)}")
+            await channel.send(f"<@{job.user_id}> {markdown(text)}")
 
     async def deliver_animation(self, job: JobRecord, path: Path) -> None:
         """A figure's GIF, after its result, in the job's channel; best effort."""
@@ -362,11 +378,12 @@ class DiscordFrontend:
                 sent = await live.interaction.followup.send(
                     content, file=upload(), allowed_mentions=mentions, view=view, wait=True
                 )
-            except (discord.NotFound, discord.Unauthorized) as err:
-                log.info("job %d: the token no longer works (%s); sending to the channel", job.id, err)
             except discord.HTTPException as err:
-                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-                return None
+                if not (token_refused(err) or isinstance(err, discord.NotFound)):
+                    log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
+                    return None
+                log.info("job %d: the token no longer works (%s); sending to the channel", job.id, err)
+                live.interaction = None
         if sent is None:
             try:
                 channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
