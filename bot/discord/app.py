@@ -1,4 +1,5 @@
-"""The discord.py client over the shared core: commands, the job buttons, start-up and shutdown.
+"""The discord.py client over the shared core: the commands of every feature module, the job buttons,
+start-up and shutdown.
 
 ``running(settings, core)`` logs in (after pointing discord.py at ``DISCORD_API_URL`` and
 ``DISCORD_GATEWAY_URL``), connects in the background, syncs the commands and adds the Discord front end to
@@ -18,14 +19,34 @@ from discord import app_commands
 
 from bot.config import Settings
 from bot.context import Services
-from bot.discord import commands
-from bot.discord.frontend import AgainButton, CancelButton, DiscordFrontend, FigureButton, KeepButton
-from bot.discord.markdown import markdown
+from bot.discord.common import refuse, say
+from bot.discord.figures import AgainButton, FigureButton, forming_command, layers_command, strip_command
+from bot.discord.frontend import DiscordFrontend
+from bot.discord.paint import paint, paint_this, surprise_command
+from bot.discord.presets import preset
+from bot.discord.queue import CancelButton, cancel_command, queue_command
+from bot.discord.settings import settings_command
+from bot.discord.sketch import KeepButton
+from bot.discord.styles import styles_command, use_as_my_style
 from bot.discord.translator import TextsTranslator
 from bot.redaction import protect
-from bot.texts import language_for, text
 
 log = logging.getLogger(__name__)
+
+COMMANDS: tuple[app_commands.Command | app_commands.Group | app_commands.ContextMenu, ...] = (
+    paint,
+    strip_command,
+    layers_command,
+    forming_command,
+    surprise_command,
+    styles_command,
+    preset,
+    settings_command,
+    queue_command,
+    cancel_command,
+    paint_this,
+    use_as_my_style,
+)
 
 
 def use_endpoints(settings: Settings) -> None:
@@ -43,9 +64,8 @@ class StylebotTree(app_commands.CommandTree):
         log.error(
             "unexpected error (ref %s) for discord user %s", reference, interaction.user.id, exc_info=error
         )
-        message = markdown(text(language_for(str(interaction.locale)), "apology", ref=reference))
         with contextlib.suppress(discord.HTTPException):
-            await commands.refuse(interaction, message)  # ephemeral, even after a public deferral
+            await refuse(interaction, say(interaction, "apology", ref=reference))  # ephemeral, even deferred
 
 
 class StylebotClient(discord.Client):
@@ -54,9 +74,9 @@ class StylebotClient(discord.Client):
         self.settings = settings
         self.core = core
         self.tree = StylebotTree(self)
-        for command in (*commands.COMMANDS, *commands.CONTEXT_MENUS):
+        for command in COMMANDS:
             self.tree.add_command(command)
-        self.frontend = DiscordFrontend(self, core.db, interval=settings.discord_status_interval)
+        self.frontend = DiscordFrontend(self, interval=settings.discord_status_interval)
 
     async def setup_hook(self) -> None:
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.

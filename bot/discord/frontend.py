@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +23,12 @@ from pathlib import Path
 import discord
 from PIL import Image
 
-from bot import replies
-from bot.db import Database, JobRecord
+from bot.db import JobRecord
+from bot.discord.figures import result_view
 from bot.discord.markdown import markdown
+from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
 from bot.texts import duration, language_for, text
-from engine.protocol import FIGURES
 
 log = logging.getLogger(__name__)
 
@@ -42,111 +41,6 @@ def token_refused(err: discord.HTTPException) -> bool:
     """Discord's answer to a token that stopped working before its 15 minutes: 401 (Invalid Webhook Token),
     or 404 for the token itself (Unknown Webhook, Unknown Interaction) rather than for a deleted message."""
     return err.status == 401 or (err.status == 404 and err.code != UNKNOWN_MESSAGE)
-
-
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:(?P<job>[0-9]{1,10})"):
-    """The Cancel button under a job's status; only the job's owner may press it."""
-
-    def __init__(self, job_id: int, label: str = "Cancel") -> None:
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.danger, custom_id=f"cancel:{job_id}")
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> CancelButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.commands import cancel_pressed  # the handler lives with the other commands
-
-        await cancel_pressed(interaction, self.job_id)
-
-
-class KeepButton(discord.ui.DynamicItem[discord.ui.Button], template=r"keep:(?P<job>[0-9]{1,10})"):
-    """ "Keep the sketch" beside Cancel while a job waits long; only the job's owner may press it."""
-
-    def __init__(self, job_id: int, label: str = "Keep the sketch") -> None:
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.success, custom_id=f"keep:{job_id}")
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> KeepButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.commands import keep_pressed
-
-        await keep_pressed(interaction, self.job_id)
-
-
-class AgainButton(discord.ui.DynamicItem[discord.ui.Button], template=r"again:(?P<job>[0-9]{1,10})"):
-    """ "Another style" under a result: the kept photo painted again; only the job's owner may press it."""
-
-    def __init__(self, job_id: int, label: str = "Another style") -> None:
-        super().__init__(discord.ui.Button(label=label, custom_id=f"again:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> AgainButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.commands import again_pressed
-
-        await again_pressed(interaction, self.job_id)
-
-
-class FigureButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"fig:(?P<kind>{'|'.join(FIGURES)}):(?P<job>[0-9]{{1,10}})",
-):
-    """Strength strip, Layer strip, How it formed under a painting; only the job's owner may press them."""
-
-    def __init__(self, figure: str, job_id: int, label: str | None = None) -> None:
-        super().__init__(discord.ui.Button(label=label or figure, custom_id=f"fig:{figure}:{job_id}"))
-        self.figure, self.job_id = figure, job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> FigureButton:
-        return cls(match["kind"], int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.commands import figure_pressed
-
-        await figure_pressed(interaction, self.job_id, self.figure)
-
-
-def result_view(job: JobRecord) -> discord.ui.View:
-    """Under a result: another style, and under a plain painting (not a figure's own result) its figures
-    (as Telegram's ``bot.telegram.buttons.result``)."""
-    language = language_for(job.language_code)
-    view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(job.id, text(language, "again_button")))
-    if not job.settings.get("figure"):
-        for kind in FIGURES:
-            view.add_item(FigureButton(kind, job.id, text(language, f"{kind}_button")))
-    return view
-
-
-def cancel_view(job: JobRecord, *, keep: bool = False) -> discord.ui.View:
-    """Under an active job's status: "Keep the sketch" (while offered), then Cancel."""
-    language = language_for(job.language_code)
-    view = discord.ui.View(timeout=None)
-    if keep:
-        view.add_item(KeepButton(job.id, text(language, "keep_button")))
-    view.add_item(CancelButton(job.id, text(language, "cancel_button")))
-    return view
 
 
 @dataclass(frozen=True)
@@ -178,9 +72,8 @@ class DiscordFrontend:
 
     platform = DISCORD
 
-    def __init__(self, client: discord.Client, db: Database, *, interval: float) -> None:
+    def __init__(self, client: discord.Client, *, interval: float) -> None:
         self.client = client
-        self.db = db
         self.interval = interval
         self._live: dict[int, _Live] = {}
         self._early: dict[int, _View] = {}  # a sketch for a job whose response is not up yet
@@ -429,14 +322,3 @@ def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
             if out.tell() <= limit:
                 return out.getvalue(), "stylebot.jpg"
         scale *= 0.8
-
-
-__all__ = [
-    "AgainButton",
-    "CancelButton",
-    "DiscordFrontend",
-    "FigureButton",
-    "KeepButton",
-    "fit_upload",
-    "replies",
-]

@@ -11,6 +11,7 @@ from PIL import Image
 from engine import figures
 from engine.protocol import StyleSettings
 from tests.bot.discord.conftest import discord_bot, discord_world, downloaded, results_for, until
+from tests.bot.telegram.e2e.conftest import paintings_on_disk
 from tests.fakes import images
 from tests.fakes.engine import invert
 
@@ -56,7 +57,9 @@ async def test_strip_is_one_job_with_its_weight_delivered_as_one_image(discord_s
 
 
 async def test_surprise_picks_a_painting_not_tried_and_says_which(discord_settings) -> None:
-    async with discord_bot(discord_settings()) as (env, core):
+    settings = discord_settings()
+    paintings_on_disk(settings)
+    async with discord_bot(settings) as (env, core):
         _, channel, alice = art_channel(env)
         await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         await until(env, lambda: results_for(channel, alice))
@@ -68,6 +71,18 @@ async def test_surprise_picks_a_painting_not_tried_and_says_which(discord_settin
         said = [f.content for f in surprised.followups]
         await until(env, lambda: len(results_for(channel, alice)) == 2)
         assert any(title in s and f"yet: {len(core.catalog) - 2}" in s for s in said), said
+
+
+async def test_surprise_with_no_painting_on_disk_says_so_privately(discord_settings) -> None:
+    """Offline (or while the paintings are still being fetched) Surprise offers only what can be painted
+    now: nothing, so it says so instead of queueing a job that would fail to download its painting."""
+    async with discord_bot(discord_settings()) as (env, core):
+        _, channel, alice = art_channel(env)
+        refused = await alice.slash(channel, "surprise", image=("photo.png", PHOTO))
+        answers = ([refused.response] if refused.response else []) + refused.followups
+        assert [a.ephemeral for a in answers] == [True]
+        assert "ready" in answers[0].content
+        assert await core.db.recent_jobs(alice.id, platform="discord") == []
 
 
 async def test_another_style_repaints_the_kept_photo_for_its_owner_only(discord_settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.frontend import DISCORD, TELEGRAM
+from bot.services.access import Admins
 from tests.bot.discord.conftest import discord_bot, downloaded, requests, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
@@ -120,6 +122,30 @@ async def test_too_many_jobs_is_refused_ephemerally(discord_settings) -> None:
         assert "in progress" in second.followups[0].content
         assert len(await core.db.recent_jobs(alice.id, platform="discord")) == 1
         await alice.slash(channel, "cancel")
+
+
+async def test_a_discord_admin_is_not_limited_and_a_telegram_admins_number_is_nobody_here(
+    discord_settings,
+) -> None:
+    """The admin exemption is the core's (``JobService.submit``), for ``(platform, user id)``: it holds on
+    Discord's /paint, and a Telegram admin's id means nothing on Discord (issue 18)."""
+    async with discord_bot(discord_settings(max_active_jobs=1), engine=SLOW) as (env, core):
+        guild, channel, alice = art_channel(env)
+        bob = guild.add_member(env.create_user("bob"))
+        core.jobs.admins = Admins({DISCORD: frozenset({alice.id}), TELEGRAM: frozenset({bob.id})})
+        for _ in range(2):
+            started = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+            assert started.response is not None
+            assert not started.ephemeral
+        assert len(await core.db.recent_jobs(alice.id, platform="discord")) == 2
+
+        await bob.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        refused = await bob.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        assert [f.ephemeral for f in refused.followups] == [True]
+        assert "in progress" in refused.followups[0].content
+        assert len(await core.db.recent_jobs(bob.id, platform="discord")) == 1
+        await alice.slash(channel, "cancel", everything=True)
+        await bob.slash(channel, "cancel")
 
 
 async def test_autocomplete_offers_paintings_presets_and_personal_styles(discord_settings) -> None:

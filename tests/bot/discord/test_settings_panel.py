@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.discord.commands import settings_view
+from bot.discord.settings import settings_view
 from bot.services.preferences import Preferences
 
 

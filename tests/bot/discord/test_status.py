@@ -41,7 +41,7 @@ def buttons(edit: dict[str, Any]) -> list[str]:
 
 
 async def test_the_sketch_goes_up_at_once_and_text_only_edits_keep_it() -> None:
-    frontend = DiscordFrontend(None, None, interval=3600.0)  # type: ignore[arg-type]
+    frontend = DiscordFrontend(None, interval=3600.0)  # type: ignore[arg-type]
     interaction = FakeInteraction()
     frontend.opened(job(), interaction)  # type: ignore[arg-type]
     await frontend.show_status(job(), "number 2", preview=b"sketch", now=True, keep=True)
@@ -59,7 +59,7 @@ async def test_the_sketch_goes_up_at_once_and_text_only_edits_keep_it() -> None:
 
 
 async def test_a_sketch_before_the_response_is_up_is_shown_when_it_is() -> None:
-    frontend = DiscordFrontend(None, None, interval=3600.0)  # type: ignore[arg-type]
+    frontend = DiscordFrontend(None, interval=3600.0)  # type: ignore[arg-type]
     await frontend.show_status(job(None), "number 1", preview=b"sketch", now=True)  # no response yet
     interaction = FakeInteraction()
     frontend.opened(job(), interaction)  # type: ignore[arg-type]

@@ -1,0 +1,48 @@
+"""Pictures users attach: checked from the payload before anything is deferred (type, size, pixels, the
+core's rule in ``bot.services.uploads``), then downloaded from the URL Discord gives."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.discord.common import core_of
+from bot.services.refusals import Refused
+from bot.services.uploads import DOWNLOAD_FAILED, check_upload, looks_like_image
+
+log = logging.getLogger(__name__)
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    return looks_like_image(attachment.content_type, attachment.filename)
+
+
+def image_of(message: discord.Message) -> discord.Attachment | None:
+    """The first picture attached to ``message``, if any."""
+    return next((a for a in message.attachments if is_image(a)), None)
+
+
+def precheck(interaction: discord.Interaction, *attachments: discord.Attachment | None) -> None:
+    """Refuse what the payload already tells (type, size, pixels), so the answer needs no deferral."""
+    limit = core_of(interaction).settings.max_image_pixels
+    for attachment in attachments:
+        if attachment is not None:
+            check_upload(
+                mime_type=attachment.content_type,
+                file_name=attachment.filename,
+                size=attachment.size,
+                width=attachment.width,
+                height=attachment.height,
+                max_pixels=limit,
+            )
+
+
+async def download(interaction: discord.Interaction, attachment: discord.Attachment) -> bytes:
+    """The attachment's bytes (checked as ``precheck`` does first; the header is the core's to probe)."""
+    precheck(interaction, attachment)
+    try:
+        return await attachment.read()
+    except discord.HTTPException as err:
+        log.warning("download of attachment %d failed: %s", attachment.id, err)
+        raise Refused(DOWNLOAD_FAILED) from err

@@ -1,0 +1,101 @@
+"""What every Discord feature module needs from an interaction: the core, the user's language, the one
+way to answer privately, and the one way to show a refusal.
+
+Thin on purpose: the rules are the core's (``bot.services``); a refusal is one of
+``bot.services.refusals.REFUSALS`` and its text comes from ``bot.replies.refusal``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import replies
+from bot.discord.markdown import markdown
+from bot.frontend import DISCORD
+from bot.services.refusals import Refused
+from bot.texts import language_for, text
+from engine.errors import StylebotError
+
+if TYPE_CHECKING:
+    from bot.context import Services
+    from bot.discord.app import StylebotClient
+
+MESSAGE_LIMIT = 2000  # characters in one message's content
+MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
+
+
+def client_of(interaction: discord.Interaction) -> StylebotClient:
+    return interaction.client  # type: ignore[return-value]  # the only client that registers these commands
+
+
+def core_of(interaction: discord.Interaction) -> Services:
+    return client_of(interaction).core
+
+
+def lang(interaction: discord.Interaction) -> str:
+    return language_for(str(interaction.locale))
+
+
+def say(interaction: discord.Interaction, key: str, **values: object) -> str:
+    """A text of ``bot/texts`` in the user's language, as Discord Markdown."""
+    return markdown(text(lang(interaction), key, **values))
+
+
+def refusal(interaction: discord.Interaction, err: Refused | StylebotError) -> str:
+    """What the core refused, in the user's language, as Discord Markdown."""
+    return markdown(replies.refusal(lang(interaction), err))
+
+
+async def remember(interaction: discord.Interaction) -> None:
+    """Keep the user's row current (name, language) before a request that needs it."""
+    user = interaction.user
+    await core_of(interaction).users.remember(
+        user.id,
+        platform=DISCORD,
+        username=user.name,
+        display_name=user.display_name,
+        language=str(interaction.locale),
+    )
+
+
+def fitting(message: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """A long answer as messages within Discord's limit, cut between lines (a line too long for one
+    message is cut where the limit falls)."""
+    parts: list[str] = []
+    current = ""
+    for line in message.split("\n"):
+        for piece in [line[i : i + limit] for i in range(0, max(len(line), 1), limit)]:
+            candidate = f"{current}\n{piece}" if current else piece
+            if len(candidate) > limit:
+                parts.append(current)
+                candidate = piece
+            current = candidate
+    return [*parts, current] if current else parts
+
+
+async def answer(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral answer, whether or not the interaction was deferred (ephemerally)."""
+    if interaction.response.is_done():
+        await interaction.followup.send(message, ephemeral=True)
+    else:
+        await interaction.response.send_message(message, ephemeral=True)
+
+
+async def refuse(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral answer, also after a public deferral (what only the download shows: a corrupt picture,
+    too many pixels, a limit reached meanwhile): the public "thinking" response is first completed (while
+    it loads, a followup would only edit it, public), then the refusal follows ephemerally and the public
+    response is deleted: only the user sees why."""
+    if not interaction.response.is_done():
+        await answer(interaction, message)
+        return
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.edit_original_response(content="…", view=None)
+    try:
+        await interaction.followup.send(message, ephemeral=True)
+    finally:
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()

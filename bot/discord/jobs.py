@@ -1,0 +1,90 @@
+"""Starting a job from an interaction, for every command that paints (``/paint``, the figures, presets,
+"Paint this", Surprise, the buttons under a result): defer, hand the core the request, and make the
+interaction's response the job's status, with its Cancel button."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot import replies
+from bot.db import JobRecord
+from bot.discord.attachments import download
+from bot.discord.common import client_of, core_of, lang, refusal, refuse, remember, say
+from bot.discord.markdown import markdown
+from bot.discord.queue import cancel_view
+from bot.frontend import DISCORD
+from bot.services.jobs import Placement
+from bot.services.paint import PaintRequest
+from bot.services.refusals import REFUSALS, NeedsStyleError
+from bot.services.styles import StyleChoice
+
+log = logging.getLogger(__name__)
+
+
+async def start_job(
+    interaction: discord.Interaction,
+    content: discord.Attachment,
+    choice: StyleChoice | None,
+    *,
+    style_image: discord.Attachment | None = None,
+    overrides: dict | None = None,
+    figure: str | None = None,
+) -> JobRecord | None:
+    """Download and queue (``PaintService.start``: the style or the server's default, settings, limits);
+    the interaction's response becomes the job's status. ``style_image``: a picture whose style to use
+    instead of ``choice``. The job, or None after a refusal (told privately)."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    await remember(interaction)
+    guild_id = interaction.guild_id
+    try:
+        content_bytes = await download(interaction, content)
+        style_bytes: tuple[bytes, ...] = ()
+        if style_image is not None:
+            style_bytes = (await download(interaction, style_image),)
+            choice = StyleChoice(
+                refs=({"image": 0, "weight": 1.0},), label=say(interaction, "preset_own_image")
+            )
+        job, placement = await core_of(interaction).paint.start(
+            PaintRequest(
+                platform=DISCORD,
+                user_id=interaction.user.id,
+                chat_id=interaction.channel_id or interaction.user.id,
+                chat_type="guild" if guild_id is not None else "private",
+                group_id=guild_id,
+                language=str(interaction.locale),
+                source_message_id=interaction.id,
+                content=content_bytes,
+                style=choice,
+                style_images=style_bytes,
+                overrides=overrides or {},
+                figure=figure,
+            )
+        )
+    except NeedsStyleError:
+        await refuse(interaction, say(interaction, "discord_needs_style"))
+        return None
+    except REFUSALS as err:
+        log.info("discord user %d: refused: %s", interaction.user.id, err)
+        await refuse(interaction, refusal(interaction, err))
+        return None
+    await show_queued(interaction, job, placement)
+    return job
+
+
+async def show_queued(interaction: discord.Interaction, job: JobRecord, placement: Placement | None) -> None:
+    """The interaction's (deferred) response becomes the new job's status, with its Cancel button; from
+    now on the front end edits it through the interaction's token."""
+    client = client_of(interaction)
+    response = await interaction.edit_original_response(
+        content=markdown(replies.queued(lang(interaction), placement)), view=cancel_view(job)
+    )
+    current = await client.core.jobs.record_status(job.id, response.id)
+    if current is None:
+        return
+    if current.is_active:
+        client.frontend.opened(current, interaction)
+    else:  # it ended before its status was up: the user has heard already; the response says so too
+        await client.frontend.remove_status(current)
