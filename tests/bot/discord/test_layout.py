@@ -43,3 +43,21 @@ def test_no_import_cycle_in_bot_discord() -> None:
         raise AssertionError(f"import cycle: {err.args[1]}") from None
     assert "bot.discord.app" in order
     assert all(len(path.read_text().splitlines()) <= 350 for path in PACKAGE.glob("*.py"))
+
+
+def test_the_discord_frontend_has_the_protocols_signatures() -> None:
+    """mypy accepts a protocol method whose parameters are named otherwise; the notifier may pass them by
+    name, so each of ``Frontend``'s methods is checked here, names and kinds (issue 18: ``tell``)."""
+    import inspect
+
+    from bot.discord.frontend import DiscordFrontend
+    from bot.frontend import Frontend
+
+    def shape(function: object) -> list[tuple[str, object]]:
+        return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]  # type: ignore[arg-type]
+
+    methods = [name for name, value in vars(Frontend).items() if inspect.iscoroutinefunction(value)]
+    assert "tell" in methods
+    for name in methods:
+        assert shape(getattr(DiscordFrontend, name)) == shape(getattr(Frontend, name)), name
+    assert DiscordFrontend.platform == "discord"
