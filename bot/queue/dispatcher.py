@@ -35,7 +35,18 @@ from bot.queue.base import RESTART_REASON, JobEvents, JobQueue
 from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for
 from engine.errors import Cancelled
 from engine.protocol import Progress
-from engine.workers.wire import BadReportError, InputLostError, ResultReport, Ticket
+from engine.workers.wire import (
+    DEVICE_ERROR,
+    BadReportError,
+    Done,
+    Failed,
+    InputLostError,
+    JobReport,
+    Progressed,
+    ResultReport,
+    Started,
+    Ticket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +120,7 @@ class Dispatcher(JobQueue):
 
     @abstractmethod
     def _stop_job(self, job_id: int) -> None:
-        """The job was cancelled: stop its work wherever it is."""
+        """The job was cancelled: stop its work wherever it is (if anywhere)."""
 
     @abstractmethod
     def _held_ids(self) -> set[int]:
@@ -118,6 +129,18 @@ class Dispatcher(JobQueue):
     @abstractmethod
     async def _dispatch(self) -> None:
         """Hand queued jobs to free workers."""
+
+    @abstractmethod
+    async def _stop_running(self, held: Held) -> None:
+        """Tell the job's worker to stop it (it was cancelled, or taken, behind the worker's back)."""
+
+    @abstractmethod
+    def _ended(self, held: Held) -> None:
+        """The job's worker reported its end: it no longer holds it."""
+
+    @abstractmethod
+    async def _device_failed(self, held: Held, message: str) -> None:
+        """The job's worker broke its device (a CUDA context does not recover): the worker is lost."""
 
     def _stop_timeout(self) -> float:
         """How long pending events get to be delivered at stop()."""
@@ -160,7 +183,7 @@ class Dispatcher(JobQueue):
 
     async def cancel(self, job_id: int) -> JobRecord | None:
         record = await self.ledger.cancel(job_id)
-        if record is not None and job_id in self._held_ids():
+        if record is not None:
             self._stop_job(job_id)
         self._wake()
         return record
@@ -208,6 +231,23 @@ class Dispatcher(JobQueue):
         return f"the worker sent nothing for {self.stall_seconds:g} s (hung)"
 
     # ----- reports → the ledger -----
+
+    async def _on_report(self, held: Held, report: JobReport, worker: str) -> None:
+        """A report from the worker that holds the job (the transport checked that much)."""
+        if isinstance(report, Started):
+            if not await self._on_started(held, worker) and held.cancel_at is None:
+                await self._stop_running(held)  # cancelled (or claimed) before it started: must not paint
+        elif isinstance(report, Progressed):
+            if not await self._on_progress(held, report.progress):
+                await self._stop_running(held)  # cancelled behind the queue's back
+        elif isinstance(report, Failed) and report.code == DEVICE_ERROR:
+            await self._device_failed(held, report.message)
+        else:
+            self._ended(held)
+            if isinstance(report, Done):
+                await self._on_done(held, report.result)
+            else:
+                await self._on_failed(held, report.code, report.message)
 
     async def _on_started(self, held: Held, worker: str) -> bool:
         """The worker began the job: the ledger claims the row. ``False`` when it must not run (cancelled

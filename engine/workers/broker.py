@@ -39,7 +39,7 @@ from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
 
 from engine.workers.settings import Names, QueueSettings
-from engine.workers.wire import DONE, FAILED, PROGRESS, STARTED
+from engine.workers.wire import DONE, FAILED, PROGRESS, STARTED, JobReport, encode
 
 TASK_NAME = "stylebot.stylize"
 
@@ -157,6 +157,12 @@ def check_broker(settings: QueueSettings) -> None:
 def event(kind: str, worker: str, **fields: Any) -> dict[str, Any]:
     """A worker → bot message."""
     return {"kind": kind, "worker": worker, "sent_at": time.time(), **fields}
+
+
+def report_event(report: JobReport, worker: str, task_id: str) -> dict[str, Any]:
+    """A job's report as a worker → bot event: ``wire.encode``'s dict (as on the pipe), plus who sent it
+    for which task."""
+    return {**encode(report), "worker": worker, "task_id": task_id, "sent_at": time.time()}
 
 
 def stop_message(task_ids: list[str], worker: str | None = None) -> dict[str, Any]:

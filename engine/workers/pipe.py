@@ -9,16 +9,15 @@ Its lifecycle belongs to the bot. The child leaves the bot's session and process
 only the bot, which then stops its workers itself and puts their jobs back in the queue. A child whose
 bot is gone sees its pipe end and exits.
 
-Messages are small plain tuples (see ``wire``); images stay on the shared disk (tickets by reference):
+Messages are small plain data (see ``wire``); images stay on the shared disk (tickets by reference):
 
 bot → worker
     ``("assign", [ticket_dict, ...])`` run these jobs; ``("cancel", [job_id, ...])`` stop these jobs (read
     by a thread while the engine computes, so it takes effect at the engine's next step); ``None`` exit.
 worker → bot
-    ``("hello", device_description, gpu_count, batch_limits)`` once, after the model loaded
-    (``batch_limits``: the most jobs of each quality tier it takes in one assignment, ``batching``);
-    ``("started", job_id)``, ``("progress", job_id, progress_dict)``, then ``("done", job_id, report_dict)``
-    or ``("failed", job_id, code, message)`` per job.
+    ``wire.encode`` of the reports (dicts, as on the broker): ``Hello`` once, after the model loaded (its
+    ``batch_limits``: the most jobs of each quality tier it takes in one assignment, ``batching``); then
+    ``Started``, ``Progressed``..., and ``Done`` or ``Failed`` per job.
 
 Exit codes are ``wire.EXIT_*``: 0 when asked, ``EXIT_START_FAILED``, ``EXIT_DEVICE_ERROR`` (a CUDA context
 does not recover; the bot starts a fresh process).
@@ -36,8 +35,8 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from engine.protocol import Progress
 from engine.workers import wire
+from engine.workers.process import setup_logging
 from engine.workers.runner import (
     WorkerEngine,
     WorkerOptions,
@@ -46,32 +45,13 @@ from engine.workers.runner import (
     visible_gpus,
     worker_batch_limits,
 )
-from engine.workers.wire import ResultReport, Ticket
+from engine.workers.wire import Ticket
 
 log = logging.getLogger(__name__)
 
 # Workers run below the bot's priority: on a machine where the engine keeps every core busy, the bot's
 # event loop still answers users at once (the engine loses only what the bot actually uses).
 NICENESS = 10
-
-
-class PipeReports:
-    """``runner.Reports`` as tuples on the pipe."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def started(self, job_id: int) -> None:
-        self._conn.send((wire.STARTED, job_id))
-
-    def progress(self, job_id: int, progress: Progress) -> None:
-        self._conn.send((wire.PROGRESS, job_id, progress.to_dict()))
-
-    def done(self, job_id: int, report: ResultReport) -> None:
-        self._conn.send((wire.DONE, job_id, report.to_dict()))
-
-    def failed(self, job_id: int, code: str, message: str) -> None:
-        self._conn.send((wire.FAILED, job_id, code, message))
 
 
 class Inbox:
@@ -117,13 +97,14 @@ class Inbox:
 def run(conn: Connection, options: WorkerOptions) -> None:
     """The child process's target: start the engine, say hello, then serve jobs until told to stop."""
     _leave_the_bots_process_group()
-    _setup_logging(options)
+    setup_logging(options.name, options.log_level)
     _lower_priority()
     try:
         engine = build_engine(options)
         engine.load_model()
         description = engine.device_name
-        hello = (wire.HELLO, description, visible_gpus(description), worker_batch_limits(options, engine))
+        limits = worker_batch_limits(options, engine)
+        hello = wire.encode(wire.Hello(description, visible_gpus(description), limits))
     except Exception:
         log.exception("could not start the engine on %s", options.device)
         sys.exit(wire.EXIT_START_FAILED)
@@ -139,7 +120,7 @@ def serve(conn: Connection, engine: WorkerEngine) -> None:
     """Run assignments one after the other until ``None`` or the end of the pipe."""
     inbox = Inbox(conn)
     inbox.start()
-    reports = PipeReports(conn)
+    reports = wire.ReportSender(lambda report: conn.send(wire.encode(report)))
     while (tickets := inbox.assignments.get()) is not None:
         healthy = run_assignment(engine, tickets, reports, inbox.cancelled)
         inbox.forget([ticket.job_id for ticket in tickets])
@@ -160,14 +141,3 @@ def _lower_priority() -> None:
         os.nice(NICENESS)
     except (AttributeError, OSError) as err:  # no nice() on Windows; a sandbox may refuse it
         log.info("could not lower this worker's priority: %s", err)
-
-
-def _setup_logging(options: WorkerOptions) -> None:
-    """A spawned child starts with no logging set up: log to stderr (shared with the bot), each line
-    marked with the worker's name so interleaved lines from several workers can be told apart."""
-    name = options.name.replace("%", "%%")
-    logging.basicConfig(
-        level=options.log_level,
-        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
-        force=True,
-    )

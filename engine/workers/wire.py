@@ -9,6 +9,10 @@ with its own job id, so progress, cancel and the outcome stay per job. A worker 
               travels by value;
 ``failed``    an ``engine.errors`` code, or ``DEVICE_ERROR``, ``INPUT_LOST``, ``INTERNAL``, and a message.
 
+Each is a dataclass (``Started``, ``Progressed``, ``Done``, ``Failed``; ``Hello`` when a pipe worker is
+ready), encoded once (``encode``, ``decode``) for the pipe and for the broker: the same dict is a pipe
+message and the body of a broker event (which adds who sent it and for which task).
+
 By reference or by value. The embedded workers share the bot's disk: a ticket names the files of the
 job's photo and style images and the file the worker writes the painting to (``result_path``), so no
 image crosses the pipe. Celery workers may run on other machines: there the ticket carries the images and
@@ -27,13 +31,14 @@ import base64
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.protocol import StyleSource, StylizeRequest, StylizeResult, settings_from_dict
+from engine.protocol import Progress, StyleSource, StylizeRequest, StylizeResult, settings_from_dict
 
-# Worker → bot reports (a tuple's first item on the pipe, an event's ``kind`` on the broker).
+# Worker → bot reports: the ``kind`` of an encoded report (``encode``), on the pipe and on the broker alike.
 HELLO = "hello"
 STARTED = "started"
 PROGRESS = "progress"
@@ -250,6 +255,102 @@ class ResultReport:
             raise
         except (KeyError, TypeError, ValueError) as err:
             raise BadReportError(f"a malformed result report ({err!r})") from None
+
+
+# ----- reports: worker → bot, one type for the pipe and the broker, encoded once -----
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A pipe worker is ready, its model loaded (a Celery worker's heartbeats say the same)."""
+
+    device: str  # e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+    gpus: int
+    batch_limits: Any  # per quality tier, as sent: the bot checks it (``batching.parse_limits``)
+    kind: ClassVar[str] = HELLO
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: int
+    device: str = ""
+    kind: ClassVar[str] = STARTED
+
+
+@dataclass(frozen=True)
+class Progressed:
+    job_id: int
+    progress: Progress
+    kind: ClassVar[str] = PROGRESS
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: int
+    result: Any  # a ``ResultReport.to_dict()``, as sent: the bot checks it (``ResultReport.from_dict``)
+    kind: ClassVar[str] = DONE
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int
+    code: str
+    message: str
+    kind: ClassVar[str] = FAILED
+
+
+Report = Hello | Started | Progressed | Done | Failed
+JobReport = Started | Progressed | Done | Failed
+REPORT_KINDS = (HELLO, STARTED, PROGRESS, DONE, FAILED)
+
+
+def encode(report: Report) -> dict[str, Any]:
+    """A report as plain JSON-able data: a pipe message, or the body of a broker event."""
+    data: dict[str, Any] = {"kind": report.kind}
+    for item in dataclasses.fields(report):
+        value = getattr(report, item.name)
+        data[item.name] = value.to_dict() if isinstance(value, Progress) else value
+    return data
+
+
+def decode(data: Any) -> Report:
+    """``encode`` backwards; ``BadReportError`` for anything malformed (a worker is not trusted)."""
+    try:
+        kind = data["kind"]
+        if kind == HELLO:
+            return Hello(str(data["device"]), int(data["gpus"]), data.get("batch_limits"))
+        job_id = int(data["job_id"])
+        if kind == STARTED:
+            return Started(job_id, str(data.get("device") or ""))
+        if kind == PROGRESS:
+            return Progressed(job_id, Progress.from_dict(data["progress"]))
+        if kind == DONE:
+            return Done(job_id, data["result"])
+        if kind == FAILED:
+            return Failed(job_id, str(data["code"]), str(data["message"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadReportError(f"a malformed report ({err!r})") from None
+    raise BadReportError(f"an unknown report {str(kind)[:40]!r}")
+
+
+class ReportSender:
+    """``runner.Reports`` for a transport that only has to carry the reports (the pipe): each one is built
+    here and handed to ``send``."""
+
+    def __init__(self, send: Callable[[Report], None]) -> None:
+        self._send = send
+
+    def started(self, job_id: int) -> None:
+        self._send(Started(job_id))
+
+    def progress(self, job_id: int, progress: Progress) -> None:
+        self._send(Progressed(job_id, progress))
+
+    def done(self, job_id: int, report: ResultReport) -> None:
+        self._send(Done(job_id, report.to_dict()))
+
+    def failed(self, job_id: int, code: str, message: str) -> None:
+        self._send(Failed(job_id, code, message))
 
 
 def check_image(fmt: str, head: bytes, size: int) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.protocol import Progress, StylizeRequest, StylizeResult
+from engine.workers import broker, process, wire
 from engine.workers.runner import is_device_error, load_factory, run_assignment
 from engine.workers.wire import (
     BadReportError,
@@ -290,3 +293,104 @@ def test_a_ticket_knows_whether_it_needs_this_machines_disk(tmp_path: Path) -> N
     assert not by_reference.carries_its_images
     assert not by_reference.by_value().carries_its_images  # it still names a result file
     assert Ticket(**{**by_reference.by_value().__dict__, "result_path": None}).carries_its_images
+
+
+# ----- one report type for the pipe and the broker; the worker-process helpers -----
+
+PROGRESS = Progress(3, 10, 1, 1, 40, 30, {"total": 0.5}, 1.5, 3.0, None)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        wire.Hello("cuda:0 (NVIDIA H100)", 2, {"normal": 4}),
+        wire.Started(7, "cpu"),
+        wire.Progressed(7, PROGRESS),
+        wire.Done(7, {"format": "png", "width": 40}),
+        wire.Failed(7, "corrupt_image", "the photo cannot be decoded"),
+    ],
+    ids=lambda report: report.kind,
+)
+def test_a_report_is_encoded_once_for_the_pipe_and_the_broker(report: wire.Report) -> None:
+    encoded = wire.encode(report)
+    assert json.loads(json.dumps(encoded)) == encoded  # plain data: a pipe message, a broker event's body
+    assert encoded["kind"] == report.kind
+    assert wire.decode(encoded) == report
+    event = broker.report_event(report, "gpu0.1@host", "task-1") if not isinstance(report, wire.Hello) else {}
+    if event:  # the broker adds who sent it for which task, and nothing else changes
+        assert wire.decode(event) == report
+        assert {k: event[k] for k in encoded} == encoded
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"kind": "started"},
+        {"kind": "progress", "job_id": 1, "progress": {"step": "x"}},
+        {"kind": "failed", "job_id": "one", "code": "x", "message": "y"},
+        {"kind": "teleported", "job_id": 1},
+        ["started", 1],
+        None,
+    ],
+)
+def test_a_malformed_report_is_refused(data: Any) -> None:
+    with pytest.raises(BadReportError):
+        wire.decode(data)
+
+
+def test_the_report_sender_builds_each_report() -> None:
+    sent: list[wire.Report] = []
+    reports = wire.ReportSender(sent.append)
+    reports.started(1)
+    reports.progress(1, PROGRESS)
+    reports.failed(1, "internal", "boom")
+    assert sent == [wire.Started(1), wire.Progressed(1, PROGRESS), wire.Failed(1, "internal", "boom")]
+
+
+def test_exits_are_described_in_words() -> None:
+    assert process.describe_exit(None) == "still running"
+    assert process.describe_exit(3) == "exit code 3"
+    assert process.describe_exit(-9) == "killed by signal 9"
+
+
+def test_back_off_doubles_up_to_a_ceiling() -> None:
+    assert [process.backoff(n, 1.0, 5.0) for n in range(6)] == [0.0, 1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_expiring_ids_are_forgotten_only_past_their_time_and_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
+    ids: process.Expiring[str] = process.Expiring(10.0, limit=2)
+    ids.add(["a", "b"])
+    now[0] = 105.0
+    assert ("a" in ids, ids.since("a"), ids.since("zzz")) == (True, 5.0, float("inf"))
+    now[0] = 111.0
+    assert "a" in ids  # old, but the limit is not passed: nothing is pruned
+    ids.add(["c"])  # three: the old ones go
+    assert ("a" in ids, "b" in ids, "c" in ids) == (False, False, True)
+
+
+def test_the_reconnect_loop_tries_again_until_closed() -> None:
+    closing = threading.Event()
+    tries: list[int] = []
+    errors: list[str] = []
+    waits: list[int] = []
+
+    def serve() -> None:
+        tries.append(1)
+        if len(tries) == 3:
+            closing.set()  # the third connection is closed from outside while it serves
+            return
+        raise ConnectionError(f"down {len(tries)}")
+
+    process.keep_connected(
+        serve,
+        closing,
+        delay=0.01,
+        on_error=lambda err: errors.append(str(err)),
+        meanwhile=lambda: waits.append(1),
+    )
+    assert (len(tries), errors) == (3, ["down 1", "down 2"])
+    assert waits  # the watchdogs kept going while it waited

@@ -60,6 +60,7 @@ def test_the_bot_side_and_the_celery_app_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "import bot.queue.celery_queue, engine.workers.broker, engine.workers.celery\n"
+        "import engine.workers.supervisor, engine.workers.celery_worker, engine.workers.celery_link\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )
@@ -386,6 +387,27 @@ async def test_a_hung_job_is_retried_after_the_stall_time(
     assert events.names(job.id) == ["started", "retrying", "started", "finished"]
     # The hung worker ignored its stop: it ended itself after --cancel-grace, and was replaced.
     await eventually(lambda: "asked to stop; ending this process" in workers.logs(), within=WAIT)
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_a_cancelled_report_nobody_asked_for_retries_the_job(
+    start_queue: StartQueue, workers: WorkerProcesses, jobs: Jobs, db: Database
+) -> None:
+    """As on the embedded queue (``test_embedded``'s twin): retried, not failed, by the same worker."""
+    workers.start()
+    queue, events = await start_queue()
+    await workers_up(queue, 1)
+    pid = queue.workers()[0].pid
+    job = await jobs.add(marked("QUIT", jobs.photo, once=jobs.flag()))
+    await queue.submit(job.id)
+
+    assert await events.painted(job.id, within=WAIT) == invert(jobs.photo)
+    assert events.names(job.id) == ["started", "retrying", "started", "finished"]
+    assert "stopped the job by itself" in await events.retrying(job.id)
+    record = await record_of(db, job.id)
+    assert (record.state, record.attempts) == (JobState.DONE, 2)
+    assert [w.pid for w in queue.workers()] == [pid]  # the worker itself is fine
 
 
 @pytest.mark.broker

@@ -23,7 +23,8 @@ from bot.db import Database, JobState
 from bot.queue import embedded
 from bot.queue import ledger as ledger_module
 from bot.queue.base import JobResult
-from bot.queue.embedded import EmbeddedQueue, _Slot, auto_devices
+from bot.queue.embedded import EmbeddedQueue, auto_devices
+from bot.queue.slots import Slot
 from engine.workers import pipe, wire
 from engine.workers.runner import WorkerOptions
 from tests.bot.queue.conftest import Jobs, RecordingEvents, StartQueue, eventually
@@ -44,8 +45,8 @@ async def state_of(db: Database, job_id: int) -> JobState:
 def test_bot_queue_and_worker_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import bot.queue.embedded, bot.queue.scheduling, bot.queue.ledger\n"
-        "import engine.workers.pipe, engine.workers.runner, engine.workers.wire\n"
+        "import bot.queue.embedded, bot.queue.scheduling, bot.queue.ledger, bot.queue.dispatcher\n"
+        "import engine.workers.pipe, engine.workers.runner, engine.workers.wire, engine.workers.process\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )
@@ -97,17 +98,17 @@ async def test_images_cross_the_pipe_by_reference_not_by_value(
     """The worker shares the bot's disk: the ticket names the photo's file and the file to paint into,
     and the worker's report carries no image; the bot then keeps the painting it finds there."""
     crossed: list[tuple[Any, ...]] = []
-    send, on_message = EmbeddedQueue._send, EmbeddedQueue._on_message
+    send, on_message = Slot.send, EmbeddedQueue._on_message
 
-    async def sent(self: EmbeddedQueue, slot: Any, message: tuple[Any, ...]) -> None:
+    async def sent(self: Slot, message: tuple[Any, ...], *, within: float) -> None:
         crossed.append(("to worker", *message))
-        await send(self, slot, message)
+        await send(self, message, within=within)
 
-    async def received(self: EmbeddedQueue, slot: Any, message: tuple[Any, ...]) -> None:
-        crossed.append(("from worker", *message))
+    async def received(self: EmbeddedQueue, slot: Any, message: dict[str, Any]) -> None:
+        crossed.append(("from worker", message))
         await on_message(self, slot, message)
 
-    monkeypatch.setattr(EmbeddedQueue, "_send", sent)
+    monkeypatch.setattr(Slot, "send", sent)
     monkeypatch.setattr(EmbeddedQueue, "_on_message", received)
     queue, events = await start_queue()
     job = await jobs.add()
@@ -119,8 +120,9 @@ async def test_images_cross_the_pipe_by_reference_not_by_value(
     assert ticket["content"] == {"path": job.content_path}
     assert ticket["result_path"] is not None
     assert not await asyncio.to_thread(os.path.exists, ticket["result_path"])  # moved into the results
-    [done] = [m for m in crossed if m[:2] == ("from worker", wire.DONE)]
-    assert done[3]["image"] is None
+    [(_, done)] = [m for m in crossed if m[0] == "from worker" and m[1]["kind"] == wire.DONE]
+    assert wire.decode(done) == wire.Done(job.id, done["result"])  # one report type, as on the broker
+    assert done["result"]["image"] is None
     assert sum(len(repr(m)) for m in crossed) < len(jobs.photo) + 4000  # no image in any message
 
 
@@ -476,7 +478,7 @@ def test_auto_worker_count_follows_the_gpus_the_first_worker_sees() -> None:
     queue = EmbeddedQueue(None, worker_options=WorkerOptions(device="auto"), results_dir=Path())  # type: ignore[arg-type]
     added: list[str] = []
     queue._add_slot = added.append  # type: ignore[method-assign]
-    first = _Slot(index=0, name="worker-0", device="auto")
+    first = Slot(index=0, name="worker-0", device="auto")
     first.description, first.gpus = "cuda (NVIDIA H100 80GB HBM3)", 3
     queue._ready(first)
     assert (first.device, added, first.state.value) == ("cuda:0", ["cuda:1", "cuda:2"], "idle")
