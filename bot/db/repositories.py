@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
     PRESET_NAME_MAX,
-    TELEGRAM,
     Base,
     ChatDefaults,
     Job,
@@ -151,7 +150,7 @@ class UserRepository(_Repository):
         first_name: str | None,
         language_code: str | None,
         *,
-        platform: str = TELEGRAM,
+        platform: str,
     ) -> UserRecord:
         """Create the user on first contact, else refresh their names and ``last_seen_at``.
 
@@ -180,13 +179,13 @@ class UserRepository(_Repository):
         )
         return _user(await self._upsert(stmt, User))
 
-    async def get_user(self, user_id: int, *, platform: str = TELEGRAM) -> UserRecord | None:
+    async def get_user(self, user_id: int, *, platform: str) -> UserRecord | None:
         async with self.session() as session:
             row = await session.get(User, (platform, user_id))
             return None if row is None else _user(row)
 
     async def update_user_settings(
-        self, user_id: int, settings: dict[str, Any], *, platform: str = TELEGRAM
+        self, user_id: int, settings: dict[str, Any], *, platform: str
     ) -> UserRecord | None:
         """Replace the user's settings dict as a whole; ``None`` if the user is unknown."""
         stmt = (
@@ -209,7 +208,7 @@ class PresetRepository(_Repository):
         settings: dict[str, Any],
         *,
         max_presets: int | None = None,
-        platform: str = TELEGRAM,
+        platform: str,
     ) -> PresetRecord:
         """Insert a preset, or overwrite the user's preset of the same name in any letter case.
 
@@ -256,7 +255,7 @@ class PresetRepository(_Repository):
             )
             return _preset(result.one())
 
-    async def get_preset(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> PresetRecord | None:
+    async def get_preset(self, user_id: int, name: str, *, platform: str) -> PresetRecord | None:
         stmt = select(Preset).where(
             Preset.platform == platform, Preset.user_id == user_id, Preset.name_key == preset_key(name)
         )
@@ -264,7 +263,7 @@ class PresetRepository(_Repository):
             row = (await session.scalars(stmt)).first()
             return None if row is None else _preset(row)
 
-    async def list_presets(self, user_id: int, *, platform: str = TELEGRAM) -> list[PresetRecord]:
+    async def list_presets(self, user_id: int, *, platform: str) -> list[PresetRecord]:
         """The user's presets in name order (case-insensitive)."""
         stmt = (
             select(Preset)
@@ -274,7 +273,7 @@ class PresetRepository(_Repository):
         async with self.session() as session:
             return [_preset(row) for row in await session.scalars(stmt)]
 
-    async def delete_preset(self, user_id: int, name: str, *, platform: str = TELEGRAM) -> bool:
+    async def delete_preset(self, user_id: int, name: str, *, platform: str) -> bool:
         stmt = delete(Preset).where(
             Preset.platform == platform, Preset.user_id == user_id, Preset.name_key == preset_key(name)
         )
@@ -282,7 +281,7 @@ class PresetRepository(_Repository):
             result = await session.execute(stmt)
             return result.rowcount > 0  # type: ignore[attr-defined]
 
-    async def count_presets(self, user_id: int, *, platform: str = TELEGRAM) -> int:
+    async def count_presets(self, user_id: int, *, platform: str) -> int:
         stmt = (
             select(func.count())
             .select_from(Preset)
@@ -320,7 +319,7 @@ async def _check_job_limits(
 
 
 class ChatDefaultsRepository(_Repository):
-    async def get_chat_defaults(self, chat_id: int, *, platform: str = TELEGRAM) -> ChatDefaultsRecord | None:
+    async def get_chat_defaults(self, chat_id: int, *, platform: str) -> ChatDefaultsRecord | None:
         async with self.session() as session:
             row = await session.get(ChatDefaults, (platform, chat_id))
             return None if row is None else _chat(row)
@@ -332,7 +331,7 @@ class ChatDefaultsRepository(_Repository):
         settings: dict[str, Any],
         updated_by: int | None,
         *,
-        platform: str = TELEGRAM,
+        platform: str,
     ) -> ChatDefaultsRecord:
         """Replace the chat's defaults as a whole (``styles=None``: no default painting)."""
         stmt = self._insert(ChatDefaults).values(
@@ -354,7 +353,7 @@ class ChatDefaultsRepository(_Repository):
         )
         return _chat(await self._upsert(stmt, ChatDefaults))
 
-    async def clear_chat_defaults(self, chat_id: int, *, platform: str = TELEGRAM) -> bool:
+    async def clear_chat_defaults(self, chat_id: int, *, platform: str) -> bool:
         """Forget the chat's defaults; ``False`` if it had none."""
         stmt = delete(ChatDefaults).where(ChatDefaults.platform == platform, ChatDefaults.chat_id == chat_id)
         async with self.session() as session:
@@ -380,7 +379,7 @@ class JobRepository(_Repository):
         max_attempts: int = 2,
         limits: JobLimits | None = None,
         weight: float = 1.0,
-        platform: str = TELEGRAM,
+        platform: str,
         guild_id: int | None = None,
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
@@ -437,22 +436,21 @@ class JobRepository(_Repository):
         async with self.session() as session:
             return int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
 
-    async def active_jobs(self, user_id: int | None = None, *, platform: str = TELEGRAM) -> list[JobRecord]:
-        """Queued and running jobs, oldest first; all users' (of every platform) when ``user_id`` is None."""
-        where = [Job.state.in_(_states(JobState.ACTIVE))]
-        if user_id is not None:
-            where += [Job.platform == platform, Job.user_id == user_id]
-        return await self._jobs(*where)
+    async def active_jobs(self, user_id: int, *, platform: str) -> list[JobRecord]:
+        """One person's queued and running jobs, oldest first."""
+        return await self._jobs(
+            Job.state.in_(_states(JobState.ACTIVE)), Job.platform == platform, Job.user_id == user_id
+        )
 
     async def queued_and_running(self) -> list[JobRecord]:
-        """Every active job, oldest first: what the scheduler orders its queue from."""
-        return await self.active_jobs()
+        """Every active job of every platform, oldest first: what the scheduler orders its queue from."""
+        return await self._jobs(Job.state.in_(_states(JobState.ACTIVE)))
 
     async def finished_since(self, since: datetime) -> list[JobRecord]:
         """Jobs ``done`` at or after ``since``: their inputs are kept for painting them again."""
         return await self._jobs(Job.state == JobState.DONE.value, Job.finished_at >= since)
 
-    async def styles_used(self, user_id: int, *, platform: str = TELEGRAM) -> list[list[dict[str, Any]]]:
+    async def styles_used(self, user_id: int, *, platform: str) -> list[list[dict[str, Any]]]:
         """The ``styles`` of every job the user ever asked for, oldest first (for "Surprise me")."""
         stmt = (
             select(Job.styles)
@@ -462,12 +460,12 @@ class JobRepository(_Repository):
         async with self.session() as session:
             return [list(styles or []) for styles in await session.scalars(stmt)]
 
-    async def count_active(self, user_id: int, *, platform: str = TELEGRAM) -> int:
+    async def count_active(self, user_id: int, *, platform: str) -> int:
         return await self._count(
             Job.platform == platform, Job.user_id == user_id, Job.state.in_(_states(JobState.ACTIVE))
         )
 
-    async def count_created_since(self, user_id: int, since: datetime, *, platform: str = TELEGRAM) -> int:
+    async def count_created_since(self, user_id: int, since: datetime, *, platform: str) -> int:
         """Jobs the user created at or after ``since`` (aware), whatever became of them: rate limits."""
         if since.tzinfo is None or since.utcoffset() is None:
             raise ValueError("count_created_since needs an aware datetime")
@@ -495,12 +493,10 @@ class JobRepository(_Repository):
             .limit(limit)
         )
         async with self.session() as session:
-            values = sorted(float(v) for v in await session.scalars(stmt))
+            values = sorted(float(v) for v in await session.scalars(stmt) if v is not None)
         return values[len(values) // 2] if values else None
 
-    async def recent_jobs(
-        self, user_id: int, limit: int = 10, *, platform: str = TELEGRAM
-    ) -> list[JobRecord]:
+    async def recent_jobs(self, user_id: int, limit: int = 10, *, platform: str) -> list[JobRecord]:
         """The user's latest jobs in any state, newest first."""
         return await self._jobs(
             Job.platform == platform, Job.user_id == user_id, newest_first=True, limit=limit

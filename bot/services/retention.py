@@ -79,7 +79,7 @@ class Retention:
         in_use = set()
         # Active first: jobs only move from active to finished, so a job that ends between the two
         # queries is in the second one; the other order could miss it and delete its photo.
-        active = await self.db.active_jobs()
+        active = await self.db.queued_and_running()
         kept = await self.db.finished_since(datetime.now(UTC) - self.policy.results)
         for job in [*active, *kept]:
             for path in (job.content_path, *job.style_paths):

@@ -145,5 +145,5 @@ async def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
 @pytest.fixture
 async def user(database: Database) -> int:
     """A stored user, as jobs and presets need one."""
-    await database.upsert_user(1001, "ada", "Ada", "en")
+    await database.upsert_user(1001, "ada", "Ada", "en", platform="telegram")
     return 1001

@@ -13,6 +13,7 @@ from .test_users_presets_chats import OWN, STARRY, assert_aware_utc, assert_rece
 
 async def new_job(db: Database, user_id: int = 1001, **overrides: Any) -> JobRecord:
     values: dict[str, Any] = {
+        "platform": "telegram",
         "user_id": user_id,
         "chat_id": user_id,
         "chat_type": "private",
@@ -220,7 +221,7 @@ async def test_status_message_and_external_id(database: Database, user: int) -> 
 
 async def test_queries(database: Database, user: int) -> None:
     other = 2002
-    await database.upsert_user(other, "bob", "Bob", "en")
+    await database.upsert_user(other, "bob", "Bob", "en", platform="telegram")
     a = await new_job(database, user)
     b = await new_job(database, other)
     c = await new_job(database, user)
@@ -231,32 +232,37 @@ async def test_queries(database: Database, user: int) -> None:
     await database.finish_job(d.id)
     await database.cancel_job(e.id)
 
-    assert [j.id for j in await database.active_jobs(user)] == [a.id, c.id]
-    assert [j.id for j in await database.active_jobs(other)] == [b.id]
-    assert [j.id for j in await database.active_jobs()] == [a.id, b.id, c.id]
+    assert [j.id for j in await database.active_jobs(user, platform="telegram")] == [a.id, c.id]
+    assert [j.id for j in await database.active_jobs(other, platform="telegram")] == [b.id]
+    assert [j.id for j in await database.queued_and_running()] == [a.id, b.id, c.id]
     assert [j.id for j in await database.queued_and_running()] == [a.id, b.id, c.id]
     assert [j.id for j in await database.jobs_to_recover()] == [c.id]
-    assert await database.count_active(user) == 2
-    assert await database.count_active(other) == 1
-    assert await database.count_active(404) == 0
+    assert await database.count_active(user, platform="telegram") == 2
+    assert await database.count_active(other, platform="telegram") == 1
+    assert await database.count_active(404, platform="telegram") == 0
 
-    assert [j.id for j in await database.recent_jobs(user, 2)] == [d.id, c.id]
-    assert [j.id for j in await database.recent_jobs(user, 10)] == [d.id, c.id, a.id]
-    assert await database.recent_jobs(404, 10) == []
+    assert [j.id for j in await database.recent_jobs(user, 2, platform="telegram")] == [d.id, c.id]
+    assert [j.id for j in await database.recent_jobs(user, 10, platform="telegram")] == [d.id, c.id, a.id]
+    assert await database.recent_jobs(404, 10, platform="telegram") == []
 
 
 async def test_count_created_since(database: Database, user: int) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     for _ in range(3):
         await new_job(database, user)
-    assert await database.count_created_since(user, before) == 3
-    assert await database.count_created_since(user, datetime.now(UTC) + timedelta(minutes=1)) == 0
+    assert await database.count_created_since(user, before, platform="telegram") == 3
+    assert (
+        await database.count_created_since(
+            user, datetime.now(UTC) + timedelta(minutes=1), platform="telegram"
+        )
+        == 0
+    )
     # Any aware time zone works: it is converted to UTC before comparing (SQLite compares text).
     moscow = timezone(timedelta(hours=3))
-    assert await database.count_created_since(user, before.astimezone(moscow)) == 3
+    assert await database.count_created_since(user, before.astimezone(moscow), platform="telegram") == 3
     ahead = (datetime.now(UTC) + timedelta(seconds=30)).astimezone(timezone(timedelta(hours=-5)))
-    assert await database.count_created_since(user, ahead) == 0
-    assert await database.count_created_since(404, before) == 0
+    assert await database.count_created_since(user, ahead, platform="telegram") == 0
+    assert await database.count_created_since(404, before, platform="telegram") == 0
 
 
 async def test_timestamps_are_aware_utc_after_a_fresh_read(database: Database, user: int) -> None:

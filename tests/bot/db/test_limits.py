@@ -47,7 +47,7 @@ async def test_ten_at_once_with_an_active_limit_of_three_make_three(database: Da
     assert len(created) == 3
     assert {r.kind for r in refused} == {"active"}
     assert {r.count for r in refused} == {3}
-    assert await database.count_active(user) == 3
+    assert await database.count_active(user, platform="telegram") == 3
 
 
 async def test_a_heavy_job_counts_its_own_weight(database: Database, user: int) -> None:
@@ -77,7 +77,7 @@ async def test_the_hourly_limit_holds_at_once(database: Database, user: int) -> 
 
 async def test_the_queue_length_holds_across_users(database: Database, user: int) -> None:
     for other in range(2, 6):
-        await database.upsert_user(other, None, "x", None)
+        await database.upsert_user(other, None, "x", None, platform="telegram")
     limits = JobLimits(max_active=3, max_per_hour=100, max_queued=4)
     created, refused = await _at_once(15, lambda i: new_job(database, user_id=2 + i % 4, limits=limits))
     assert len(created) == 4
@@ -91,12 +91,14 @@ async def test_without_limits_nothing_is_refused(database: Database, user: int) 
 
 
 async def test_the_preset_limit_holds_at_once(database: Database, user: int) -> None:
-    await database.save_preset(user, "first", STARRY, {}, max_presets=3)
+    await database.save_preset(user, "first", STARRY, {}, max_presets=3, platform="telegram")
     created, refused = await _at_once(
-        8, lambda i: database.save_preset(user, f"p{i}", STARRY, {}, max_presets=3)
+        8, lambda i: database.save_preset(user, f"p{i}", STARRY, {}, max_presets=3, platform="telegram")
     )
     assert len(created) == 2
     assert {(r.kind, r.count) for r in refused} == {("presets", 3)}
-    assert await database.count_presets(user) == 3
-    await database.save_preset(user, "FIRST", OWN, {}, max_presets=3)  # overwriting is not a new one
-    assert await database.count_presets(user) == 3
+    assert await database.count_presets(user, platform="telegram") == 3
+    await database.save_preset(
+        user, "FIRST", OWN, {}, max_presets=3, platform="telegram"
+    )  # overwriting is not a new one
+    assert await database.count_presets(user, platform="telegram") == 3

@@ -59,7 +59,7 @@ async def test_migrate_from_a_running_loop_is_idempotent(empty_url: str) -> None
     try:
         await db.migrate()
         await db.migrate()
-        assert await db.get_user(1) is None
+        assert await db.get_user(1, platform="telegram") is None
     finally:
         await db.dispose()
 
@@ -129,9 +129,9 @@ async def test_in_memory_sqlite_is_migrated_through_its_own_connection() -> None
     try:
         await db.migrate()
         await db.migrate()
-        await db.upsert_user(1, "a", "A", "en")
-        await db.save_preset(1, "p", [{"preset": "starry_night", "weight": 1.0}], {})
-        assert await db.count_presets(1) == 1
+        await db.upsert_user(1, "a", "A", "en", platform="telegram")
+        await db.save_preset(1, "p", [{"preset": "starry_night", "weight": 1.0}], {}, platform="telegram")
+        assert await db.count_presets(1, platform="telegram") == 1
         async with db.session() as session:
             assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
     finally:

@@ -36,7 +36,7 @@ def assert_recent(value: datetime) -> None:
 
 
 async def test_upsert_user_creates_then_refreshes(database: Database) -> None:
-    created = await database.upsert_user(42, "ada", "Ada", "en")
+    created = await database.upsert_user(42, "ada", "Ada", "en", platform="telegram")
     assert isinstance(created, UserRecord)
     assert (created.id, created.username, created.first_name, created.language_code) == (
         42,
@@ -49,55 +49,57 @@ async def test_upsert_user_creates_then_refreshes(database: Database) -> None:
     assert_aware_utc(created.created_at, created.last_seen_at)
     assert_recent(created.created_at)
 
-    await database.update_user_settings(42, {"quality": "high"})
+    await database.update_user_settings(42, {"quality": "high"}, platform="telegram")
     await asyncio.sleep(0.01)
-    again = await database.upsert_user(42, None, "Ada L.", "ru")
+    again = await database.upsert_user(42, None, "Ada L.", "ru", platform="telegram")
     assert (again.username, again.first_name, again.language_code) == (None, "Ada L.", "ru")
     assert again.created_at == created.created_at
     assert again.last_seen_at > created.last_seen_at
     assert again.settings == {"quality": "high"}  # upsert never touches settings
-    assert await database.get_user(42) == again
+    assert await database.get_user(42, platform="telegram") == again
 
 
 async def test_concurrent_upserts_of_one_user(database: Database) -> None:
-    results = await asyncio.gather(*(database.upsert_user(7, f"u{i}", "U", "en") for i in range(8)))
+    results = await asyncio.gather(
+        *(database.upsert_user(7, f"u{i}", "U", "en", platform="telegram") for i in range(8))
+    )
     assert {r.id for r in results} == {7}
-    assert (await database.get_user(7)) is not None
+    assert (await database.get_user(7, platform="telegram")) is not None
 
 
 async def test_get_unknown_user(database: Database) -> None:
-    assert await database.get_user(404) is None
-    assert await database.update_user_settings(404, {"quality": "draft"}) is None
+    assert await database.get_user(404, platform="telegram") is None
+    assert await database.update_user_settings(404, {"quality": "draft"}, platform="telegram") is None
 
 
 async def test_user_settings_round_trip(database: Database) -> None:
-    await database.upsert_user(5, "bo", "Bo", None)
+    await database.upsert_user(5, "bo", "Bo", None, platform="telegram")
     settings = StyleSettings(
         quality="high", strength=0.8, preserve_colors="luminance", style_layers=("conv1_1",)
     )
     stored = {**settings_to_dict(settings, only_changed=True), "result_as": "document", "live_preview": False}
-    record = await database.update_user_settings(5, stored)
+    record = await database.update_user_settings(5, stored, platform="telegram")
     assert record is not None
     assert record.settings == stored
-    loaded = await database.get_user(5)
+    loaded = await database.get_user(5, platform="telegram")
     assert loaded is not None
     assert loaded.settings == stored
     assert settings_from_dict(loaded.settings) == settings
 
-    emptied = await database.update_user_settings(5, {})
+    emptied = await database.update_user_settings(5, {}, platform="telegram")
     assert emptied is not None
     assert emptied.settings == {}
 
 
 async def test_records_are_frozen(database: Database) -> None:
-    record = await database.upsert_user(8, "x", "X", "en")
+    record = await database.upsert_user(8, "x", "X", "en", platform="telegram")
     with pytest.raises(AttributeError):
         record.username = "y"  # type: ignore[misc]
 
 
 async def test_naive_datetimes_are_refused(database: Database, user: int) -> None:
     with pytest.raises(ValueError, match="aware"):
-        await database.count_created_since(user, datetime(2024, 1, 1))
+        await database.count_created_since(user, datetime(2024, 1, 1), platform="telegram")
     with pytest.raises(StatementError, match="naive datetime"):
         async with database.session() as session:
             await session.execute(update(Job).values(started_at=datetime(2024, 1, 1)))
@@ -107,7 +109,7 @@ async def test_naive_datetimes_are_refused(database: Database, user: int) -> Non
 
 
 async def test_save_get_list_count_delete(database: Database, user: int) -> None:
-    saved = await database.save_preset(user, "Night", STARRY, {"strength": 0.7})
+    saved = await database.save_preset(user, "Night", STARRY, {"strength": 0.7}, platform="telegram")
     assert isinstance(saved, PresetRecord)
     assert (saved.user_id, saved.name, saved.styles, saved.settings) == (
         user,
@@ -117,39 +119,39 @@ async def test_save_get_list_count_delete(database: Database, user: int) -> None
     )
     assert_aware_utc(saved.created_at, saved.updated_at)
 
-    await database.save_preset(user, "autumn", OWN, {})
-    assert [p.name for p in await database.list_presets(user)] == ["autumn", "Night"]
-    assert await database.count_presets(user) == 2
-    assert await database.get_preset(user, "night") == saved
-    assert await database.get_preset(user, "  NIGHT ") == saved
+    await database.save_preset(user, "autumn", OWN, {}, platform="telegram")
+    assert [p.name for p in await database.list_presets(user, platform="telegram")] == ["autumn", "Night"]
+    assert await database.count_presets(user, platform="telegram") == 2
+    assert await database.get_preset(user, "night", platform="telegram") == saved
+    assert await database.get_preset(user, "  NIGHT ", platform="telegram") == saved
 
-    assert await database.delete_preset(user, "NiGhT") is True
-    assert await database.delete_preset(user, "night") is False
-    assert await database.get_preset(user, "Night") is None
-    assert await database.count_presets(user) == 1
+    assert await database.delete_preset(user, "NiGhT", platform="telegram") is True
+    assert await database.delete_preset(user, "night", platform="telegram") is False
+    assert await database.get_preset(user, "Night", platform="telegram") is None
+    assert await database.count_presets(user, platform="telegram") == 1
 
 
 async def test_save_overwrites_by_case_insensitive_name(database: Database, user: int) -> None:
-    first = await database.save_preset(user, "Мой стиль", STARRY, {"quality": "draft"})
+    first = await database.save_preset(user, "Мой стиль", STARRY, {"quality": "draft"}, platform="telegram")
     await asyncio.sleep(0.01)
-    second = await database.save_preset(user, "МОЙ СТИЛЬ", OWN, {"quality": "high"})
+    second = await database.save_preset(user, "МОЙ СТИЛЬ", OWN, {"quality": "high"}, platform="telegram")
     assert second.id == first.id
     assert second.name == "МОЙ СТИЛЬ"  # the latest spelling
     assert (second.styles, second.settings) == (OWN, {"quality": "high"})
     assert second.created_at == first.created_at
     assert second.updated_at > first.updated_at
-    assert await database.count_presets(user) == 1
-    assert await database.get_preset(user, "мой стиль") == second
+    assert await database.count_presets(user, platform="telegram") == 1
+    assert await database.get_preset(user, "мой стиль", platform="telegram") == second
 
 
 async def test_preset_names_are_per_user(database: Database, user: int) -> None:
-    await database.upsert_user(2002, "bob", "Bob", "en")
-    a = await database.save_preset(user, "Mine", STARRY, {})
-    b = await database.save_preset(2002, "MINE", OWN, {})
+    await database.upsert_user(2002, "bob", "Bob", "en", platform="telegram")
+    a = await database.save_preset(user, "Mine", STARRY, {}, platform="telegram")
+    b = await database.save_preset(2002, "MINE", OWN, {}, platform="telegram")
     assert a.id != b.id
-    assert await database.list_presets(2002) == [b]
-    assert await database.list_presets(404) == []
-    assert await database.count_presets(404) == 0
+    assert await database.list_presets(2002, platform="telegram") == [b]
+    assert await database.list_presets(404, platform="telegram") == []
+    assert await database.count_presets(404, platform="telegram") == 0
 
 
 async def test_database_enforces_preset_name_uniqueness(database: Database, user: int) -> None:
@@ -165,19 +167,19 @@ async def test_database_enforces_preset_name_uniqueness(database: Database, user
 @pytest.mark.parametrize("name", ["", "   ", "x" * 33])
 async def test_preset_name_length(database: Database, user: int, name: str) -> None:
     with pytest.raises(ValueError, match="preset name"):
-        await database.save_preset(user, name, STARRY, {})
+        await database.save_preset(user, name, STARRY, {}, platform="telegram")
 
 
 async def test_preset_needs_its_user(database: Database) -> None:
     with pytest.raises(IntegrityError):
-        await database.save_preset(999, "orphan", STARRY, {})
+        await database.save_preset(999, "orphan", STARRY, {}, platform="telegram")
 
 
 async def test_deleting_a_user_deletes_their_presets(database: Database, user: int) -> None:
-    await database.save_preset(user, "one", STARRY, {})
+    await database.save_preset(user, "one", STARRY, {}, platform="telegram")
     async with database.session() as session:
         await session.delete(await session.get(User, ("telegram", user)))
-    assert await database.count_presets(user) == 0
+    assert await database.count_presets(user, platform="telegram") == 0
 
 
 # Chat defaults
@@ -185,9 +187,11 @@ async def test_deleting_a_user_deletes_their_presets(database: Database, user: i
 
 async def test_chat_defaults(database: Database) -> None:
     chat = -1001234567890  # supergroup ids do not fit in 32 bits
-    assert await database.get_chat_defaults(chat) is None
+    assert await database.get_chat_defaults(chat, platform="telegram") is None
 
-    first = await database.set_chat_defaults(chat, STARRY, {"quality": "draft"}, updated_by=42)
+    first = await database.set_chat_defaults(
+        chat, STARRY, {"quality": "draft"}, updated_by=42, platform="telegram"
+    )
     assert isinstance(first, ChatDefaultsRecord)
     assert (first.chat_id, first.styles, first.settings, first.updated_by) == (
         chat,
@@ -197,9 +201,11 @@ async def test_chat_defaults(database: Database) -> None:
     )
     assert_aware_utc(first.updated_at)
 
-    second = await database.set_chat_defaults(chat, None, {"strength": 0.2}, updated_by=43)
+    second = await database.set_chat_defaults(
+        chat, None, {"strength": 0.2}, updated_by=43, platform="telegram"
+    )
     assert (second.styles, second.settings, second.updated_by) == (None, {"strength": 0.2}, 43)
-    assert await database.get_chat_defaults(chat) == second
+    assert await database.get_chat_defaults(chat, platform="telegram") == second
     async with database.session() as session:
         # None is SQL NULL, not the JSON value null
         is_null = await session.scalar(
@@ -207,9 +213,9 @@ async def test_chat_defaults(database: Database) -> None:
         )
         assert is_null in (True, 1)
 
-    assert await database.clear_chat_defaults(chat) is True
-    assert await database.clear_chat_defaults(chat) is False
-    assert await database.get_chat_defaults(chat) is None
+    assert await database.clear_chat_defaults(chat, platform="telegram") is True
+    assert await database.clear_chat_defaults(chat, platform="telegram") is False
+    assert await database.get_chat_defaults(chat, platform="telegram") is None
 
 
 NESTED: dict[str, Any] = {
@@ -225,14 +231,14 @@ NESTED: dict[str, Any] = {
 
 
 async def test_json_round_trips(database: Database, user: int) -> None:
-    preset = await database.save_preset(user, "json", OWN, NESTED)
-    assert (await database.get_preset(user, "json")) == preset
+    preset = await database.save_preset(user, "json", OWN, NESTED, platform="telegram")
+    assert (await database.get_preset(user, "json", platform="telegram")) == preset
     assert preset.settings == NESTED
-    user_record = await database.update_user_settings(user, NESTED)
+    user_record = await database.update_user_settings(user, NESTED, platform="telegram")
     assert user_record is not None
     assert user_record.settings == NESTED
-    chat = await database.set_chat_defaults(1, OWN, NESTED, None)
-    assert (await database.get_chat_defaults(1)) == chat
+    chat = await database.set_chat_defaults(1, OWN, NESTED, None, platform="telegram")
+    assert (await database.get_chat_defaults(1, platform="telegram")) == chat
     assert chat.styles == OWN
     assert chat.settings == NESTED
     async with database.session() as session:

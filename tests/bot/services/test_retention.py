@@ -34,7 +34,7 @@ def aged(path: Path, seconds: float, data: bytes = b"x") -> Path:
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     await database.migrate()
-    await database.upsert_user(7, None, "Ada", None)
+    await database.upsert_user(7, None, "Ada", None, platform="telegram")
     yield database
     await database.dispose()
 
@@ -43,7 +43,7 @@ async def add_job(db: Database, folder: Path) -> int:
     job = await db.create_job(
         user_id=7, chat_id=7, chat_type="private", language_code=None, source_message_id=1,
         styles=[{"preset": "udnie", "weight": 1.0}], style_label="Udnie", settings={},
-        content_path=str(folder / "content"),
+        content_path=str(folder / "content"), platform="telegram",
     )  # fmt: skip
     return job.id
 

@@ -171,10 +171,10 @@ async def test_no_preview_when_turned_off_or_the_painting_is_not_here(db: Databa
     everyone_off.request(await new_job(db, tmp_path))
     await settled(everyone_off)
     sketches = service(db, tmp_path, pool)
-    await db.update_user_settings(42, {"sketch": False})  # the user's /settings
+    await db.update_user_settings(42, {"sketch": False}, platform="telegram")  # the user's /settings
     sketches.request(await new_job(db, tmp_path, preset="great_wave"))
     await settled(sketches)
-    await db.update_user_settings(42, {})
+    await db.update_user_settings(42, {}, platform="telegram")
     sketches.request(await new_job(db, tmp_path, preset="shipwreck"))  # not on this disk: no preview
     await settled(sketches)
     assert pool.requests == []
