@@ -32,7 +32,8 @@ class Settings(EngineSettings, QueueSettings):
     data_dir: Path = Path("data")
     engine_workers: int | None = Field(None, ge=1, le=64)
     worker_stall_seconds: float = Field(180.0, gt=0)
-    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # Telegram user ids
+    discord_admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # Discord user ids
     default_quality: Literal["instant", "draft", "normal", "high"] = "normal"
     sketch_preview: bool = True  # the sketch on the status first (SKETCH_PREVIEW=off: for nobody)
     sketch_offer_minutes: float = Field(3.0, ge=0)  # offer "Keep the sketch" from this wait on; 0: never
@@ -52,10 +53,11 @@ class Settings(EngineSettings, QueueSettings):
     health_port: int = Field(8080, ge=0, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "discord_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
-        """ADMIN_IDS=123,456 (spaces allowed), the way people write it in a .env file."""
+        """ADMIN_IDS=123,456 (spaces allowed), the way people write it in a .env file; each platform's ids
+        in its own variable, since a Telegram id and a Discord id are different people."""
         if isinstance(value, str):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
@@ -98,7 +100,7 @@ class Settings(EngineSettings, QueueSettings):
 def load_settings() -> Settings:
     """Settings from the environment, with a readable message instead of a validation dump."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as err:
         problems = []
         for error in err.errors():

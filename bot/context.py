@@ -1,4 +1,8 @@
-"""The services every front end shares: one database, one queue, one notifier, whatever platforms run."""
+"""The services every front end shares: one database, one queue, one notifier, whatever platforms run.
+
+A front end calls the services (``jobs``, ``paint``, ``presets``, ``users``, ``figures``, ``sketches``,
+``style_images``, ``paintings``); ``db`` is here for the core's own parts, never for a handler.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ from bot.db import Database
 from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
+from bot.services.access import Admins
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService
+from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention
 from bot.services.sketches import SketchService
+from bot.services.style_images import StyleImageService
+from bot.services.users import UserService
 from engine.catalog import Catalog
 
 
@@ -33,3 +41,7 @@ class Services:
     health: HealthServer
     retention: Retention
     sketches: SketchService
+    admins: Admins
+    users: UserService
+    style_images: StyleImageService
+    paint: PaintService

@@ -9,9 +9,10 @@ from __future__ import annotations
 import html
 
 from bot.queue.base import RESTART_REASON
-from bot.services.figures import RepaintRefusedError, Surprise
+from bot.services.figures import RepaintRefusedError, Surprise, figure_label
 from bot.services.jobs import LimitReachedError, Placement, QueueOverview
 from bot.services.preferences import Preferences
+from bot.services.refusals import Refused
 from bot.services.sketches import Kept
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
@@ -32,13 +33,20 @@ ERROR_KEYS = {
     "sketch_unavailable": "error_sketch_unavailable",
 }
 BAR_CELLS = 10
-REPAINT_KEYS = {
-    "unknown": "button_expired",
-    "not_yours": "not_your_job",
-    "not_done": "repaint_not_done",
-    "failed": "repaint_failed",
-    "expired": "repaint_expired",
-}
+
+__all__ = ["figure_label", "refusal"]  # figure_label: until bot/discord takes it from the core (issue 18)
+
+
+def refusal(language: str, err: Refused | StylebotError) -> str:
+    """The one answer to anything the core refused (``bot.services.refusals.REFUSALS``), on every
+    platform: a limit with its wait, an image or style the engine cannot use (with suggestions), or the
+    text a ``Refused`` names, its values escaped."""
+    if isinstance(err, LimitReachedError):
+        return limit(language, err)
+    if isinstance(err, Refused):
+        values = {k: html.escape(v) if isinstance(v, str) else v for k, v in err.values.items()}
+        return text(language, err.key, **values)
+    return engine_error(language, err)
 
 
 def error(language: str, code: str) -> str:
@@ -63,6 +71,7 @@ def engine_error(language: str, err: StylebotError) -> str:
 
 
 def limit(language: str, err: LimitReachedError) -> str:
+    """Part of ``refusal``: the hourly limit says when the next picture may come."""
     if err.kind == "active":
         return text(language, "limit_active", count=err.count)
     if err.kind == "hourly":
@@ -165,11 +174,6 @@ def result_caption(language: str, style: str, seconds: float | None, notes: tupl
     return text(language, "result_caption", style=html.escape(style), seconds=took)
 
 
-def figure_label(language: str, figure: str | None, style: str) -> str:
-    """The job's label (status and caption) in the user's language: the style, and what figure it is."""
-    return style if figure is None else text(language, f"{figure}_label", style=style)
-
-
 def surprise(language: str, pick: Surprise) -> str:
     title = html.escape(pick.painting.label)
     if pick.all_tried:
@@ -178,4 +182,5 @@ def surprise(language: str, pick: Surprise) -> str:
 
 
 def repaint_refused(language: str, err: RepaintRefusedError) -> str:
-    return text(language, REPAINT_KEYS[err.kind])
+    """Kept until bot/discord calls ``refusal`` (issue 18)."""
+    return refusal(language, err)

@@ -16,7 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from bot.db import Database, JobRecord, JobState
 from bot.services.jobs import JobService, NewJob, Placement
+from bot.services.paintings import Paintings
+from bot.services.refusals import NoPaintingReadyError, Refused
 from bot.services.styles import StyleChoice
+from bot.texts import language_for, text
 from engine import figures
 from engine.catalog import Catalog, Preset
 from engine.protocol import StyleSettings, settings_from_dict
@@ -36,13 +39,27 @@ def as_figure(settings: StyleSettings, figure: str | None) -> tuple[StyleSetting
     return settings, figures.weight(settings)
 
 
-class RepaintRefusedError(Exception):
+def figure_label(language: str, figure: str | None, style: str) -> str:
+    """The job's label (status and caption) in the user's language: the style, and what figure it is."""
+    return style if figure is None else text(language, f"{figure}_label", style=style)
+
+
+REPAINT_KEYS = {
+    "unknown": "button_expired",
+    "not_yours": "not_your_job",
+    "not_done": "repaint_not_done",
+    "failed": "repaint_failed",
+    "expired": "repaint_expired",
+}
+
+
+class RepaintRefusedError(Refused):
     """Why a job's photo cannot be painted again. ``kind``: "unknown" (no such job), "not_yours",
     "not_done" (still queued or running), "failed" (it never made a picture) or "expired" (the photo is
     no longer kept)."""
 
     def __init__(self, kind: str) -> None:
-        super().__init__(kind)
+        super().__init__(REPAINT_KEYS[kind])
         self.kind = kind
 
 
@@ -54,11 +71,20 @@ class Surprise:
 
 
 class FigureService:
-    def __init__(self, db: Database, jobs: JobService, catalog: Catalog, *, retention: timedelta) -> None:
+    def __init__(
+        self,
+        db: Database,
+        jobs: JobService,
+        catalog: Catalog,
+        *,
+        retention: timedelta,
+        paintings: Paintings,
+    ) -> None:
         self.db = db
         self.jobs = jobs
         self.catalog = catalog
         self.retention = retention
+        self.paintings = paintings  # which paintings are on disk: "Surprise me" offers only those
 
     async def source(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
         """The finished job whose photo ``user_id`` of ``platform`` wants painted again; raises
@@ -94,12 +120,13 @@ class FigureService:
         figure: str | None = None,
         style: StyleChoice | None = None,
         label: str | None = None,
-        exempt: bool = False,
+        exempt: bool | None = None,  # ignored: JobService.submit decides; bot/discord still passes it
     ) -> tuple[JobRecord, Placement | None]:
         """Queue a new job on ``source``'s photo, in its chat, replying to the same photo: with ``style``
-        (else the source's own), as ``figure`` (else one painting), under ``label`` (else the style's).
-        Raises RepaintRefusedError("expired") when the photo is gone, and what ``JobService.submit``
-        raises (limits, bad images)."""
+        (else the source's own), as ``figure`` (else one painting), under ``label`` (else the style's
+        with the figure's name, in the job's language). Raises RepaintRefusedError("expired") when the
+        photo is gone, and what ``JobService.submit`` raises (limits with the admins' exemption, bad
+        images)."""
         inputs = await self.jobs.kept_inputs(source)
         if inputs is None:
             raise RepaintRefusedError("expired")
@@ -109,6 +136,8 @@ class FigureService:
         else:
             own_images = ()  # a catalog painting: the source's own style images are not needed
         settings, weight = as_figure(settings_from_dict(source.settings), figure)
+        if label is None:
+            label = figure_label(language_for(source.language_code), figure, style.label)
         new = NewJob(
             user_id=source.user_id,
             chat_id=source.chat_id,
@@ -116,10 +145,9 @@ class FigureService:
             language=source.language_code,
             source_message_id=source.source_message_id,
             content=content,
-            style=StyleChoice(style.refs, label or style.label, style.settings),
+            style=StyleChoice(style.refs, label, style.settings),
             style_images=own_images,
             settings=settings,
-            exempt=exempt,
             weight=weight,
             platform=source.platform,
             guild_id=source.guild_id,
@@ -129,12 +157,18 @@ class FigureService:
 
     async def surprise(self, user_id: int, *, platform: str, rng: random.Random | None = None) -> Surprise:
         """A painting the user has not asked for yet (in any job, whatever became of it); once every
-        painting was tried, any but the latest one used."""
+        painting was tried, any but the latest one used. Only paintings on this disk now, as the gallery
+        offers: offline, or while the paintings are still being fetched, another would fail its job.
+        Raises NoPaintingReadyError when none is."""
         rng = rng or random.Random()
+        ready = set(self.paintings.ready())
+        here = [p for p in self.catalog if p.id in ready]
+        if not here:
+            raise NoPaintingReadyError()
         history = await self.db.styles_used(user_id, platform=platform)
         used = [ref["preset"] for styles in history for ref in styles if ref.get("preset")]
-        untried = [p for p in self.catalog if p.id not in set(used)]
+        untried = [p for p in here if p.id not in set(used)]
         if untried:
             return Surprise(rng.choice(untried), len(untried) - 1, all_tried=False)
-        others = [p for p in self.catalog if not used or p.id != used[-1]] or list(self.catalog)
+        others = [p for p in here if not used or p.id != used[-1]] or here
         return Surprise(rng.choice(others), 0, all_tried=True)

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import shutil
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,25 +20,17 @@ from pathlib import Path
 from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
+from bot.services.access import Admins
+from bot.services.refusals import Refused
 from bot.services.sketches import SketchService, is_instant
 from bot.services.styles import StyleChoice, check_blend
-from engine.images import probe_image
+from bot.services.uploads import MAX_DOWNLOAD_BYTES, looks_like_image, validate_images
 from engine.protocol import StyleSettings, settings_to_dict
 
 log = logging.getLogger(__name__)
 
-MAX_DOWNLOAD_BYTES = (
-    20 * 1024 * 1024
-)  # the largest photo a user may send, on every platform (the Bot API's getFile limit)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic")
-
-
-def looks_like_image(mime_type: str | None, file_name: str | None) -> bool:
-    """Whether a file a user sent claims to be a picture (its header is checked later, when it is in)."""
-    return (mime_type or "").lower().startswith("image/") or (file_name or "").lower().endswith(
-        IMAGE_SUFFIXES
-    )
-
+# Re-exported until bot/discord imports them from bot.services.uploads (issue 18).
+__all__ = ["MAX_DOWNLOAD_BYTES", "JobService", "looks_like_image", "validate_images"]
 
 # until the database has real timings
 DEFAULT_JOB_SECONDS = {"instant": 2.0, "draft": 15.0, "normal": 60.0, "high": 240.0}
@@ -53,11 +44,11 @@ class Limits:
     max_queue: int
 
 
-class LimitReachedError(Exception):
+class LimitReachedError(Refused):
     """The user (or everyone) has to wait; ``kind`` is "active", "hourly" or "queue_full"."""
 
     def __init__(self, kind: str, *, count: int = 0, retry_after: float = 0.0) -> None:
-        super().__init__(kind)
+        super().__init__(f"limit_{kind}", count=count)
         self.kind, self.count, self.retry_after = kind, count, retry_after
 
 
@@ -72,7 +63,6 @@ class NewJob:
     style: StyleChoice
     style_images: tuple[bytes, ...]  # the user's own style images, in the order of ``style.image_file_ids``
     settings: StyleSettings
-    exempt: bool = False  # admins are not limited
     weight: float = 1.0  # how many ordinary jobs it counts as (engine.figures.weight)
     platform: str = field(kw_only=True)  # no default: a job never lands on a platform by omission
     guild_id: int | None = None  # Discord: the guild of the channel
@@ -97,25 +87,35 @@ class QueueOverview:
 
 class JobService:
     def __init__(
-        self, db: Database, queue: JobQueue, *, jobs_dir: Path, limits: Limits, max_image_pixels: int
+        self,
+        db: Database,
+        queue: JobQueue,
+        *,
+        jobs_dir: Path,
+        limits: Limits,
+        max_image_pixels: int,
+        admins: Admins | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.jobs_dir = jobs_dir
         self.limits = limits
+        self.admins = admins or Admins()
         self.max_image_pixels = max_image_pixels
         self.sketches: SketchService | None = None  # set by the runtime; tests may run without sketches
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
         for a bad image. The limits are checked by the database in the step that adds the row, so
-        photos sent at once cannot all slip under them. Its sketch starts here too; an ``instant`` job is
+        photos sent at once cannot all slip under them; the platform's admins (``Admins``) have none,
+        decided here so that no front end can forget it. Its sketch starts here too; an ``instant`` job is
         not queued, since its sketch is its result (``bot.services.sketches``), and has no placement."""
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         await asyncio.to_thread(self._validate, new)
         folder = self.jobs_dir / uuid.uuid4().hex
         content_path, style_paths = await asyncio.to_thread(_store_inputs, folder, new)
         limits = self.limits
+        exempt = self.admins.is_admin(new.user_id, platform=new.platform)
         try:
             job = await self.db.create_job(
                 platform=new.platform,
@@ -131,7 +131,7 @@ class JobService:
                 content_path=str(content_path),
                 style_paths=[str(p) for p in style_paths],
                 limits=None
-                if new.exempt
+                if exempt
                 else JobLimits(limits.max_active, limits.max_per_hour, limits.max_queue),
                 weight=new.weight,
             )
@@ -194,6 +194,34 @@ class JobService:
             placements[job.id] = Placement(position, eta)
         return placements
 
+    async def job(self, job_id: int) -> JobRecord | None:
+        return await self.db.get_job(job_id)
+
+    async def owned(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
+        """The job a button names, if ``(platform, user_id)`` owns it (job ids are easy to guess, and the
+        same number on two platforms is two people). Refused "button_expired" for no such job on this
+        platform, "not_your_job" for someone else's."""
+        job = await self.db.get_job(job_id)
+        if job is None or job.platform != platform:
+            raise Refused("button_expired")
+        if job.user_id != user_id:
+            raise Refused("not_your_job")
+        return job
+
+    async def cancel_owned(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
+        """The Cancel button: only the job's owner; Refused "already_finished" when it had ended."""
+        job = await self.owned(job_id, user_id, platform=platform)
+        cancelled = await self.cancel(job.id)
+        if cancelled is None:
+            raise Refused("already_finished")
+        return cancelled
+
+    async def record_status(self, job_id: int, message_id: int) -> JobRecord | None:
+        """The job's status is (now) this message: remember it (progress edits it, a restart finds it) and
+        return the job as it is now, which may have ended meanwhile."""
+        await self.db.set_status_message(job_id, message_id)
+        return await self.db.get_job(job_id)
+
     async def cancel(self, job_id: int) -> JobRecord | None:
         """Cancel one job; None if it had already ended."""
         job = await self.queue.cancel(job_id)
@@ -209,9 +237,6 @@ class JobService:
         targets = active if everything else active[-1:]
         cancelled = [job for job in [await self.cancel(j.id) for j in targets] if job is not None]
         return cancelled
-
-    async def active_for_user(self, user_id: int) -> list[JobRecord]:
-        return await self.db.active_jobs(user_id)
 
     async def kept_inputs(self, job: JobRecord) -> tuple[bytes, tuple[bytes, ...]] | None:
         """A finished job's photo and own style images, while they are kept; None once they are gone."""
@@ -240,12 +265,6 @@ def _refusal(err: LimitExceededError) -> LimitReachedError:
         retry = (err.oldest + HOUR - datetime.now(UTC)).total_seconds()
         return LimitReachedError("hourly", count=err.count, retry_after=max(retry, 60.0))
     return LimitReachedError(err.kind, count=err.count)
-
-
-def validate_images(images: Sequence[bytes], *, max_pixels: int) -> None:
-    """Raise an ``engine.errors.ImageError`` for the first image a job cannot use, decoding none."""
-    for data in images:
-        probe_image(data, max_pixels=max_pixels)
 
 
 def _read_inputs(job: JobRecord) -> tuple[bytes, tuple[bytes, ...]]:

@@ -63,6 +63,10 @@ class Paintings:
     def states(self) -> dict[str, PaintingState]:
         return self.store.states()
 
+    def ready(self) -> tuple[str, ...]:
+        """The ids of the paintings on disk now, in catalog order: what can be painted at once."""
+        return tuple(i for i, state in self.states().items() if state is PaintingState.READY)
+
     @property
     def pages(self) -> int:
         return max(1, -(-len(self.store.catalog) // PAGE_SIZE))
@@ -74,7 +78,7 @@ class Paintings:
 
     async def overview(self) -> Sheet | None:
         """Every painting on disk, one sheet; None while there is none."""
-        ready = tuple(i for i, state in self.states().items() if state is PaintingState.READY)
+        ready = self.ready()
         if not ready:
             return None
         return await self._sheet("all", ready, ready, columns=OVERVIEW_COLUMNS, numbered=False)

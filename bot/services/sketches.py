@@ -28,7 +28,7 @@ from PIL import Image
 
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import JobQueue
-from bot.services.preferences import Preferences
+from bot.services.users import load_preferences
 from engine.catalog import Catalog, Preset, blended_default
 from engine.errors import ImageError, SketchUnavailableError
 from engine.protocol import DEFAULT_STRENGTH, settings_from_dict
@@ -206,8 +206,7 @@ class SketchService:
                     await self.queue.submit(job.id)
 
     async def _wanted(self, job: JobRecord) -> bool:
-        user = await self.db.get_user(job.user_id, platform=job.platform)
-        return Preferences.from_dict(user.settings if user else {}).sketch
+        return (await load_preferences(self.db, job.user_id, platform=job.platform)).sketch
 
     def _sketch_request(self, job: JobRecord, side: int) -> SketchRequest:
         settings = settings_from_dict(job.settings)

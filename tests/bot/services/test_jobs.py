@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.db import Database
+from bot.frontend import DISCORD, TELEGRAM
 from bot.queue.base import QueueStatus
 from bot.services import styles
+from bot.services.access import Admins
 from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob, Placement
 from engine.catalog import load_catalog
 from engine.protocol import StyleSettings
@@ -35,14 +37,14 @@ class RecordingQueue:
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     await database.migrate()
-    await database.upsert_user(7, "ada", "Ada", "en")
+    await database.upsert_user(7, "ada", "Ada", "en", platform="telegram")
     yield database
     await database.dispose()
 
 
-def photo_job(n: int, *, exempt: bool = False) -> NewJob:
+def photo_job(n: int, *, user_id: int = 7, platform: str = "telegram") -> NewJob:
     return NewJob(
-        user_id=7,
+        user_id=user_id,
         chat_id=7,
         chat_type="private",
         language=None,
@@ -51,8 +53,7 @@ def photo_job(n: int, *, exempt: bool = False) -> NewJob:
         style=styles.paintings(["udnie"], load_catalog()),
         style_images=(),
         settings=StyleSettings(),
-        exempt=exempt,
-        platform="telegram",
+        platform=platform,
     )
 
 
@@ -70,22 +71,30 @@ async def test_ten_photos_at_once_with_a_limit_of_three_make_three_jobs(db: Data
     assert len(refused) == 7
     assert {(r.kind, r.count) for r in refused} == {("active", 3)}
     assert len(queue.submitted) == 3
-    assert await db.count_active(7) == 3
+    assert await db.count_active(7, platform="telegram") == 3
     assert len(list((tmp_path / "jobs").iterdir())) == 3  # the refused ones left no inputs behind
 
 
-async def test_admins_are_exempt(db: Database, tmp_path: Path) -> None:
+async def test_admins_are_exempt_on_their_own_platform_only(db: Database, tmp_path: Path) -> None:
+    """The core decides the exemption from (platform, user id): a Discord admin is not limited on
+    Discord's /paint, and the same number on the other platform is somebody else."""
     jobs = JobService(
         db,
         RecordingQueue(),
         jobs_dir=tmp_path / "jobs",
-        limits=Limits(1, 1, 1),
+        limits=Limits(1, 1, 100),
         max_image_pixels=4_000_000,  # type: ignore[arg-type]
+        admins=Admins({TELEGRAM: frozenset({7}), DISCORD: frozenset({42})}),
     )
     for n in range(3):
-        await jobs.submit(photo_job(n, exempt=True))
-    with pytest.raises(LimitReachedError):
-        await jobs.submit(photo_job(9))
+        await jobs.submit(photo_job(n, user_id=42, platform=DISCORD))  # a Discord admin
+        await jobs.submit(photo_job(n, user_id=7, platform=TELEGRAM))  # a Telegram admin
+    await jobs.submit(photo_job(5, user_id=7, platform=DISCORD))
+    with pytest.raises(LimitReachedError):  # Discord's user 7 is not Telegram's admin 7
+        await jobs.submit(photo_job(6, user_id=7, platform=DISCORD))
+    await jobs.submit(photo_job(7, user_id=42, platform=TELEGRAM))
+    with pytest.raises(LimitReachedError):  # nor is Telegram's user 42 Discord's admin 42
+        await jobs.submit(photo_job(8, user_id=42, platform=TELEGRAM))
 
 
 async def test_a_worker_painting_batches_gives_shorter_waits(db: Database, tmp_path: Path) -> None:

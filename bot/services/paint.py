@@ -1,0 +1,98 @@
+"""Starting a job from a request, the same on every platform: the front end hands over the picture and
+what was asked; everything else is decided here.
+
+The style (or the group's default), the stored personal styles it names, the settings layer over layer
+(``preferences.job_settings``), a figure's settings and weight, the label in the user's language, then
+``JobService.submit`` (limits with the admins' exemption, image checks, the queue). Every refusal is one
+of ``bot.services.refusals.REFUSALS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.db import JobRecord
+from bot.services.figures import as_figure, figure_label
+from bot.services.jobs import JobService, NewJob, Placement
+from bot.services.presets import PresetService
+from bot.services.refusals import NeedsStyleError
+from bot.services.style_images import StyleImageService
+from bot.services.styles import StyleChoice
+from bot.texts import language_for, text
+
+
+@dataclass(frozen=True)
+class PaintRequest:
+    """What a user asked for, in the platform's own ids."""
+
+    platform: str
+    user_id: int
+    chat_id: int
+    chat_type: str  # "private", or the platform's kind of group ("group", "supergroup", "guild")
+    group_id: int | None  # whose default style and settings apply: a group's chat id, a Discord server
+    # (a chat inside a group, as a Discord channel in its server, is stored with the group's id too)
+    language: str | None  # the user's language code as the platform gives it
+    source_message_id: int  # what the result replies to
+    content: bytes
+    style: StyleChoice | None  # None: the group's default style
+    style_images: tuple[bytes, ...] = ()  # the request's own style pictures (refs without "stored")
+    overrides: dict[str, Any] = field(default_factory=dict)  # settings chosen with this request
+    figure: str | None = None  # one of engine.figures' figures instead of one painting
+
+
+class PaintService:
+    def __init__(
+        self,
+        jobs: JobService,
+        presets: PresetService,
+        style_images: StyleImageService,
+        *,
+        default_quality: str,
+    ) -> None:
+        self.jobs = jobs
+        self.presets = presets
+        self.style_images = style_images
+        self.default_quality = default_quality
+
+    async def start(self, request: PaintRequest) -> tuple[JobRecord, Placement | None]:
+        """Queue the job the request asks for; its placement (None: it starts at once). Raises
+        NeedsStyleError when nothing is named and the group has no default, and what
+        ``JobService.submit`` raises."""
+        language = language_for(request.language)
+        choice = request.style
+        if choice is None and request.group_id is not None:
+            own = text(language, "preset_own_image")
+            choice, _ = await self.presets.chat_default(request.group_id, own, platform=request.platform)
+        if choice is None:
+            raise NeedsStyleError()
+        style_images = request.style_images
+        for image_id in choice.stored_image_ids:
+            stored = await self.style_images.get(request.user_id, image_id, platform=request.platform)
+            assert stored.data is not None  # ``get`` refuses an image without its bytes
+            style_images += (stored.data,)
+        settings = await self.presets.settings_for(
+            request.user_id,
+            platform=request.platform,
+            group_id=request.group_id,
+            preset={**choice.settings, **request.overrides},
+            default_quality=self.default_quality,
+        )
+        settings, weight = as_figure(settings, request.figure)
+        label = figure_label(language, request.figure, choice.label)
+        return await self.jobs.submit(
+            NewJob(
+                user_id=request.user_id,
+                chat_id=request.chat_id,
+                chat_type=request.chat_type,
+                language=request.language,
+                source_message_id=request.source_message_id,
+                content=request.content,
+                style=StyleChoice(choice.refs, label, choice.settings),
+                style_images=style_images,
+                settings=settings,
+                weight=weight,
+                platform=request.platform,
+                guild_id=request.group_id if request.group_id != request.chat_id else None,
+            )
+        )
