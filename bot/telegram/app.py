@@ -18,6 +18,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 
 from bot.config import Settings
 from bot.context import Services
+from bot.frontend import TELEGRAM
 from bot.redaction import protect
 from bot.runtime import QueueFactory, Runtime, build_services
 from bot.services.albums import AlbumCollector
@@ -63,12 +64,12 @@ def build_application(
         application.bot_data[RUNTIME] = Runtime(core)
     board = StatusBoard(
         application.bot,
-        core.db,
+        core.jobs,
         interval_private=settings.status_interval_private,
         interval_group=settings.status_interval_group,
     )
     application.bot_data[KEY] = core
-    application.bot_data[FRONTEND] = TelegramFrontend(application.bot, core.db, core.notifier, board)
+    application.bot_data[FRONTEND] = TelegramFrontend(application.bot, core.users, core.notifier, board)
     application.bot_data[ALBUMS] = AlbumCollector(settings.album_wait_seconds, paint.on_album)
     application.add_handler(TypeHandler(Update, track_user), group=-1)
     register(application)
@@ -101,12 +102,24 @@ async def running(application: Application) -> AsyncIterator[None]:
 async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Keep each sender's row (language, name) current; runs before every other handler of the update.
     A chat that sends (an anonymous admin's group, a channel) gets a row of its own: see ``sender_id``."""
-    message, user = update.effective_message, update.effective_user
+    message, user, users = update.effective_message, update.effective_user, services(context).users
     if update.callback_query is None and message is not None and message.sender_chat is not None:
         chat = message.sender_chat
-        await services(context).db.upsert_user(chat.id, chat.username, chat.effective_name, None)
+        await users.remember(
+            chat.id,
+            platform=TELEGRAM,
+            username=chat.username,
+            display_name=chat.effective_name,
+            language=None,
+        )
     elif user is not None and not user.is_bot:
-        await services(context).db.upsert_user(user.id, user.username, user.first_name, user.language_code)
+        await users.remember(
+            user.id,
+            platform=TELEGRAM,
+            username=user.username,
+            display_name=user.first_name,
+            language=user.language_code,
+        )
 
 
 async def _post_init(application: Application) -> None:

@@ -14,10 +14,10 @@ from telegram import Bot, Message, ReplyParameters
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import replies
-from bot.db import Database, JobRecord
+from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.notifier import Notifier
-from bot.services.preferences import Preferences
+from bot.services.users import UserService
 from bot.telegram import buttons
 from bot.telegram.status import StatusBoard
 from bot.texts import language_for
@@ -36,9 +36,9 @@ class TelegramFrontend:
 
     platform = TELEGRAM
 
-    def __init__(self, bot: Bot, db: Database, notifier: Notifier, board: StatusBoard) -> None:
+    def __init__(self, bot: Bot, users: UserService, notifier: Notifier, board: StatusBoard) -> None:
         self.bot = bot
-        self.db = db
+        self.users = users
         self.notifier = notifier
         self.board = board
 
@@ -79,10 +79,8 @@ class TelegramFrontend:
         """
         language = language_for(job.language_code)
         caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
-        user = await self.db.get_user(job.user_id)
-        as_photo = Preferences.from_dict(user.settings if user else {}).result_as == "photo" and _fits_photo(
-            job, path
-        )
+        prefs = await self.users.preferences(job.user_id, platform=TELEGRAM)
+        as_photo = prefs.result_as == "photo" and _fits_photo(job, path)
         forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
         data = await asyncio.to_thread(path.read_bytes)
         for photo, form_caption in forms:

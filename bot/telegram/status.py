@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot.db import Database, JobRecord
+from bot.db import JobRecord
+from bot.services.jobs import JobService
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ class _Entry:
 
 
 class StatusBoard:
-    def __init__(self, bot: Bot, db: Database, *, interval_private: float, interval_group: float) -> None:
+    def __init__(self, bot: Bot, jobs: JobService, *, interval_private: float, interval_group: float) -> None:
         self.bot = bot
-        self.db = db
+        self.jobs = jobs
         self.interval_private = interval_private
         self.interval_group = interval_group
         self._entries: dict[int, _Entry] = {}
@@ -91,7 +92,7 @@ class StatusBoard:
             message_id = message.message_id
         entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job), is_photo=is_photo)
         entry.shown, entry.shown_at = _View(text, buttons).key(), time.monotonic()
-        await self.db.set_status_message(job.id, message_id)
+        await self.jobs.record_status(job.id, message_id)
         if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
             await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
 
@@ -221,6 +222,7 @@ class StatusBoard:
     async def _switch_to_photo(self, entry: _Entry, view: _View) -> None:
         """A text message cannot become a photo: send the photo status, then delete the text one."""
         job = entry.job
+        assert view.preview is not None  # ``_render`` switches only to show a picture
         message = await self.bot.send_photo(
             job.chat_id,
             view.preview,
@@ -231,4 +233,4 @@ class StatusBoard:
         with contextlib.suppress(BadRequest, Forbidden):
             await self.bot.delete_message(job.chat_id, entry.message_id)
         entry.message_id, entry.is_photo = message.message_id, True
-        await self.db.set_status_message(job.id, message.message_id)
+        await self.jobs.record_status(job.id, message.message_id)

@@ -8,12 +8,15 @@ import logging
 import re
 from dataclasses import dataclass
 
-from telegram import Message, ReplyParameters, Update
+from telegram import InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError
 
-from bot.services.jobs import MAX_DOWNLOAD_BYTES, looks_like_image
+from bot import replies
+from bot.services.refusals import Refused
+from bot.services.uploads import DOWNLOAD_FAILED, check_size, looks_like_image
 from bot.texts import language_for, text
+from engine.errors import StylebotError
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +25,6 @@ DOWNLOAD_BACKOFF = 0.5  # seconds before the second attempt; doubled before the 
 _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL
 )
-
-
-class FileTooBigError(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"{size} bytes")
-        self.size = size
-
-
-class DownloadFailedError(Exception):
-    """Telegram did not hand over the file after a few tries (a network hiccup, a 5xx)."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +90,12 @@ def is_image_document(message: Message) -> bool:
 
 
 async def download(message: Message, ref: ImageRef) -> bytes:
-    """The image's bytes; FileTooBigError past what the Bot API lets a bot download.
+    """The image's bytes; refused (``bot.services.uploads``) past what the bot downloads.
 
-    A transient failure (a timeout, a dropped connection, a 5xx) is tried again twice, then becomes
-    DownloadFailedError; a refusal (BadRequest: an unknown or too big file) is not retried.
+    A transient failure (a timeout, a dropped connection, a 5xx) is tried again twice, then refused as
+    a failed download; a refusal (BadRequest: an unknown or too big file) is not retried.
     """
-    if ref.size is not None and ref.size > MAX_DOWNLOAD_BYTES:
-        raise FileTooBigError(ref.size)
+    check_size(ref.size)
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
             file = await message.get_bot().get_file(ref.file_id)
@@ -113,7 +105,7 @@ async def download(message: Message, ref: ImageRef) -> bytes:
         except NetworkError as err:  # TimedOut included
             log.warning("download of %s failed (attempt %d): %s", ref.file_id, attempt, err)
             if attempt == DOWNLOAD_ATTEMPTS:
-                raise DownloadFailedError(str(err)) from err
+                raise Refused(DOWNLOAD_FAILED) from err
             await asyncio.sleep(DOWNLOAD_BACKOFF * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 
@@ -132,7 +124,9 @@ def split_command(caption: str | None, bot_username: str) -> tuple[str | None, s
     return match["name"].lower(), (match["args"] or "").strip()
 
 
-async def reply(update: Update, message: str, **kwargs: object) -> Message | None:
+async def reply(
+    update: Update, message: str, *, reply_markup: InlineKeyboardMarkup | None = None
+) -> Message | None:
     """Answer the update's message, quoting it in groups so the reply is clearly for that person."""
     target = update.effective_message
     if target is None:
@@ -140,12 +134,17 @@ async def reply(update: Update, message: str, **kwargs: object) -> Message | Non
     return await target.reply_text(
         message,
         reply_parameters=ReplyParameters(target.message_id, allow_sending_without_reply=True),
-        **kwargs,
+        reply_markup=reply_markup,
     )
 
 
 def say(update: Update, key: str, **values: object) -> str:
     return text(language(update), key, **values)
+
+
+def refusal(update: Update, err: Refused | StylebotError) -> str:
+    """What the core refused (``bot.services.refusals.REFUSALS``), in the user's language."""
+    return replies.refusal(language(update), err)
 
 
 def escape(value: str) -> str:

@@ -11,22 +11,21 @@ from __future__ import annotations
 import logging
 
 from telegram import Message, Update
-from telegram.constants import ChatType
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import replies
-from bot.context import Services
 from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.figures import RepaintRefusedError
-from bot.services.jobs import LimitReachedError
+from bot.services.figures import RepaintRefusedError, Surprise
+from bot.services.refusals import REFUSALS, Refused
 from bot.services.styles import StyleChoice
 from bot.telegram.context import services
 from bot.telegram.handlers.common import (
     ImageRef,
     image_in,
     language,
+    refusal,
     reply,
     say,
     sender_id,
@@ -34,7 +33,6 @@ from bot.telegram.handlers.common import (
 )
 from bot.telegram.handlers.paint import gallery_keyboard, show_queued, start_job
 from bot.texts import text
-from engine.errors import StylebotError
 
 log = logging.getLogger(__name__)
 
@@ -75,35 +73,31 @@ async def _on_photo(
     update: Update, context: ContextTypes.DEFAULT_TYPE, photo: ImageRef, command: str, words: str
 ) -> None:
     s = services(context)
-    lang = language(update)
     if command == "surprise":
-        pick = await s.figures.surprise(sender_id(update), platform=TELEGRAM)
-        await reply(update, replies.surprise(lang, pick))
-        await start_job(update, context, photo, styles.paintings([pick.painting.id], s.catalog))
+        pick = await _surprise(update, context, sender_id(update))
+        if pick is not None:
+            await start_job(update, context, photo, styles.paintings([pick.painting.id], s.catalog))
         return
-    choice = await _named_style(update, context, words)
-    if choice is None:
-        return
+    choice = None  # no words: the group's default style (PaintService), else the user hears why
+    if words:
+        presets = await s.presets.list(sender_id(update), platform=TELEGRAM)
+        try:
+            choice = styles.parse(words, s.catalog, presets)
+        except REFUSALS as err:
+            await reply(update, refusal(update, err))
+            return
     await start_job(update, context, photo, choice, figure=FIGURE_OF[command])
 
 
-async def _named_style(update: Update, context: ContextTypes.DEFAULT_TYPE, words: str) -> StyleChoice | None:
-    """The paintings the words name, else the group's default style; None after telling the user why."""
-    s = services(context)
-    chat = update.effective_chat
-    assert chat is not None
-    if words:
-        try:
-            return styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
-        except StylebotError as err:
-            await reply(update, replies.engine_error(language(update), err))
-            return None
-    if chat.type != ChatType.PRIVATE:
-        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
-        if choice is not None:
-            return choice
-    await reply(update, say(update, "figure_needs_style"))
-    return None
+async def _surprise(update: Update, context: ContextTypes.DEFAULT_TYPE, user_id: int) -> Surprise | None:
+    """ "Surprise me": a painting on disk the user has not tried, announced; None after saying why not."""
+    try:
+        pick = await services(context).figures.surprise(user_id, platform=TELEGRAM)
+    except Refused as err:
+        await reply(update, refusal(update, err))
+        return None
+    await reply(update, replies.surprise(language(update), pick))
+    return pick
 
 
 async def _on_latest(update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, words: str) -> None:
@@ -114,17 +108,17 @@ async def _on_latest(update: Update, context: ContextTypes.DEFAULT_TYPE, command
     if source is None:
         await reply(update, say(update, "figure_needs_photo", command=command))
         return
-    lang = language(update)
     style: StyleChoice | None = None
     if command == "surprise":
-        pick = await s.figures.surprise(sender_id(update), platform=TELEGRAM)
-        await reply(update, replies.surprise(lang, pick))
+        pick = await _surprise(update, context, sender_id(update))
+        if pick is None:
+            return
         style = styles.paintings([pick.painting.id], s.catalog)
     elif words:
         try:
             style = styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
-        except StylebotError as err:
-            await reply(update, replies.engine_error(lang, err))
+        except REFUSALS as err:
+            await reply(update, refusal(update, err))
             return
         if style.image_file_ids:  # a preset with an own style image: that needs a photo to go with it
             await reply(update, say(update, "figure_own_style", command=command))
@@ -191,10 +185,11 @@ async def on_repaint_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     await query.answer()
     s = services(context)
-    pick = await s.figures.surprise(source.user_id, platform=TELEGRAM)
+    pick = await _surprise(update, context, source.user_id)
+    if pick is None:
+        return
     status = query.message if isinstance(query.message, Message) else None
     choice = styles.paintings([pick.painting.id], s.catalog)
-    await reply(update, replies.surprise(language(update), pick))
     await _repaint(update, context, source, None, choice, status=status, on_error=_Answer(update, status))
 
 
@@ -212,8 +207,9 @@ async def on_gallery_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     await query.answer()
     s = services(context)
-    pick = await s.figures.surprise(query.from_user.id, platform=TELEGRAM)
-    await reply(update, replies.surprise(language(update), pick))
+    pick = await _surprise(update, context, query.from_user.id)
+    if pick is None:
+        return
     await start_job(update, context, photo, styles.paintings([pick.painting.id], s.catalog), status=message)
 
 
@@ -224,7 +220,7 @@ async def _source(update: Update, context: ContextTypes.DEFAULT_TYPE, job_id: in
     try:
         return await services(context).figures.source(job_id, query.from_user.id, platform=TELEGRAM)
     except RepaintRefusedError as err:
-        await query.answer(replies.repaint_refused(language(update), err), show_alert=err.kind == "expired")
+        await query.answer(refusal(update, err), show_alert=err.kind == "expired")
         return None
 
 
@@ -254,23 +250,12 @@ async def _repaint(
     on_error: _Answer,
     status: Message | None = None,
 ) -> None:
-    s: Services = services(context)
-    lang = language(update)
-    label = replies.figure_label(lang, figure, (style.label if style is not None else source.style_label))
     try:
-        job, placement = await s.figures.repaint(
-            source, figure=figure, style=style, label=label, exempt=source.user_id in s.settings.admin_ids
-        )
-    except RepaintRefusedError as err:
-        await on_error(replies.repaint_refused(lang, err))
+        job, placement = await services(context).figures.repaint(source, figure=figure, style=style)
+    except REFUSALS as err:
+        await on_error(refusal(update, err))
         return
-    except LimitReachedError as err:
-        await on_error(replies.limit(lang, err))
-        return
-    except StylebotError as err:
-        await on_error(replies.engine_error(lang, err))
-        return
-    await show_queued(context, lang, job, placement, status)
+    await show_queued(context, language(update), job, placement, status)
 
 
 def handlers() -> list:

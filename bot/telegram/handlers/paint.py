@@ -37,14 +37,13 @@ from bot.context import Services
 from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.figures import as_figure
-from bot.services.jobs import LimitReachedError, NewJob, Placement
+from bot.services.jobs import Placement
+from bot.services.paint import PaintRequest
+from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
 from bot.telegram import buttons
 from bot.telegram.context import albums, frontend, services
 from bot.telegram.handlers.common import (
-    DownloadFailedError,
-    FileTooBigError,
     ImageRef,
     download,
     escape,
@@ -52,13 +51,13 @@ from bot.telegram.handlers.common import (
     is_image_document,
     is_private,
     language,
+    refusal,
     reply,
     say,
     sender_id,
     split_command,
 )
 from bot.texts import text
-from engine.errors import StylebotError
 
 log = logging.getLogger(__name__)
 
@@ -74,62 +73,44 @@ async def start_job(
     update: Update,
     context: ContextTypes.DEFAULT_TYPE,
     content: ImageRef,
-    choice: StyleChoice,
+    choice: StyleChoice | None,
     *,
     status: Message | None = None,
     figure: str | None = None,
 ) -> None:
-    """Download, validate and queue; then show the job's status (reusing ``status`` if given).
-    ``figure``: one of ``engine.figures``' figures instead of one painting.
+    """Download, then ``PaintService.start`` (every rule); then show the job's status (reusing ``status``
+    if given). ``choice`` None: the group's default style. ``figure``: one of ``engine.figures``' figures
+    instead of one painting.
 
     Every refusal becomes a friendly reply; nothing here raises to the user.
     """
     s = services(context)
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     assert message is not None and chat is not None and user is not None
-    owner = sender_id(update)
-    lang = language(update)
     try:
         content_bytes = await download(message, content)
-        style_bytes = tuple([await _download_file(message, file_id) for file_id in choice.image_file_ids])
-        settings = await s.presets.settings_for(
-            owner,
-            platform=TELEGRAM,
-            group_id=None if chat.type == ChatType.PRIVATE else chat.id,
-            preset=choice.settings,
-            default_quality=s.settings.default_quality,
+        style_ids = choice.image_file_ids if choice is not None else ()
+        style_bytes = tuple([await _download_file(message, file_id) for file_id in style_ids])
+        job, placement = await s.paint.start(
+            PaintRequest(
+                platform=TELEGRAM,
+                user_id=sender_id(update),
+                chat_id=chat.id,
+                chat_type=chat.type,
+                group_id=None if chat.type == ChatType.PRIVATE else chat.id,
+                language=user.language_code,
+                source_message_id=content.message_id,
+                content=content_bytes,
+                style=choice,
+                style_images=style_bytes,
+                figure=figure,
+            )
         )
-        settings, weight = as_figure(settings, figure)
-        label = replies.figure_label(lang, figure, choice.label)
-        new = NewJob(
-            user_id=owner,
-            chat_id=chat.id,
-            chat_type=chat.type,
-            language=user.language_code,
-            source_message_id=content.message_id,
-            content=content_bytes,
-            style=StyleChoice(choice.refs, label, choice.settings),
-            style_images=style_bytes,
-            settings=settings,
-            exempt=owner in s.settings.admin_ids,
-            weight=weight,
-            platform=TELEGRAM,
-        )
-        job, placement = await s.jobs.submit(new)
-    except FileTooBigError as err:
-        await _refuse(update, status, say(update, "error_file_too_big", size=round(err.size / 2**20)))
+    except REFUSALS as err:
+        log.info("user %d: refused: %s", sender_id(update), err)
+        await _refuse(update, status, refusal(update, err))
         return
-    except DownloadFailedError:
-        await _refuse(update, status, say(update, "error_download_failed"))
-        return
-    except LimitReachedError as err:
-        await _refuse(update, status, replies.limit(lang, err))
-        return
-    except StylebotError as err:
-        log.info("user %d: refused input: %s", owner, err)
-        await _refuse(update, status, replies.engine_error(lang, err))
-        return
-    await show_queued(context, lang, job, placement, status)
+    await show_queued(context, language(update), job, placement, status)
 
 
 async def show_queued(
@@ -142,7 +123,7 @@ async def show_queued(
     """A new job's status with its Cancel button (in ``status`` if given)."""
     board = frontend(context).board
     await board.open(job, replies.queued(lang, placement), buttons.cancel(lang, job.id), reuse=status)
-    current = await services(context).db.get_job(job.id)
+    current = await services(context).jobs.job(job.id)
     if current is not None and not current.is_active:
         await board.remove(current)  # it ended before its status was up; the user has heard already
 
@@ -223,9 +204,9 @@ async def _paint_with_text(
     s = services(context)
     try:
         choice = styles.parse(words, s.catalog, await s.presets.list(sender_id(update), platform=TELEGRAM))
-    except StylebotError as err:
+    except REFUSALS as err:
         if not quiet:
-            await reply(update, replies.engine_error(language(update), err))
+            await reply(update, refusal(update, err))
         return
     await start_job(update, context, image, choice)
 

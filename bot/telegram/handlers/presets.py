@@ -6,17 +6,14 @@ from telegram import Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
-from bot import replies
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.preferences import Preferences
-from bot.services.presets import PresetError
-from bot.services.styles import StyleChoice
+from bot.services.refusals import REFUSALS
 from bot.telegram.context import services
 from bot.telegram.handlers.common import (
     escape,
     image_in,
-    language,
+    refusal,
     reply,
     say,
     sender_id,
@@ -24,7 +21,6 @@ from bot.telegram.handlers.common import (
     split_command,
 )
 from bot.telegram.handlers.paint import start_job
-from engine.errors import StylebotError
 
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
@@ -51,38 +47,25 @@ async def run(update: Update, context: ContextTypes.DEFAULT_TYPE, args: list[str
         return
     try:
         await handler(update, context, name, args[2:])
-    except PresetError as err:
-        await reply(update, say(update, f"preset_{err.kind}", name=escape(name), **err.details))
-    except StylebotError as err:  # e.g. a blend of too many styles
-        await reply(update, replies.engine_error(language(update), err))
+    except REFUSALS as err:  # a bad name, no such preset, a blend of too many styles...
+        await reply(update, refusal(update, err))
 
 
 async def _save(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, words: list[str]) -> None:
     """The style comes from, in order: an image the command replies to, painting ids after the name,
-    or the user's latest picture. The settings are the user's current ones."""
+    or the user's latest picture (``PresetService.save_style``)."""
     s = services(context)
-    owner, message = sender_id(update), update.effective_message
+    message = update.effective_message
     assert message is not None
     s.presets.check_name(name)
     own = image_in(message) or image_in(message.reply_to_message)
+    choice = None
     if own is not None:
         choice = styles.own_image(own.file_id, say(update, "preset_own_image"))
     elif words:
-        try:
-            choice = styles.parse(" ".join(words), s.catalog)
-        except StylebotError as err:
-            await reply(update, replies.engine_error(language(update), err))
-            return
-    else:
-        latest = await s.jobs.latest_job(owner, platform=TELEGRAM)
-        if latest is None:
-            await reply(update, say(update, "preset_nothing_to_save"))
-            return
-        choice = StyleChoice(refs=tuple(latest.styles), label=latest.style_label)  # a job keeps choice refs
-    record = await s.db.get_user(owner)
-    settings = Preferences.from_dict(record.settings if record else {}).style_settings()
-    await s.presets.save(owner, name, choice, settings, platform=TELEGRAM)
-    label = styles.describe(styles.for_saving(choice), s.catalog, say(update, "preset_own_image"))
+        choice = styles.parse(" ".join(words), s.catalog)
+    record = await s.presets.save_style(sender_id(update), name, choice, platform=TELEGRAM)
+    label = s.presets.label(record.styles, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_saved", name=escape(name), style=escape(label)))
 
 
@@ -125,18 +108,18 @@ async def _chat(update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, _
     if chat.type == ChatType.PRIVATE:
         await reply(update, say(update, "preset_chat_groups_only"))
         return
-    if owner not in s.settings.admin_ids and not sender_is_the_group(update):
-        member = await context.bot.get_chat_member(chat.id, owner)
-        if member.status not in ADMIN_STATUSES:
-            await reply(update, say(update, "preset_chat_admins_only"))
-            return
-    if name.lower() == "off":
-        await s.presets.clear_chat_default(chat.id, platform=TELEGRAM)
+
+    async def manages() -> bool:
+        """An anonymous admin of this group, or a member whose status says admin."""
+        if sender_is_the_group(update):
+            return True
+        return (await context.bot.get_chat_member(chat.id, owner)).status in ADMIN_STATUSES
+
+    record = await s.presets.set_group_default(chat.id, name, owner, platform=TELEGRAM, manages=manages)
+    if record is None:
         await reply(update, say(update, "preset_chat_cleared"))
         return
-    record = await s.presets.get(owner, name, platform=TELEGRAM)
-    await s.presets.set_chat_default(chat.id, record, owner, platform=TELEGRAM)
-    label = styles.describe(record.styles, s.catalog, say(update, "preset_own_image"))
+    label = s.presets.label(record.styles, say(update, "preset_own_image"))
     await reply(update, say(update, "preset_chat_set", style=escape(label)))
 
 

@@ -7,9 +7,10 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot import replies
 from bot.frontend import TELEGRAM
+from bot.services.refusals import Refused
 from bot.services.sketches import Kept
 from bot.telegram.context import frontend, services
-from bot.telegram.handlers.common import language, reply, say, sender_id
+from bot.telegram.handlers.common import language, refusal, reply, say, sender_id
 
 
 async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -20,7 +21,7 @@ async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/cancel`` stops the user's newest picture; ``/cancel all`` stops every one of theirs."""
     s = services(context)
-    everything = bool(context.args) and context.args[0].lower() == "all"
+    everything = bool(context.args) and (context.args or [""])[0].lower() == "all"
     cancelled = await s.jobs.cancel_latest(sender_id(update), everything=everything, platform=TELEGRAM)
     if not cancelled:
         await reply(update, say(update, "cancel_none"))
@@ -34,16 +35,12 @@ async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     query = update.callback_query
     assert query is not None and query.data is not None
     s = services(context)
-    job = await s.db.get_job(int(query.data.split(":")[1]))
-    if job is None:
-        await query.answer(say(update, "button_expired"))
-        return
-    if job.user_id != query.from_user.id:
-        await query.answer(say(update, "not_your_job"))
-        return
-    cancelled = await s.jobs.cancel(job.id)
-    if cancelled is None:
-        await query.answer(say(update, "already_finished"))
+    try:
+        cancelled = await s.jobs.cancel_owned(
+            int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM
+        )
+    except Refused as err:
+        await query.answer(refusal(update, err))
         return
     await query.answer(say(update, "cancelled"))
     await s.notifier.cancelled(cancelled)
@@ -63,17 +60,19 @@ async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The lossless file, sent again; only for the job's owner (job ids are easy to guess)."""
+    """The lossless file, sent again; only for the job's owner (``JobService.owned``)."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    s = services(context)
-    job = await s.db.get_job(int(query.data.split(":")[1]))
     message = query.message
-    if job is None or not isinstance(message, Message):
+    if not isinstance(message, Message):
         await query.answer(say(update, "button_expired"))
         return
-    if job.user_id != query.from_user.id:
-        await query.answer(say(update, "not_your_job"))
+    try:
+        job = await services(context).jobs.owned(
+            int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM
+        )
+    except Refused as err:
+        await query.answer(refusal(update, err))
         return
     await query.answer()
     if not await frontend(context).send_full_resolution(job, reply_to=message.message_id):

@@ -3,15 +3,15 @@ inline buttons."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot import replies
+from bot.frontend import TELEGRAM
 from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
+from bot.services.refusals import Refused
 from bot.telegram.context import services
-from bot.telegram.handlers.common import language, reply, say, sender_id
+from bot.telegram.handlers.common import language, refusal, reply, say, sender_id
 from bot.texts import text
 from engine.protocol import QUALITIES
 
@@ -62,8 +62,7 @@ def render(
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     owner = sender_id(update)
     s = services(context)
-    record = await s.db.get_user(owner)
-    prefs = Preferences.from_dict(record.settings if record else {})
+    prefs = await s.users.preferences(owner, platform=TELEGRAM)
     body, keyboard = render(language(update), owner, prefs, sketches=s.settings.sketch_preview)
     await reply(update, body, reply_markup=keyboard)
 
@@ -76,35 +75,16 @@ async def on_setting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         await query.answer(say(update, "not_your_settings"))
         return
     s = services(context)
-    record = await s.db.get_user(query.from_user.id)
-    prefs = Preferences.from_dict(record.settings if record else {})
     try:
-        changed = _apply(prefs, KEYS[key], value)
-    except (KeyError, ValueError):
-        await query.answer(say(update, "button_expired"))
+        prefs, changed = await s.users.change(query.from_user.id, KEYS.get(key, ""), value, platform=TELEGRAM)
+    except Refused as err:
+        await query.answer(refusal(update, err))
         return
     await query.answer(say(update, "settings_saved"))
-    if changed == prefs:
+    if not changed:
         return  # the button of the current choice: nothing to save, and Telegram refuses an unchanged edit
-    await s.db.update_user_settings(query.from_user.id, changed.to_dict())
-    body, keyboard = render(language(update), query.from_user.id, changed, sketches=s.settings.sketch_preview)
+    body, keyboard = render(language(update), query.from_user.id, prefs, sketches=s.settings.sketch_preview)
     await query.edit_message_text(body, reply_markup=keyboard)
-
-
-def _apply(prefs: Preferences, field: str, value: str) -> Preferences:
-    if field == "quality" and value in QUALITIES:
-        return replace(prefs, quality=value)
-    if field == "strength" and value in STRENGTHS:
-        return replace(prefs, strength=STRENGTHS[value])
-    if field == "preserve_colors" and value in COLOR_CHOICES:
-        return replace(prefs, preserve_colors=value)
-    if field == "result_as" and value in RESULT_AS:
-        return replace(prefs, result_as=value)
-    if field == "live_preview" and value in ("on", "off"):
-        return replace(prefs, live_preview=value == "on")
-    if field == "sketch" and value in ("on", "off"):
-        return replace(prefs, sketch=value == "on")
-    raise ValueError(f"{field}={value}")
 
 
 def handlers() -> list:

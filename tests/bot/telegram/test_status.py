@@ -33,14 +33,14 @@ class SlowTelegram:
         return True
 
 
-class Rows:
-    async def set_status_message(self, job_id: int, message_id: int | None) -> bool:
-        return True
+class Jobs:
+    async def record_status(self, job_id: int, message_id: int) -> None:
+        return None
 
 
 async def test_a_status_removed_during_its_switch_to_a_photo_leaves_no_photo_behind() -> None:
     telegram = SlowTelegram()
-    board = StatusBoard(telegram, Rows(), interval_private=3.0, interval_group=10.0)  # type: ignore[arg-type]
+    board = StatusBoard(telegram, Jobs(), interval_private=3.0, interval_group=10.0)  # type: ignore[arg-type]
     job = SimpleNamespace(id=1, chat_id=7, chat_type="private", source_message_id=5, status_message_id=None)
     await board.open(job, "queued", None)  # type: ignore[arg-type]
     showing = asyncio.create_task(board.show(job, "queued", preview=b"sketch", now=True))  # type: ignore[arg-type]

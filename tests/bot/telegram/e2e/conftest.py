@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from bot.config import Settings
 from bot.context import Services
@@ -22,6 +23,7 @@ from bot.db import Database
 from bot.queue.embedded import EmbeddedQueue
 from bot.telegram.app import build_application, running
 from bot.telegram.context import services
+from engine.catalog import load_catalog
 from engine.settings import EngineSettings
 from engine.workers.runner import WorkerOptions
 from tests.fakes.telegram_api import Call, FakeTelegram
@@ -61,6 +63,15 @@ def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
         return Settings(**values)
 
     return make
+
+
+def paintings_on_disk(settings: Settings, ids: list[str] | None = None) -> list[str]:
+    """Put small pictures in the styles folder for ``ids`` (every painting of the catalog by default), as
+    if they had been fetched: what "Surprise me" and the gallery's sheets offer."""
+    ids = list(load_catalog().ids) if ids is None else ids
+    for number, style_id in enumerate(ids):
+        Image.new("RGB", (60, 40), (10 * number % 256, 90, 160)).save(settings.styles_dir / f"{style_id}.png")
+    return ids
 
 
 def is_gallery(call: Call) -> bool:

@@ -75,7 +75,7 @@ async def test_editing_a_caption_or_command_starts_nothing(tg: FakeTelegram, sta
         other = await tg.send_photo(alice, chat, images.pattern(), caption="/preset use nothing")
         await tg.edit(other, "/preset use nothing_either")
         await asyncio.sleep(1.0)
-        assert len(await services.db.recent_jobs(alice.id)) == 1
+        assert len(await services.db.recent_jobs(alice.id, platform="telegram")) == 1
         assert len(tg.calls_to("sendPhoto")) == 1
         texts = [c.params["text"] for c in tg.calls_to("sendMessage")]
         assert sum("no preset called" in t for t in texts) == 1  # the edit was not answered
@@ -129,7 +129,7 @@ async def test_a_lasting_download_failure_is_explained(tg: FakeTelegram, start_b
         answer = await tg.wait_for("sendMessage")
         assert "couldn't fetch your picture from Telegram" in answer.params["text"]
         assert len(tg.calls_to("getFile")) == 3
-        assert not await services.db.recent_jobs(alice.id)
+        assert not await services.db.recent_jobs(alice.id, platform="telegram")
         no_apology(tg)
 
 
@@ -156,18 +156,22 @@ async def test_a_blend_of_more_than_four_styles_is_refused_everywhere(
         await refused()
         await tg.send_text(alice, chat, "/preset save five " + " ".join(FIVE))  # saving such a preset
         await refused()
-        await services.db.save_preset(alice.id, "old", [{"preset": p} for p in FIVE], {})  # saved long ago
+        await services.db.save_preset(
+            alice.id, "old", [{"preset": p} for p in FIVE], {}, platform="telegram"
+        )  # saved long ago
         await tg.send_photo(alice, chat, images.pattern(), caption="/preset use old")
         await refused()
-        await services.db.set_chat_defaults(group.id, [{"preset": p} for p in FIVE], {}, alice.id)
+        await services.db.set_chat_defaults(
+            group.id, [{"preset": p} for p in FIVE], {}, alice.id, platform="telegram"
+        )
         await tg.send_photo(alice, group, images.pattern(), caption=f"/style@{BOT}")  # a group default
         await refused()
-        assert not await services.db.recent_jobs(alice.id)
+        assert not await services.db.recent_jobs(alice.id, platform="telegram")
         no_apology(tg)
         # the same painting over and over is one painting
         await tg.send_photo(alice, chat, images.pattern(), caption=" + ".join(["udnie"] * 300))
         await tg.wait_for("sendPhoto", lambda c: c.ok)
-        (job,) = await services.db.recent_jobs(alice.id)
+        (job,) = await services.db.recent_jobs(alice.id, platform="telegram")
         assert job.styles == [{"preset": "udnie", "weight": 300.0}]
 
 
@@ -185,11 +189,11 @@ async def test_anonymous_admins_are_their_group(tg: FakeTelegram, start_bot: Sta
         await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == second.id)
         await tg.send_as(first, first, f"/cancel@{BOT} all")
         done = await tg.wait_for("sendMessage", lambda c: c.params["text"].startswith("Cancelled"))
-        assert done.params["text"] == "Cancelled 1."
+        assert done.params["text"] == "Cancelled 1 picture."
         assert done.params["chat_id"] == first.id
-        (theirs,) = await services.db.recent_jobs(second.id)
+        (theirs,) = await services.db.recent_jobs(second.id, platform="telegram")
         assert theirs.state in ("queued", "running")  # the other group's job lives on
-        assert (await services.db.recent_jobs(first.id))[0].state == "cancelled"
+        assert (await services.db.recent_jobs(first.id, platform="telegram"))[0].state == "cancelled"
 
         await tg.send_as(first, first, f"/preset@{BOT} save ours udnie")  # a foreign key failed here
         assert "Saved preset <b>ours</b>" in (await tg.wait_for("sendMessage")).params["text"]
@@ -208,7 +212,7 @@ async def test_posting_as_a_channel_is_the_channels_own_identity(
         group, news = tg.group("Friends", [alice]), tg.channel("News")
         await tg.send_as(news, group, f"/style@{BOT} udnie", image=images.pattern())
         await tg.wait_for("sendPhoto", lambda c: c.ok and c.params["chat_id"] == group.id)
-        (job,) = await services.db.recent_jobs(news.id)
+        (job,) = await services.db.recent_jobs(news.id, platform="telegram")
         assert job.chat_id == group.id
         no_apology(tg)
 
@@ -224,4 +228,4 @@ async def test_channel_posts_are_ignored(tg: FakeTelegram, start_bot: StartBot) 
         assert not [
             c for c in tg.calls if c.method not in ("getUpdates", "getMe", "setMyCommands", "deleteWebhook")
         ]
-        assert not await services.db.recent_jobs(news.id)
+        assert not await services.db.recent_jobs(news.id, platform="telegram")

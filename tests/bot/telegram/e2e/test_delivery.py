@@ -39,11 +39,11 @@ async def leftover_result(settings: Settings, tg: FakeTelegram, user: User, chat
     photo = await tg.send_photo(user, chat, images.pattern(64, 48))
     db = Database(settings.database_url)
     await db.migrate()
-    await db.upsert_user(user.id, None, user.first_name, "en")
+    await db.upsert_user(user.id, None, user.first_name, "en", platform="telegram")
     job = await db.create_job(
         user_id=user.id, chat_id=chat.id, chat_type="private", language_code="en",
         source_message_id=photo.message_id, styles=[{"preset": "udnie", "weight": 1.0}], style_label=label,
-        settings={}, content_path=str(settings.jobs_dir / "gone" / "content"),
+        settings={}, content_path=str(settings.jobs_dir / "gone" / "content"), platform="telegram",
     )  # fmt: skip
     await db.claim_job(job.id, "worker-0")
     await db.finish_job(job.id, width=64, height=48, engine_seconds=3.0)
@@ -76,7 +76,7 @@ async def test_a_result_that_cannot_be_saved_is_explained(
         await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
         final = await tg.wait_for("editMessageText", lambda c: "could not save" in c.params["text"])
         assert not (final.params.get("reply_markup") or {}).get("inline_keyboard")
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert (job.state, job.error_code) == ("failed", "result_unsaved")
         assert not tg.calls_to("sendPhoto")
 
@@ -127,7 +127,7 @@ async def test_a_result_that_could_not_be_sent_goes_out_after_a_restart(
     async with start_bot(settings) as services:
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         await until(lambda: len(tg.calls_to("sendPhoto")) == notifier.DELIVERY_ATTEMPTS)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.state == "done"
         await asyncio.sleep(0.3)
         assert (await services.db.get_job(job.id)).result_file_id is None  # type: ignore[union-attr]
@@ -150,7 +150,7 @@ async def test_a_stop_while_sending_loses_nothing(
     async with start_bot(settings) as services:
         await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
         await tg.wait_for("sendPhoto", lambda c: not c.ok)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
     async with start_bot(settings) as services:
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
         assert await delivered_file_id(services.db, job.id) == sent.result["photo"][-1]["file_id"]
@@ -196,7 +196,7 @@ def stop_group(command: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
 async def jobs_of(settings: Settings, user_id: int) -> list[Any]:
     db = Database(settings.database_url)
     try:
-        return sorted(await db.recent_jobs(user_id, 10), key=lambda job: job.id)
+        return sorted(await db.recent_jobs(user_id, 10, platform="telegram"), key=lambda job: job.id)
     finally:
         await db.dispose()
 

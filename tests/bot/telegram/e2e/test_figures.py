@@ -15,7 +15,7 @@ from bot.db import JobState
 from engine import figures
 from engine.catalog import load_catalog
 from engine.protocol import StyleSettings
-from tests.bot.telegram.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.conftest import StartBot, paintings_on_disk
 from tests.fakes import images
 from tests.fakes.engine import invert
 from tests.fakes.telegram_api import Call, Chat, FakeTelegram, Message, User
@@ -65,7 +65,7 @@ async def test_strength_strip_from_the_button(tg: FakeTelegram, start_bot: Start
         assert [strip.crop(b).size for b in boxes] == [negative.size] * 5
         for box in boxes:
             assert np.array_equal(np.asarray(strip.crop(box)), np.asarray(negative))
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.settings["figure"] == "strength"
         assert job.weight == figures.weight(StyleSettings(quality="normal", figure="strength"))
         strip_message = message_of(tg, chat, sent)
@@ -138,7 +138,7 @@ async def test_another_style_repaints_the_kept_photo(tg: FakeTelegram, start_bot
         assert np.array_equal(
             np.asarray(sent_picture(tg, again)), np.asarray(negative)
         )  # the photo, not the result
-        jobs = await services.db.recent_jobs(alice.id, 2)
+        jobs = await services.db.recent_jobs(alice.id, 2, platform="telegram")
         assert jobs[0].styles != jobs[1].styles
         assert jobs[0].content_path != jobs[1].content_path  # a copy: each job's inputs go their own way
 
@@ -148,7 +148,9 @@ async def test_surprise_never_repeats_while_untried_ones_remain(
 ) -> None:
     catalog = load_catalog()
     by_label = {p.label: p for p in catalog}
-    async with start_bot(settings_for(max_jobs_per_hour=100)):
+    settings = settings_for(max_jobs_per_hour=100)
+    paintings_on_disk(settings)
+    async with start_bot(settings):
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         await painted(tg, alice, chat, "udnie")
@@ -173,8 +175,12 @@ async def test_surprise_never_repeats_while_untried_ones_remain(
         assert "You've tried every painting" in said.params["text"]
 
 
-async def test_surprise_on_a_photo_and_in_the_gallery(tg: FakeTelegram, start_bot: StartBot) -> None:
-    async with start_bot():
+async def test_surprise_on_a_photo_and_in_the_gallery(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    settings = settings_for()
+    paintings_on_disk(settings)
+    async with start_bot(settings):
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
         await tg.send_photo(alice, chat, images.pattern(64, 48), caption="/surprise")
@@ -203,13 +209,13 @@ async def test_only_the_owner_and_only_while_kept(
             query = await tg.press_button(bob, result, data, force=True)
             await answered(tg, query.id)
             assert query.answer["text"] == "Only the person who sent the photo can do that."
-        assert len(await services.db.recent_jobs(bob.id)) == 0
-        assert len(await services.db.recent_jobs(alice.id)) == 1
+        assert len(await services.db.recent_jobs(bob.id, platform="telegram")) == 0
+        assert len(await services.db.recent_jobs(alice.id, platform="telegram")) == 1
         await asyncio.sleep(2.5)
         query = await tg.press_button(alice, result, f"fig:layers:{job_id}")
         await answered(tg, query.id)
         assert query.answer["text"] == "I no longer keep that photo. Please send it again."
-        assert len(await services.db.recent_jobs(alice.id)) == 1
+        assert len(await services.db.recent_jobs(alice.id, platform="telegram")) == 1
 
 
 async def test_bad_input_gets_clear_answers(tg: FakeTelegram, start_bot: StartBot) -> None:
@@ -239,7 +245,7 @@ async def test_a_strip_weighs_in_the_limits_and_can_be_cancelled(
         chat = tg.private_chat(alice)
         await tg.send_photo(alice, chat, images.pattern(64, 48), caption="/strip udnie")
         status = await tg.wait_for("sendMessage", lambda c: "cancel:" in str(c.params.get("reply_markup")))
-        (job,) = await services.db.active_jobs(alice.id)
+        (job,) = await services.db.active_jobs(alice.id, platform="telegram")
         assert job.weight == 5.0
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         refused = await tg.wait_for("sendMessage", lambda c: "in progress" in c.params["text"])

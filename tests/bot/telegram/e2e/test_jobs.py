@@ -77,7 +77,7 @@ async def test_cancel_button_only_for_the_owner(tg: FakeTelegram, start_bot: Sta
         await tg.wait_for("answerCallbackQuery", lambda c: c.params.get("text") == "✖️ Cancelled.")
         final = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "✖️ Cancelled.")
         assert not keyboard_data(final)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.state == "cancelled"
         await asyncio.sleep(0.5)
         assert not tg.calls_to("sendPhoto")
@@ -100,8 +100,8 @@ async def test_cancel_and_queue_commands(tg: FakeTelegram, start_bot: StartBot) 
         assert "The Scream: number 1 in the queue" in answer.params["text"]  # fair: before alice's second
         await tg.send_text(alice, alice_chat, "/cancel all")
         answer = await tg.wait_for("sendMessage", lambda c: "Cancelled" in c.params["text"])
-        assert answer.params["text"] == "Cancelled 2."
-        assert await services.db.count_active(alice.id) == 0
+        assert answer.params["text"] == "Cancelled 2 pictures."
+        assert await services.db.count_active(alice.id, platform="telegram") == 0
         await tg.send_text(alice, alice_chat, "/cancel")
         assert (await tg.wait_for("sendMessage", lambda c: "nothing" in c.params["text"])).params[
             "text"
@@ -117,7 +117,7 @@ async def test_limits(tg: FakeTelegram, start_bot: StartBot, settings_for) -> No
         await status_of(tg)
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         answer = await tg.wait_for("sendMessage", lambda c: "in progress" in c.params["text"])
-        assert "You already have 1 pictures in progress" in answer.params["text"]
+        assert "You already have 1 picture in progress" in answer.params["text"]
         await services.jobs.cancel_latest(alice.id, platform="telegram")
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         await status_of(tg)
@@ -140,8 +140,8 @@ async def test_live_preview_turns_the_status_into_a_photo(tg: FakeTelegram, star
     async with start_bot(engine=SLOW) as services:
         alice = tg.user("Alice")
         chat = tg.private_chat(alice)
-        await services.db.upsert_user(alice.id, None, "Alice", "en")
-        await services.db.update_user_settings(alice.id, {"live_preview": True})
+        await services.db.upsert_user(alice.id, None, "Alice", "en", platform="telegram")
+        await services.db.update_user_settings(alice.id, {"live_preview": True}, platform="telegram")
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         text_status = await status_of(tg)
         photo_status = await tg.wait_for("sendPhoto", lambda c: c.ok and keyboard_data(c))
@@ -150,7 +150,7 @@ async def test_live_preview_turns_the_status_into_a_photo(tg: FakeTelegram, star
             "deleteMessage", lambda c: c.params["message_id"] == text_status.result["message_id"]
         )
         await tg.wait_for("editMessageMedia", lambda c: c.ok)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.status_message_id == photo_status.result["message_id"]
 
 
@@ -173,7 +173,7 @@ async def test_a_crashing_worker_ends_in_an_apology(tg: FakeTelegram, start_bot:
         assert keyboard_data(retry)[0].startswith("cancel:")  # still cancellable while it waits again
         final = await tg.wait_for("editMessageText", lambda c: "gave up" in c.params["text"], timeout=20)
         assert not keyboard_data(final)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert (job.state, job.error_code, job.attempts) == ("failed", "worker_lost", 2)
 
 
@@ -215,7 +215,10 @@ async def test_a_restart_loses_nothing(tg: FakeTelegram, start_bot: StartBot) ->
         await tg.wait_for("editMessageText", lambda c: "I restarted while painting" in c.params["text"])
         sent = [await tg.wait_for("sendPhoto", lambda c: c.ok) for _ in range(2)]
         assert {c.params["caption"].split(" · ")[0] for c in sent} == {"🎨 Udnie", "🎨 The Scream"}
-        assert [j.state for j in await services.db.recent_jobs(alice.id, 5)] == ["done", "done"]
+        assert [j.state for j in await services.db.recent_jobs(alice.id, 5, platform="telegram")] == [
+            "done",
+            "done",
+        ]
 
 
 async def test_a_result_painted_but_never_sent_is_delivered_at_start(
@@ -227,11 +230,11 @@ async def test_a_result_painted_but_never_sent_is_delivered_at_start(
     photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
     db = Database(settings.database_url)
     await db.migrate()
-    await db.upsert_user(alice.id, None, "Alice", "en")
+    await db.upsert_user(alice.id, None, "Alice", "en", platform="telegram")
     job = await db.create_job(
         user_id=alice.id, chat_id=chat.id, chat_type="private", language_code="en",
         source_message_id=photo.message_id, styles=[{"preset": "udnie", "weight": 1.0}], style_label="Udnie",
-        settings={}, content_path=str(tmp_path / "gone"),
+        settings={}, content_path=str(tmp_path / "gone"), platform="telegram",
     )  # fmt: skip
     await db.claim_job(job.id, "worker-0")
     await db.finish_job(job.id, width=64, height=48, engine_seconds=3.0)

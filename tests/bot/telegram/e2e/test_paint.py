@@ -124,7 +124,7 @@ async def test_album_of_two_is_one_job_and_one_result(tg: FakeTelegram, start_bo
         assert np.array_equal(painted(tg, sent), negative_of(tg, first))
         await asyncio.sleep(0.6)  # longer than the album wait: a second job would have been queued by now
         assert len([c for c in tg.calls_to("sendPhoto") if c.ok]) == 1
-        jobs = await services.db.recent_jobs(alice.id, 10)
+        jobs = await services.db.recent_jobs(alice.id, 10, platform="telegram")
         assert len(jobs) == 1
         assert jobs[0].styles[0]["image"] == 0
 
@@ -199,7 +199,7 @@ async def test_a_refused_pick_says_why_on_the_gallery_picture(
         await tg.press_button(alice, gallery, "pick:udnie")
         refused = await tg.wait_for("editMessageCaption")
         assert refused.ok
-        assert "You already have 1 pictures in progress" in refused.params["caption"]
+        assert "You already have 1 picture in progress" in refused.params["caption"]
         assert gallery.button_data == []  # no buttons left to press on a refusal
 
 

@@ -111,7 +111,7 @@ async def test_the_sheet_fills_in_as_the_paintings_arrive(
         await tg.send_text(alice, chat, "/styles")
         first = await tg.wait_for("sendPhoto")
         assert first.ok
-        assert "more on the way" in first.params["caption"]
+        assert "more paintings are on the way" in first.params["caption"]
         listing = (await tg.wait_for("sendMessage")).params["text"]
         assert "<code>gate_a</code>: Gate A, Test Painter (1900) <i>(downloading)</i>" in listing
         assert "<code>early</code>: Early, Test Painter (1900)\n" in listing

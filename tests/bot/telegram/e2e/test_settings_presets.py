@@ -27,7 +27,7 @@ async def test_settings_buttons_change_and_keep_the_users_choices(
             await tg.press_button(alice, menu, data)
             await tg.wait_for("editMessageText")
         assert not [c for c in tg.calls if not c.ok]
-        user = await services.db.get_user(alice.id)
+        user = await services.db.get_user(alice.id, platform="telegram")
         assert user is not None
         assert user.settings == {
             "quality": "draft",
@@ -40,7 +40,7 @@ async def test_settings_buttons_change_and_keep_the_users_choices(
         # the next job uses them: a file instead of a photo, and the engine gets the settings
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
         await tg.wait_for("sendDocument", lambda c: c.ok)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         engine_settings = settings_from_dict(job.settings)
         assert (engine_settings.quality, engine_settings.strength, engine_settings.preserve_colors) == (
             "draft",
@@ -96,7 +96,7 @@ async def test_presets_save_list_use_delete(tg: FakeTelegram, start_bot: StartBo
         assert sent.params["reply_parameters"]["message_id"] == photo.message_id
         await tg.send_photo(alice, chat, images.pattern(64, 48), caption="red")  # a preset name as caption
         sent = await tg.wait_for("sendPhoto", lambda c: c.ok)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.styles[0]["image"] == 0  # the saved image was downloaded by its file id
         assert "Deleted preset <b>calm</b>" in await say("/preset delete calm")
         assert "no preset called <b>calm</b>" in await say("/preset delete calm")

@@ -116,7 +116,7 @@ async def test_keep_the_sketch_when_the_wait_is_long(
         assert result.params["reply_parameters"]["message_id"] == source.message_id
         assert size_of(tg, result) == (64, 48)
         await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == offer.result["message_id"])
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert (job.state.value, job.worker) == ("done", SKETCH_WORKER)
 
         query = await tg.press_button(alice, status, buttons(offer)[0], force=True)  # pressed again
@@ -147,7 +147,7 @@ async def test_instant_quality_without_previews_and_a_broken_style_image(
             "sendPhoto", lambda c: is_result(c) and tg.calls_to("sendPhoto").index(c) >= before
         )
         assert size_of(tg, result) == (64, 48)
-        job = (await services.db.recent_jobs(alice.id, 1))[0]
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert (job.state.value, job.worker, job.settings["quality"]) == ("done", SKETCH_WORKER, "instant")
 
         photo = await tg.send_photo(alice, chat, images.pattern(64, 48))
