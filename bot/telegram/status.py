@@ -1,8 +1,8 @@
 """The status message of each job, edited in place without flooding the chat.
 
-Rules: at most one edit per ``interval`` (3 s in private chats, 10 s in groups by default), never an edit
-that changes nothing (Telegram refuses those), and the latest state always wins: an update that arrives
-too early is kept and shown when the interval has passed. When a live preview arrives, the text message is
+Rules: at most one edit per interval (3 s in private chats, 10 s in groups by default), the latest state
+winning (``bot.services.throttle``, as on Discord), and never an edit that changes nothing (Telegram refuses
+those). When a live preview arrives, the text message is
 replaced once by a photo message whose picture and caption are then edited; later texts edit the caption
 and keep the picture. A picture shown ``now`` (the job's sketch) skips the interval, and one that comes
 before the status message is up is shown as soon as it is.
@@ -10,18 +10,17 @@ before the status message is up is shown as soon as it is.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.db import JobRecord
 from bot.services.jobs import JobService
+from bot.services.throttle import Slot, StatusThrottle
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +39,20 @@ class _View:
         return self.text, markup, picture
 
 
-@dataclass
-class _Entry:
+@dataclass(kw_only=True)
+class _Entry(Slot[_View]):
     job: JobRecord
     message_id: int
-    interval: float
     is_photo: bool = False
     shown: tuple[str, str, str] | None = None
-    shown_at: float = float("-inf")
-    pending: _View | None = None
     final: bool = False
-    timer: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class StatusBoard:
     def __init__(self, bot: Bot, jobs: JobService, *, interval_private: float, interval_group: float) -> None:
         self.bot = bot
         self.jobs = jobs
-        self.interval_private = interval_private
-        self.interval_group = interval_group
+        self.throttle = StatusThrottle({"private": interval_private}, default=interval_group)
         self._entries: dict[int, _Entry] = {}
         self._early: dict[int, _View] = {}  # a picture for a job whose status message is not up yet
 
@@ -90,8 +83,9 @@ class StatusBoard:
                 job.chat_id, text, reply_markup=buttons, reply_parameters=reply
             )
             message_id = message.message_id
-        entry = self._entries[job.id] = _Entry(job, message_id, self._interval(job), is_photo=is_photo)
-        entry.shown, entry.shown_at = _View(text, buttons).key(), time.monotonic()
+        entry = self._entries[job.id] = self._new_entry(job, message_id, is_photo=is_photo)
+        entry.shown = _View(text, buttons).key()
+        self.throttle.shown(entry)
         await self.jobs.record_status(job.id, message_id)
         if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
             await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
@@ -116,20 +110,14 @@ class StatusBoard:
             if preview and not final:
                 self._early[job.id] = _View(text, buttons, preview)
             return
-        if entry.pending is not None and entry.pending.preview and not preview:
-            preview = entry.pending.preview  # a newer text must not drop a picture not yet shown
-        entry.pending = _View(text, buttons, preview)
         entry.final = entry.final or final
-        if now and entry.timer is not None:
-            entry.timer.cancel()  # still asleep: the flush it would make happens here instead
-            entry.timer = None
-        if entry.timer is not None:
-            return  # the scheduled flush will show the latest pending view
-        delay = 0.0 if now else entry.shown_at + entry.interval - time.monotonic()
-        if delay <= 0:
-            await self._flush(entry)
-        else:
-            entry.timer = asyncio.create_task(self._flush_later(entry, delay), name=f"status-{job.id}")
+        await self.throttle.offer(
+            entry,
+            _View(text, buttons, preview),
+            now=now,
+            flush=lambda: self._flush(entry),
+            name=f"status-{job.id}",
+        )
 
     async def remove(self, job: JobRecord) -> None:
         """Delete the status message (the result is there, or the job vanished) and forget the job."""
@@ -137,8 +125,7 @@ class StatusBoard:
         self._early.pop(job.id, None)
         message_id = job.status_message_id
         if entry is not None:
-            if entry.timer is not None:
-                entry.timer.cancel()
+            self.throttle.stop(entry)
             async with entry.lock:  # after an update under way: a photo status it sends is the one to go
                 entry.pending = None  # and a flush waiting behind us shows nothing
                 message_id = entry.message_id
@@ -148,10 +135,7 @@ class StatusBoard:
 
     async def close(self) -> None:
         """Stop pending flushes (at shutdown)."""
-        timers = [e.timer for e in self._entries.values() if e.timer is not None]
-        for timer in timers:
-            timer.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
+        await self.throttle.close(self._entries.values())
         self._entries.clear()
         self._early.clear()
 
@@ -159,20 +143,16 @@ class StatusBoard:
         """The job's tracked message; a job from before a restart is picked up from its row."""
         entry = self._entries.get(job.id)
         if entry is None and job.status_message_id is not None:
-            entry = self._entries[job.id] = _Entry(job, job.status_message_id, self._interval(job))
+            entry = self._entries[job.id] = self._new_entry(job, job.status_message_id)
         return entry
 
-    def _interval(self, job: JobRecord) -> float:
-        return self.interval_private if job.chat_type == "private" else self.interval_group
-
-    async def _flush_later(self, entry: _Entry, delay: float) -> None:
-        await asyncio.sleep(delay)
-        entry.timer = None
-        await self._flush(entry)
+    def _new_entry(self, job: JobRecord, message_id: int, *, is_photo: bool = False) -> _Entry:
+        interval = self.throttle.interval(job.chat_type)
+        return _Entry(job=job, message_id=message_id, interval=interval, is_photo=is_photo)
 
     async def _flush(self, entry: _Entry) -> None:
         async with entry.lock:
-            view, entry.pending = entry.pending, None
+            view = self.throttle.take(entry)
             if view is None:
                 return
             if view.key() != entry.shown:
@@ -193,7 +173,8 @@ class StatusBoard:
                     log.warning("job %d: status update failed: %s", entry.job.id, err)
                     entry.pending = entry.pending or view
                     return
-                entry.shown, entry.shown_at = view.key(), time.monotonic()
+                entry.shown = view.key()
+                self.throttle.shown(entry)
             if entry.final:
                 self._entries.pop(entry.job.id, None)
 
