@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,6 +104,8 @@ class JobService:
         self.admins = admins or Admins()
         self.max_image_pixels = max_image_pixels
         self.sketches: SketchService | None = None  # set by the runtime; tests may run without sketches
+        # How a cancelled job's owner hears of it (the notifier, set by the runtime; it needs this service).
+        self.announce_cancelled: Callable[[JobRecord], Awaitable[None]] | None = None
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
@@ -215,6 +218,23 @@ class JobService:
         if cancelled is None:
             raise Refused("already_finished")
         return cancelled
+
+    async def withdraw(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
+        """The Cancel button, whole: ``cancel_owned``, then the job's status says it was cancelled."""
+        cancelled = await self.cancel_owned(job_id, user_id, platform=platform)
+        await self._announce(cancelled)
+        return cancelled
+
+    async def withdraw_latest(self, user_id: int, *, platform: str, everything: bool = False) -> int:
+        """``/cancel`` (``/cancel all``), whole: ``cancel_latest``, each status saying so; how many."""
+        cancelled = await self.cancel_latest(user_id, platform=platform, everything=everything)
+        for job in cancelled:
+            await self._announce(job)
+        return len(cancelled)
+
+    async def _announce(self, job: JobRecord) -> None:
+        if self.announce_cancelled is not None:
+            await self.announce_cancelled(job)
 
     async def record_status(self, job_id: int, message_id: int) -> JobRecord | None:
         """The job's status is (now) this message: remember it (progress edits it, a restart finds it) and

@@ -20,30 +20,23 @@ async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/cancel`` stops the user's newest picture; ``/cancel all`` stops every one of theirs."""
-    s = services(context)
     everything = bool(context.args) and (context.args or [""])[0].lower() == "all"
-    cancelled = await s.jobs.cancel_latest(sender_id(update), everything=everything, platform=TELEGRAM)
-    if not cancelled:
-        await reply(update, say(update, "cancel_none"))
-        return
-    for job in cancelled:
-        await s.notifier.cancelled(job)
-    await reply(update, say(update, "cancel_done", count=len(cancelled)))
+    jobs = services(context).jobs
+    count = await jobs.withdraw_latest(sender_id(update), everything=everything, platform=TELEGRAM)
+    await reply(update, say(update, "cancel_done", count=count) if count else say(update, "cancel_none"))
 
 
 async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
-    s = services(context)
     try:
-        cancelled = await s.jobs.cancel_owned(
+        await services(context).jobs.withdraw(
             int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM
         )
     except Refused as err:
         await query.answer(refusal(update, err))
         return
     await query.answer(say(update, "cancelled"))
-    await s.notifier.cancelled(cancelled)
 
 
 async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -241,3 +241,19 @@ def test_one_reply_for_every_refusal() -> None:
     assert "<code>udnie</code>" in replies.refusal("en", UnknownStyleError("udnei", ["udnie"]))
     assert "&lt;b&gt;" in replies.refusal("en", PresetError("not_found", name="<b>"))
     assert replies.refusal("en", Refused("not_your_job")) == text("en", "not_your_job")
+
+
+async def test_a_cancel_is_announced_by_the_core(db: Database, tmp_path: Path) -> None:
+    """The Cancel button and /cancel, whole, for both front ends: each cancelled job's status is told."""
+    jobs = service(db, tmp_path, admins=Admins({TELEGRAM: frozenset({7})}))
+    told: list[int] = []
+
+    async def announce(job: JobRecord) -> None:
+        told.append(job.id)
+
+    jobs.announce_cancelled = announce
+    first, second, third = [await submit(jobs, 7, TELEGRAM) for _ in range(3)]
+    assert (await jobs.withdraw(first.id, 7, platform=TELEGRAM)).id == first.id
+    assert await jobs.withdraw_latest(7, platform=TELEGRAM, everything=True) == 2
+    assert await jobs.withdraw_latest(7, platform=TELEGRAM) == 0
+    assert told == [first.id, second.id, third.id]
