@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from bot.discord.figures import result_view
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
+from bot.services.throttle import Slot, StatusThrottle
 from bot.texts import duration, language_for, text
 
 log = logging.getLogger(__name__)
@@ -53,18 +54,15 @@ class _View:
     keep: bool = False
 
 
-@dataclass
-class _Live:
-    """What the bot knows of a job's response while it runs: the interaction (whose token edits it)."""
+@dataclass(kw_only=True)
+class _Live(Slot[_View]):
+    """What the bot knows of a job's response while it runs (the throttle's ``Slot``, plus the
+    interaction whose token edits it)."""
 
     interaction: discord.Interaction | None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     shown: _View | None = None  # with the picture on screen, whichever edit put it there
-    shown_at: float = float("-inf")
-    pending: _View | None = None
     gone: bool = False  # the status was deleted (by a moderator, say): no more edits to it
-    timer: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class DiscordFrontend:
@@ -74,28 +72,28 @@ class DiscordFrontend:
 
     def __init__(self, client: discord.Client, *, interval: float) -> None:
         self.client = client
-        self.interval = interval
+        self.throttle = StatusThrottle({}, default=interval, clock=_now)  # the same interval everywhere
         self._live: dict[int, _Live] = {}
         self._early: dict[int, _View] = {}  # a sketch for a job whose response is not up yet
 
-    def opened(self, job: JobRecord, interaction: discord.Interaction) -> None:
+    async def opened(self, job: JobRecord, interaction: discord.Interaction) -> None:
         """The job's response is up; its interaction's token edits it for the next 15 minutes. A sketch
         that was quicker than the response (``show_status`` kept it) goes onto it now."""
         limit = getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
         live = self._live.get(job.id)
         if live is None:
-            live = self._live[job.id] = _Live(interaction, upload_limit=limit, shown_at=_now())
+            live = self._live[job.id] = _Live(
+                interaction=interaction,
+                upload_limit=limit,
+                interval=self.throttle.interval(job.chat_type),
+                shown_at=_now(),
+            )
         else:  # the notifier edited the response as a message meanwhile: the token takes over
             live.interaction, live.upload_limit = interaction, limit
         if (early := self._early.pop(job.id, None)) is not None:
-            pending = live.pending
-            live.pending = (
-                early if pending is None else replace(pending, preview=pending.preview or early.preview)
-            )
-            if live.timer is None:
-                live.timer = asyncio.create_task(
-                    self._flush_later(job, live, 0.0), name=f"discord-status-{job.id}"
-                )
+            pending = live.pending  # newer than the sketch: its text, with the sketch unless it has one
+            view = early if pending is None else replace(pending, preview=pending.preview or early.preview)
+            await self._offer(job, live, view, now=True)
 
     @staticmethod
     def _token_alive(live: _Live) -> bool:
@@ -106,8 +104,15 @@ class DiscordFrontend:
     def _entry(self, job: JobRecord) -> _Live:
         live = self._live.get(job.id)
         if live is None:  # a job from before a restart: no token, the response is edited as a message
-            live = self._live[job.id] = _Live(None)
+            live = self._live[job.id] = _Live(
+                interaction=None, interval=self.throttle.interval(job.chat_type)
+            )
         return live
+
+    async def _offer(self, job: JobRecord, live: _Live, view: _View, *, now: bool) -> None:
+        await self.throttle.offer(
+            live, view, now=now, flush=lambda: self._flush(job, live), name=f"discord-status-{job.id}"
+        )
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -132,33 +137,13 @@ class DiscordFrontend:
             if final:
                 self._live.pop(job.id, None)
             return
-        if live.pending is not None and live.pending.preview and not preview:
-            preview = live.pending.preview  # a newer text must not drop a picture not yet shown
-        live.pending = _View(markdown(text), preview, final, keep)
-        if now and live.timer is not None:
-            live.timer.cancel()  # still asleep: the flush it would make happens here instead
-            live.timer = None
-        if live.timer is not None:
-            return
-        # Never longer than one interval, whatever the clock did meanwhile.
-        delay = 0.0 if final or now else min(live.shown_at + self.interval - _now(), self.interval)
-        if delay <= 0:
-            await self._flush(job, live)
-        else:
-            live.timer = asyncio.create_task(
-                self._flush_later(job, live, delay), name=f"discord-status-{job.id}"
-            )
-
-    async def _flush_later(self, job: JobRecord, live: _Live, delay: float) -> None:
-        await asyncio.sleep(delay)
-        live.timer = None
-        await self._flush(job, live)
+        await self._offer(job, live, _View(markdown(text), preview, final, keep), now=now or final)
 
     async def _flush(self, job: JobRecord, live: _Live) -> None:
         async with live.lock:
-            if live.pending is None:
+            view = self.throttle.take(live)
+            if view is None:
                 return
-            view, live.pending = live.pending, None
             shown = live.shown.preview if live.shown is not None else None
             if view.final:  # the last word drops the picture
                 target = replace(view, preview=None)
@@ -182,7 +167,8 @@ class DiscordFrontend:
                     log.warning("job %d: status update failed: %s", job.id, err)
                     return
                 else:
-                    live.shown, live.shown_at = target, _now()
+                    live.shown = target
+                    self.throttle.shown(live)
             if view.final:
                 self._live.pop(job.id, None)
 
@@ -209,25 +195,21 @@ class DiscordFrontend:
         and drops its picture (the sketch or preview was the painting's stand-in)."""
         self._early.pop(job.id, None)
         live = self._live.get(job.id)
-        if live is not None and live.timer is not None:
-            live.timer.cancel()
-            live.timer = None
+        if live is not None:
+            self.throttle.stop(live)
         if job.status_message_id is None or (live is not None and live.gone):
             self._live.pop(job.id, None)
             return
         live = self._entry(job)
         async with live.lock:  # after any edit under way, so nothing lands after the last word
-            live.pending = None
+            self.throttle.take(live)  # dropped: the last word is this one
             with contextlib.suppress(discord.HTTPException):
                 done = markdown(text(language_for(job.language_code), "discord_done"))
                 await self._edit(job, live, content=done, view=None, attachments=[])
         self._live.pop(job.id, None)
 
     async def close(self) -> None:
-        timers = [live.timer for live in self._live.values() if live.timer is not None]
-        for timer in timers:
-            timer.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
+        await self.throttle.close(self._live.values())
         self._live.clear()
         self._early.clear()
 

@@ -85,6 +85,6 @@ async def show_queued(interaction: discord.Interaction, job: JobRecord, placemen
     if current is None:
         return
     if current.is_active:
-        client.frontend.opened(current, interaction)
+        await client.frontend.opened(current, interaction)
     else:  # it ended before its status was up: the user has heard already; the response says so too
         await client.frontend.remove_status(current)

@@ -26,7 +26,7 @@ class FakeInteraction:
 
 
 def job(status_message_id: int | None = 1) -> Any:
-    return SimpleNamespace(id=7, status_message_id=status_message_id, language_code="en")
+    return SimpleNamespace(id=7, status_message_id=status_message_id, language_code="en", chat_type="guild")
 
 
 def pictures(edit: dict[str, Any]) -> list[str] | None:
@@ -42,15 +42,18 @@ def buttons(edit: dict[str, Any]) -> list[str]:
 
 async def test_the_sketch_goes_up_at_once_and_text_only_edits_keep_it() -> None:
     frontend = DiscordFrontend(None, interval=3600.0)  # type: ignore[arg-type]
+    clock = [0.0]
+    frontend.throttle.clock = lambda: clock[0]
     interaction = FakeInteraction()
-    frontend.opened(job(), interaction)  # type: ignore[arg-type]
+    await frontend.opened(job(), interaction)  # type: ignore[arg-type]
     await frontend.show_status(job(), "number 2", preview=b"sketch", now=True, keep=True)
     assert [pictures(e) for e in interaction.edits] == [["preview.jpg"]]  # not held back an hour
     assert buttons(interaction.edits[0]) == ["keep:7", "cancel:7"]
-    frontend.interval = 0.0
+    clock[0] += 3600  # an interval later
     await frontend.show_status(job(), "number 1")  # the queue moved: text only, the offer stays off
     assert pictures(interaction.edits[1]) is None  # the sketch stays on the response
     assert buttons(interaction.edits[1]) == ["cancel:7"]
+    clock[0] += 3600
     await frontend.show_status(job(), "number 1")  # nothing changed: no edit
     assert len(interaction.edits) == 2
     await frontend.show_status(job(), "Cancelled", final=True)
@@ -62,7 +65,7 @@ async def test_a_sketch_before_the_response_is_up_is_shown_when_it_is() -> None:
     frontend = DiscordFrontend(None, interval=3600.0)  # type: ignore[arg-type]
     await frontend.show_status(job(None), "number 1", preview=b"sketch", now=True)  # no response yet
     interaction = FakeInteraction()
-    frontend.opened(job(), interaction)  # type: ignore[arg-type]
+    await frontend.opened(job(), interaction)  # type: ignore[arg-type]
     for _ in range(10):
         if interaction.edits:
             break
