@@ -22,7 +22,12 @@ CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 # Short snake_case, at most 32 characters: users type ids, and the bot puts them in button data.
 ID_PATTERN = re.compile(r"(?=.{1,32}$)[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 _TOML_KEYS = {"id", "title", "artist", "year", "commons_file", "url", "fallback_urls", "licence"}
-_TOML_DEFAULTS = {"strength", "style_scale"}
+_TOML_DEFAULTS = {"strength", "style_scale", "deep_style_weight"}
+# The deepest Gram matrix (conv5_1) holds what a painting depicts, not only how it is painted: matched in
+# full, a portrait's eyes and faces are painted into the photo (faces on towers). So every painting, a
+# user's own included (nothing tells a portrait from its bytes), has it weighed this much beside the other
+# layers' 1 unless its catalog entry says otherwise. Measured in bench/portraits.py (docs/portraits.md).
+DEFAULT_DEEP_STYLE_WEIGHT = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Preset:
     licence: str
     strength: float | None = None  # the painting's own default, else the engine's
     style_scale: float | None = None
+    deep_style_weight: float | None = None  # see DEFAULT_DEEP_STYLE_WEIGHT
 
     def __post_init__(self) -> None:
         _check(isinstance(self.id, str) and bool(ID_PATTERN.fullmatch(self.id)), "id must be snake_case")
@@ -50,6 +56,9 @@ class Preset:
             _check(isinstance(url, str) and url.startswith(("https://", "http://")), f"bad url {url!r}")
         _check(_in_range(self.strength, 0.0, 1.0), "strength must be a number between 0 and 1")
         _check(_in_range(self.style_scale, 0.1, 4.0), "style_scale must be a number between 0.1 and 4")
+        _check(
+            _in_range(self.deep_style_weight, 0.0, 1.0), "deep_style_weight must be a number between 0 and 1"
+        )
 
     @property
     def label(self) -> str:
@@ -161,6 +170,7 @@ def _preset_from_toml(entry: dict[str, Any]) -> Preset:
         licence=entry["licence"],
         strength=entry.get("strength"),
         style_scale=entry.get("style_scale"),
+        deep_style_weight=entry.get("deep_style_weight"),
     )
 
 
@@ -178,9 +188,10 @@ def _check(condition: bool, message: str) -> None:
 def blended_default(
     user: float | None, styles: Sequence[tuple[Preset | None, float]], attribute: str, fallback: float
 ) -> float:
-    """A knob a painting may set (``strength``, ``style_scale``): the user's value if set, else each
-    painting's own default (``fallback`` for one without, or for a personal picture) weighted by its share
-    of the blend. One rule for the engine and for the bot's sketch, so both paint the same balance."""
+    """A knob a painting may set (``strength``, ``style_scale``, ``deep_style_weight``): the user's value
+    if set, else each painting's own default (``fallback`` for one without, or for a personal picture)
+    weighted by its share of the blend. One rule for the engine and for the bot's sketch, so both paint the
+    same balance."""
     if user is not None:
         return user
 
@@ -192,3 +203,11 @@ def blended_default(
     if total <= 0:
         return fallback
     return sum(weight * own(preset) for preset, weight in styles) / total
+
+
+def default_layer_weights(layers: Sequence[str], deep: float) -> tuple[float, ...]:
+    """Style layer weights when the user sets none: ``deep`` for block 5 (conv5_1), 1 for the others;
+    ``deep=1`` gives the paper's equal weights. Layers that would all weigh zero (conv5_1 alone at
+    ``deep=0``) weigh equally instead: the user asked for them."""
+    weights = tuple(deep if layer.startswith("conv5_") else 1.0 for layer in layers)
+    return weights if sum(weights) > 0 else tuple(1.0 for _ in layers)

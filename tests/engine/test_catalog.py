@@ -11,7 +11,15 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.catalog import Catalog, Preset, blended_default, load_catalog, normalize
+from engine.catalog import (
+    DEFAULT_DEEP_STYLE_WEIGHT,
+    Catalog,
+    Preset,
+    blended_default,
+    default_layer_weights,
+    load_catalog,
+    normalize,
+)
 from engine.errors import UnknownStyleError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,6 +188,8 @@ def test_duplicate_ids_are_refused() -> None:
         ({"strength": 1.5}, "strength"),
         ({"strength": True}, "strength"),
         ({"style_scale": 0.05}, "style_scale"),
+        ({"deep_style_weight": 1.5}, "deep_style_weight"),
+        ({"deep_style_weight": -0.1}, "deep_style_weight"),
     ],
 )
 def test_preset_validation(changes: dict, message: str) -> None:
@@ -202,10 +212,13 @@ licence = "Made for tests."
 
 def test_load_catalog_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "catalog.toml"
-    path.write_text(GOOD_ENTRY + 'fallback_urls = ["https://example.org/tiny.png"]\nstyle_scale = 2\n')
+    path.write_text(
+        GOOD_ENTRY
+        + 'fallback_urls = ["https://example.org/tiny.png"]\nstyle_scale = 2\ndeep_style_weight = 1\n'
+    )
     tiny = load_catalog(path).get("tiny")
     assert tiny.urls == ("http://127.0.0.1:9/tiny.jpg", "https://example.org/tiny.png")
-    assert (tiny.commons_file, tiny.strength, tiny.style_scale) == ("", None, 2)
+    assert (tiny.commons_file, tiny.strength, tiny.style_scale, tiny.deep_style_weight) == ("", None, 2, 1)
 
 
 @pytest.mark.parametrize(
@@ -217,6 +230,7 @@ def test_load_catalog_from_a_file(tmp_path: Path) -> None:
         ),
         (GOOD_ENTRY + "stlye_scale = 2\n", r"'tiny'.*unknown keys: stlye_scale"),
         (GOOD_ENTRY + "strength = 3\n", r"'tiny'.*strength must be"),
+        (GOOD_ENTRY + "deep_style_weight = 2\n", r"'tiny'.*deep_style_weight must be"),
         (GOOD_ENTRY + 'fallback_urls = "https://example.org/x.jpg"\n', "fallback_urls must be a list"),
         (GOOD_ENTRY.replace('"tiny"', '"Tiny One"'), r"'Tiny One'.*snake_case"),
         (GOOD_ENTRY + GOOD_ENTRY, "duplicate preset id 'tiny'"),
@@ -237,3 +251,46 @@ def test_a_blend_takes_the_user_s_value_else_its_paintings_own_by_weight() -> No
     assert blended_default(0.9, [(soft, 1.0)], "strength", 0.5) == 0.9  # the user's, whatever the painting
     assert blended_default(None, [(soft, 3.0), (None, 1.0)], "strength", 0.5) == pytest.approx(0.275)
     assert blended_default(None, [(base, 1.0)], "strength", 0.5) == 0.5  # no own default: the engine's
+
+
+# The deep layers' default weight: no faces painted onto buildings (bench/portraits.py)
+
+PORTRAITS = ("pearl_earring", "mona_lisa", "self_portrait_van_gogh", "the_kiss", "birth_of_venus")
+LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+def test_default_layer_weights_shrink_the_deep_layers() -> None:
+    assert default_layer_weights(LAYERS, 1.0) == (1.0, 1.0, 1.0, 1.0, 1.0)  # the paper's equal weights
+    assert default_layer_weights(LAYERS, 0.0) == (1.0, 1.0, 1.0, 1.0, 0.0)
+    assert default_layer_weights(("conv4_2", "conv5_3"), 0.25) == (1.0, 0.25)  # block 5, any layer of it
+    assert default_layer_weights(("conv5_1",), 0.0) == (1.0,)  # asked for alone: it still counts
+
+
+def test_every_painting_a_user_s_own_too_gets_the_deep_layers_down_weighted() -> None:
+    """The rule needs no portrait detection: a personal picture gets the engine's default, and no catalog
+    portrait raises it back towards the equal weights that paint faces."""
+    assert DEFAULT_DEEP_STYLE_WEIGHT < 1.0
+    own = blended_default(None, [(None, 1.0)], "deep_style_weight", DEFAULT_DEEP_STYLE_WEIGHT)
+    assert own == DEFAULT_DEEP_STYLE_WEIGHT
+    bundled = load_catalog()
+    for portrait in PORTRAITS:
+        deep = blended_default(
+            None, [(bundled.get(portrait), 1.0)], "deep_style_weight", DEFAULT_DEEP_STYLE_WEIGHT
+        )
+        assert deep <= DEFAULT_DEEP_STYLE_WEIGHT, portrait
+        assert default_layer_weights(LAYERS, deep)[-1] < 1.0
+
+
+def test_the_engine_weighs_the_layers_by_the_rule_unless_the_user_sets_weights() -> None:
+    from PIL import Image
+
+    from engine.api import _layer_weights, _Style
+    from engine.protocol import StyleSettings
+
+    own = _Style(image=Image.new("RGB", (8, 8)), digest="x", weight=1.0, preset=None)
+    expected = default_layer_weights(LAYERS, DEFAULT_DEEP_STYLE_WEIGHT)
+    weights = _layer_weights(StyleSettings(), [own])
+    assert list(weights) == list(LAYERS)
+    assert list(weights.values()) == pytest.approx([w / sum(expected) for w in expected])
+    equal = _layer_weights(StyleSettings(style_layer_weights=(1, 1, 1, 1, 1)), [own])
+    assert list(equal.values()) == pytest.approx([0.2] * 5)  # the user's own weights win
