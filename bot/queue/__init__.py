@@ -1,5 +1,6 @@
-"""The job queue: one interface (``base.JobQueue``), two back ends chosen by ``QUEUE_URL``.
+"""The job queue: one interface (``base.JobQueue``), one dispatcher, two transports chosen by ``QUEUE_URL``.
 
-Empty ``QUEUE_URL``: ``embedded.EmbeddedQueue``, local worker processes fed from the bot's database.
-``redis://`` or ``amqp://``: ``celery_queue.CeleryQueue``, Celery workers on other machines.
+``ledger`` writes every job state; ``dispatcher.Dispatcher`` keeps the jobs in flight. Empty ``QUEUE_URL``:
+``embedded.EmbeddedQueue``, local worker processes (``slots``) fed from the bot's database. ``redis://`` or
+``amqp://``: ``celery_queue.CeleryQueue``, Celery workers on other machines (``broker_link``, ``heartbeats``).
 """

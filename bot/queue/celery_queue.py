@@ -58,8 +58,8 @@ from bot.db import Database, JobRecord, JobState
 from bot.queue.base import QueueStatus, smallest_limits
 from bot.queue.broker_link import BrokerSends, Event, Link, Listener, Stops
 from bot.queue.dispatcher import Dispatcher, Held
-from bot.queue.heartbeats import WorkerSeen, drop_silent, record_heartbeat
-from bot.queue.scheduling import batch_limit, fair_order
+from bot.queue.heartbeats import WorkerSeen, capacity, drop_silent, record_heartbeat
+from bot.queue.scheduling import fair_order
 from engine.workers import broker as protocol
 from engine.workers import wire
 
@@ -430,29 +430,17 @@ class CeleryQueue(Dispatcher):
 
     # ----- dispatching -----
 
-    def _capacity(self, head: JobRecord | None = None) -> int:
-        """Tasks the broker may hold, running or waiting: a batch per live worker, plus one batch waiting
-        (without batching: one per worker, plus one), batches being the size of ``head``'s tier (the job
-        at the head of the fair order; without it, the largest tier's, an upper bound). More would promise
-        jobs to the broker early, where a user arriving later could no longer go ahead of them in the round
-        robin."""
-        sizes = [
-            worker.batch_size if head is None else batch_limit(worker.batch_limits, head)
-            for worker in self._workers.values()
-        ]
-        return sum(sizes) + max(sizes, default=1)
-
     async def _dispatch(self) -> None:
-        """Hand the fairest queued jobs to the broker, up to ``_capacity``.
+        """Hand the fairest queued jobs to the broker, up to ``heartbeats.capacity``.
 
         Dispatched jobs count as running for ``fair_order`` (they are on their way to a worker), so the
         next user in the round robin is the one who has nothing running or on its way.
         """
-        if self._stopping or not self._connected or len(self._dispatches) >= self._capacity():
+        if self._stopping or not self._connected or len(self._dispatches) >= capacity(self._workers.values()):
             return
         queued, running = await self._active(self._dispatches)
         order = fair_order(queued, running)
-        free = self._capacity(order[0]) - len(self._dispatches) if order else 0
+        free = capacity(self._workers.values(), order[0]) - len(self._dispatches) if order else 0
         for job in order[: max(0, free)]:
             if not await self._send(job):
                 break

@@ -12,8 +12,8 @@ machine; ``celery_queue.CeleryQueue``: a broker). Everything else is here, once:
   reconciles what the transport holds with the database;
 * tickets (a job whose inputs are gone fails with ``input_lost``);
 * the worker's reports → the ledger: ``started`` claims the row, ``progress`` is written, ``done`` is
-  checked and kept, ``failed`` fails the job; a ``Cancelled`` nobody asked for means the job was lost (the
-  worker stopped it by itself: a shutdown, a hang it noticed), so it is retried, not failed;
+  checked and kept, ``failed`` fails the job, ``device_error`` loses the worker; a ``Cancelled`` nobody
+  asked for means the job was lost (the worker stopped it by itself), so it is retried, not failed;
 * the stall clock and its message;
 * ``stop``: the jobs still running are released (queued again, the attempt given back) for the next start.
 """

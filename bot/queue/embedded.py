@@ -64,9 +64,9 @@ from bot.queue.slots import (
     Stopping,
     WorkerInfo,
     WorkerLost,
+    auto_devices,
 )
 from engine.workers import wire
-from engine.workers.batching import parse_limits
 from engine.workers.process import backoff, describe_exit
 from engine.workers.runner import WorkerOptions
 from engine.workers.wire import BadReportError
@@ -77,16 +77,6 @@ TICK_SECONDS = 5.0  # the dispatcher looks at the queue at least this often, wok
 STOP_TIMEOUT = 10.0  # how long an idle worker gets to exit when asked, at stop()
 BACKOFF_FIRST = 1.0  # pause after the first failed start; doubles with each failure in a row
 BACKOFF_MAX = 60.0
-
-
-def auto_devices(requested: str, description: str, gpus: int) -> list[str]:
-    """The devices an auto-sized queue runs on, given its first worker's hello (see the module docstring).
-
-    ``requested`` is ``worker_options.device``; ``description`` and ``gpus`` come from the hello.
-    """
-    if requested in ("auto", "cuda") and description.startswith("cuda") and gpus > 1:
-        return [f"cuda:{index}" for index in range(gpus)]
-    return [requested]
 
 
 class EmbeddedQueue(Dispatcher):
@@ -177,18 +167,7 @@ class EmbeddedQueue(Dispatcher):
         )
 
     def worker_info(self) -> list[WorkerInfo]:
-        return [
-            WorkerInfo(
-                name=s.name,
-                device=s.device,
-                state=s.state.value,
-                pid=s.process.pid if s.process is not None else None,
-                job_ids=tuple(sorted(s.held())),
-                description=s.description,
-                starts=s.starts,
-            )
-            for s in self._slots
-        ]
+        return [slot.info() for slot in self._slots]
 
     # ----- slots -----
 
@@ -277,13 +256,8 @@ class EmbeddedQueue(Dispatcher):
                     code = await slot.exit_code()
                     log.error("%s: the worker died while starting (%s)", slot.name, describe_exit(code))
                     return False
-                with contextlib.suppress(BadReportError):
-                    hello = wire.decode(event.message)
-                    if isinstance(hello, wire.Hello):
-                        slot.description, slot.gpus = hello.device, hello.gpus
-                        slot.batch_limits = parse_limits(hello.batch_limits)
-                        log.info("%s: ready on %s, batches %s", slot.name, hello.device, slot.batch_limits)
-                        return True
+                if slot.said_hello(event.message):
+                    return True
 
     def _ready(self, slot: Slot) -> None:
         slot.state = State.IDLE

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.db import JobRecord
+from bot.queue.scheduling import batch_limit
 from engine.workers.batching import parse_limits
 
 log = logging.getLogger(__name__)
@@ -71,3 +73,12 @@ def drop_silent(workers: dict[str, WorkerSeen], now: float) -> set[str]:
             "worker %s: no heartbeat for %.1f s; counted as gone", worker.name, now - worker.last_seen
         )
     return {worker.name for worker in gone}
+
+
+def capacity(workers: Iterable[WorkerSeen], head: JobRecord | None = None) -> int:
+    """Tasks the broker may hold, running or waiting: a batch per live worker, plus one batch waiting
+    (without batching: one per worker, plus one), batches being the size of ``head``'s tier (the job at
+    the head of the fair order; without it, the largest tier's, an upper bound). More would promise jobs to
+    the broker early, where a user arriving later could no longer go ahead of them in the round robin."""
+    sizes = [w.batch_size if head is None else batch_limit(w.batch_limits, head) for w in workers]
+    return sum(sizes) + max(sizes, default=1)

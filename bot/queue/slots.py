@@ -31,13 +31,25 @@ from typing import Any
 
 from bot.db import JobRecord
 from bot.queue.dispatcher import Held
-from engine.workers import pipe
+from engine.workers import pipe, wire
+from engine.workers.batching import parse_limits
 from engine.workers.process import describe_exit
 from engine.workers.runner import WorkerOptions
+from engine.workers.wire import BadReportError
 
 log = logging.getLogger(__name__)
 
 KILL_TIMEOUT = 5.0  # how long a terminated (then killed) process gets to go
+
+
+def auto_devices(requested: str, description: str, gpus: int) -> list[str]:
+    """The devices an auto-sized queue runs on, given its first worker's hello (see ``embedded``).
+
+    ``requested`` is ``worker_options.device``; ``description`` and ``gpus`` come from the hello.
+    """
+    if requested in ("auto", "cuda") and description.startswith("cuda") and gpus > 1:
+        return [f"cuda:{index}" for index in range(gpus)]
+    return [requested]
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,24 @@ class Slot:
 
     def held(self) -> set[int]:
         return {*self.jobs, *(job.id for job in self.assigned)}
+
+    def info(self) -> WorkerInfo:
+        pid = self.process.pid if self.process is not None else None
+        jobs = tuple(sorted(self.held()))
+        return WorkerInfo(self.name, self.device, self.state.value, pid, jobs, self.description, self.starts)
+
+    def said_hello(self, message: dict[str, Any]) -> bool:
+        """``True`` when ``message`` is the worker's hello: it is ready, its device and limits noted."""
+        try:
+            hello = wire.decode(message)
+        except BadReportError:
+            return False
+        if not isinstance(hello, wire.Hello):
+            return False
+        self.description, self.gpus = hello.device, hello.gpus
+        self.batch_limits = parse_limits(hello.batch_limits)
+        log.info("%s: ready on %s, batches %s", self.name, hello.device, self.batch_limits)
+        return True
 
     async def next_event(self, within: float | None) -> Event | None:
         """The next event, or ``None`` when ``within`` seconds pass first; raises ``Stopping`` on STOP.
