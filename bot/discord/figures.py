@@ -136,41 +136,28 @@ async def again_pressed(interaction: discord.Interaction, job_id: int) -> None:
     )
 
 
-async def _figure(
-    interaction: discord.Interaction, image: discord.Attachment, style: str | None, figure: str
-) -> None:
-    """As ``/paint`` (the style, else the server's default), as a figure."""
-    try:
-        precheck(interaction, image)
-        choice = await choose(interaction, style) if style else None
-    except REFUSALS as err:
-        await refuse(interaction, refusal(interaction, err))
-        return
-    await start_job(interaction, image, choice, figure=figure)
+def _figure_command(name: str, description: str, figure: str) -> app_commands.Command:
+    """``/<name>``: as ``/paint`` (a style, else the server's default), painted as ``figure``."""
+
+    @app_commands.command(name=name, description=description)
+    @app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
+    @app_commands.autocomplete(style=style_choices)
+    async def command(
+        interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
+    ) -> None:
+        try:
+            precheck(interaction, image)
+            choice = await choose(interaction, style) if style else None
+        except REFUSALS as err:
+            await refuse(interaction, refusal(interaction, err))
+            return
+        await start_job(interaction, image, choice, figure=figure)
+
+    return command
 
 
-@app_commands.command(name="strip", description="Your picture at five strengths, side by side")
-@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
-@app_commands.autocomplete(style=style_choices)
-async def strip_command(
-    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
-) -> None:
-    await _figure(interaction, image, style, "strength")
-
-
-@app_commands.command(name="layers", description="Your picture with shallow, then deeper style layers")
-@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
-@app_commands.autocomplete(style=style_choices)
-async def layers_command(
-    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
-) -> None:
-    await _figure(interaction, image, style, "layers")
-
-
-@app_commands.command(name="forming", description="The painting as it forms: a triptych and an animation")
-@app_commands.describe(image="the picture to paint", style="a painting or one of your presets")
-@app_commands.autocomplete(style=style_choices)
-async def forming_command(
-    interaction: discord.Interaction, image: discord.Attachment, style: str | None = None
-) -> None:
-    await _figure(interaction, image, style, "forming")
+strip_command = _figure_command("strip", "Your picture at five strengths, side by side", "strength")
+layers_command = _figure_command("layers", "Your picture with shallow, then deeper style layers", "layers")
+forming_command = _figure_command(
+    "forming", "The painting as it forms: a triptych and an animation", "forming"
+)
