@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 
 from bot.queue.base import RESTART_REASON
-from bot.services.figures import RepaintRefusedError, Surprise, figure_label
+from bot.services.figures import Surprise
 from bot.services.jobs import LimitReachedError, Placement, QueueOverview
 from bot.services.preferences import Preferences
 from bot.services.refusals import Refused
@@ -34,19 +34,16 @@ ERROR_KEYS = {
 }
 BAR_CELLS = 10
 
-__all__ = ["figure_label", "refusal"]  # figure_label: until bot/discord takes it from the core (issue 18)
-
-
 def refusal(language: str, err: Refused | StylebotError) -> str:
     """The one answer to anything the core refused (``bot.services.refusals.REFUSALS``), on every
     platform: a limit with its wait, an image or style the engine cannot use (with suggestions), or the
     text a ``Refused`` names, its values escaped."""
     if isinstance(err, LimitReachedError):
-        return limit(language, err)
+        return _limit(language, err)
     if isinstance(err, Refused):
         values = {k: html.escape(v) if isinstance(v, str) else v for k, v in err.values.items()}
         return text(language, err.key, **values)
-    return engine_error(language, err)
+    return _engine_error(language, err)
 
 
 def error(language: str, code: str) -> str:
@@ -54,7 +51,7 @@ def error(language: str, code: str) -> str:
     return text(language, ERROR_KEYS.get(code, "error_internal"))
 
 
-def engine_error(language: str, err: StylebotError) -> str:
+def _engine_error(language: str, err: StylebotError) -> str:
     if isinstance(err, UnknownStyleError):
         if err.suggestions:
             suggestions = ", ".join(f"<code>{html.escape(s)}</code>" for s in err.suggestions)
@@ -70,7 +67,7 @@ def engine_error(language: str, err: StylebotError) -> str:
     return error(language, err.code)
 
 
-def limit(language: str, err: LimitReachedError) -> str:
+def _limit(language: str, err: LimitReachedError) -> str:
     """Part of ``refusal``: the hourly limit says when the next picture may come."""
     if err.kind == "active":
         return text(language, "limit_active", count=err.count)
@@ -179,8 +176,3 @@ def surprise(language: str, pick: Surprise) -> str:
     if pick.all_tried:
         return text(language, "surprise_all_tried", title=title)
     return text(language, "surprise_picked", title=title, left=pick.untried_left)
-
-
-def repaint_refused(language: str, err: RepaintRefusedError) -> str:
-    """Kept until bot/discord calls ``refusal`` (issue 18)."""
-    return refusal(language, err)

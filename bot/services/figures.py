@@ -120,7 +120,6 @@ class FigureService:
         figure: str | None = None,
         style: StyleChoice | None = None,
         label: str | None = None,
-        exempt: bool | None = None,  # ignored: JobService.submit decides; bot/discord still passes it
     ) -> tuple[JobRecord, Placement | None]:
         """Queue a new job on ``source``'s photo, in its chat, replying to the same photo: with ``style``
         (else the source's own), as ``figure`` (else one painting), under ``label`` (else the style's

@@ -25,13 +25,10 @@ from bot.services.access import Admins
 from bot.services.refusals import Refused
 from bot.services.sketches import SketchService, is_instant
 from bot.services.styles import StyleChoice, check_blend
-from bot.services.uploads import MAX_DOWNLOAD_BYTES, looks_like_image, validate_images
+from bot.services.uploads import validate_images
 from engine.protocol import StyleSettings, settings_to_dict
 
 log = logging.getLogger(__name__)
-
-# Re-exported until bot/discord imports them from bot.services.uploads (issue 18).
-__all__ = ["MAX_DOWNLOAD_BYTES", "JobService", "looks_like_image", "validate_images"]
 
 # until the database has real timings
 DEFAULT_JOB_SECONDS = {"instant": 2.0, "draft": 15.0, "normal": 60.0, "high": 240.0}
@@ -264,10 +261,6 @@ class JobService:
             return await asyncio.to_thread(_read_inputs, job)
         except OSError:
             return None
-
-    async def latest_job(self, user_id: int, *, platform: str) -> JobRecord | None:
-        jobs = await self.db.recent_jobs(user_id, 1, platform=platform)
-        return jobs[0] if jobs else None
 
     async def discard_inputs(self, job: JobRecord) -> None:
         """A job that failed or was cancelled needs its stored photo no more. A finished one keeps it for

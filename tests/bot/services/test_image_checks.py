@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[3]
 # the one check, after a warm-up that loads Pillow's plugins.
 SCRIPT = """
 import resource, sys
-from bot.services.jobs import validate_images
+from bot.services.uploads import validate_images
 from engine.errors import ImageError
 from tests.fakes.images import png
 validate_images([png(64, 64)], max_pixels=50_000_000)
