@@ -1,2 +1,10 @@
-"""The Discord front end (discord.py 2.7): slash and context-menu commands, the job's interaction response
-as its status, delivery of results. Needs no privileged gateway intents."""
+"""The Discord front end (discord.py 2.7); needs no privileged gateway intents.
+
+One module per feature, each with its commands and the buttons or views they put up: ``paint`` (/paint,
+/surprise, "Paint this"), ``figures`` (/strip, /layers, /forming, the buttons under a result),
+``presets`` (/preset), ``settings`` (/settings), ``queue`` (/queue, /cancel, the Cancel button),
+``sketch`` ("Keep the sketch"), ``styles`` (/styles, "Use as my style", naming a style). Under them:
+``jobs`` (a request becomes a job whose status is the interaction's response), ``attachments`` and
+``common``; ``frontend`` is the ``bot.frontend.Frontend`` the notifier calls; ``app`` is the client.
+The rules are the core's (``bot.services``); these modules parse, call one service and answer.
+"""
