@@ -75,8 +75,12 @@ async def core(tmp_path: Path) -> AsyncIterator[tuple[Database, Notifier]]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
     await db.migrate()
     jobs = JobService(
-        db, IdleQueue(), jobs_dir=tmp_path / "jobs", limits=Limits(5, 50, 100), max_image_pixels=10**7
-    )  # type: ignore[arg-type]
+        db,
+        IdleQueue(),  # type: ignore[arg-type]  # a stand-in queue
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(5, 50, 100),
+        max_image_pixels=10**7,
+    )
     notifier = Notifier(db, jobs, Metrics(), results_dir=tmp_path / "results")
     yield db, notifier
     await db.dispose()

@@ -285,7 +285,7 @@ class CallbackQuery:
     data: str
     created: float
     answered: bool = False
-    answer: dict[str, Any] | None = None
+    answer: dict[str, Any] = field(default_factory=dict)  # what answerCallbackQuery said, once ``answered``
 
 
 # ---------------------------------------------------------------------------------------------
@@ -939,7 +939,7 @@ class FakeTelegram:
         if strict and (width + height > 10000 or max(width, height) > 20 * min(width, height)):
             raise _bad("PHOTO_INVALID_DIMENSIONS")
         longest = max(width, height)
-        sizes = []
+        sizes: list[dict[str, Any]] = []
         for side in [s for s in PHOTO_SIDES[:-1] if s < longest] + [min(longest, PHOTO_SIDES[-1])]:
             if side == longest:  # the original already fits: it is served as uploaded
                 content, w, h = data, width, height
@@ -1567,7 +1567,7 @@ class FakeTelegram:
     async def wait_for(
         self,
         method: str,
-        predicate: Callable[[Call], bool] | None = None,
+        predicate: Callable[[Call], object] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - a plain number keeps the tests' calls short
     ) -> Call:
         """The earliest call of `method` matching `predicate` not returned by an earlier wait_for, from the
@@ -1598,9 +1598,9 @@ class FakeTelegram:
         ]
         return sorted(found, key=lambda m: m.message_id)
 
-    def downloaded(self, file_id: str) -> bytes:
+    def downloaded(self, file_id: str | None) -> bytes:
         """The bytes behind a file_id, e.g. an image the bot uploaded, as Telegram would serve them."""
-        if file_id not in self._files:
+        if file_id is None or file_id not in self._files:
             raise KeyError(f"no file {file_id!r}")
         return self._files[file_id].data
 

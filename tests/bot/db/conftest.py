@@ -11,6 +11,7 @@ thread, so it never meets the event loop pytest-asyncio keeps for async tests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 from alembic import command
 from sqlalchemy import make_url, text
@@ -84,7 +85,7 @@ class PostgresServer:
 
     def drop_all(self) -> None:
         for name in list(self.created):
-            run_async(lambda name=name: self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            run_async(functools.partial(self._admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self.created.clear()
 
 

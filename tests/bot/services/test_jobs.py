@@ -61,10 +61,10 @@ async def test_ten_photos_at_once_with_a_limit_of_three_make_three_jobs(db: Data
     queue = RecordingQueue()
     jobs = JobService(
         db,
-        queue,
+        queue,  # type: ignore[arg-type]  # a stand-in queue
         jobs_dir=tmp_path / "jobs",
         limits=Limits(3, 30, 100),
-        max_image_pixels=4_000_000,  # type: ignore[arg-type]
+        max_image_pixels=4_000_000,
     )
     outcomes = await asyncio.gather(*(jobs.submit(photo_job(n)) for n in range(10)), return_exceptions=True)
     refused = [o for o in outcomes if isinstance(o, LimitReachedError)]
@@ -80,10 +80,10 @@ async def test_admins_are_exempt_on_their_own_platform_only(db: Database, tmp_pa
     Discord's /paint, and the same number on the other platform is somebody else."""
     jobs = JobService(
         db,
-        RecordingQueue(),
+        RecordingQueue(),  # type: ignore[arg-type]  # a stand-in queue
         jobs_dir=tmp_path / "jobs",
         limits=Limits(1, 1, 100),
-        max_image_pixels=4_000_000,  # type: ignore[arg-type]
+        max_image_pixels=4_000_000,
         admins=Admins({TELEGRAM: frozenset({7}), DISCORD: frozenset({42})}),
     )
     for n in range(3):
@@ -110,7 +110,11 @@ async def test_a_worker_painting_batches_gives_shorter_waits(db: Database, tmp_p
 
     queue = BatchingQueue(1)
     jobs = JobService(
-        db, queue, jobs_dir=tmp_path / "jobs", limits=Limits(9, 30, 100), max_image_pixels=4_000_000
+        db,
+        queue,  # type: ignore[arg-type]  # a stand-in queue
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(9, 30, 100),
+        max_image_pixels=4_000_000,
     )
     for n in range(4):
         await jobs.submit(photo_job(n))
@@ -131,7 +135,7 @@ async def test_queue_overview_shows_a_user_only_their_own_platforms_jobs(
     await db.upsert_user(7, "bob", "Bob", "en", platform="discord")
     jobs = JobService(
         db,
-        RecordingQueue(),
+        RecordingQueue(),  # type: ignore[arg-type]  # a stand-in queue
         jobs_dir=tmp_path / "jobs",
         limits=Limits(3, 30, 100),
         max_image_pixels=4_000_000,
@@ -143,4 +147,6 @@ async def test_queue_overview_shows_a_user_only_their_own_platforms_jobs(
     assert (telegram.waiting, telegram.running) == (2, 0)
     assert [job.id for job, _ in telegram.mine] == [mine.id]
     assert [job.id for job, _ in discord.mine] == [theirs.id]
-    assert telegram.mine[0][1] == Placement(1, telegram.mine[0][1].eta_seconds)
+    placement = telegram.mine[0][1]
+    assert placement is not None
+    assert placement == Placement(1, placement.eta_seconds)

@@ -87,7 +87,7 @@ def test_repeats_of_a_painting_merge_and_their_weights_add() -> None:
 
 
 def test_repeated_images_in_a_saved_blend_merge_and_are_renumbered() -> None:
-    saved = [
+    saved: list[dict] = [
         {"file_id": "A", "weight": 1.0},
         {"preset": "udnie", "weight": 0.5},
         {"file_id": "A", "weight": 2.0},

@@ -158,6 +158,7 @@ async def test_a_stop_while_sending_loses_nothing(
 
 def bot_command(settings: Settings, factory: str, log: Path) -> subprocess.Popen[bytes]:
     """The bot in a process of its own, in a process group of its own (as a service manager starts it)."""
+    assert settings.telegram_bot_token is not None
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

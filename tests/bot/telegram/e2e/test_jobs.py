@@ -193,7 +193,7 @@ async def test_an_unexpected_error_gets_an_apology_with_a_reference(
         async def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("the database fell over")
 
-        services.jobs.submit = broken  # type: ignore[method-assign]
+        services.jobs.submit = broken  # type: ignore[method-assign,assignment]  # a submit that fails
         alice = tg.user("Alice")
         await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
         answer = await tg.wait_for("sendMessage", lambda c: "Reference" in c.params["text"])
@@ -246,7 +246,9 @@ async def test_a_result_painted_but_never_sent_is_delivered_at_start(
         assert sent.params["reply_parameters"]["message_id"] == photo.message_id
         await asyncio.sleep(0.2)
     db = Database(settings.database_url)
-    assert (await db.get_job(job.id)).result_file_id == sent.result["photo"][-1]["file_id"]
+    stored = await db.get_job(job.id)
+    assert stored is not None
+    assert stored.result_file_id == sent.result["photo"][-1]["file_id"]
     await db.dispose()
 
 
