@@ -34,6 +34,7 @@ ERROR_KEYS = {
 }
 BAR_CELLS = 10
 
+
 def refusal(language: str, err: Refused | StylebotError) -> str:
     """The one answer to anything the core refused (``bot.services.refusals.REFUSALS``), on every
     platform: a limit with its wait, an image or style the engine cannot use (with suggestions), or the
