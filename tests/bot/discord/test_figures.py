@@ -157,4 +157,4 @@ async def test_forming_sends_the_triptych_then_the_animation(discord_settings) -
         assert triptych.created_at <= gifs[0].created_at
         animation = Image.open(io.BytesIO(downloaded(env, gifs[0].attachments[0])))
         assert animation.format == "GIF"
-        assert animation.n_frames > 1  # the fake engine makes a few previews
+        assert getattr(animation, "n_frames", 1) > 1  # the fake engine makes a few previews

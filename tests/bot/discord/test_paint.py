@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.frontend import DISCORD, TELEGRAM
 from bot.services.access import Admins
 from tests.bot.discord.conftest import discord_bot, downloaded, requests, results_for, until
@@ -92,7 +94,7 @@ async def test_bad_inputs_get_an_ephemeral_answer(discord_settings) -> None:
     settings = discord_settings(max_image_pixels=1_000_000)
     async with discord_bot(settings) as (env, core):
         _, channel, alice = art_channel(env)
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"image": ("notes.txt", b"hello")}, "isn't an image"),
             ({"image": ("huge.png", b"\0" * (20 * 2**20 + 1)), "style": "udnie"}, "up to 20 MB"),
             ({"image": ("photo.png", PHOTO), "style": "no_such_painting"}, "no_such_painting"),
