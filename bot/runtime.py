@@ -20,12 +20,16 @@ from bot.db import Database
 from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
+from bot.services.access import Admins
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService, Limits
+from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
 from bot.services.sketches import INSTANT_SIDE, SketchService
+from bot.services.style_images import StyleImageService
+from bot.services.users import UserService
 from engine.catalog import load_catalog
 from engine.settings import SKETCH_CACHE_FOLDER, EngineSettings
 from engine.style_store import StyleStore
@@ -44,8 +48,14 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
     catalog = load_catalog()
     metrics = Metrics()
     limits = Limits(settings.max_active_jobs, settings.max_jobs_per_hour, settings.max_queue_length)
+    admins = Admins.from_settings(settings)
     jobs = JobService(
-        db, queue, jobs_dir=settings.jobs_dir, limits=limits, max_image_pixels=settings.max_image_pixels
+        db,
+        queue,
+        jobs_dir=settings.jobs_dir,
+        limits=limits,
+        max_image_pixels=settings.max_image_pixels,
+        admins=admins,
     )
     offer = settings.sketch_offer_minutes * 60 if settings.sketch_offer_minutes > 0 else None
     notifier = Notifier(db, jobs, metrics, results_dir=settings.results_dir, sketch_offer_seconds=offer)
@@ -62,13 +72,22 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
         max_pixels=settings.max_image_pixels,
     )
     jobs.sketches = sketches
+    jobs.announce_cancelled = notifier.cancelled
+    presets = PresetService(db, catalog, settings.max_presets, admins)
+    style_images = StyleImageService(db, max_image_pixels=settings.max_image_pixels)
     return Services(
         settings=settings,
         db=db,
         queue=queue,
         jobs=jobs,
-        presets=PresetService(db, catalog, settings.max_presets),
-        figures=FigureService(db, jobs, catalog, retention=timedelta(days=settings.result_retention_days)),
+        presets=presets,
+        figures=FigureService(
+            db,
+            jobs,
+            catalog,
+            retention=timedelta(days=settings.result_retention_days),
+            paintings=paintings,
+        ),
         notifier=notifier,
         catalog=catalog,
         paintings=paintings,
@@ -91,6 +110,10 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
             ),
         ),
         sketches=sketches,
+        admins=admins,
+        users=UserService(db),
+        style_images=style_images,
+        paint=PaintService(jobs, presets, style_images, default_quality=settings.default_quality),
     )
 
 
