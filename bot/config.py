@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
+from bot.frontend import PLATFORMS, TELEGRAM
 from engine.settings import EngineSettings
 from engine.workers.settings import QueueSettings
 
@@ -32,8 +33,8 @@ class Settings(EngineSettings, QueueSettings):
     data_dir: Path = Path("data")
     engine_workers: int | None = Field(None, ge=1, le=64)
     worker_stall_seconds: float = Field(180.0, gt=0)
-    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # Telegram user ids
-    discord_admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # Discord user ids
+    # ADMIN_IDS=telegram:123,discord:456 (a plain number is a Telegram id): (platform, user id) pairs
+    admin_ids: Annotated[frozenset[tuple[str, int]], NoDecode] = frozenset()
     default_quality: Literal["instant", "draft", "normal", "high"] = "normal"
     sketch_preview: bool = True  # the sketch on the status first (SKETCH_PREVIEW=off: for nobody)
     sketch_offer_minutes: float = Field(3.0, ge=0)  # offer "Keep the sketch" from this wait on; 0: never
@@ -53,14 +54,24 @@ class Settings(EngineSettings, QueueSettings):
     health_port: int = Field(8080, ge=0, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("admin_ids", "discord_admin_ids", mode="before")
+    @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
-        """ADMIN_IDS=123,456 (spaces allowed), the way people write it in a .env file; each platform's ids
-        in its own variable, since a Telegram id and a Discord id are different people."""
-        if isinstance(value, str):
-            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
-        return value
+        """``ADMIN_IDS=telegram:123, discord:456`` the way people write it in a .env file. Each id names
+        its platform, since a Telegram id and a Discord id are different people; a bare number keeps its
+        old meaning, a Telegram id."""
+        if not isinstance(value, str):
+            return value
+        pairs = set()
+        for part in value.replace(" ", "").split(","):
+            if not part:
+                continue
+            platform, _, number = part.rpartition(":")
+            platform = platform.lower() or TELEGRAM
+            if platform not in PLATFORMS:
+                raise ValueError(f"ADMIN_IDS: {part!r} names no platform of {', '.join(PLATFORMS)}")
+            pairs.add((platform, int(number)))
+        return frozenset(pairs)
 
     @field_validator("telegram_bot_token", "discord_bot_token", mode="before")
     @classmethod

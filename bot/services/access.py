@@ -1,7 +1,8 @@
 """Who the bot's admins are: a person is ``(platform, user id)``, and each platform lists its own.
 
-``ADMIN_IDS`` are Telegram user ids, ``DISCORD_ADMIN_IDS`` Discord ones: the same number on two
-platforms is two people, so an id is only ever compared with the ids of its own platform.
+``ADMIN_IDS`` names each one with its platform (``telegram:123,discord:456``; a bare number is a Telegram
+id): the same number on two platforms is two people, so an id is only ever compared with the ids of its
+own platform.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.config import Settings
-from bot.frontend import DISCORD, TELEGRAM
+from bot.frontend import PLATFORMS
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,11 @@ class Admins:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admins:
-        return cls({TELEGRAM: settings.admin_ids, DISCORD: settings.discord_admin_ids})
+        by_platform = {
+            platform: frozenset(user for where, user in settings.admin_ids if where == platform)
+            for platform in PLATFORMS
+        }
+        return cls(by_platform)
 
     def is_admin(self, user_id: int, *, platform: str) -> bool:
         return user_id in self.by_platform.get(platform, frozenset())

@@ -23,14 +23,25 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
     monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:8081/")
-    monkeypatch.setenv("ADMIN_IDS", "11, 22,33")
+    monkeypatch.setenv("ADMIN_IDS", "11, telegram:22,discord:33, Discord:44")
     monkeypatch.setenv("DEFAULT_QUALITY", "draft")
     monkeypatch.setenv("OUTPUT_MAX_SIDE", "512")
     settings = load_settings()
     assert settings.telegram_api_url == "http://127.0.0.1:8081"
-    assert settings.admin_ids == frozenset({11, 22, 33})
+    assert settings.admin_ids == {("telegram", 11), ("telegram", 22), ("discord", 33), ("discord", 44)}
     assert settings.default_quality == "draft"
     assert settings.output_max_side == 512
+
+
+def test_an_admin_id_of_no_known_platform_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A typo in ADMIN_IDS (``dicsord:1``) stops the start with the variable named, rather than quietly
+    making nobody an admin."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("ADMIN_IDS", "dicsord:1")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    assert "ADMIN_IDS" in str(stopped.value)
 
 
 def test_a_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -125,7 +125,7 @@ async def test_the_same_number_on_the_other_platform_owns_nothing(
 
 
 async def test_a_discord_admin_is_exempt_through_the_core(db: Database, tmp_path: Path) -> None:
-    """``DISCORD_ADMIN_IDS`` lift a Discord admin's limits however the job is asked for (its front end
+    """``ADMIN_IDS=discord:42`` lifts a Discord admin's limits however the job is asked for (its front end
     passes only its platform); a Telegram admin's number on Discord lifts nothing."""
     jobs = service(db, tmp_path, admins=Admins({TELEGRAM: frozenset({99}), DISCORD: frozenset({42})}))
     for _ in range(3):

@@ -74,9 +74,10 @@ async def test_a_telegram_user_cannot_cancel_or_fetch_the_discord_job_of_the_sam
 async def test_a_discord_admin_id_lifts_no_limit_on_telegram(
     tg: FakeTelegram, start_bot: StartBot, settings_for
 ) -> None:
-    """DISCORD_ADMIN_IDS name Discord users: Alice's Telegram id among them makes her no Telegram admin."""
+    """``ADMIN_IDS=discord:<id>`` names a Discord user: Alice's Telegram id given as a Discord one makes her
+    no Telegram admin."""
     alice = tg.user("Alice")
-    settings = settings_for(max_active_jobs=1, discord_admin_ids=str(alice.id))
+    settings = settings_for(max_active_jobs=1, admin_ids=f"discord:{alice.id}")
     async with start_bot(settings, engine=SLOW) as services:
         chat = tg.private_chat(alice)
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
