@@ -1,9 +1,8 @@
 """The scale-out job queue: Celery workers on other machines, reached through Redis or RabbitMQ.
 
-Chosen when ``QUEUE_URL`` is set; each GPU machine runs ``python -m engine worker`` (``engine/workers``;
-the names and messages on the broker are in ``engine/workers/broker.py``). The Celery transport of
-``dispatcher.Dispatcher``, which keeps the bookkeeping of the jobs in flight (the ledger writes every state;
-workers never see the database). What this transport declares:
+Chosen when ``QUEUE_URL`` is set; each GPU machine runs ``python -m engine worker`` (the names and
+messages on the broker are in ``engine/workers/broker.py``). The Celery transport of
+``dispatcher.Dispatcher``: workers never see the database.
 
 *The workers cut the batches.* The bot hands the broker only as many tasks as the live workers paint at
 once (each its batch size, from its heartbeats), plus one more batch so that a worker finishing finds the
@@ -15,10 +14,9 @@ job's ``wire.Ticket`` with its images (base64: a worker on another machine canno
 ``done`` report brings the painting back the same way.
 
 *The broker link* (``broker_link``). Workers report on a queue of their own, which a listener thread
-consumes; everything that changes the queue's state (those messages, ``cancel``, the connection going and
-coming back, the clock) goes through one inbox handled by one task, in order. A job's messages count only
-from the task id it was last dispatched as and from the worker that started it; anything else is ignored,
-and a task still running unwanted is told to stop. Bot → workers goes on a fanout exchange
+consumes into the dispatcher's inbox. A job's messages count only from the task id it was last dispatched
+as and from the worker that started it; anything else is ignored, and a task still running unwanted is
+told to stop. Bot → workers goes on a fanout exchange
 (``{"stop": [task ids]}``): a withdrawn task stops between engine steps, or is skipped when it arrives.
 
 *Liveness by heartbeat.* A worker is alive while its heartbeats come; after ``LOST_BEATS`` missed ones it
@@ -44,51 +42,26 @@ dispatch), and the painting is kept under a name the ledger makes from the job i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import itertools
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import QueueStatus, smallest_limits
 from bot.queue.broker_link import BrokerSends, Event, Link, Listener, Stops
-from bot.queue.dispatcher import Dispatcher, Held
+from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.heartbeats import WorkerSeen, capacity, drop_silent, record_heartbeat
+from bot.queue.ledger import who
 from bot.queue.scheduling import fair_order
 from engine.workers import broker as protocol
 from engine.workers import wire
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 0.5  # how often the clocks (heartbeats, stalls) are looked at
-BACKLOG_LIMIT = 5.0  # the clocks wait for the inbox to be handled, but never longer than this
-DISPATCH_TICK = 5.0  # the queue is looked at at least this often, woken or not
 RECONNECT_GRACE = 15.0  # after the broker connection comes back, workers get this long to be heard again
-STOP_TIMEOUT = 10.0  # for stop(): the listener, the last stop messages, pending events
-
-
-# ----- what the inbox carries -----
-
-
-@dataclass(frozen=True)
-class _Cancel:
-    job_id: int
-
-
-class _Signal(enum.Enum):
-    WAKE = "wake"
-    STOP = "stop"
-
-
-_Item = Event | Link | _Cancel | _Signal
-
-
-# ----- the queue -----
 
 
 class CeleryQueue(Dispatcher):
@@ -122,15 +95,11 @@ class CeleryQueue(Dispatcher):
         # Each task's place in the order of dispatch (the fair order), for the worker that gathers batches;
         # counted from the clock so a restarted bot's tasks come after the last run's.
         self._order = itertools.count(time.time_ns())
-        self._by_task: dict[str, Held] = {}
         self._workers: dict[str, WorkerSeen] = {}
-        self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._listener: Listener | None = None
-        self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._link_lost = False  # the connection broke since it was last up
         self._quiet_until = 0.0  # no worker counts as gone, no job as hung, before this (a broker outage)
-        self._dispatch_wanted = True
 
     # ----- the transport's part of the Dispatcher -----
 
@@ -145,18 +114,8 @@ class CeleryQueue(Dispatcher):
         await self._recover()
         self._listener = Listener(self._settings, self._tell)
         self._listener.start()
-        self._task = asyncio.create_task(self._serve(), name="celery-queue")
 
     async def _end(self) -> None:
-        if self._task is not None:
-            self._inbox.put_nowait(_Signal.STOP)
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self._task
-            except TimeoutError:
-                log.error("celery queue: the queue task did not stop in time; cancelling it")
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
         if self._listener is not None:
             await asyncio.to_thread(self._listener.close)
         in_flight = list(self._dispatches.values())
@@ -166,12 +125,6 @@ class CeleryQueue(Dispatcher):
         await self._release(in_flight)
         await self._stops.settle(STOP_TIMEOUT)
         await asyncio.to_thread(self._broker.close)
-
-    def _wake(self) -> None:
-        self._tell(_Signal.WAKE)
-
-    def _stop_job(self, job_id: int) -> None:
-        self._tell(_Cancel(job_id))
 
     def _held_ids(self) -> set[int]:
         return set(self._dispatches)
@@ -212,50 +165,11 @@ class CeleryQueue(Dispatcher):
             log.info("celery queue: stopping %d task(s) of the last run", len(stale))
             self._stops.withdraw(stale)
 
-    # ----- the inbox -----
-
-    def _tell(self, item: _Item) -> None:
-        """Put an item in the inbox, from any thread."""
-        self._post(self._inbox, item)
-
-    async def _serve(self) -> None:
-        """The queue's one task: handle the inbox in order; once it is caught up (or after
-        ``BACKLOG_LIMIT`` seconds of backlog), watch the clocks and dispatch. Clocks are read after the
-        backlog, so messages that waited in the inbox (a busy event loop) never make a worker look silent."""
-        next_dispatch = last_check = 0.0
-        while True:
-            item: _Item | None = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(TICK_SECONDS):
-                    item = await self._inbox.get()
-            if item is _Signal.STOP:
-                return
-            try:
-                if item is not None:
-                    await self._handle(item)
-                now = time.monotonic()
-                if not self._inbox.empty() and now < last_check + BACKLOG_LIMIT:
-                    continue
-                last_check = now
-                await self._check_clocks()
-                if self._dispatch_wanted or now >= next_dispatch:
-                    self._dispatch_wanted = False
-                    next_dispatch = now + DISPATCH_TICK
-                    await self._tick()
-            except Exception:
-                log.exception("celery queue: error while handling %r; carrying on", item)
-
-    async def _handle(self, item: _Item) -> None:
-        if isinstance(item, Event):
-            await self._on_event(item)
-        elif isinstance(item, Link):
+    async def _handle(self, item: Event | Link) -> None:
+        if isinstance(item, Link):
             self._on_link(item)
-        elif isinstance(item, _Cancel):
-            self._on_cancel(item.job_id)
-        elif item is _Signal.WAKE:
-            self._dispatch_wanted = True
-
-    # ----- messages from workers -----
+        else:
+            await self._on_event(item)
 
     async def _on_event(self, event: Event) -> None:
         if event.kind == protocol.HEARTBEAT:
@@ -266,8 +180,8 @@ class CeleryQueue(Dispatcher):
                 log.info("worker %s: stopped", event.worker)
                 self._dispatch_wanted = True
             return
-        dispatch = self._by_task.get(event.task_id or "")
-        if dispatch is None or dispatch.id != event.job_id:
+        dispatch = None if event.job_id is None else self._dispatches.get(event.job_id)
+        if dispatch is None or dispatch.task_id != event.task_id:
             self._on_stale(event)
             return
         report = event.report
@@ -299,22 +213,12 @@ class CeleryQueue(Dispatcher):
 
     def _on_stale(self, event: Event) -> None:
         """A message about a task the bot no longer holds; one still running is told to stop."""
+        task = f"job {event.job_id}: task {event.task_id} on {event.worker}"
         if event.kind in (protocol.STARTED, protocol.PROGRESS) and event.task_id:
             if self._stops.withdraw([event.task_id]):
-                log.info(
-                    "job %s: task %s on %s is no longer wanted; told it to stop",
-                    event.job_id,
-                    event.task_id,
-                    event.worker,
-                )
+                log.info("%s is no longer wanted; told it to stop", task)
         else:
-            log.info(
-                "job %s: ignored a late %r of task %s from %s",
-                event.job_id,
-                event.kind,
-                event.task_id,
-                event.worker,
-            )
+            log.info("%s: ignored a late %r", task, event.kind)
 
     async def _redelivered(self, dispatch: Held, event: Event) -> None:
         """The broker handed the task out again (its worker lost the connection, or died); the worker that
@@ -377,7 +281,7 @@ class CeleryQueue(Dispatcher):
                 self._withdraw(dispatch)
         self._dispatch_wanted = True
 
-    def _on_cancel(self, job_id: int) -> None:
+    async def _on_cancel(self, job_id: int) -> None:
         dispatch = self._dispatches.get(job_id)
         if dispatch is None:
             log.info("job %d: cancelled while not dispatched; nothing to stop", job_id)
@@ -386,9 +290,8 @@ class CeleryQueue(Dispatcher):
             log.info("%s %s: cancelled; stopping task %s", dispatch, where, dispatch.task_id)
             self._withdraw(dispatch)
 
-    async def _check_clocks(self) -> None:
+    async def _check_clocks(self, now: float) -> None:
         """Workers whose heartbeats stopped are gone, with their jobs; a job silent too long is hung."""
-        now = time.monotonic()
         if not self._connected or now < self._quiet_until:
             self._heard_from_everyone(now)
             return
@@ -413,8 +316,8 @@ class CeleryQueue(Dispatcher):
 
     def _forget(self, dispatch: Held) -> None:
         """The task ended: its place goes to the next job."""
-        self._dispatches.pop(dispatch.id, None)
-        self._by_task.pop(dispatch.task_id, None)
+        if self._dispatches.get(dispatch.id) is dispatch:
+            del self._dispatches[dispatch.id]
         self._dispatch_wanted = True
 
     def _withdraw(self, dispatch: Held) -> None:
@@ -455,12 +358,10 @@ class CeleryQueue(Dispatcher):
         try:
             await asyncio.to_thread(self._broker.send_job, task_id, ticket, next(self._order))
         except Exception as err:
-            log.error(
-                "job %d (user %d): the broker did not take it (%r); it stays queued", job.id, job.user_id, err
-            )
+            log.error("%s: the broker did not take it (%r); it stays queued", who(job), err)
             return False
         dispatch = Held(job, task_id=task_id, sent_at=time.monotonic())
-        self._dispatches[job.id] = self._by_task[task_id] = dispatch
+        self._dispatches[job.id] = dispatch
         log.info("%s: sent to the workers as task %s", dispatch, task_id)
         return True
 

@@ -1,38 +1,33 @@
-"""The bookkeeping of jobs in flight, written once for both transports.
+"""The bookkeeping of jobs in flight, written once for both transports, and the one loop that runs it.
 
 A transport subclasses ``Dispatcher`` and declares only what truly differs: who cuts batches (the bot for
 its local processes, the Celery worker for itself), tickets by reference or by value, liveness by process
-exit or by heartbeat, and its link to the workers (``embedded.EmbeddedQueue``: pipes to processes on this
-machine; ``celery_queue.CeleryQueue``: a broker). Everything else is here, once:
+exit or by heartbeat, and its link to the workers (``embedded``: pipes to processes on this machine;
+``celery_queue``: a broker). The rules (reports → ledger, the stall clock, reconcile, release at stop) are
+here, so the two cannot disagree.
 
-* building the ledger at ``start``, closing it at ``stop``: the ledger stays the only writer of job states;
-* ``submit`` and ``cancel``;
-* the record of a held job (``Held``: its row, ticket, worker, stall clock, cancel time);
-* the queued/running split a dispatch orders with ``fair_order``, and the tick that dispatches, then
-  reconciles what the transport holds with the database;
-* tickets (a job whose inputs are gone fails with ``input_lost``);
-* the worker's reports → the ledger: ``started`` claims the row, ``progress`` is written, ``done`` is
-  checked and kept, ``failed`` fails the job, ``device_error`` loses the worker; a ``Cancelled`` nobody
-  asked for means the job was lost (the worker stopped it by itself), so it is retried, not failed;
-* the stall clock and its message;
-* ``stop``: the jobs still running are released (queued again, the attempt given back) for the next start.
+Everything that changes the queue's state (the workers' messages, the end of a pipe, a broker connection
+going and coming back, a cancel, the clocks) goes through one inbox handled by one task, in order: a late
+result, a death and a new assignment are never handled out of order or half-way through one another.
+Threads (a pipe's reader, the broker's listener) only post to the inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from abc import abstractmethod
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue
-from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for
+from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for, who
 from engine.errors import Cancelled
 from engine.protocol import Progress
 from engine.workers.wire import (
@@ -50,9 +45,20 @@ from engine.workers.wire import (
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 10.0  # how long pending events get to be delivered at stop()
+STOP_TIMEOUT = 10.0  # for stop(): the loop to end, an idle worker to exit, pending events to be delivered
+TICK_SECONDS = 0.5  # how often the clocks (hellos, stalls, heartbeats, back-off) are looked at
+BACKLOG_LIMIT = 5.0  # the clocks wait for the inbox to be handled, but never longer than this
+DISPATCH_TICK = 5.0  # the queue is looked at at least this often, woken or not
 
-T = TypeVar("T")
+
+@dataclass(frozen=True)
+class _Cancel:
+    job_id: int
+
+
+class _Signal(enum.Enum):
+    WAKE = "wake"
+    STOP = "stop"
 
 
 @dataclass
@@ -83,7 +89,7 @@ class Held:
         return Path(self.ticket.result_path)
 
     def __str__(self) -> str:
-        return f"job {self.record.id} (user {self.record.user_id})"
+        return who(self.record)
 
 
 class Dispatcher(JobQueue):
@@ -101,6 +107,9 @@ class Dispatcher(JobQueue):
         self.progress_write_interval = progress_write_interval
         self._ledger: Ledger | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._dispatch_wanted = True
         self._started = False
         self._stopping = False
 
@@ -108,19 +117,23 @@ class Dispatcher(JobQueue):
 
     @abstractmethod
     async def _begin(self) -> None:
-        """Start the workers (or the link to them) once the ledger recovered the last run's jobs."""
+        """Start the workers (or the link to them) once the ledger is built, before the loop runs."""
 
     @abstractmethod
     async def _end(self) -> None:
-        """Stop the workers (or the link); what they held is released with ``_release``."""
+        """Stop the workers (or the link) once the loop ended; what they held goes back (``_release``)."""
 
     @abstractmethod
-    def _wake(self) -> None:
-        """Dispatch soon (a job was submitted, a worker became free, a job was retried)."""
+    async def _handle(self, item: Any) -> None:
+        """An item a thread posted with ``_tell`` (a worker's message, the broker link going up or down)."""
 
     @abstractmethod
-    def _stop_job(self, job_id: int) -> None:
+    async def _on_cancel(self, job_id: int) -> None:
         """The job was cancelled: stop its work wherever it is (if anywhere)."""
+
+    @abstractmethod
+    async def _check_clocks(self, now: float) -> None:
+        """Judge the workers by the time that passed: silent ones are hung or gone."""
 
     @abstractmethod
     def _held_ids(self) -> set[int]:
@@ -142,10 +155,6 @@ class Dispatcher(JobQueue):
     async def _device_failed(self, held: Held, message: str) -> None:
         """The job's worker broke its device (a CUDA context does not recover): the worker is lost."""
 
-    def _stop_timeout(self) -> float:
-        """How long pending events get to be delivered at stop()."""
-        return STOP_TIMEOUT
-
     # ----- the JobQueue interface -----
 
     @property
@@ -165,15 +174,32 @@ class Dispatcher(JobQueue):
             progress_write_interval=self.progress_write_interval,
         )
         await self._begin()
+        self._task = asyncio.create_task(self._serve(), name=f"{self.backend}-queue")
 
     async def stop(self) -> None:
+        """The loop ends first; the reports already in the inbox are handled (a result that arrived is
+        kept, not released); then the transport stops its workers."""
         if not self._started or self._stopping:
             return
         self._stopping = True
         log.info("%s queue: stopping", self.backend)
+        if self._task is not None:
+            self._inbox.put_nowait(_Signal.STOP)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self._task
+            except TimeoutError:
+                log.error("%s queue: the queue task did not stop in time; cancelling it", self.backend)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if not isinstance(item, _Signal | _Cancel):
+                with contextlib.suppress(Exception):
+                    await self._handle(item)
         await self._end()
         if self._ledger is not None:
-            await self._ledger.close(self._stop_timeout())
+            await self._ledger.close(STOP_TIMEOUT)
         log.info("%s queue: stopped", self.backend)
 
     async def submit(self, job_id: int) -> None:
@@ -184,23 +210,58 @@ class Dispatcher(JobQueue):
     async def cancel(self, job_id: int) -> JobRecord | None:
         record = await self.ledger.cancel(job_id)
         if record is not None:
-            self._stop_job(job_id)
+            self._inbox.put_nowait(_Cancel(job_id))
         self._wake()
         return record
 
-    # ----- shared bookkeeping -----
+    # ----- the loop -----
 
-    def _post(self, inbox: asyncio.Queue[T], item: T) -> None:
-        """Put an item in an inbox from any thread (a pipe's reader, the broker's listener); raises
-        ``RuntimeError`` once the event loop is closed."""
+    def _tell(self, item: Any) -> None:
+        """Put an item in the inbox from any thread; raises ``RuntimeError`` once the event loop is closed."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(inbox.put_nowait, item)
+            loop.call_soon_threadsafe(self._inbox.put_nowait, item)
+
+    def _wake(self) -> None:
+        """Dispatch soon (a job was submitted, a worker became free, a job was retried)."""
+        self._dispatch_wanted = True
+        self._inbox.put_nowait(_Signal.WAKE)
+
+    async def _serve(self) -> None:
+        """The queue's one task: handle the inbox in order; once it is caught up (or after
+        ``BACKLOG_LIMIT`` seconds of backlog), watch the clocks and dispatch. Clocks are read after the
+        backlog, so messages that waited in the inbox (a busy event loop) never make a worker look silent."""
+        next_dispatch = last_check = 0.0
+        while True:
+            item: Any = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    item = await self._inbox.get()
+            if item is _Signal.STOP:
+                return
+            try:
+                if isinstance(item, _Cancel):
+                    await self._on_cancel(item.job_id)
+                elif item is not None and item is not _Signal.WAKE:
+                    await self._handle(item)
+                now = time.monotonic()
+                if not self._inbox.empty() and now < last_check + BACKLOG_LIMIT:
+                    continue
+                last_check = now
+                await self._check_clocks(now)
+                if self._dispatch_wanted or now >= next_dispatch:
+                    self._dispatch_wanted = False
+                    next_dispatch = now + DISPATCH_TICK
+                    await self._tick()
+            except Exception:
+                log.exception("%s queue: error while handling %r; carrying on", self.backend, item)
 
     async def _tick(self) -> None:
         """Dispatch, then let the ledger find the rows nobody holds (``Ledger.reconcile``)."""
         await self._dispatch()
         await self.ledger.reconcile(self._held_ids() | self.sketch_claims)
+
+    # ----- shared bookkeeping -----
 
     async def _active(self, held: Collection[int]) -> tuple[list[JobRecord], list[JobRecord]]:
         """(queued, running) for ``fair_order``: the jobs the transport holds count as running (they are

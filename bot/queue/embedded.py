@@ -1,71 +1,47 @@
 """The embedded job queue: worker processes on this machine, fed from the bot's database.
 
-The default back end (empty ``QUEUE_URL``): the local-process transport of ``dispatcher.Dispatcher``, which
-keeps the bookkeeping of the jobs in flight (the ledger writes every state). What this transport declares:
+The default back end (empty ``QUEUE_URL``): the local-process transport of ``dispatcher.Dispatcher``.
 
-*The bot cuts the batches.* The dispatcher task (woken by submit, a free worker, a cancel, a retry, and a
-slow tick) orders the queued rows with ``fair_order`` (the job a worker just ended still counts for its
-user, see ``_dispatch``) and gives each idle slot the next batch off the head of that order
-(``scheduling.next_batch``), up to the limit its worker announced in its hello for the first job's tier
-(``ENGINE_BATCH_SIZE``, ``engine.workers.batching``), so batching never lets a job start before one ahead
-of it. The worker paints a batch in one ``Engine.stylize_batch`` call, each job still started, reported,
-cancelled and ended on its own; the slot is free again when all have ended.
+*The bot cuts the batches.* Each idle worker gets the next batch off the head of the fair order
+(``scheduling.next_batch``), up to the limit its hello announced for the first job's tier
+(``ENGINE_BATCH_SIZE``), so batching never lets a job start before one ahead of it. The worker paints a
+batch in one ``Engine.stylize_batch`` call, each job still started, reported, cancelled and ended on its
+own; the worker is free again when all have ended.
 
 *Tickets by reference.* The worker shares this disk: a ticket names the job's stored photo and style images
-and a file beside them for the painting; no image crosses the pipe. Each job has its own cancel, a message
-a thread in the worker reads while the engine computes.
+and a file beside them for the painting; no image crosses the pipe.
 
-*Liveness by process exit.* Each worker lives in a slot (``slots``) with a supervisor task that starts its
-process, waits for its hello, sends assignments and cancels, hands the reports to the dispatcher, and
-replaces the process when its pipe ends (it died), when it answers ``device_error`` (a CUDA context does
-not recover), when it holds jobs and sends nothing for ``stall_seconds`` (a hang), or ignores a cancel for
-``cancel_grace``. Its started jobs are lost (retried while attempts are left); the others stay queued. A
-worker that fails to start (no hello within ``start_timeout``) or dies while idle is restarted after a
-doubling pause of at most ``BACKOFF_MAX`` seconds; meanwhile ``status().healthy`` is false unless another
-worker is usable.
+*Liveness by process exit.* Each worker lives in a slot (``slots``). It is replaced when its pipe ends (it
+died), when it answers ``device_error`` (a CUDA context does not recover), when it holds jobs and sends
+nothing for ``stall_seconds`` (a hang), or ignores a cancel for ``cancel_grace``. Its started jobs are
+lost (retried while attempts are left); the others stay queued. A worker that fails to start (no hello
+within ``start_timeout``) or dies while idle is restarted after a doubling pause of at most
+``BACKOFF_MAX`` seconds; meanwhile ``status().healthy`` is false unless another worker is usable.
 
 *Stopping.* The workers run in sessions of their own, so the SIGTERM or Ctrl+C that stops the bot does not
-reach them: ``stop()`` stops them. Reports already received are handled first; idle workers are asked to
-exit and get ``STOP_TIMEOUT``; busy or starting ones, and stragglers, get SIGTERM, then SIGKILL; every
-process is reaped before ``stop()`` returns.
+reach them: ``stop()`` stops them, idle ones asked to exit, busy or starting ones terminated, every process
+reaped before ``stop()`` returns.
 
-*Worker count.* ``workers=None`` starts one worker; when its hello says CUDA and it sees N > 1 GPUs
-(and ``worker_options.device`` is ``auto`` or ``cuda``, not one GPU by index), the slot keeps
-``cuda:0`` and one more worker starts on each of ``cuda:1..N-1``. On the CPU one worker uses every
-core, so more would only compete. An explicit ``workers`` starts that many on ``worker_options.device``.
+*Worker count.* ``workers=None`` starts one worker; when its hello says CUDA and it sees N > 1 GPUs (and
+``worker_options.device`` is ``auto`` or ``cuda``), the slot keeps ``cuda:0`` and one more worker starts
+on each of ``cuda:1..N-1``. On the CPU one worker uses every core, so more would only compete.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
+from bot.db import Database, JobRecord
 from bot.queue.base import QueueStatus, smallest_limits
-from bot.queue.dispatcher import Dispatcher, Held
+from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.ledger import discard
 from bot.queue.scheduling import batch_limit, fair_order, next_batch
-from bot.queue.slots import (
-    KILL_TIMEOUT,
-    USABLE,
-    Assign,
-    CancelJob,
-    FromWorker,
-    Signal,
-    Slot,
-    State,
-    Stopping,
-    WorkerInfo,
-    WorkerLost,
-    auto_devices,
-)
+from bot.queue.slots import FromWorker, Slot, State, WorkerInfo, WorkerLost, auto_devices
 from engine.workers import wire
 from engine.workers.process import backoff, describe_exit
 from engine.workers.runner import WorkerOptions
@@ -73,8 +49,6 @@ from engine.workers.wire import BadReportError
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 5.0  # the dispatcher looks at the queue at least this often, woken or not
-STOP_TIMEOUT = 10.0  # how long an idle worker gets to exit when asked, at stop()
 BACKOFF_FIRST = 1.0  # pause after the first failed start; doubles with each failure in a row
 BACKOFF_MAX = 60.0
 
@@ -110,58 +84,83 @@ class EmbeddedQueue(Dispatcher):
         self.cancel_grace = cancel_grace
         self._context = multiprocessing.get_context("spawn")  # CUDA does not survive fork
         self._slots: list[Slot] = []
-        self._woken = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._expanded = workers is not None  # the auto worker count is settled
 
     # ----- the transport's part of the Dispatcher -----
 
     async def _begin(self) -> None:
-        if await self.ledger.recover():
-            self._wake()
+        await self.ledger.recover()
         count = self._workers or 1
         log.info("embedded queue: starting %d worker(s) on %s", count, self._options.device)
         for _ in range(count):
             self._add_slot(self._options.device)
-        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="embedded-queue-dispatcher")
 
     async def _end(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        """An idle worker is asked to exit (it reads its pipe), a busy or starting one is terminated at
+        once; their running jobs are released for the next start."""
         for slot in self._slots:
-            slot.inbox.put_nowait(Signal.STOP)
-        tasks = [slot.task for slot in self._slots if slot.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT + 3 * KILL_TIMEOUT)
-            for task in pending:
-                log.error("embedded queue: a supervisor did not stop in time; cancelling it")
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await slot.end_process(grace=STOP_TIMEOUT if slot.state is State.IDLE else 0.0)
+            jobs, slot.jobs = list(slot.jobs.values()), {}
+            slot.state = State.STOPPED
+            await self._release(jobs)
+
+    async def _handle(self, event: FromWorker) -> None:
+        slot = event.slot
+        if event.generation != slot.generation or slot.process is None:
+            return  # a replaced process's last words
+        if event.message is not None:
+            await self._on_message(slot, event.message)
+            return
+        exit = describe_exit(await slot.exit_code())
+        if slot.state is State.STARTING:
+            log.error("%s: the worker died while starting (%s)", slot.name, exit)
+            await self._failed_start(slot)
+        else:
+            await self._replace(slot, f"the worker process ended ({exit})")
+
+    async def _on_cancel(self, job_id: int) -> None:
         for slot in self._slots:
-            slot.kill_now()
+            job = slot.jobs.get(job_id)
+            if job is not None and job.cancel_at is None:
+                log.info("%s on %s: cancel requested; the engine stops at its next step", job, slot.name)
+                await self._request_cancel(slot, job)
 
-    def _stop_timeout(self) -> float:
-        return STOP_TIMEOUT
-
-    def _wake(self) -> None:
-        self._woken.set()
-
-    def _stop_job(self, job_id: int) -> None:
-        for slot in self._slots:
-            if job_id in slot.held():
-                slot.inbox.put_nowait(CancelJob(job_id))
+    async def _check_clocks(self, now: float) -> None:
+        """A hello overdue, a pause over, a busy worker silent for ``stall_seconds`` (a hang) or ignoring
+        a cancel for ``cancel_grace``."""
+        for slot in list(self._slots):
+            if slot.state is State.STARTING and now >= slot.deadline:
+                if slot.process is None:
+                    await self._spawn(slot)
+                else:
+                    log.error("%s: no hello within %g s; killing it", slot.name, self.start_timeout)
+                    await self._failed_start(slot)
+            elif slot.state is State.BUSY and (reason := self._overdue(slot, now)):
+                await self._replace(slot, reason)
 
     def _held_ids(self) -> set[int]:
-        return {job_id for slot in self._slots for job_id in slot.held()}
+        return {job_id for slot in self._slots for job_id in slot.jobs}
+
+    async def _stop_running(self, held: Held) -> None:
+        await self._request_cancel(self._slot_of(held), held)
+
+    def _ended(self, held: Held) -> None:
+        slot = self._slot_of(held)
+        del slot.jobs[held.id]
+        slot.failures = 0
+        slot.last_jobs.append(held.record)
+        if not slot.jobs:
+            self._free(slot)
+
+    async def _device_failed(self, held: Held, message: str) -> None:
+        await self._replace(self._slot_of(held), f"the device failed ({message})")
 
     def status(self) -> QueueStatus:
-        usable = [s for s in self._slots if s.state in USABLE]
-        busy = [s for s in self._slots if s.state in (State.ASSIGNED, State.BUSY)]
+        usable = [s for s in self._slots if s.state in (State.IDLE, State.BUSY)]
         return QueueStatus(
             backend="embedded",
             workers=len(self._slots),
-            busy=len(busy),
+            busy=sum(s.state is State.BUSY for s in self._slots),
             healthy=bool(usable) and not self._stopping,
             batch_limits=smallest_limits([s.batch_limits for s in usable]),
         )
@@ -169,14 +168,13 @@ class EmbeddedQueue(Dispatcher):
     def worker_info(self) -> list[WorkerInfo]:
         return [slot.info() for slot in self._slots]
 
-    # ----- slots -----
+    # ----- a slot's life -----
 
     def _add_slot(self, device: str) -> None:
+        """A slot whose process the loop starts at once (its ``deadline`` has passed)."""
         index = len(self._slots)
-        slot = Slot(index=index, name=f"{self._options.name}-{index}", device=device)
-        self._slots.append(slot)
-        slot.task = asyncio.create_task(self._supervise(slot), name=f"embedded-queue-{slot.name}")
-        slot.task.add_done_callback(self._supervisor_ended)
+        self._slots.append(Slot(index=index, name=f"{self._options.name}-{index}", device=device))
+        self._wake()
 
     def _expand(self, first: Slot) -> None:
         """Auto worker count: one worker per visible GPU once the first worker said what it sees."""
@@ -189,75 +187,14 @@ class EmbeddedQueue(Dispatcher):
         for device in devices[1:]:
             self._add_slot(device)
 
-    # ----- a slot's life -----
-
-    async def _supervise(self, slot: Slot) -> None:
-        """Start a worker, serve jobs, replace it when it is lost; until stop().
-
-        An error of the queue's own (the database refusing a write, a bug) also replaces the worker and
-        retries its jobs: the slot's state is then not to be trusted, and a fresh start is cheap next to a
-        slot that stops serving. It counts as a failure, so a lasting cause is retried with back-off.
-        """
-        try:
-            while True:
-                try:
-                    await self._run_worker(slot)
-                except (Stopping, asyncio.CancelledError):
-                    raise
-                except Exception:
-                    log.exception("%s: unexpected error in the queue; replacing the worker", slot.name)
-                    slot.failures += 1
-                    await self._replace(slot, "an internal error in the queue")
-        except Stopping:
-            await self._shut_down(slot)
-
-    async def _run_worker(self, slot: Slot) -> None:
-        """One process's life in the slot: start it, serve jobs until it is lost, clean up after it."""
-        if slot.failures:
-            await self._back_off(slot)
-        if not await self._launch(slot):
-            slot.failures += 1
-            await slot.end_process(grace=0.0)
+    async def _spawn(self, slot: Slot) -> None:
+        """Start a fresh process in the slot; its hello is due within ``start_timeout``."""
+        if self._stopping:
             return
-        self._ready(slot)
-        try:
-            await self._serve(slot)
-        except WorkerLost as lost:
-            await self._replace(slot, lost.reason)
-
-    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
-        """A supervisor ends only at stop(); anything else leaves its slot without a worker: say so."""
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("embedded queue: %s died", task.get_name(), exc_info=task.exception())
-
-    async def _launch(self, slot: Slot) -> bool:
-        """Start a fresh process in the slot; ``True`` once it said hello."""
-        if not await slot.spawn(self._context, self._options, self._poster(slot)):
-            return False
-        return await self._await_hello(slot, slot.generation)
-
-    def _poster(self, slot: Slot) -> Callable[[FromWorker], None]:
-        def post(event: FromWorker) -> None:
-            self._post(slot.inbox, event)
-
-        return post
-
-    async def _await_hello(self, slot: Slot, generation: int) -> bool:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            event = await slot.next_event(deadline - time.monotonic())
-            if event is None:
-                log.error("%s: no hello within %g s; killing it", slot.name, self.start_timeout)
-                return False
-            if isinstance(event, Assign):
-                self._unassign(slot)
-            elif isinstance(event, FromWorker) and event.generation == generation:
-                if event.message is None:
-                    code = await slot.exit_code()
-                    log.error("%s: the worker died while starting (%s)", slot.name, describe_exit(code))
-                    return False
-                if slot.said_hello(event.message):
-                    return True
+        if await slot.spawn(self._context, self._options, self._tell):
+            slot.deadline = time.monotonic() + self.start_timeout
+        else:
+            await self._failed_start(slot)
 
     def _ready(self, slot: Slot) -> None:
         slot.state = State.IDLE
@@ -265,8 +202,13 @@ class EmbeddedQueue(Dispatcher):
             self._expand(slot)
         self._wake()
 
-    async def _back_off(self, slot: Slot) -> None:
-        """Pause before the next start after failures in a row: 1, 2, 4 ... ``BACKOFF_MAX`` seconds."""
+    async def _failed_start(self, slot: Slot) -> None:
+        slot.failures += 1
+        await slot.end_process(grace=0.0)
+        self._pause(slot)
+
+    def _pause(self, slot: Slot) -> None:
+        """The next start after failures in a row waits 1, 2, 4 ... ``BACKOFF_MAX`` seconds."""
         delay = backoff(slot.failures, BACKOFF_FIRST, BACKOFF_MAX)
         log.error(
             "%s: the worker failed %d time(s) in a row; starting another in %.0f s",
@@ -274,77 +216,64 @@ class EmbeddedQueue(Dispatcher):
             slot.failures,
             delay,
         )
-        deadline = time.monotonic() + delay
-        while (event := await slot.next_event(deadline - time.monotonic())) is not None:
-            if isinstance(event, Assign):
-                self._unassign(slot)
-
-    async def _serve(self, slot: Slot) -> None:
-        """Handle the slot's inbox while its worker is usable; raises ``WorkerLost`` or ``Stopping``."""
-        while True:
-            event = await slot.next_event(slot.time_left(self.stall_seconds, self.cancel_grace))
-            if event is None:
-                raise WorkerLost(slot.timeout_reason(self._stall_reason(), self.cancel_grace))
-            if isinstance(event, Assign):
-                await self._send_assignment(slot)
-            elif isinstance(event, CancelJob):
-                job = slot.jobs.get(event.job_id)
-                if job is not None and job.cancel_at is None:
-                    log.info("%s on %s: cancel requested; the engine stops at its next step", job, slot.name)
-                    await self._request_cancel(slot, job)
-            elif isinstance(event, FromWorker) and event.generation == slot.generation:
-                if event.message is None:
-                    code = await slot.exit_code()
-                    raise WorkerLost(f"the worker process ended ({describe_exit(code)})")
-                await self._on_message(slot, event.message)
+        slot.state, slot.deadline = State.STARTING, time.monotonic() + delay
 
     async def _replace(self, slot: Slot, reason: str) -> None:
         """The worker is lost: end its process and lose its started jobs (the ledger retries or fails
-        them); the ones it had not started stay queued. The supervisor starts another process."""
+        them); the ones it had not started stay queued. Another process starts (after a pause, if the
+        worker died idle: an idle worker should not die)."""
         jobs, slot.jobs = list(slot.jobs.values()), {}
-        self._unassign(slot)
         slot.state = State.STARTING
-        if not jobs:
-            slot.failures += 1  # an idle worker should not die: pause before the next one
-            log.error("%s: worker lost while idle: %s", slot.name, reason)
         await slot.end_process(grace=0.0)
         for job in jobs:
             discard(job.staged)
-            if not job.started:
-                continue
-            try:
+            if job.started:
                 await self._lose(job, reason)
-            except Exception:
-                log.exception("%s: could not be requeued; the next start will recover it", job)
         self._wake()
+        if not jobs:
+            log.error("%s: worker lost while idle: %s", slot.name, reason)
+            slot.failures += 1
+        if slot.failures:
+            self._pause(slot)
+        else:
+            await self._spawn(slot)
 
-    async def _shut_down(self, slot: Slot) -> None:
-        """At stop(): reports already received are handled; an idle worker is asked to exit, a busy or
-        still starting one is terminated at once. Its running jobs are released for the next start."""
-        while not slot.inbox.empty():
-            event = slot.inbox.get_nowait()
-            if (
-                isinstance(event, FromWorker)
-                and event.generation == slot.generation
-                and event.message is not None
-                and slot.state in USABLE
-            ):
-                with contextlib.suppress(Exception):
-                    await self._on_message(slot, event.message)
-        self._unassign(slot)
-        listening = slot.state in (State.IDLE, State.ASSIGNED)  # waiting for a job, so it reads the pipe
-        await slot.end_process(grace=STOP_TIMEOUT if listening else 0.0)
-        jobs, slot.jobs = list(slot.jobs.values()), {}
-        slot.state = State.STOPPED
-        await self._release(jobs)
+    def _overdue(self, slot: Slot, now: float) -> str | None:
+        """Why the busy worker counts as lost by ``now`` (a cancel ignored, or a hang); else ``None``."""
+        jobs = slot.jobs.values()
+        if any(j.cancel_at is not None and now >= j.cancel_at + self.cancel_grace for j in jobs):
+            return f"the worker did not stop within {self.cancel_grace:g} s of a cancel"
+        if jobs and now >= min(job.last_heard for job in jobs) + self.stall_seconds:
+            return self._stall_reason()
+        return None
 
     # ----- jobs on a slot -----
 
-    async def _send_assignment(self, slot: Slot) -> None:
-        """Hand the dispatcher's jobs to the worker, as tickets by reference."""
-        records, slot.assigned = slot.assigned, []
-        if self._stopping:
+    async def _dispatch(self) -> None:
+        """Give each idle worker the next batch off the head of the fair order (one job at batch size 1).
+
+        A worker that just became free counts its last jobs as still running while their successors are
+        chosen. Otherwise, with one worker, the user whose job just ended would have no job running at the
+        very moment the next one is picked, and their second job would go before another user's first:
+        the opposite of round robin, and of the places users were told while that job ran.
+        """
+        idle = [slot for slot in self._slots if slot.state is State.IDLE]
+        if self._stopping or not idle:
             return
+        queued, running = await self._active(self._held_ids())
+        running += [job for slot in idle for job in slot.last_jobs]
+        order = fair_order(queued, running)
+        for slot in idle:
+            slot.last_jobs = []
+        for slot in idle:
+            batch = next_batch(order, functools.partial(batch_limit, slot.batch_limits))
+            if not batch:
+                break
+            order = order[len(batch) :]
+            await self._assign(slot, batch)
+
+    async def _assign(self, slot: Slot, records: list[JobRecord]) -> None:
+        """Hand a batch to the worker, as tickets by reference."""
         for record in records:
             ticket = await self._ticket(record, by_reference=True)
             if ticket is not None:
@@ -355,7 +284,7 @@ class EmbeddedQueue(Dispatcher):
         slot.state = State.BUSY
         self._heard(slot.jobs.values())
         tickets = [job.ticket.to_dict() for job in slot.jobs.values() if job.ticket is not None]
-        await slot.send((wire.ASSIGN, tickets), within=self.stall_seconds)
+        await self._send(slot, (wire.ASSIGN, tickets))
         self._heard(slot.jobs.values())
 
     async def _on_message(self, slot: Slot, message: dict[str, Any]) -> None:
@@ -365,6 +294,9 @@ class EmbeddedQueue(Dispatcher):
             log.warning("%s: a malformed report was dropped: %s", slot.name, err)
             return
         if isinstance(report, wire.Hello):
+            if slot.state is State.STARTING:
+                slot.greeted(report)
+                self._ready(slot)
             return
         job = slot.jobs.get(report.job_id)
         if job is None:
@@ -376,22 +308,6 @@ class EmbeddedQueue(Dispatcher):
     def _slot_of(self, job: Held) -> Slot:
         return next(slot for slot in self._slots if job.id in slot.jobs)
 
-    async def _stop_running(self, held: Held) -> None:
-        await self._request_cancel(self._slot_of(held), held)
-
-    def _ended(self, held: Held) -> None:
-        self._end_job(self._slot_of(held), held)
-
-    async def _device_failed(self, held: Held, message: str) -> None:
-        raise WorkerLost(f"the device failed ({message})")
-
-    def _end_job(self, slot: Slot, job: Held) -> None:
-        del slot.jobs[job.id]
-        slot.failures = 0
-        slot.last_jobs.append(job.record)
-        if not slot.jobs:
-            self._free(slot)
-
     def _free(self, slot: Slot) -> None:
         """The worker is ready for the next assignment."""
         slot.state = State.IDLE
@@ -401,58 +317,13 @@ class EmbeddedQueue(Dispatcher):
     async def _request_cancel(self, slot: Slot, job: Held) -> None:
         """The worker stops the job at the engine's next step; ``cancel_grace`` later it counts as hung."""
         job.cancel_at = time.monotonic()
-        await slot.send((wire.CANCEL, [job.id]), within=self.stall_seconds)
+        await self._send(slot, (wire.CANCEL, [job.id]))
 
-    # ----- dispatching -----
-
-    async def _dispatch_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(TICK_SECONDS):
-                    await self._woken.wait()
-            self._woken.clear()
-            try:
-                await self._tick()
-            except Exception:
-                log.exception("embedded queue: dispatching failed; trying again")
-
-    async def _dispatch(self) -> None:
-        """Give each idle worker the next batch off the head of the fair order (one job at batch size 1).
-
-        A worker that just became free counts its last jobs as still running while their successors are
-        chosen. Otherwise, with one worker, the user whose job just ended would have no job running at the
-        very moment the next one is picked, and their second job would go before another user's first:
-        the opposite of round robin, and of the places users were told while that job ran.
-        """
-        if not self._idle_slots():
-            return
-        queued, running = await self._active(self._held_ids())
-        idle = self._idle_slots()  # again: slots changed while the database answered
-        if self._stopping or not idle:
-            return
-        held = self._held_ids()
-        queued = [j for j in queued if j.id not in held]
-        running += [job for slot in idle for job in slot.last_jobs]
-        order = fair_order(queued, running)
-        for slot in idle:
-            slot.last_jobs = []
-        for slot in idle:
-            batch = next_batch(order, functools.partial(batch_limit, slot.batch_limits))
-            if not batch:
-                break
-            order = order[len(batch) :]
-            slot.state = State.ASSIGNED
-            slot.assigned = batch
-            slot.inbox.put_nowait(Assign(batch))
-
-    def _idle_slots(self) -> list[Slot]:
-        return [slot for slot in self._slots if slot.state is State.IDLE]
-
-    def _unassign(self, slot: Slot) -> None:
-        """Jobs assigned to a slot that cannot take them stay queued for another."""
-        if slot.assigned:
-            slot.assigned = []
-            self._wake()
+    async def _send(self, slot: Slot, message: tuple[Any, ...]) -> None:
+        try:
+            await slot.send(message, within=self.stall_seconds)
+        except WorkerLost as lost:
+            await self._replace(slot, lost.reason)
 
 
 __all__ = ["EmbeddedQueue", "WorkerInfo", "WorkerOptions", "auto_devices"]

@@ -85,6 +85,15 @@ def ticket_for(job: JobRecord, *, by_reference: bool) -> Ticket:
     return ticket if by_reference else dataclasses.replace(ticket.by_value(), result_path=None)
 
 
+def who(record: JobRecord) -> str:
+    """How logs name a job: with its user, never a token or a chat's content."""
+    return f"job {record.id} ({record.platform} user {record.user_id})"
+
+
+def attempt(record: JobRecord) -> str:
+    return f"attempt {record.attempts} of {record.max_attempts}"
+
+
 def _style(ref: dict, paths: list[str]) -> Style:
     weight = float(ref.get("weight", 1.0))
     if ref.get("preset"):
@@ -158,12 +167,7 @@ class Ledger:
                 self._lines.send(record.id, "job_retrying", record.id, RESTART_REASON)
         for record in left:
             log.warning(
-                "job %d (user %d) was running on %s when the bot died (attempt %d of %d)",
-                record.id,
-                record.user_id,
-                record.worker,
-                record.attempts,
-                record.max_attempts,
+                "%s was running on %s when the bot died (%s)", who(record), record.worker, attempt(record)
             )
             await self._retry_or_fail(record, RESTART_REASON)
         return left
@@ -175,14 +179,7 @@ class Ledger:
         if record is None:
             log.info("job %d: not started on %s: it changed meanwhile", job_id, worker)
             return None
-        log.info(
-            "job %d (user %d) on %s: started (attempt %d of %d)",
-            job_id,
-            record.user_id,
-            worker,
-            record.attempts,
-            record.max_attempts,
-        )
+        log.info("%s on %s: started (%s)", who(record), worker, attempt(record))
         self._lines.send(job_id, "job_started", job_id)
         self.queue_changed()
         return record
@@ -237,9 +234,7 @@ class Ledger:
                 log.info("job %d: result dropped, the job is no longer running", job_id)
                 discard(path)
                 return False
-            log.info(
-                "job %d (user %d): done in %.1f s, kept as %s", job_id, done.user_id, report.seconds, path
-            )
+            log.info("%s: done in %.1f s, kept as %s", who(done), report.seconds, path)
             result = JobResult(
                 path,
                 report.format,
@@ -261,7 +256,7 @@ class Ledger:
             if record is None:
                 log.info("job %d: failure (%s) dropped, the job is no longer active", job_id, code)
                 return False
-            log.warning("job %d (user %d): failed: %s (%s)", job_id, record.user_id, code, message)
+            log.warning("%s: failed: %s (%s)", who(record), code, message)
             self._lines.send(job_id, "job_failed", job_id, code, message)
             self.queue_changed()
             return True
@@ -285,7 +280,7 @@ class Ledger:
             record = await self._db.requeue_job(job_id, reason, give_back_attempt=True)
             if record is None:
                 return False
-            log.info("job %d (user %d): back in the queue: %s", job_id, record.user_id, reason)
+            log.info("%s: back in the queue: %s", who(record), reason)
             self._lines.send(job_id, "job_retrying", job_id, reason)
             self.queue_changed()
             return True
@@ -298,7 +293,7 @@ class Ledger:
             record = await self._db.requeue_job(job_id, reason, give_back_attempt=True, worker=SKETCH_WORKER)
             if record is None:
                 return False
-            log.info("job %d (user %d): back in the queue for a worker: %s", job_id, record.user_id, reason)
+            log.info("%s: back in the queue for a worker: %s", who(record), reason)
             self.queue_changed()
             return True
 
@@ -307,12 +302,12 @@ class Ledger:
         self._written.pop(job_id, None)
         record = await self._db.cancel_job(job_id)
         if record is not None:
-            log.info("job %d (user %d): cancelled", job_id, record.user_id)
+            log.info("%s: cancelled", who(record))
             self.queue_changed()
         return record
 
     async def _retry_or_fail(self, record: JobRecord, reason: str) -> bool:
-        where = f"job {record.id} (user {record.user_id}) on {record.worker}"
+        where = f"{who(record)} on {record.worker}"
         if record.attempts < record.max_attempts:
             if await self._db.requeue_job(record.id, reason) is None:
                 return False

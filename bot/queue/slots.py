@@ -1,14 +1,9 @@
-"""A slot of the embedded queue: one local worker process, its pipe, its reader thread and its inbox.
-
-Each worker process (``engine.workers.pipe``) lives in a slot, changed only by the slot's supervisor task
-(``embedded.EmbeddedQueue``). Everything a slot reacts to (the worker's messages, the end of its pipe, an
-assignment, a cancel, stop) arrives in one inbox, an ``asyncio.Queue``, and is handled in arrival order:
-a late result, a death and a new assignment are never handled out of order or half-way through one
-another.
+"""A slot of the embedded queue: one local worker process (``engine.workers.pipe``), its pipe and its
+reader thread; changed only by the queue's loop (``embedded.EmbeddedQueue``).
 
 *Reading pipes.* One reader thread per process blocks in ``conn.recv()`` and posts each message to the
-inbox; it ends by itself at the end of the pipe, which is also how a dead worker is noticed. Sends run in
-``asyncio.to_thread``: a worker that stopped reading must not block the bot's event loop.
+queue's inbox; it ends by itself at the end of the pipe, which is also how a dead worker is noticed. Sends
+run in ``asyncio.to_thread``: a worker that stopped reading must not block the bot's event loop.
 
 *Ending a process.* Asked (``None``) with a grace period when it is listening, then SIGTERM, then SIGKILL;
 always reaped, its reader thread joined before its pipe is closed.
@@ -21,7 +16,6 @@ import contextlib
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,7 +29,6 @@ from engine.workers import pipe, wire
 from engine.workers.batching import parse_limits
 from engine.workers.process import describe_exit
 from engine.workers.runner import WorkerOptions
-from engine.workers.wire import BadReportError
 
 log = logging.getLogger(__name__)
 
@@ -58,53 +51,29 @@ class WorkerInfo:
 
     name: str
     device: str
-    state: str  # "starting", "idle", "assigned", "busy" or "stopped"
+    state: str  # "starting", "idle", "busy" or "stopped"
     pid: int | None
-    job_ids: tuple[int, ...]  # the jobs it holds (assigned or running)
+    job_ids: tuple[int, ...]  # the jobs it holds
     description: str | None  # from the hello, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
     starts: int  # processes started in this slot so far
 
 
 class State(enum.Enum):
-    STARTING = "starting"  # no usable process: starting one, waiting for its hello, or pausing
+    STARTING = "starting"  # no usable process: waiting for its hello (until ``deadline``), or pausing
     IDLE = "idle"
-    ASSIGNED = "assigned"  # the dispatcher gave it jobs the supervisor has not sent yet
     BUSY = "busy"
     STOPPED = "stopped"
 
 
-USABLE = (State.IDLE, State.ASSIGNED, State.BUSY)
-
-
 @dataclass(frozen=True)
 class FromWorker:
+    slot: Slot
     generation: int  # which process of the slot sent it: messages of a replaced process are ignored
     message: dict[str, Any] | None  # an encoded report (``wire.decode``); None: the pipe ended
 
 
-@dataclass(frozen=True)
-class Assign:
-    jobs: list[JobRecord]
-
-
-@dataclass(frozen=True)
-class CancelJob:
-    job_id: int
-
-
-class Signal(enum.Enum):
-    STOP = "stop"
-
-
-Event = FromWorker | Assign | CancelJob | Signal
-
-
-class Stopping(Exception):
-    """stop() was called: the supervisor shuts its worker down and ends."""
-
-
 class WorkerLost(Exception):
-    """The worker died, hung or broke its device: replace it and retry its jobs."""
+    """A message could not be handed to the worker: replace it and retry its jobs."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -116,80 +85,35 @@ class Slot:
     index: int
     name: str
     device: str
-    inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     state: State = State.STARTING
+    deadline: float = 0.0  # STARTING: with a process, the hello is due by then; without, start one then
     generation: int = 0
     process: BaseProcess | None = None
     conn: Connection | None = None
     reader: threading.Thread | None = None
     jobs: dict[int, Held] = field(default_factory=dict)  # job id → the job; an assignment's jobs
-    assigned: list[JobRecord] = field(default_factory=list)  # given by the dispatcher, not sent yet
     last_jobs: list[JobRecord] = field(default_factory=list)  # what an idle worker ran last
     description: str | None = None
     gpus: int = 0
     batch_limits: dict[str, int] = field(default_factory=dict)  # per tier, from the hello
     starts: int = 0
     failures: int = 0  # starts in a row that did not lead to a working worker
-    task: asyncio.Task[None] | None = None
-
-    def held(self) -> set[int]:
-        return {*self.jobs, *(job.id for job in self.assigned)}
 
     def info(self) -> WorkerInfo:
         pid = self.process.pid if self.process is not None else None
-        jobs = tuple(sorted(self.held()))
+        jobs = tuple(sorted(self.jobs))
         return WorkerInfo(self.name, self.device, self.state.value, pid, jobs, self.description, self.starts)
 
-    def said_hello(self, message: dict[str, Any]) -> bool:
-        """``True`` when ``message`` is the worker's hello: it is ready, its device and limits noted."""
-        try:
-            hello = wire.decode(message)
-        except BadReportError:
-            return False
-        if not isinstance(hello, wire.Hello):
-            return False
+    def greeted(self, hello: wire.Hello) -> None:
+        """The worker is ready: its device and batch limits noted."""
         self.description, self.gpus = hello.device, hello.gpus
         self.batch_limits = parse_limits(hello.batch_limits)
         log.info("%s: ready on %s, batches %s", self.name, hello.device, self.batch_limits)
-        return True
-
-    async def next_event(self, within: float | None) -> Event | None:
-        """The next event, or ``None`` when ``within`` seconds pass first; raises ``Stopping`` on STOP.
-        An event already waiting is returned even if the deadline has passed: it is a sign of life."""
-        try:
-            if within is None:
-                event = await self.inbox.get()
-            else:
-                async with asyncio.timeout(max(0.0, within)):
-                    event = await self.inbox.get()
-        except TimeoutError:
-            return None
-        if event is Signal.STOP:
-            raise Stopping
-        return event
-
-    def time_left(self, stall_seconds: float, cancel_grace: float) -> float | None:
-        """Seconds until the worker counts as hung (or as ignoring a cancel); None when it holds no job."""
-        if not self.jobs or self.state is not State.BUSY:
-            return None
-        deadline = min(job.last_heard for job in self.jobs.values()) + stall_seconds
-        for job in self.jobs.values():
-            if job.cancel_at is not None:
-                deadline = min(deadline, job.cancel_at + cancel_grace)
-        return deadline - time.monotonic()
-
-    def timeout_reason(self, stalled: str, cancel_grace: float) -> str:
-        """Why ``time_left`` ran out: a cancel ignored, else ``stalled`` (the dispatcher's stall message)."""
-        now = time.monotonic()
-        if any(j.cancel_at is not None and now >= j.cancel_at + cancel_grace for j in self.jobs.values()):
-            return f"the worker did not stop within {cancel_grace:g} s of a cancel"
-        return stalled
 
     async def spawn(
         self, context: SpawnContext, options: WorkerOptions, post: Callable[[FromWorker], None]
     ) -> bool:
         """Start a fresh process (a new generation) and its reader thread; ``False`` if it did not start."""
-        self.state = State.STARTING
         self.generation += 1
         self.starts += 1
         parent, child = context.Pipe(duplex=True)
@@ -210,7 +134,7 @@ class Slot:
         self.process, self.conn = process, parent
         self.reader = threading.Thread(
             target=read_pipe,
-            args=(parent, post, self.generation),
+            args=(parent, post, self, self.generation),
             name=f"stylebot-{self.name}-reader",
             daemon=True,
         )
@@ -255,13 +179,6 @@ class Slot:
             conn.close()  # never under a thread still reading it
         process.close()
 
-    def kill_now(self) -> None:
-        """The last resort of stop(), for a supervisor that had to be cancelled: no orphans, ever."""
-        process = self.process
-        if process is not None and process.is_alive():
-            process.kill()
-            process.join(KILL_TIMEOUT)
-
     async def exit_code(self) -> int | None:
         """The exit code of a process whose pipe just ended (it may take a moment to be reaped)."""
         process = self.process
@@ -271,7 +188,7 @@ class Slot:
         return process.exitcode
 
 
-def read_pipe(conn: Connection, post: Callable[[FromWorker], None], generation: int) -> None:
+def read_pipe(conn: Connection, post: Callable[[FromWorker], None], slot: Slot, generation: int) -> None:
     """A reader thread: hand every message, then the end of the pipe, to the slot's inbox."""
     while True:
         message: dict[str, Any] | None
@@ -283,7 +200,7 @@ def read_pipe(conn: Connection, post: Callable[[FromWorker], None], generation: 
             log.exception("unreadable message from a worker")
             message = None
         try:
-            post(FromWorker(generation, message))
+            post(FromWorker(slot, generation, message))
         except RuntimeError:  # the event loop is closed: nobody is listening
             return
         if message is None:

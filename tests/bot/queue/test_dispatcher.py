@@ -16,7 +16,7 @@ from bot.queue.dispatcher import Dispatcher, Held
 from bot.queue.ledger import BAD_RESULT
 from engine.errors import Cancelled
 from engine.workers import wire
-from tests.bot.queue.conftest import Jobs, RecordingEvents
+from tests.bot.queue.conftest import Jobs, RecordingEvents, eventually
 from tests.fakes.engine import invert
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,11 +41,14 @@ class RecordingTransport(Dispatcher):
     async def _end(self) -> None:
         await self._release(list(self.held.values()))
 
-    def _wake(self) -> None:
-        self.calls.append(("wake", None))
+    async def _handle(self, item: object) -> None:
+        self.calls.append(("handle", item))
 
-    def _stop_job(self, job_id: int) -> None:
-        self.calls.append(("stop_job", job_id))
+    async def _on_cancel(self, job_id: int) -> None:
+        self.calls.append(("on_cancel", job_id))
+
+    async def _check_clocks(self, now: float) -> None:
+        pass
 
     def _held_ids(self) -> set[int]:
         return set(self.held)
@@ -136,7 +139,7 @@ async def test_a_cancelled_report_after_a_cancel_changes_nothing(
 
     await queue._on_report(held, wire.Failed(held.id, Cancelled.code, "stopped"), "w1")
 
-    assert ("stop_job", held.id) in queue.calls
+    await eventually(lambda: ("on_cancel", held.id) in queue.calls)  # on the queue's loop
     assert (await state_of(db, held.id))[0] is JobState.CANCELLED
     assert events.names(held.id) == ["started"]
 

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from bot.db import Database, JobState
-from bot.queue import embedded
+from bot.queue import dispatcher, embedded
 from bot.queue import ledger as ledger_module
 from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue, auto_devices
@@ -593,7 +593,7 @@ async def test_a_job_whose_finish_failed_is_not_left_running(
     longer held by any worker, is found by the ledger's reconcile and runs again, instead of staying
     ``running`` (its status at 100% with a live Cancel button) until the next restart."""
     monkeypatch.setattr(ledger_module, "RECONCILE_GRACE", 0.0)
-    monkeypatch.setattr(embedded, "TICK_SECONDS", 0.2)
+    monkeypatch.setattr(dispatcher, "DISPATCH_TICK", 0.2)
     finish_job, failures = db.finish_job, []
 
     async def flaky_finish(job_id: int, **values: Any) -> Any:
