@@ -50,15 +50,14 @@ def cancel_view(job: JobRecord, *, keep: bool = False) -> discord.ui.View:
 
 
 async def cancel_pressed(interaction: discord.Interaction, job_id: int) -> None:
-    """Cancel: the job's owner only; anyone else hears why, privately."""
-    core = core_of(interaction)
+    """Cancel: the job's owner only (``JobService.withdraw``, which also has the status say so); anyone
+    else hears why, privately."""
     try:
-        cancelled = await core.jobs.cancel_owned(job_id, interaction.user.id, platform=DISCORD)
+        await core_of(interaction).jobs.withdraw(job_id, interaction.user.id, platform=DISCORD)
     except Refused as err:
         await answer(interaction, refusal(interaction, err))
         return
     await interaction.response.defer()
-    await core.notifier.cancelled(cancelled)
 
 
 @app_commands.command(name="queue", description="Where your pictures are")
@@ -70,12 +69,10 @@ async def queue_command(interaction: discord.Interaction) -> None:
 @app_commands.command(name="cancel", description="Stop your latest picture")
 @app_commands.describe(everything="stop all of your pictures")
 async def cancel_command(interaction: discord.Interaction, everything: bool = False) -> None:
-    core = core_of(interaction)
     await interaction.response.defer(ephemeral=True)  # the statuses it edits may take past 3 seconds
-    cancelled = await core.jobs.cancel_latest(interaction.user.id, everything=everything, platform=DISCORD)
-    if not cancelled:
+    jobs = core_of(interaction).jobs
+    count = await jobs.withdraw_latest(interaction.user.id, everything=everything, platform=DISCORD)
+    if not count:
         await answer(interaction, say(interaction, "cancel_none"))
         return
-    for job in cancelled:
-        await core.notifier.cancelled(job)
-    await answer(interaction, say(interaction, "cancel_done", count=len(cancelled)))
+    await answer(interaction, say(interaction, "cancel_done", count=count))
