@@ -140,59 +140,39 @@ class Listener(threading.Thread):
 
 
 class BrokerSends:
-    """Blocking sends, for ``asyncio.to_thread``: Celery's producer pool is safe to share between threads."""
+    """The bot's sends: tasks, and stop messages for the tasks it gave up on (remembered ``WITHDRAWN_TTL``
+    seconds), each stop published in the background, the same one at most every ``STOP_RESEND`` seconds.
+    Blocking sends run in ``asyncio.to_thread``: Celery's producer pool is safe to share between threads."""
 
     def __init__(self, settings: QueueSettings) -> None:
         self.app = protocol.make_app(settings)
         self._exchange = protocol.control_exchange(settings.names)
+        self.withdrawn: Expiring[str] = Expiring(WITHDRAWN_TTL)
+        self._sent: Expiring[tuple[str, str | None]] = Expiring(STOP_RESEND)  # (task id, worker) told
+        self._background: set[asyncio.Task[None]] = set()
 
     def send_job(self, task_id: str, ticket: Ticket, order: int) -> None:
         self.app.send_task(
             protocol.TASK_NAME, args=[ticket.to_dict()], kwargs={"order": order}, task_id=task_id
         )
 
-    def send_stop(self, task_ids: list[str], worker: str | None) -> None:
-        with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
-            producer.publish(
-                protocol.stop_message(task_ids, worker),
-                exchange=self._exchange,
-                routing_key="",
-                declare=[self._exchange],
-                serializer="json",
-                retry=True,
-                retry_policy=STOP_RETRY,
-            )
-
-    def close(self) -> None:
-        self.app.close()
-
-
-class Stops:
-    """The bot's stop messages: the tasks it gave up on (remembered ``WITHDRAWN_TTL`` seconds), each stop
-    published in the background, the same one at most every ``STOP_RESEND`` seconds."""
-
-    def __init__(self, sends: BrokerSends) -> None:
-        self._sends = sends
-        self.withdrawn: Expiring[str] = Expiring(WITHDRAWN_TTL)
-        self._sent: Expiring[tuple[str, str | None]] = Expiring(STOP_RESEND)  # (task id, worker) told
-        self._background: set[asyncio.Task[None]] = set()
-
     def withdraw(self, task_ids: list[str]) -> bool:
         """Give up on these tasks for good: every worker stops them, or skips them when they arrive.
         ``False`` when all of them were told so moments ago (nothing sent)."""
         self.withdrawn.add(task_ids)
-        return self._send(task_ids, None)
+        return self._stop(task_ids, None)
 
     def stop_copy(self, task_id: str, worker: str) -> None:
         """Stop one worker's copy of a task that runs, as it should, somewhere else."""
-        self._send([task_id], worker)
+        self._stop([task_id], worker)
 
-    async def settle(self, within: float) -> None:
-        """Wait (at most ``within`` seconds) for the stops still on their way, at stop()."""
+    async def close(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) for the stops still on their way, then let go of the broker."""
         if self._background:
             await asyncio.wait(self._background, timeout=within)
+        await asyncio.to_thread(self.app.close)
 
-    def _send(self, task_ids: list[str], worker: str | None) -> bool:
+    def _stop(self, task_ids: list[str], worker: str | None) -> bool:
         fresh = [t for t in task_ids if self._sent.since((t, worker)) >= STOP_RESEND]
         if not fresh:
             return False
@@ -204,9 +184,21 @@ class Stops:
 
     async def _publish(self, task_ids: list[str], worker: str | None) -> None:
         try:
-            await asyncio.to_thread(self._sends.send_stop, task_ids, worker)
+            await asyncio.to_thread(self._publish_stop, task_ids, worker)
         except Exception as err:
             log.warning("celery queue: could not send a stop for %s: %r", ", ".join(task_ids), err)
 
+    def _publish_stop(self, task_ids: list[str], worker: str | None) -> None:
+        with self.app.producer_pool.acquire(block=True, timeout=protocol.CONNECT_TIMEOUT) as producer:
+            producer.publish(
+                protocol.stop_message(task_ids, worker),
+                exchange=self._exchange,
+                routing_key="",
+                declare=[self._exchange],
+                serializer="json",
+                retry=True,
+                retry_policy=STOP_RETRY,
+            )
 
-__all__ = ["BrokerSends", "Event", "Link", "Listener", "Stops", "decode"]
+
+__all__ = ["BrokerSends", "Event", "Link", "Listener", "decode"]

@@ -51,7 +51,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import QueueStatus, smallest_limits
-from bot.queue.broker_link import BrokerSends, Event, Link, Listener, Stops
+from bot.queue.broker_link import BrokerSends, Event, Link, Listener
 from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.heartbeats import WorkerSeen, capacity, drop_silent, record_heartbeat
 from bot.queue.ledger import who
@@ -90,7 +90,6 @@ class CeleryQueue(Dispatcher):
         self._settings = settings
         self.redispatch_after = redispatch_after
         self._broker = BrokerSends(self._settings)
-        self._stops = Stops(self._broker)
         self._dispatches: dict[int, Held] = {}  # job id → its current task
         # Each task's place in the order of dispatch (the fair order), for the worker that gathers batches;
         # counted from the clock so a restarted bot's tasks come after the last run's.
@@ -121,10 +120,9 @@ class CeleryQueue(Dispatcher):
         in_flight = list(self._dispatches.values())
         if in_flight:  # the next start dispatches them again
             log.info("celery queue: stopping %d task(s) in flight", len(in_flight))
-            self._stops.withdraw([d.task_id for d in in_flight])
+            self._broker.withdraw([d.task_id for d in in_flight])
         await self._release(in_flight)
-        await self._stops.settle(STOP_TIMEOUT)
-        await asyncio.to_thread(self._broker.close)
+        await self._broker.close(STOP_TIMEOUT)
 
     def _held_ids(self) -> set[int]:
         return set(self._dispatches)
@@ -163,7 +161,7 @@ class CeleryQueue(Dispatcher):
                 await self._db.set_external_id(record.id, None)
         if stale:
             log.info("celery queue: stopping %d task(s) of the last run", len(stale))
-            self._stops.withdraw(stale)
+            self._broker.withdraw(stale)
 
     async def _handle(self, item: Event | Link) -> None:
         if isinstance(item, Link):
@@ -190,13 +188,12 @@ class CeleryQueue(Dispatcher):
         elif event.kind == protocol.REDELIVERED:
             await self._redelivered(dispatch, event)
         elif event.kind == protocol.RELEASED and dispatch.worker is None:
-            log.info("%s: %s; sending it again", dispatch, event.fields.get("reason"))
-            self._withdraw(dispatch)
+            self._send_again([dispatch], str(event.fields.get("reason")))
         elif dispatch.worker != event.worker:  # only the worker that started it speaks for the job
             log.warning(
                 "%s: ignored %r from %s, it runs on %s", dispatch, event.kind, event.worker, dispatch.worker
             )
-            self._stops.stop_copy(dispatch.task_id, event.worker)
+            self._broker.stop_copy(dispatch.task_id, event.worker)
         elif isinstance(report, wire.Started | wire.Hello):
             return  # said twice
         elif report is not None:
@@ -215,7 +212,7 @@ class CeleryQueue(Dispatcher):
         """A message about a task the bot no longer holds; one still running is told to stop."""
         task = f"job {event.job_id}: task {event.task_id} on {event.worker}"
         if event.kind in (protocol.STARTED, protocol.PROGRESS) and event.task_id:
-            if self._stops.withdraw([event.task_id]):
+            if self._broker.withdraw([event.task_id]):
                 log.info("%s is no longer wanted; told it to stop", task)
         else:
             log.info("%s: ignored a late %r", task, event.kind)
@@ -224,10 +221,7 @@ class CeleryQueue(Dispatcher):
         """The broker handed the task out again (its worker lost the connection, or died); the worker that
         got it did not run it. Not started yet: send it again. Running: the worker's heartbeats decide."""
         if dispatch.worker is None:
-            log.warning(
-                "%s: its task came back from the broker before it started; sending it again", dispatch
-            )
-            self._withdraw(dispatch)
+            self._send_again([dispatch], "its task came back from the broker before it started")
         elif dispatch.worker in self._workers:
             log.info(
                 "%s: its task was handed out again; %s is judged by its heartbeats", dispatch, dispatch.worker
@@ -241,24 +235,13 @@ class CeleryQueue(Dispatcher):
         if record_heartbeat(self._workers, event.worker, event.fields):
             self._dispatch_wanted = True  # a new worker, or new batch limits: more room in the broker
         worker = self._workers[event.worker]
-        stale = [task_id for task_id in worker.task_ids if task_id in self._stops.withdrawn]
+        stale = [task_id for task_id in worker.task_ids if task_id in self._broker.withdrawn]
         if stale:
-            self._stops.withdraw(stale)  # still running tasks the bot gave up on: tell it again
-        if worker.idle_since is not None and time.monotonic() - worker.idle_since >= self.redispatch_after:
-            self._resend_lost_tasks(worker)
-
-    def _resend_lost_tasks(self, idle: WorkerSeen) -> None:
-        """Tasks waiting in the broker long after a worker became idle were lost on the way."""
-        for dispatch in list(self._dispatches.values()):
-            if dispatch.worker is None and time.monotonic() - dispatch.sent_at >= self.redispatch_after:
-                log.warning(
-                    "%s: task %s not picked up in %.0f s while %s was idle; sending it again",
-                    dispatch,
-                    dispatch.task_id,
-                    self.redispatch_after,
-                    idle.name,
-                )
-                self._withdraw(dispatch)
+            self._broker.withdraw(stale)  # still running tasks the bot gave up on: tell it again
+        now, after = time.monotonic(), self.redispatch_after
+        if worker.idle_since is not None and now - worker.idle_since >= after:  # tasks waiting were lost
+            lost = [d for d in self._dispatches.values() if d.worker is None and now - d.sent_at >= after]
+            self._send_again(lost, f"not picked up in {after:.0f} s while {worker.name} was idle")
 
     # ----- the broker connection, cancel, clocks -----
 
@@ -272,13 +255,9 @@ class CeleryQueue(Dispatcher):
         log.info("celery queue: connected to the broker%s", " again" if lost else "")
         if lost:  # nobody could be heard meanwhile: give the workers time to reconnect before judging them
             self._quiet_until = time.monotonic() + RECONNECT_GRACE
-        waiting = [d for d in self._dispatches.values() if d.worker is None]
-        if lost and waiting and not self._settings.keeps_tasks:
-            log.warning(
-                "celery queue: the broker may have lost %d waiting task(s); sending them again", len(waiting)
-            )
-            for dispatch in waiting:
-                self._withdraw(dispatch)
+        if lost and not self._settings.keeps_tasks:
+            waiting = [d for d in self._dispatches.values() if d.worker is None]
+            self._send_again(waiting, "the restarted broker may have lost its task")
         self._dispatch_wanted = True
 
     async def _on_cancel(self, job_id: int) -> None:
@@ -320,10 +299,17 @@ class CeleryQueue(Dispatcher):
             del self._dispatches[dispatch.id]
         self._dispatch_wanted = True
 
+    def _send_again(self, dispatches: list[Held], why: str) -> None:
+        """Tasks lost on the way, or given back before they started: withdrawn, so that the next dispatch
+        sends their jobs again under new task ids."""
+        for dispatch in dispatches:
+            log.warning("%s: task %s %s; sending it again", dispatch, dispatch.task_id, why)
+            self._withdraw(dispatch)
+
     def _withdraw(self, dispatch: Held) -> None:
         """Give up on the task (stop it wherever it is); the row, if still queued, is dispatched again."""
         self._forget(dispatch)
-        self._stops.withdraw([dispatch.task_id])
+        self._broker.withdraw([dispatch.task_id])
         self.ledger.queue_changed()
 
     async def _lose(self, held: Held, reason: str) -> None:

@@ -29,6 +29,7 @@ on each of ``cuda:1..N-1``. On the CPU one worker uses every core, so more would
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import multiprocessing
@@ -96,13 +97,15 @@ class EmbeddedQueue(Dispatcher):
             self._add_slot(self._options.device)
 
     async def _end(self) -> None:
+        await asyncio.gather(*(self._shut_down(slot) for slot in self._slots))
+
+    async def _shut_down(self, slot: Slot) -> None:
         """An idle worker is asked to exit (it reads its pipe), a busy or starting one is terminated at
-        once; their running jobs are released for the next start."""
-        for slot in self._slots:
-            await slot.end_process(grace=STOP_TIMEOUT if slot.state is State.IDLE else 0.0)
-            jobs, slot.jobs = list(slot.jobs.values()), {}
-            slot.state = State.STOPPED
-            await self._release(jobs)
+        once; its running jobs are released for the next start."""
+        await slot.end_process(grace=STOP_TIMEOUT if slot.state is State.IDLE else 0.0)
+        jobs, slot.jobs = list(slot.jobs.values()), {}
+        slot.state = State.STOPPED
+        await self._release(jobs)
 
     async def _handle(self, event: FromWorker) -> None:
         slot = event.slot
@@ -211,10 +214,7 @@ class EmbeddedQueue(Dispatcher):
         """The next start after failures in a row waits 1, 2, 4 ... ``BACKOFF_MAX`` seconds."""
         delay = backoff(slot.failures, BACKOFF_FIRST, BACKOFF_MAX)
         log.error(
-            "%s: the worker failed %d time(s) in a row; starting another in %.0f s",
-            slot.name,
-            slot.failures,
-            delay,
+            "%s: %d failure(s) in a row; starting another worker in %.0f s", slot.name, slot.failures, delay
         )
         slot.state, slot.deadline = State.STARTING, time.monotonic() + delay
 

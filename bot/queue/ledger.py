@@ -32,11 +32,12 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -206,14 +207,9 @@ class Ledger:
         with self._ends(job_id):
             self._written.pop(job_id, None)
             record = await self._db.get_job(job_id)
-            if record is None or record.state is not JobState.RUNNING:
-                log.info(
-                    "job %d: result dropped, the job is %s", job_id, record.state.value if record else "gone"
-                )
-                discard(staged)
-                return False
-            if worker is not None and record.worker != worker:
-                log.info("job %d: result of %s dropped, %s holds the job now", job_id, worker, record.worker)
+            state = f"{record.state.value} on {record.worker}" if record else "gone"
+            if record is None or record.state is not JobState.RUNNING or worker not in (None, record.worker):
+                log.info("job %d: result of %s dropped, the job is %s", job_id, worker, state)
                 discard(staged)
                 return False
             try:
@@ -325,39 +321,31 @@ class Ledger:
         """Put the painting where the bot keeps results, durably; the name comes from the job id and the
         (checked) format only. An animation goes first, beside it as ``<job id>.gif``."""
         if report.animated:
-            self._keep_animation(self.results_dir / f"{job_id}.gif", report, staged)
+            animation = None if staged is None else staged_animation(staged)
+            gif = self.results_dir / f"{job_id}.gif"
+            keep_file(gif, report.animation, animation, check_animation, "an animation")
         final = self.results_dir / f"{job_id}.{report.suffix}"
-        if report.image is not None:
-            check_image(report.format, report.image[:16], len(report.image))
-            write_durably(final, report.image)
-            return final
-        if staged is None:
-            raise BadReportError("the result came without its painting")
-        try:
-            with staged.open("rb") as file:
-                head = file.read(16)
-                size = os.fstat(file.fileno()).st_size
-        except FileNotFoundError:
-            raise BadReportError("the worker reported a painting it did not write") from None
-        check_image(report.format, head, size)
-        move_durably(staged, final)
+        keep_file(final, report.image, staged, functools.partial(check_image, report.format), "a painting")
         return final
 
-    @staticmethod
-    def _keep_animation(final: Path, report: ResultReport, staged: Path | None) -> None:
-        if report.animation is not None:
-            check_animation(report.animation[:16], len(report.animation))
-            write_durably(final, report.animation)
-            return
-        source = None if staged is None else staged_animation(staged)
-        try:
-            if source is None:
-                raise FileNotFoundError
-            with source.open("rb") as file:
-                check_animation(file.read(16), os.fstat(file.fileno()).st_size)
-        except FileNotFoundError:
-            raise BadReportError("the worker reported an animation it did not write") from None
-        move_durably(source, final)
+
+def keep_file(
+    final: Path, data: bytes | None, source: Path | None, check: Callable[[bytes, int], None], what: str
+) -> None:
+    """``data`` (a result by value) written, or the file ``source`` moved, to ``final``; either is checked
+    first by its head and size (``BadReportError``)."""
+    if data is not None:
+        check(data[:16], len(data))
+        write_durably(final, data)
+        return
+    try:
+        if source is None:
+            raise FileNotFoundError
+        with source.open("rb") as file:
+            check(file.read(16), os.fstat(file.fileno()).st_size)
+    except FileNotFoundError:
+        raise BadReportError(f"the worker reported {what} it did not write") from None
+    move_durably(source, final)
 
 
 def move_durably(source: Path, target: Path) -> None:

@@ -189,7 +189,7 @@ class Slot:
 
 
 def read_pipe(conn: Connection, post: Callable[[FromWorker], None], slot: Slot, generation: int) -> None:
-    """A reader thread: hand every message, then the end of the pipe, to the slot's inbox."""
+    """A reader thread: hand every message, then the end of the pipe, to the queue's inbox."""
     while True:
         message: dict[str, Any] | None
         try:
