@@ -118,6 +118,13 @@ async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float =
         await asyncio.sleep(0.05)
 
 
+def art_channel(env: simcord.Env) -> tuple[Any, Any, Any]:
+    """A guild with a text channel "art" and a member "alice": where most tests paint."""
+    guild = env.create_guild()
+    channel = guild.create_text_channel("art")
+    return guild, channel, guild.add_member(env.create_user("alice"))
+
+
 def downloaded(env: simcord.Env, attachment: discord.Attachment) -> bytes:
     """An attachment's bytes, as SimCord's CDN holds them."""
     data = env.backend.cdn.get(attachment.url)

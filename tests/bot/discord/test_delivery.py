@@ -7,19 +7,13 @@ import io
 import pytest
 from PIL import Image
 
-from tests.bot.discord.conftest import discord_world, downloaded, requests, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_world, downloaded, requests, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
 SLOW = "tests.fakes.engine:slow_engine"  # 20 s a job, honouring cancel
 STEADY = "tests.fakes.engine:steady_engine"  # 1 s a job
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 async def test_after_the_token_expires_the_result_is_a_channel_message(discord_settings) -> None:

@@ -11,18 +11,12 @@ from typing import Any
 import discord
 import pytest
 
-from tests.bot.discord.conftest import discord_world, downloaded, requests, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_world, downloaded, requests, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
 THREE_SECONDS = "tests.bot.discord.engines:three_second_engine"
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -10,18 +10,12 @@ from PIL import Image
 
 from engine import figures
 from engine.protocol import StyleSettings
-from tests.bot.discord.conftest import discord_bot, discord_world, downloaded, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_bot, discord_world, downloaded, results_for, until
 from tests.bot.telegram.e2e.conftest import paintings_on_disk
 from tests.fakes import images
 from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 def picture(data: bytes) -> Image.Image:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import discord
 
-from tests.bot.discord.conftest import discord_bot, downloaded, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 async def test_paint_this_offers_an_ephemeral_picker_then_paints(discord_settings) -> None:

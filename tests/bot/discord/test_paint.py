@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.frontend import DISCORD, TELEGRAM
 from bot.services.access import Admins
-from tests.bot.discord.conftest import discord_bot, downloaded, requests, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, requests, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
 
@@ -20,12 +20,6 @@ def deferred_first(env, interaction_id: int | None = None) -> bool:
     if interaction_id is not None:
         callbacks = [r for r in callbacks if f"/interactions/{interaction_id}/" in r.path]
     return bool(callbacks) and (callbacks[0].json or {}).get("type") == 5
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 async def test_commands_are_registered(discord_settings) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bot.config import Settings
 from bot.queue.base import SKETCH_WORKER
-from tests.bot.discord.conftest import discord_bot, downloaded, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, results_for, until
 from tests.fakes import images
 from tests.fakes.engine import invert
 
@@ -30,12 +30,6 @@ def with_painting(make: Any, **overrides: Any) -> Settings:
     settings = make(**{"sketch_preview": True, **overrides})
     Path(settings.styles_dir, "udnie.jpg").write_bytes(images.pattern(80, 80))
     return settings
-
-
-def art_channel(env):
-    guild = env.create_guild()
-    channel = guild.create_text_channel("art")
-    return guild, channel, guild.add_member(env.create_user("alice"))
 
 
 def custom_ids(message: Any) -> list[str]:
