@@ -184,3 +184,23 @@ async def test_stop_releases_the_started_jobs_with_their_attempt(
     await queue.stop()
 
     assert await state_of(db, held.id) == (JobState.QUEUED, 0)
+
+
+async def test_what_arrived_before_stop_is_handled_before_the_workers_stop(
+    db: Database, results_dir: Path
+) -> None:
+    """One inbox for both transports: an item a thread posted just before stop() (a result on its way)
+    is handled, by the loop or by stop() itself, before ``_end`` stops the workers and releases jobs."""
+    queue = RecordingTransport(db, results_dir)
+    await queue.start(RecordingEvents())
+    end = queue._end
+
+    async def ending() -> None:
+        queue.calls.append(("end", None))
+        await end()
+
+    queue._end = ending  # type: ignore[method-assign]
+    queue._tell("a late report")
+    await queue.stop()
+
+    assert queue.calls[-2:] == [("handle", "a late report"), ("end", None)]
