@@ -45,6 +45,8 @@ class Painted:
     path: Path
     style_distance: float
     content_distance: float
+    shallow: float  # the mean of the style distance's conv1_1..conv4_1 terms: the painting's texture
+    deepest: float  # its conv5_1 term, the one the defaults no longer match
 
 
 def main() -> int:
@@ -101,44 +103,66 @@ def main() -> int:
 def _paint(
     engine: Engine, photo: str, style: str, variant: str, quality: str, size: int | None, tag: str
 ) -> Painted:
-    """One painting, or the one a previous run kept for the same settings."""
+    """One painting, or the one a previous run kept for the same settings; its distances measured once."""
     from engine import metrics
     from engine.protocol import StyleSettings, StyleSource, StylizeRequest
 
     out = RESULTS / tag / f"{photo}-{style}-{variant}.png"
     record = out.with_suffix(".json")
-    if not record.is_file():
-        settings = StyleSettings(
-            quality=quality, size=size, style_layer_weights=EQUAL if variant == "before" else None
-        )
-        painting = (SHARED / "styles" / f"{style}.jpg").read_bytes()
-        request = StylizeRequest(
-            (SHARED / "content" / f"{photo}.jpg").read_bytes(), (StyleSource(image=painting),), settings
-        )
-        image = Image.open(io.BytesIO(engine.stylize(request).image)).convert("RGB")
+    painting, picture = SHARED / "styles" / f"{style}.jpg", SHARED / "content" / f"{photo}.jpg"
+    if not out.is_file():
+        weights = EQUAL if variant == "before" else None
+        settings = StyleSettings(quality=quality, size=size, style_layer_weights=weights)
+        own = StyleSource(image=painting.read_bytes())  # as a user's own picture: no catalog entry helps
+        result = engine.stylize(StylizeRequest(picture.read_bytes(), (own,), settings))
         out.parent.mkdir(parents=True, exist_ok=True)
-        image.save(out)
+        Image.open(io.BytesIO(result.image)).convert("RGB").save(out)
+        record.unlink(missing_ok=True)
+    if not record.is_file() or "layers" not in json.loads(record.read_text()):
+        image = Image.open(out).convert("RGB")
         distances = {
-            "style": metrics.style_distance(image, Image.open(SHARED / "styles" / f"{style}.jpg")),
-            "content": metrics.content_distance(image, Image.open(SHARED / "content" / f"{photo}.jpg")),
+            "style": metrics.style_distance(image, Image.open(painting)),
+            "content": metrics.content_distance(image, Image.open(picture)),
+            "layers": _layer_errors(image, Image.open(painting)),
         }
         record.write_text(json.dumps(distances))
     distances = json.loads(record.read_text())
-    return Painted(photo, style, variant, out, distances["style"], distances["content"])
+    layers = distances["layers"]
+    return Painted(
+        photo, style, variant, out, distances["style"], distances["content"], sum(layers[:4]) / 4, layers[4]
+    )
+
+
+def _layer_errors(image: Image.Image, painting: Image.Image) -> list[float]:
+    """The five terms whose mean is ``metrics.style_distance`` (conv1_1..conv5_1), to show which layers a
+    change of distance comes from."""
+    from engine.images import fit_within
+    from engine.losses import gram_matrix, relative_mse
+    from engine.metrics import _features  # the evaluator's own network, so the terms add up to its distance
+    from engine.protocol import DEFAULT_STYLE_LAYERS
+
+    side = max(image.size)
+    painting = painting.convert("RGB").resize(fit_within(*painting.size, side), Image.Resampling.LANCZOS)
+    ours, theirs = _features(image, DEFAULT_STYLE_LAYERS), _features(painting, DEFAULT_STYLE_LAYERS)
+    return [relative_mse(gram_matrix(ours[k]), gram_matrix(theirs[k])).item() for k in DEFAULT_STYLE_LAYERS]
 
 
 def _table(title: str, painted: list[Painted]) -> None:
     """Markdown: one row per photo and painting, before and after side by side."""
     print(f"\n### {title}\n")
-    print("| photo | painting | style distance before | after | content distance before | after |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| photo | painting | style distance: before | after | conv1_1-conv4_1 terms: before | after "
+        "| conv5_1 term: before | after | content distance: before | after |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     pairs: dict[tuple[str, str], dict[str, Painted]] = {}
     for p in painted:
         pairs.setdefault((p.photo, p.style), {})[p.variant] = p
     for (photo, style), pair in pairs.items():
         b, a = pair["before"], pair["after"]
         print(
-            f"| {photo} | {style} | {b.style_distance:.3f} | {a.style_distance:.3f} "
+            f"| {photo} | {style} | {b.style_distance:.3f} | {a.style_distance:.3f} | {b.shallow:.3f} "
+            f"| {a.shallow:.3f} | {b.deepest:.3f} | {a.deepest:.3f} "
             f"| {b.content_distance:.3f} | {a.content_distance:.3f} |"
         )
 
