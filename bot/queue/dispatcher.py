@@ -29,7 +29,6 @@ from bot.db import Database, JobRecord, JobState
 from bot.queue.base import RESTART_REASON, JobEvents, JobQueue
 from bot.queue.ledger import BAD_RESULT, Ledger, discard, ticket_for, who
 from engine.errors import Cancelled
-from engine.protocol import Progress
 from engine.workers.wire import (
     DEVICE_ERROR,
     BadReportError,
@@ -295,11 +294,17 @@ class Dispatcher(JobQueue):
 
     async def _on_report(self, held: Held, report: JobReport, worker: str) -> None:
         """A report from the worker that holds the job (the transport checked that much)."""
-        if isinstance(report, Started):
-            if not await self._on_started(held, worker) and held.cancel_at is None:
-                await self._stop_running(held)  # cancelled (or claimed) before it started: must not paint
+        if isinstance(report, Started):  # the ledger claims the row
+            if held.started or held.cancel_at is not None:
+                return
+            record = await self.ledger.start(held.id, worker)
+            if record is None:  # taken by the sketch process, or cancelled, before it started
+                await self._stop_running(held)  # it must not paint
+            else:
+                held.record, held.worker, held.last_heard = record, worker, time.monotonic()
         elif isinstance(report, Progressed):
-            if not await self._on_progress(held, report.progress):
+            live = held.started and held.cancel_at is None
+            if live and not await self.ledger.progress(held.id, report.progress):
                 await self._stop_running(held)  # cancelled behind the queue's back
         elif isinstance(report, Failed) and report.code == DEVICE_ERROR:
             await self._device_failed(held, report.message)
@@ -309,24 +314,6 @@ class Dispatcher(JobQueue):
                 await self._on_done(held, report.result)
             else:
                 await self._on_failed(held, report.code, report.message)
-
-    async def _on_started(self, held: Held, worker: str) -> bool:
-        """The worker began the job: the ledger claims the row. ``False`` when it must not run (cancelled
-        meanwhile, or taken by the sketch process): the transport stops it."""
-        if held.started:
-            return True
-        if held.cancel_at is None:
-            record = await self.ledger.start(held.id, worker)
-            if record is not None:
-                held.record, held.worker, held.last_heard = record, worker, time.monotonic()
-                return True
-        return False
-
-    async def _on_progress(self, held: Held, progress: Progress) -> bool:
-        """``False`` when the job was cancelled behind the queue's back: the transport stops it."""
-        if held.cancel_at is not None or not held.started:
-            return True
-        return await self.ledger.progress(held.id, progress)
 
     async def _on_done(self, held: Held, result: Any) -> None:
         """The worker's result is checked, then kept by the ledger (unless the job was cancelled)."""

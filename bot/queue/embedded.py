@@ -42,7 +42,7 @@ from bot.queue.base import QueueStatus, smallest_limits
 from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.ledger import discard
 from bot.queue.scheduling import batch_limit, fair_order, next_batch
-from bot.queue.slots import FromWorker, Slot, State, WorkerInfo, WorkerLost, auto_devices
+from bot.queue.slots import FromWorker, Slot, State, WorkerInfo, auto_devices
 from engine.workers import wire
 from engine.workers.process import backoff, describe_exit
 from engine.workers.runner import WorkerOptions
@@ -320,10 +320,8 @@ class EmbeddedQueue(Dispatcher):
         await self._send(slot, (wire.CANCEL, [job.id]))
 
     async def _send(self, slot: Slot, message: tuple[Any, ...]) -> None:
-        try:
-            await slot.send(message, within=self.stall_seconds)
-        except WorkerLost as lost:
-            await self._replace(slot, lost.reason)
+        if (lost := await slot.send(message, within=self.stall_seconds)) is not None:
+            await self._replace(slot, lost)
 
 
 __all__ = ["EmbeddedQueue", "WorkerInfo", "WorkerOptions", "auto_devices"]

@@ -72,14 +72,6 @@ class FromWorker:
     message: dict[str, Any] | None  # an encoded report (``wire.decode``); None: the pipe ended
 
 
-class WorkerLost(Exception):
-    """A message could not be handed to the worker: replace it and retry its jobs."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass
 class Slot:
     index: int
@@ -142,16 +134,16 @@ class Slot:
         log.info("%s: started worker process %d on %s", self.name, process.pid, self.device)
         return True
 
-    async def send(self, message: tuple[Any, ...], *, within: float) -> None:
-        """A message to the worker, off the event loop; a worker that does not take it is lost."""
-        conn = self.conn
-        if conn is None:
-            raise WorkerLost("the worker has no pipe")
+    async def send(self, message: tuple[Any, ...], *, within: float) -> str | None:
+        """A message to the worker, off the event loop; else why the worker, not taking it, is lost."""
+        if self.conn is None:
+            return "the worker has no pipe"
         try:
             async with asyncio.timeout(within):
-                await asyncio.to_thread(conn.send, message)
+                await asyncio.to_thread(self.conn.send, message)
         except (OSError, TimeoutError) as err:
-            raise WorkerLost(f"a message could not be handed to the worker ({err!r})") from err
+            return f"a message could not be handed to the worker ({err!r})"
+        return None
 
     async def end_process(self, *, grace: float) -> None:
         """End the process: with ``grace``, ask it (``None``) and wait that long; then SIGTERM, then

@@ -100,9 +100,9 @@ async def test_images_cross_the_pipe_by_reference_not_by_value(
     crossed: list[tuple[Any, ...]] = []
     send, on_message = Slot.send, EmbeddedQueue._on_message
 
-    async def sent(self: Slot, message: tuple[Any, ...], *, within: float) -> None:
+    async def sent(self: Slot, message: tuple[Any, ...], *, within: float) -> str | None:
         crossed.append(("to worker", *message))
-        await send(self, message, within=within)
+        return await send(self, message, within=within)
 
     async def received(self: EmbeddedQueue, slot: Any, message: dict[str, Any]) -> None:
         crossed.append(("from worker", message))
