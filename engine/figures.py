@@ -99,8 +99,13 @@ def panels(settings: StyleSettings) -> list[tuple[str, StyleSettings]]:
     if settings.figure == "strength":
         return [(f"{round(s * 100)}%", base.replace(strength=s)) for s in STRENGTHS]
     if settings.figure == "layers":
+        # Equal weights: each panel matches exactly the layers its label names. The default weights leave
+        # conv5_1 out (no faces from portraits), which would make the last two panels the same picture.
         return [
-            (_layers_label(layers), base.replace(style_layers=layers, style_layer_weights=None))
+            (
+                _layers_label(layers),
+                base.replace(style_layers=layers, style_layer_weights=(1.0,) * len(layers)),
+            )
             for layers in LAYER_SETS
         ]
     raise ValueError(f"{settings.figure!r} is not a strip")

@@ -50,6 +50,8 @@ def test_a_layer_strip_adds_one_deeper_layer_per_panel() -> None:
     result = figures.run(engine, request("layers"))
     (batch,) = engine.batches
     assert [r.settings.style_layers for r in batch] == [DEFAULT_STYLE_LAYERS[: n + 1] for n in range(5)]
+    # each panel weighs its own layers alike, conv5_1 included (the defaults leave it out)
+    assert [r.settings.style_layer_weights for r in batch] == [(1.0,) * (n + 1) for n in range(5)]
     strip = Image.open(io.BytesIO(result.image))
     assert len(figures.panel_boxes(strip.size, len(batch))) == 5
     assert strip.width == 5 * 48 + 4 * figures.GAP
