@@ -142,6 +142,7 @@ class Jobs:
         if steps is not None:
             settings["steps"] = steps
         return await self.db.create_job(
+            platform="telegram",
             user_id=user_id,
             chat_id=user_id,
             chat_type="private",
