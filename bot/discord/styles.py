@@ -64,9 +64,8 @@ async def styles_command(interaction: discord.Interaction) -> None:
     await interaction.response.defer(ephemeral=True)
     paintings = core_of(interaction).paintings
     lines = [f"`{p.id}`: {p.title}, {p.artist} ({p.year})" for p in paintings.store.catalog]
-    sheet = await paintings.overview()
-    # Discord uploads the sheet's bytes each time; a cached reference is another platform's upload id
-    # (Telegram's file id), which means nothing here.
+    sheet = await paintings.overview(platform=DISCORD)
+    # Discord uploads the sheet's bytes each time (it records no upload id, so its sheets are always PNG).
     files = []
     if sheet is not None and isinstance(sheet.picture, bytes):
         files.append(discord.File(io.BytesIO(sheet.picture), "styles.png"))

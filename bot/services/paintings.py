@@ -2,7 +2,8 @@
 scale-out mode the workers' disks are not the bot's), drawn as contact sheets, each drawn sheet uploaded
 once and reused by its upload id until the paintings on it change.
 
-Platform-free: a sheet is PNG bytes or the id the platform gave its upload.
+Platform-free: a sheet is PNG bytes or the id the platform gave its upload. An upload id means something
+only to the platform that gave it, so each platform's uploads are remembered apart.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ OVERVIEW_COLUMNS = 5
 class Sheet:
     """A contact sheet to show: ``picture`` is PNG bytes, or the upload id of the same sheet."""
 
+    platform: str  # whose upload ``picture`` may be
     slot: str  # "all" or "page N": the place it is shown in
     key: tuple[object, ...]  # what it shows; another key is another picture
     ids: tuple[str, ...]
@@ -44,8 +46,8 @@ class Paintings:
         self.store = store
         self.prefetch = prefetch
         self._task: asyncio.Task[None] | None = None
-        self._uploads: dict[str, _Upload] = {}  # the latest upload per slot
-        self._drawing: dict[str, asyncio.Lock] = {}
+        self._uploads: dict[tuple[str, str], _Upload] = {}  # the latest upload per (platform, slot)
+        self._drawing: dict[tuple[str, str], asyncio.Lock] = {}
 
     def start(self) -> None:
         """Start the background fetch (``STYLES_PREFETCH``); returns at once, the bot does not wait."""
@@ -76,38 +78,46 @@ class Paintings:
         page %= self.pages
         return self.store.catalog.ids[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
 
-    async def overview(self) -> Sheet | None:
+    async def overview(self, *, platform: str) -> Sheet | None:
         """Every painting on disk, one sheet; None while there is none."""
         ready = self.ready()
         if not ready:
             return None
-        return await self._sheet("all", ready, ready, columns=OVERVIEW_COLUMNS, numbered=False)
+        return await self._sheet(platform, "all", ready, ready, columns=OVERVIEW_COLUMNS, numbered=False)
 
-    async def page(self, page: int) -> Sheet:
+    async def page(self, page: int, *, platform: str) -> Sheet:
         """Gallery page ``page``, tiles numbered 1..8; paintings not on disk are grey tiles saying why."""
         ids = self.page_ids(page)
         states = self.states()
         key = tuple((i, states[i]) for i in ids)
-        return await self._sheet(f"page {page % self.pages}", ids, key, columns=PAGE_COLUMNS, numbered=True)
+        slot = f"page {page % self.pages}"
+        return await self._sheet(platform, slot, ids, key, columns=PAGE_COLUMNS, numbered=True)
 
     def uploaded(self, sheet: Sheet, upload_id: str, unique_id: str) -> None:
-        """The platform's id of the sheet just sent, to send it by id next time."""
-        self._uploads[sheet.slot] = _Upload(sheet.key, upload_id, unique_id)
+        """The platform's id of the sheet just sent, to send it by id next time (on that platform only)."""
+        self._uploads[sheet.platform, sheet.slot] = _Upload(sheet.key, upload_id, unique_id)
 
     def is_shown(self, sheet: Sheet, unique_id: str) -> bool:
         """Whether a message showing the upload ``unique_id`` shows this sheet already."""
-        upload = self._uploads.get(sheet.slot)
+        upload = self._uploads.get((sheet.platform, sheet.slot))
         return upload is not None and upload.key == sheet.key and upload.unique_id == unique_id
 
     async def _sheet(
-        self, slot: str, ids: tuple[str, ...], key: tuple[object, ...], *, columns: int, numbered: bool
+        self,
+        platform: str,
+        slot: str,
+        ids: tuple[str, ...],
+        key: tuple[object, ...],
+        *,
+        columns: int,
+        numbered: bool,
     ) -> Sheet:
-        async with self._drawing.setdefault(slot, asyncio.Lock()):  # one drawing per slot at a time
-            upload = self._uploads.get(slot)
+        async with self._drawing.setdefault((platform, slot), asyncio.Lock()):  # one drawing at a time
+            upload = self._uploads.get((platform, slot))
             if upload is not None and upload.key == key:
-                return Sheet(slot, key, ids, upload.upload_id)
+                return Sheet(platform, slot, key, ids, upload.upload_id)
             png = await asyncio.to_thread(self._draw, ids, columns, numbered)
-            return Sheet(slot, key, ids, png)
+            return Sheet(platform, slot, key, ids, png)
 
     def _draw(self, ids: tuple[str, ...], columns: int, numbered: bool) -> bytes:
         buffer = io.BytesIO()

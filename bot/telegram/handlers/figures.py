@@ -151,7 +151,7 @@ async def on_again_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     s = services(context)
     lang = language(update)
     keyboard, page, pages = gallery_keyboard(s, lang, 0, source.id)
-    sheet = await s.paintings.page(page)
+    sheet = await s.paintings.page(page, platform=TELEGRAM)
     sent = await query.message.reply_photo(
         sheet.picture, caption=text(lang, "again_prompt", page=page + 1, pages=pages), reply_markup=keyboard
     )

@@ -293,7 +293,7 @@ async def send_gallery(update: Update, context: ContextTypes.DEFAULT_TYPE, photo
     assert chat is not None
     s = services(context)
     keyboard, page, pages = gallery_keyboard(s, lang, 0)
-    sheet = await s.paintings.page(page)
+    sheet = await s.paintings.page(page, platform=TELEGRAM)
     sent = await context.bot.send_photo(
         chat.id,
         sheet.picture,
@@ -339,7 +339,7 @@ async def on_gallery_page(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         if message.text != caption or message.reply_markup != keyboard:
             await query.edit_message_text(caption, reply_markup=keyboard)
         return
-    sheet = await s.paintings.page(page)
+    sheet = await s.paintings.page(page, platform=TELEGRAM)
     shown = message.photo[-1].file_unique_id
     if message.caption == caption and message.reply_markup == keyboard and s.paintings.is_shown(sheet, shown):
         return  # Telegram refuses an edit that changes nothing

@@ -7,6 +7,7 @@ import html
 from telegram import Update
 from telegram.ext import CommandHandler, ContextTypes
 
+from bot.frontend import TELEGRAM
 from bot.telegram.context import services
 from bot.telegram.handlers.common import escape, reply, say
 from engine.catalog import Preset
@@ -31,7 +32,7 @@ async def styles_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     states = paintings.states()
     coming = sum(state is PaintingState.COMING for state in states.values())
     notes = [say(update, "styles_coming", count=coming)] if coming else []
-    sheet = await paintings.overview()
+    sheet = await paintings.overview(platform=TELEGRAM)
     if sheet is None:
         await message.reply_text("\n".join([say(update, "styles_none_yet"), *notes]))
     else:

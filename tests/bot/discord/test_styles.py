@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from tests.bot.discord.conftest import discord_bot
@@ -18,9 +17,6 @@ def paintings_on_disk(styles_dir: Path) -> None:
         Image.new("RGB", (60, 40), (40 * number, 90, 160)).save(styles_dir / f"{style_id}.png")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the gallery cache per platform in bot/services (/work/coord/discord-needs.md)"
-)
 async def test_styles_after_telegram_styles_sends_discord_its_own_sheet(discord_settings) -> None:
     settings = discord_settings()
     paintings_on_disk(settings.styles_dir)
@@ -30,7 +26,7 @@ async def test_styles_after_telegram_styles_sends_discord_its_own_sheet(discord_
         alice = guild.add_member(env.create_user("alice"))
         # Telegram's /styles in the same process: it sends the sheet and keeps Telegram's file id for next
         # time (what bot/telegram/handlers/start.py does after reply_photo).
-        sheet = await core.paintings.overview()
+        sheet = await core.paintings.overview(platform="telegram")
         assert sheet is not None
         core.paintings.uploaded(sheet, "AgACAgIAAxkDAAIBtelegram-file-id", "AQADtelegram-unique")
 
