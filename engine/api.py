@@ -33,7 +33,14 @@ from PIL import Image
 
 from engine import color, devices
 from engine.canvas import Canvas
-from engine.catalog import Catalog, Preset, blended_default, load_catalog
+from engine.catalog import (
+    DEFAULT_DEEP_STYLE_WEIGHT,
+    Catalog,
+    Preset,
+    blended_default,
+    default_layer_weights,
+    load_catalog,
+)
 from engine.errors import Cancelled, OutOfMemoryError, StylebotError
 from engine.images import (
     DEFAULT_MAX_PIXELS,
@@ -48,6 +55,7 @@ from engine.optimize import StepInfo, StopScale, optimize
 from engine.progress import ProgressTracker
 from engine.protocol import (
     DEFAULT_STRENGTH,
+    DEFAULT_STYLE_LAYERS,
     DEFAULT_STYLE_SCALE,
     LAYER_NAMES,
     Progress,
@@ -75,9 +83,11 @@ OOM_SHRINK = 0.75
 MIN_RETRY_SIDE = 128
 MIN_STYLE_SIDE = 64
 MAX_PADDING = 0.25  # share of a batch's canvas that may be padding (bench/engine.py, the batch section)
-# fp32 is the default; bf16 runs the convolutions in bfloat16 on CUDA (statistics stay fp32); fp64 is for
-# verification: it makes a batched run match single runs to the last bit that survives 8-bit output.
-PRECISIONS = ("fp32", "bf16", "fp64")
+# The network's passes: fp32; bf16 (autocast on CUDA, or on a CPU with native bf16 dot products; the image,
+# the Gram matrices, the losses and the optimizer's state stay float32); auto (``devices.choose_precision``:
+# bf16 where the CPU has it natively and it times faster, else fp32); fp64 for verification: it makes a
+# batched run match single runs to the last bit that survives 8-bit output.
+PRECISION_PASS_SIZE = (192, 256)  # auto times one forward and backward pass at this size per candidate
 # init="sketch": the sketch is made at most this large, then resized to the first scale (near 128 px with
 # multiscale); only the optimization's own last scales need more detail than that, and they make it.
 SKETCH_START_SIDE = 512
@@ -105,6 +115,7 @@ class _Job:
     progress: Callable[[Progress], None] | None
     should_cancel: Callable[[], bool] | None
     start: Image.Image | None = None  # init="sketch": this job's sketch, made once (``Engine._prepare``)
+    accelerated: bool = False  # on a GPU: the tier's size and budget for accelerators
 
     @property
     def instant(self) -> bool:
@@ -113,7 +124,10 @@ class _Job:
 
     def plan(self) -> list[Scale]:
         s = self.settings
-        return plan(TIERS[s.quality], self.side, multiscale=s.multiscale, total_steps=s.steps)
+        tier = TIERS[s.quality]
+        return plan(
+            tier, self.side, accelerated=self.accelerated, multiscale=s.multiscale, total_steps=s.steps
+        )
 
     def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can share one optimization: the same optimizer, schedule and content layers.
@@ -146,14 +160,19 @@ class Engine:
         threads: int | None = None,
         catalog: Catalog | None = None,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if precision not in devices.PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(devices.PRECISIONS)}")
         self.device = devices.resolve_device(device)
         devices.prepare(self.device, threads=threads)
         self.weights = weights
         self.pooling = pooling
-        self.precision = precision
-        self.dtype = torch.float64 if precision == "fp64" else torch.float32
+        self.dtype = torch.float64 if precision == "fp64" else torch.float32  # the image and all statistics
+        choice = devices.choose_precision(
+            precision, self.device, time_pass=self._pass_seconds, cache_dir=stats_dir
+        )
+        self.precision = choice.precision  # what the passes run in: fp32, bf16 or fp64
+        self.precision_choice = choice
+        log.info("network passes in %s on %s (%s)", self.precision, self.device, choice.reason)
         self.output_max_side = output_max_side
         self.max_image_pixels = max_image_pixels
         self.catalog = catalog or load_catalog()
@@ -177,6 +196,7 @@ class Engine:
             "output_max_side": settings.output_max_side,
             "max_image_pixels": settings.max_image_pixels,
             "threads": settings.engine_threads,
+            "precision": settings.engine_precision,
         }
         return cls(**{**options, **overrides})  # type: ignore[arg-type]
 
@@ -199,6 +219,20 @@ class Engine:
         """Load the weights now, so the first job does not pay for it."""
         feature_extractor(self.weights, str(self.device), last_layer, self.pooling, self.dtype)
 
+    def _pass_seconds(self, precision: str) -> float:
+        """One forward and backward pass of a step's shape (VGG to conv5_1, the Gram matrices) in
+        ``precision``: what ``precision="auto"`` compares."""
+        extractor = feature_extractor(self.weights, str(self.device), "conv5_1", self.pooling, self.dtype)
+        generator = torch.Generator().manual_seed(0)
+        image = torch.rand(1, 3, *PRECISION_PASS_SIZE, generator=generator).to(self.device, self.dtype)
+        image.requires_grad_(True)
+        started = time.perf_counter()
+        with devices.autocast(self.device, precision):
+            features = extractor(image, DEFAULT_STYLE_LAYERS)
+        total = torch.stack([gram_matrix(f).mean() for f in features.values()]).sum()
+        total.backward()
+        return time.perf_counter() - started
+
     def stylize(
         self,
         request: StylizeRequest,
@@ -216,7 +250,9 @@ class Engine:
             return self._instant(job)
         while True:
             try:
-                ((image, steps, losses),) = self._run([job])
+                (outcome,) = self._run([job])
+                assert not isinstance(outcome, Cancelled), "a single job's cancel is raised"
+                image, steps, losses = outcome
                 break
             except Exception as err:
                 if not devices.is_out_of_memory(err):
@@ -297,6 +333,7 @@ class Engine:
         styles = [self._load_style(source) for source in request.styles]
         side, notes = self._target_side(content, request.settings)
         job = _Job(content, styles, request.settings, side, notes, started, progress, should_cancel)
+        job.accelerated = devices.is_accelerated(self.device)
         if request.settings.init == "sketch" and not job.instant:
             job.start = self._sketch(job, min(side, SKETCH_START_SIDE))
         return job
@@ -483,7 +520,7 @@ class Engine:
         deepest = max((*settings.content_layers, *style_layers), key=LAYER_NAMES.index)
         extractor = feature_extractor(self.weights, str(self.device), deepest, self.pooling, self.dtype)
         masks = canvas.masks(self.device, self.dtype)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad():  # targets in full precision, whatever the steps run in: one pass per scale
             features = extractor(canvas.pad(seen), settings.content_layers, masks.levels if masks else None)
         style_targets, style_weights = [], []
         for job, photo in zip(jobs, photos, strict=True):
@@ -491,7 +528,7 @@ class Engine:
             grams = [self._style_grams(s, side, style_scale, job, photo, extractor) for s in job.styles]
             style_targets.append(blend_grams(grams, [s.weight for s in job.styles]))
             style_weights.append(job.settings.style_weight * strength_multiplier(strength))
-        layer_weights = [_layer_weights(job.settings) for job in jobs]
+        layer_weights = [_layer_weights(job.settings, job.styles) for job in jobs]
         unused = {k: torch.zeros_like(next(t[k] for t in style_targets if k in t)) for k in style_layers}
         return StyleTransferObjective(
             extractor,
@@ -546,7 +583,7 @@ class Engine:
             painting = color.match_luminance(painting, photo)
         elif mode == "histogram":
             painting = color.match_color_histogram(painting, photo)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad():  # full precision, so the cache holds one set of statistics for every precision
             features = extractor(painting, settings.style_layers)
             grams = {layer: gram_matrix(f)[0] for layer, f in features.items()}
         if cacheable:
@@ -572,7 +609,7 @@ class Engine:
         array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
         return array.permute(2, 0, 1).unsqueeze(0).contiguous().to(self.device, self.dtype).div_(255.0)
 
-    def _autocast(self):
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
         return devices.autocast(self.device, self.precision)
 
 
@@ -671,11 +708,15 @@ def _preset_defaults(settings: StyleSettings, styles: list[_Style]) -> tuple[flo
     )
 
 
-def _layer_weights(settings: StyleSettings) -> dict[str, float]:
+def _layer_weights(settings: StyleSettings, styles: list[_Style]) -> dict[str, float]:
     """Per-layer style weights normalized to sum to one over the job's own layers, so they shape the style
-    term but not its size (equal weights when none are set, as in the paper)."""
-    if settings.style_layer_weights is None:
-        layers = dict.fromkeys(settings.style_layers)
-        return {k: 1.0 / len(layers) for k in layers}
-    total = sum(settings.style_layer_weights) or 1.0
-    return {k: w / total for k, w in zip(settings.style_layers, settings.style_layer_weights, strict=True)}
+    term but not its size. None set: the deep layers weigh the paintings' ``deep_style_weight`` (no faces
+    painted onto buildings: ``engine.catalog.default_layer_weights``)."""
+    layers, weights = settings.style_layers, settings.style_layer_weights
+    if weights is None:
+        layers = tuple(dict.fromkeys(layers))
+        blend = [(s.preset, s.weight) for s in styles]
+        deep = blended_default(None, blend, "deep_style_weight", DEFAULT_DEEP_STYLE_WEIGHT)
+        weights = default_layer_weights(layers, deep)
+    total = sum(weights) or 1.0
+    return {k: w / total for k, w in zip(layers, weights, strict=True)}

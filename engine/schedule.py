@@ -12,8 +12,12 @@ The budgets come from measurements (docs/benchmarks.md, "The sketch"; ``python -
 style distance of a picture still at 128 px stops improving after 20-30 steps whatever it starts from, so
 ``normal`` spends 20 steps there and 20 at each finer scale, which buys 512 px on two CPU cores in about
 the minute that 256 px with 100 + 50 steps took (its style distance lower, its content distance higher
-than that 256 px result at its own size, and far lower than it shown at 512 px). ``high`` paints the same
-size with the full budget, to convergence.
+than that 256 px result at its own size, and far lower than it shown at 512 px). ``high`` on an accelerator
+paints the same size with the full budget, to convergence. On the CPU it paints twice the side: normal's
+512 px picture, refined at 1024 px with a few steps (``cpu_budget``), what two cores with native bf16
+(``ENGINE_PRECISION``) finish within two minutes (docs/benchmarks.md, issue 22). Along those steps the
+distances of a 1024 px picture fall fast for about 25 steps, then the style distance stalls while the
+content distance still falls (bench/precision.py).
 
 The ``instant`` tier has no budget: its picture is the feed-forward sketch of ``engine.sketch``, which is
 the result, so its plan is one "scale" of no steps at the final size. Its side is 1024 px on the CPU and on
@@ -29,6 +33,22 @@ import math
 from dataclasses import dataclass
 
 COARSEST_SIDE = 128
+HIGH_CPU_FINAL_STEPS = 25  # steps at 1024 px: two bf16-capable cores paint high within two minutes
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Steps per scale: the coarsest, each one between, and the finest (``later_steps`` when not set)."""
+
+    first_steps: int
+    later_steps: int
+    final_steps: int | None = None
+
+    def steps(self, scales: int) -> list[int]:
+        if scales == 1:
+            return [self.first_steps]
+        final = self.later_steps if self.final_steps is None else self.final_steps
+        return [self.first_steps] + [self.later_steps] * (scales - 2) + [final]
 
 
 @dataclass(frozen=True)
@@ -38,9 +58,15 @@ class Tier:
     side_accelerated: int
     first_steps: int  # at the coarsest scale, where the picture is composed
     later_steps: int  # at each finer scale, which mostly refines what the last one found
+    cpu_budget: Budget | None = None  # the CPU's own steps, where they differ from the accelerators'
 
     def side(self, accelerated: bool) -> int:
         return self.side_accelerated if accelerated else self.side_cpu
+
+    def budget(self, accelerated: bool) -> Budget:
+        if not accelerated and self.cpu_budget is not None:
+            return self.cpu_budget
+        return Budget(self.first_steps, self.later_steps)
 
     @property
     def optimized(self) -> bool:
@@ -52,7 +78,8 @@ TIERS: dict[str, Tier] = {
     "instant": Tier("instant", side_cpu=1024, side_accelerated=1024, first_steps=0, later_steps=0),
     "draft": Tier("draft", side_cpu=128, side_accelerated=256, first_steps=64, later_steps=40),
     "normal": Tier("normal", side_cpu=512, side_accelerated=1024, first_steps=20, later_steps=20),
-    "high": Tier("high", side_cpu=512, side_accelerated=1024, first_steps=150, later_steps=80),
+    # On the CPU: normal's 512 px picture, refined at 1024 px (bench/precision.py, docs/benchmarks.md).
+    "high": Tier("high", 1024, 1024, 150, 80, cpu_budget=Budget(20, 20, HIGH_CPU_FINAL_STEPS)),
 }
 
 
@@ -71,9 +98,15 @@ def scale_sides(target_side: int, multiscale: bool = True) -> list[int]:
 
 
 def plan(
-    tier: Tier, target_side: int, *, multiscale: bool = True, total_steps: int | None = None
+    tier: Tier,
+    target_side: int,
+    *,
+    accelerated: bool = False,
+    multiscale: bool = True,
+    total_steps: int | None = None,
 ) -> list[Scale]:
-    """The scales of one run and their step budgets; ``total_steps`` overrides the tier's budget.
+    """The scales of one run and their step budgets on the CPU or an accelerator; ``total_steps``
+    overrides the tier's budget.
 
     A tier that is not ``optimized`` plans one scale of no steps at the target side (``total_steps`` is
     ignored: there is nothing to spend them on).
@@ -81,7 +114,7 @@ def plan(
     if not tier.optimized:
         return [Scale(target_side, 0)]
     sides = scale_sides(target_side, multiscale)
-    budget = [tier.first_steps] + [tier.later_steps] * (len(sides) - 1)
+    budget = tier.budget(accelerated).steps(len(sides))
     if total_steps is not None:
         budget = _redistribute(budget, total_steps)
     return [Scale(side, steps) for side, steps in zip(sides, budget, strict=True) if steps > 0]

@@ -23,6 +23,10 @@ class EngineSettings(BaseSettings):
     engine_device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     engine_weights: Literal["caffe", "torchvision"] = "caffe"
     engine_threads: int | None = Field(None, description="CPU threads per worker; default: every core")
+    engine_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="the network's passes; auto: bf16 where the CPU has it natively and it is faster",
+    )
     styles_dir: Path = Path("data/styles")
     styles_prefetch: bool = Field(True, description="fetch the catalog's missing paintings at start-up")
     styles_fetch_seconds: float = Field(

@@ -134,7 +134,13 @@ def _load_torchvision_weights() -> list[tuple[torch.Tensor, torch.Tensor]]:
             f"torchvision's VGG19 weights could not be loaded ({err.__class__.__name__}: {err}). "
             f"Download vgg19-dcbb9e9d.pth into {cache} or use the default 'caffe' weights."
         ) from None
-    return [(m.weight.detach(), m.bias.detach()) for m in model.features if isinstance(m, nn.Conv2d)]
+    convolutions = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    return [(m.weight.detach(), _bias(m).detach()) for m in convolutions]
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    assert conv.bias is not None, "VGG's convolutions have biases"
+    return conv.bias
 
 
 class _LoadedConv2d(nn.Conv2d):
@@ -152,6 +158,9 @@ class VGGFeatures(nn.Module):
     The input is an RGB batch in 0..1; the preprocessing the weights expect is part of the module,
     so the optimized image stays in plain pixel space whichever weights are in use.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -184,7 +193,7 @@ class VGGFeatures(nn.Module):
                 conv = _LoadedConv2d(in_channels, channels, 3, padding=1)
                 weight, bias = conv_weights[index]
                 conv.weight.data.copy_(weight)
-                conv.bias.data.copy_(bias)
+                _bias(conv).data.copy_(bias)
                 modules += [conv, nn.ReLU(inplace=True)]
                 self.names += [None, f"conv{block}_{conv_in_block}"]
                 index += 1

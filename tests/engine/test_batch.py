@@ -212,11 +212,13 @@ def test_a_cancelled_item_stops_while_the_others_finish(engine: Engine) -> None:
         checks[0] += 1
         return checks[0] > 4
 
-    results = engine.stylize_batch(mixed_requests(), should_cancel=[None, cancel_second, None, None])
+    requests = mixed_requests()
+    results = engine.stylize_batch(requests, should_cancel=[None, cancel_second, None, None])
     assert isinstance(results[1], Cancelled)
-    for result in (results[0], results[2], results[3]):
+    for index in (0, 2, 3):  # every step each takes alone (one may converge before the budget's end)
+        result, alone = results[index], engine.stylize(requests[index])
         assert isinstance(result, StylizeResult)
-        assert result.steps == LBFGS.steps
+        assert result.steps == alone.steps > 4
 
 
 def test_a_time_budget_stops_its_own_image_only(engine: Engine) -> None:

@@ -160,3 +160,17 @@ def test_images_with_different_style_layers_share_an_objective() -> None:
             (single_grad,) = torch.autograd.grad(total_single.sum(), single)
             assert total_single.item() == pytest.approx(total[row].item(), rel=1e-12)
             assert torch.allclose(grad[row : row + 1], single_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_gram_matrix_is_the_same_in_either_memory_layout() -> None:
+    """Channels-last features (the extractor's layout) take a path of their own: the same values and
+    gradients."""
+    features = torch.rand(2, 5, 7, 6, dtype=torch.float64, requires_grad=True)
+    packed = features.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weights = torch.rand(2, 5, 5, dtype=torch.float64)
+    assert torch.allclose(gram_matrix(packed), gram_matrix(features), rtol=1e-12, atol=0)
+    (gram_matrix(features) * weights).sum().backward()
+    (gram_matrix(packed) * weights).sum().backward()
+    assert features.grad is not None
+    assert packed.grad is not None
+    assert torch.allclose(packed.grad, features.grad, rtol=1e-12, atol=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.protocol import QUALITIES, StyleSettings, batch_group, leading_batch
-from engine.schedule import TIERS, Scale, plan, relative_cost, scale_sides
+from engine.schedule import HIGH_CPU_FINAL_STEPS, TIERS, Scale, plan, relative_cost, scale_sides
 from engine.workers.batching import batch_limits
 
 
@@ -29,14 +29,38 @@ def test_single_scale_when_asked() -> None:
     assert scale_sides(1024, multiscale=False) == [1024]
 
 
-def test_tiers_are_twice_as_large_on_accelerators() -> None:
-    for tier in TIERS.values():
-        if tier.optimized:
+def test_tiers_are_twice_as_large_on_accelerators_but_high() -> None:
+    for name, tier in TIERS.items():
+        if tier.optimized and name != "high":
             assert tier.side(accelerated=True) == 2 * tier.side(accelerated=False)
     assert TIERS["draft"].side(False) == 128
     assert TIERS["normal"].side(False) == 512
     assert TIERS["normal"].side(True) == 1024
-    assert TIERS["high"].side(True) == 1024
+    assert TIERS["high"].side(True) == TIERS["high"].side(False) == 1024
+
+
+def test_high_on_the_cpu_refines_the_normal_picture_at_full_size() -> None:
+    """On the CPU, high paints normal's 512 px picture and refines it at 1024 px with a few steps; on an
+    accelerator it keeps its full budget."""
+    high, normal = TIERS["high"], TIERS["normal"]
+    cpu = plan(high, 1024)
+    assert cpu[:-1] == plan(normal, 512)
+    assert cpu[-1] == Scale(1024, HIGH_CPU_FINAL_STEPS)
+    assert plan(high, 1024, accelerated=True) == [
+        Scale(128, 150),
+        Scale(256, 80),
+        Scale(512, 80),
+        Scale(1024, 80),
+    ]
+    assert plan(high, 700) == [Scale(175, 20), Scale(350, 20), Scale(700, HIGH_CPU_FINAL_STEPS)]
+    assert plan(high, 150) == [Scale(150, 20)]  # one scale: the first budget
+    assert plan(normal, 1024) == plan(normal, 1024, accelerated=True)  # no budget of its own on the CPU
+
+
+def test_a_step_override_spreads_over_the_cpu_budget() -> None:
+    scales = plan(TIERS["high"], 1024, total_steps=40)
+    assert sum(s.steps for s in scales) == 40
+    assert [s.side for s in scales] == [128, 256, 512, 1024]
 
 
 def test_plan_uses_the_tier_budget() -> None:
