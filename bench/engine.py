@@ -23,7 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "images"
@@ -34,7 +39,10 @@ SECTIONS = ("weights", "tiers", "steps", "peer", "batch", "precision", "strip")
 # pastiche with its defaults, and with a content weight that lands near our content distance (found by a
 # sweep at 300 steps: 1 -> 1.65, 1000 -> 0.33, 10000 -> 0.05), so the comparison is not only a matter of
 # where each program's default sits on the content/style trade-off.
-PEER_VARIANTS = (("pastiche (defaults)", []), ("pastiche (content weight 300)", ["--content-weight", "300"]))
+PEER_VARIANTS: tuple[tuple[str, list[str]], ...] = (
+    ("pastiche (defaults)", []),
+    ("pastiche (content weight 300)", ["--content-weight", "300"]),
+)
 
 
 def main() -> int:
@@ -298,14 +306,16 @@ def _batch(device: str) -> list[dict[str, object]]:
         assert isinstance(result, StylizeResult), result
         return np.asarray(Image.open(io.BytesIO(result.image)).convert("RGB")).astype(int)
 
-    def timed(run):  # type: ignore[no-untyped-def]
+    def timed(run: Callable[[], list[Any]]) -> tuple[list[Any], float]:
         _sync(device)
         started = time.perf_counter()
         results = run()
         _sync(device)
         return results, time.perf_counter() - started
 
-    def row(mode: str, jobs: list, seconds: float, alone: list | None, paint: list) -> dict[str, object]:  # type: ignore[type-arg]
+    def row(
+        mode: str, jobs: list[Any], seconds: float, alone: list[Any] | None, paint: list[Path]
+    ) -> dict[str, object]:
         differences = [np.abs(pixels(a) - pixels(b)) for a, b in zip(alone or jobs, jobs, strict=True)]
         quality = [_distances(r.image, p) for r, p in zip(jobs, paint, strict=True)]
         return {
@@ -320,13 +330,15 @@ def _batch(device: str) -> list[dict[str, object]]:
     alone, seconds = timed(lambda: [engine.stylize(r) for r in requests])
     rows = [row("one by one", alone, seconds, None, paintings)]
     for size in (2, 4):
-        together, seconds = timed(
-            lambda size=size: [
+
+        def batches(size: int = size) -> list[Any]:
+            return [
                 result
                 for first in range(0, len(requests), size)
                 for result in engine.stylize_batch(requests[first : first + size])
             ]
-        )
+
+        together, seconds = timed(batches)
         rows.append(row(f"batches of {size}", together, seconds, alone, paintings))
     threads = torch.get_num_threads()
     if device == "cpu" and threads > 1:
@@ -456,7 +468,7 @@ def _precision(device: str) -> list[dict[str, object]]:
     from engine.api import Engine
     from engine.protocol import StyleSettings, StyleSource, StylizeRequest
 
-    rows = []
+    rows: list[dict[str, object]] = []
     for precision in ("fp32", "bf16"):
         engine = Engine(
             device=device, precision=precision, styles_dir=SHARED / "styles", output_max_side=2048
@@ -497,7 +509,7 @@ def _quality(image: bytes) -> dict[str, float]:
     }
 
 
-def _peer_losses(out, painting, photo) -> tuple[float, float]:
+def _peer_losses(out: Image.Image, painting: Image.Image, photo: Image.Image) -> tuple[float, float]:
     """Pastiche's objective as it defines it (pastiche.py, ``_calc_loss``): Gram matrices divided by H*W,
     each layer's mean squared error weighted 10/C^2; content 0.01 times the mean squared error at conv4_2."""
     import numpy as np
@@ -507,7 +519,7 @@ def _peer_losses(out, painting, photo) -> tuple[float, float]:
     from engine.losses import gram_matrix
     from engine.vgg import feature_extractor
 
-    def features(image, layers):
+    def features(image: Image.Image, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         array = (
             torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
         )
@@ -565,7 +577,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _markdown(report: dict) -> str:  # type: ignore[type-arg]
+def _markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']}, device: {report['device']}, torch {report['torch']}", ""]
     for name, rows in report.items():
         if isinstance(rows, list) and rows:
