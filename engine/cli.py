@@ -92,9 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("caffe", "torchvision"), help="VGG19 weights (default caffe)")
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp64"),
-        default="fp32",
-        help="bf16: autocast on CUDA; fp64: slow",
+        choices=("auto", "fp32", "bf16", "fp64"),
+        help="default: ENGINE_PRECISION (auto: bf16 where the processor has it natively); fp64: slow",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the noise start (runs are deterministic)")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="save the image every N steps")
@@ -118,8 +117,14 @@ def main(argv: list[str]) -> int:
         save_dir.mkdir(parents=True, exist_ok=True)
 
     env = EngineSettings()
-    overrides: dict[str, object] = {"precision": args.precision}
-    for name, value in (("device", args.device), ("weights", args.weights), ("styles_dir", args.styles_dir)):
+    overrides: dict[str, object] = {}
+    options = (
+        ("device", args.device),
+        ("weights", args.weights),
+        ("styles_dir", args.styles_dir),
+        ("precision", args.precision),
+    )
+    for name, value in options:
         if value is not None:
             overrides[name] = value
     interrupted = _install_interrupt_flag()

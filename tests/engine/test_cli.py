@@ -177,3 +177,26 @@ def test_steps_with_quality_instant_are_ignored_with_a_note(
     out, err = capsys.readouterr()
     assert json.loads(out)["steps"] == 0
     assert "note: the instant tier makes no optimizer steps: steps=9 ignored" in err
+
+
+def test_precision_comes_from_the_environment_unless_given(
+    files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--precision`` overrides ``ENGINE_PRECISION`` only when given: a default on the command line would
+    hide the setting (and ``auto``'s bf16) on every CLI run."""
+    import engine.api
+
+    seen: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def from_settings(settings: object, **overrides: object) -> None:
+        seen.append(overrides.get("precision"))
+        raise Stop
+
+    monkeypatch.setattr(engine.api.Engine, "from_settings", staticmethod(from_settings))
+    for extra, expected in (([], None), (["--precision", "bf16"], "bf16"), (["--precision", "auto"], "auto")):
+        with pytest.raises(Stop):
+            main(["photo.jpg", "art.png", "-o", "out.png", *extra])
+        assert seen[-1] == expected
