@@ -516,7 +516,13 @@ class Engine:
         not use by zero, against a zero target there.
         """
         settings = jobs[0].settings
-        style_layers = sorted({k for job in jobs for k in job.settings.style_layers}, key=LAYER_NAMES.index)
+        layer_weights = [_layer_weights(job.settings, job.styles) for job in jobs]
+        # A layer every image weighs zero adds nothing but work: it is left out, with the convolutions only it
+        # needs (conv4_3..conv5_1, a fifth of a step, where the deep style weight is 0: engine.catalog).
+        used = {k for w in layer_weights for k, v in w.items() if v > 0} or {
+            k for w in layer_weights for k in w
+        }
+        style_layers = sorted(used, key=LAYER_NAMES.index)
         deepest = max((*settings.content_layers, *style_layers), key=LAYER_NAMES.index)
         extractor = feature_extractor(self.weights, str(self.device), deepest, self.pooling, self.dtype)
         masks = canvas.masks(self.device, self.dtype)
@@ -525,10 +531,9 @@ class Engine:
         style_targets, style_weights = [], []
         for job, photo in zip(jobs, photos, strict=True):
             strength, style_scale = _preset_defaults(job.settings, job.styles)
-            grams = [self._style_grams(s, side, style_scale, job, photo, extractor) for s in job.styles]
+            grams = [self._style_grams(s, side, style_scale, job, photo) for s in job.styles]
             style_targets.append(blend_grams(grams, [s.weight for s in job.styles]))
             style_weights.append(job.settings.style_weight * strength_multiplier(strength))
-        layer_weights = [_layer_weights(job.settings, job.styles) for job in jobs]
         unused = {k: torch.zeros_like(next(t[k] for t in style_targets if k in t)) for k in style_layers}
         return StyleTransferObjective(
             extractor,
@@ -556,9 +561,9 @@ class Engine:
         style_scale: float,
         job: _Job,
         photo: torch.Tensor,
-        extractor: torch.nn.Module,
     ) -> dict[str, torch.Tensor]:
-        """The painting's Gram matrices when seen at ``style_scale`` times the photo's size.
+        """The painting's Gram matrices at every style layer of the job (those weighed zero too, so that a
+        cached entry serves any weights) when seen at ``style_scale`` times the photo's size.
 
         Never larger than the painting itself: upscaling adds blur, not strokes. Only plain transfers are
         cached: the colour modes adapt the painting to each photo.
@@ -583,6 +588,8 @@ class Engine:
             painting = color.match_luminance(painting, photo)
         elif mode == "histogram":
             painting = color.match_color_histogram(painting, photo)
+        deepest = max(settings.style_layers, key=LAYER_NAMES.index)
+        extractor = feature_extractor(self.weights, str(self.device), deepest, self.pooling, self.dtype)
         with torch.no_grad():  # full precision, so the cache holds one set of statistics for every precision
             features = extractor(painting, settings.style_layers)
             grams = {layer: gram_matrix(f)[0] for layer, f in features.items()}

@@ -15,9 +15,8 @@ the minute that 256 px with 100 + 50 steps took (its style distance lower, its c
 than that 256 px result at its own size, and far lower than it shown at 512 px). ``high`` on an accelerator
 paints the same size with the full budget, to convergence. On the CPU it paints twice the side: normal's
 512 px picture, refined at 1024 px with a few steps (``cpu_budget``), what two cores with native bf16
-(``ENGINE_PRECISION``) finish within two minutes (docs/benchmarks.md, issue 22). Along those steps the
-distances of a 1024 px picture fall fast for about 25 steps, then the style distance stalls while the
-content distance still falls (bench/precision.py).
+(``ENGINE_PRECISION``) finish within two minutes, and two float32 cores no slower than high's 512 px budget
+before (docs/benchmarks.md, issue 22).
 
 The ``instant`` tier has no budget: its picture is the feed-forward sketch of ``engine.sketch``, which is
 the result, so its plan is one "scale" of no steps at the final size. Its side is 1024 px on the CPU and on
@@ -33,7 +32,8 @@ import math
 from dataclasses import dataclass
 
 COARSEST_SIDE = 128
-HIGH_CPU_FINAL_STEPS = 25  # steps at 1024 px: two bf16-capable cores paint high within two minutes
+HIGH_CPU_FINAL_STEPS = 20  # steps at 1024 px: within two minutes on two bf16 cores, and in fp32 no slower
+# than high's 512 px budget before (docs/benchmarks.md, issue 22)
 
 
 @dataclass(frozen=True)

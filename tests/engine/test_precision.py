@@ -26,6 +26,7 @@ from engine.devices import CPU, Choice, choose_precision, read_cpu
 from engine.lbfgs import BatchLBFGS
 from engine.protocol import StyleSettings, StyleSource, StylizeRequest, StylizeResult
 from engine.settings import EngineSettings
+from engine.vgg import VGGFeatures
 from tests.engine.samples import checker, encode, painting, photo
 
 ZEN4 = CPU("AMD EPYC 9354", frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
@@ -300,3 +301,23 @@ def test_a_bf16_batch_matches_single_bf16_runs(bf16: Engine, monkeypatch: pytest
         assert isinstance(single, StylizeResult)
         assert batched.steps == single.steps
         assert batched.losses["total"] == pytest.approx(single.losses["total"], rel=0.02)
+
+
+def test_a_style_layer_weighed_zero_is_not_computed(bf16: Engine) -> None:
+    """conv5_1 weighed zero (the default deep style weight): the steps' network stops at conv4_2, the
+    content layer, which saves conv4_3..conv5_1 forward and backward; the painting's cached statistics
+    still cover every layer, for a job that weighs conv5_1."""
+    zero = TINY.replace(style_layer_weights=(1.0, 1.0, 1.0, 1.0, 0.0))
+    job = bf16._prepare(request(zero), None, None)
+    photo_tensor = bf16._tensor(job.content)
+    objective = bf16._objective([job], [photo_tensor], [photo_tensor], 40, Canvas((job.content.size,)))
+    assert set(objective.style) == {"conv1_1", "conv2_1", "conv3_1", "conv4_1"}
+    assert isinstance(objective.extractor, VGGFeatures)
+    assert [n for n in objective.extractor.names if n][-1] == "conv4_2"
+    weighed = bf16._prepare(request(TINY.replace(style_layer_weights=(1.0,) * 5)), None, None)
+    full = bf16._objective([weighed], [photo_tensor], [photo_tensor], 40, Canvas((job.content.size,)))
+    assert set(full.style) == {"conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"}
+    for layer in objective.style:
+        assert torch.equal(
+            objective.style[layer].get_buffer("target"), full.style[layer].get_buffer("target")
+        )
