@@ -41,6 +41,8 @@ LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 # a cycle; a bf16 dot product instruction (VDPBF16PS) does two multiply-adds per float32 lane: 32.
 FMA_PER_CYCLE = {"fp32": 16, "bf16": 32}
 CLI_STEPS, PEER_STEPS, CLI_SIDE = 20, 100, 256
+TIER_RUNS = ["draft", "normal", "high", "old-high"]
+TIERS_RUN = list(TIER_RUNS)  # --tiers
 
 
 def main() -> int:
@@ -51,12 +53,14 @@ def main() -> int:
     parser.add_argument("--quality-tiers", nargs="+", default=["draft", "normal", "high"])
     parser.add_argument("--quality-pairs", type=int, help="only the first N photo/painting pairs")
     parser.add_argument("--yardstick", action="store_true", help="quality: fp32 on one thread too")
+    parser.add_argument("--tiers", nargs="+", choices=TIER_RUNS, default=TIER_RUNS, help="tiers: only these")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)  # internal: one process per precision
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(_memory_child(args.memory_child)))
         return 0
     sections = args.only or list(TIMING)
+    TIERS_RUN[:] = args.tiers
     RESULTS.mkdir(parents=True, exist_ok=True)
     for section in sections:
         started = time.perf_counter()
@@ -287,6 +291,7 @@ def _tiers() -> list[dict[str, object]]:
                     StylizeRequest(PHOTO.read_bytes(), styles, StyleSettings(quality=quality, steps=4))
                 )
         plan = [("draft", 3, "new"), ("normal", 2, "new"), ("high", 1, "new"), ("high", 1, "old")]
+        plan = [p for p in plan if (p[0] if p[2] == "new" else "old-high") in TIERS_RUN]
         rows: list[dict[str, object]] = []
         for quality, repeats, version in plan:
             for precision, engine in engines.items():
