@@ -183,6 +183,7 @@ class Runtime:
             await s.sketches.close()
         with contextlib.suppress(Exception):
             await s.queue.stop()
+        await s.jobs.close()
         for frontend in list(s.notifier.frontends.values()):
             await frontend.close()
         await s.health.stop()

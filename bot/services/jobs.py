@@ -103,6 +103,7 @@ class JobService:
         self.sketches: SketchService | None = None  # set by the runtime; tests may run without sketches
         # How a cancelled job's owner hears of it (the notifier, set by the runtime; it needs this service).
         self.announce_cancelled: Callable[[JobRecord], Awaitable[None]] | None = None
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, Placement | None]:
         """Queue a job. Raises LimitReachedError, TooManyStylesError, or an ``engine.errors.ImageError``
@@ -217,10 +218,27 @@ class JobService:
         return cancelled
 
     async def withdraw(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:
-        """The Cancel button, whole: ``cancel_owned``, then the job's status says it was cancelled."""
+        """The Cancel button, whole: ``cancel_owned``, then the job's status says it was cancelled.
+
+        The announcement goes on in the background: it edits this status and every queued job's place,
+        which may take longer than a button press may wait for its answer (Discord's 3 seconds)."""
         cancelled = await self.cancel_owned(job_id, user_id, platform=platform)
-        await self._announce(cancelled)
+        task = asyncio.create_task(self._announce(cancelled), name=f"announce-cancel-{job_id}")
+        self._announcing.add(task)
+        task.add_done_callback(self._announced)
         return cancelled
+
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._announcing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("announcing a cancel failed (%s)", task.get_name(), exc_info=task.exception())
+
+    async def close(self) -> None:
+        """At shutdown: cancel announcements still under way (the front ends are closing)."""
+        tasks = list(self._announcing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def withdraw_latest(self, user_id: int, *, platform: str, everything: bool = False) -> int:
         """``/cancel`` (``/cancel all``), whole: ``cancel_latest``, each status saying so; how many."""

@@ -9,6 +9,8 @@ of ``bot.services.refusals.REFUSALS``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +18,13 @@ from bot.db import JobRecord
 from bot.services.figures import as_figure, figure_label
 from bot.services.jobs import JobService, NewJob, Placement
 from bot.services.presets import PresetService
-from bot.services.refusals import NeedsStyleError
+from bot.services.refusals import NeedsStyleError, Refused
 from bot.services.style_images import StyleImageService
 from bot.services.styles import StyleChoice
+from bot.services.uploads import DOWNLOAD_FAILED
 from bot.texts import language_for, text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class PaintRequest:
     style_images: tuple[bytes, ...] = ()  # the request's own style pictures (refs without "stored")
     overrides: dict[str, Any] = field(default_factory=dict)  # settings chosen with this request
     figure: str | None = None  # one of engine.figures' figures instead of one painting
+    # The platform's download of a file id the style names (Telegram's own images, in a preset or the
+    # group's default, are kept as file ids): whichever style is chosen here, its images come in.
+    fetch_file: Callable[[str], Awaitable[bytes]] | None = None
 
 
 class PaintService:
@@ -67,10 +75,18 @@ class PaintService:
         if choice is None:
             raise NeedsStyleError()
         style_images = request.style_images
+        file_ids = tuple(ref["file_id"] for ref in choice.refs if "image" in ref and "file_id" in ref)
+        if file_ids and request.fetch_file is not None:
+            style_images += tuple([await request.fetch_file(file_id) for file_id in file_ids])
         for image_id in choice.stored_image_ids:
             stored = await self.style_images.get(request.user_id, image_id, platform=request.platform)
             assert stored.data is not None  # ``get`` refuses an image without its bytes
             style_images += (stored.data,)
+        if len(style_images) != sum("image" in ref for ref in choice.refs):
+            # A job whose images are not all here could only fail later as input_lost, after its wait.
+            who = f"{request.platform} user {request.user_id}"
+            log.error("%s: the style names images that did not all come in", who)
+            raise Refused(DOWNLOAD_FAILED)
         settings = await self.presets.settings_for(
             request.user_id,
             platform=request.platform,

@@ -89,8 +89,10 @@ async def start_job(
     assert message is not None and chat is not None and user is not None
     try:
         content_bytes = await download(message, content)
-        style_ids = choice.image_file_ids if choice is not None else ()
-        style_bytes = tuple([await _download_file(message, file_id) for file_id in style_ids])
+
+        async def fetch_file(file_id: str) -> bytes:
+            return await _download_file(message, file_id)
+
         job, placement = await s.paint.start(
             PaintRequest(
                 platform=TELEGRAM,
@@ -102,8 +104,8 @@ async def start_job(
                 source_message_id=content.message_id,
                 content=content_bytes,
                 style=choice,
-                style_images=style_bytes,
                 figure=figure,
+                fetch_file=fetch_file,
             )
         )
     except REFUSALS as err:

@@ -4,10 +4,12 @@ the latest job and a group's default is set by one rule; every refusal has one r
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,12 +17,15 @@ from bot import replies
 from bot.db import Database, JobRecord, JobState
 from bot.frontend import DISCORD, TELEGRAM
 from bot.queue.base import QueueStatus
+from bot.queue.ledger import ticket_for
 from bot.services import styles
 from bot.services.access import Admins
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob
+from bot.services.paint import PaintRequest, PaintService
 from bot.services.presets import PresetError, PresetService
 from bot.services.refusals import NoPaintingReadyError, NotManagerError, Refused
+from bot.services.style_images import StyleImageService
 from bot.services.users import UserService
 from bot.texts import text
 from engine.catalog import load_catalog
@@ -244,16 +249,67 @@ def test_one_reply_for_every_refusal() -> None:
 
 
 async def test_a_cancel_is_announced_by_the_core(db: Database, tmp_path: Path) -> None:
-    """The Cancel button and /cancel, whole, for both front ends: each cancelled job's status is told."""
+    """The Cancel button and /cancel, whole, for both front ends: each cancelled job's status is told.
+    The button's own answer does not wait for that (it edits statuses, maybe past Discord's 3 seconds)."""
     jobs = service(db, tmp_path, admins=Admins({TELEGRAM: frozenset({7})}))
     told: list[int] = []
+    slow = asyncio.Event()
 
     async def announce(job: JobRecord) -> None:
+        if not told:
+            await slow.wait()  # the first announcement takes its time
         told.append(job.id)
 
     jobs.announce_cancelled = announce
     first, second, third = [await submit(jobs, 7, TELEGRAM) for _ in range(3)]
-    assert (await jobs.withdraw(first.id, 7, platform=TELEGRAM)).id == first.id
+    assert (await asyncio.wait_for(jobs.withdraw(first.id, 7, platform=TELEGRAM), 1)).id == first.id
+    assert told == []  # answered while the announcement is still under way
+    slow.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert told == [first.id]
     assert await jobs.withdraw_latest(7, platform=TELEGRAM, everything=True) == 2
     assert await jobs.withdraw_latest(7, platform=TELEGRAM) == 0
     assert told == [first.id, second.id, third.id]
+    await jobs.close()
+
+
+async def test_a_group_default_with_an_own_image_brings_its_image(db: Database, tmp_path: Path) -> None:
+    """No style named in a group whose default is a Telegram image (kept as a file id): the core resolves
+    the default and has the platform fetch its image; without one, the request is refused at once
+    instead of queuing a job that could only fail after its wait (input_lost)."""
+    jobs = service(db, tmp_path)
+    presets = PresetService(db, CATALOG, 10)
+    paint = PaintService(
+        jobs, presets, StyleImageService(db, max_image_pixels=4_000_000), default_quality="draft"
+    )
+    await db.upsert_user(7, "u", "U", "en", platform=TELEGRAM)
+    record = await presets.save(7, "mine", styles.own_image("FILEID", "own"), {}, platform=TELEGRAM)
+    await presets.set_chat_default(-100, record, 7, platform=TELEGRAM)
+    fetched: list[str] = []
+
+    async def fetch_file(file_id: str) -> bytes:
+        fetched.append(file_id)
+        return images.jpeg(60, 40)
+
+    def request(**extra: Any) -> PaintRequest:
+        return PaintRequest(
+            platform=TELEGRAM,
+            user_id=7,
+            chat_id=-100,
+            chat_type="supergroup",
+            group_id=-100,
+            language="en",
+            source_message_id=1,
+            content=images.jpeg(64, 48),
+            style=None,
+            figure="strength",
+            **extra,
+        )
+
+    with pytest.raises(Refused):
+        await paint.start(request())
+    job, _ = await paint.start(request(fetch_file=fetch_file))
+    assert fetched == ["FILEID"]
+    assert len(job.style_paths) == 1
+    ticket_for(job, by_reference=True)  # the workers can be handed it (it raised InputLostError)
