@@ -5,6 +5,8 @@ One module per feature, each with its commands and the buttons or views they put
 ``presets`` (/preset), ``settings`` (/settings), ``queue`` (/queue, /cancel, the Cancel button),
 ``sketch`` ("Keep the sketch"), ``styles`` (/styles, "Use as my style", naming a style). Under them:
 ``jobs`` (a request becomes a job whose status is the interaction's response), ``attachments`` and
-``common``; ``frontend`` is the ``bot.frontend.Frontend`` the notifier calls; ``app`` is the client.
+``common``; ``frontend`` is the ``bot.frontend.Frontend`` the notifier calls; ``app`` is the client;
+``translator`` gives the commands their Russian names from ``bot/texts``; ``markdown`` turns the core's
+texts into Discord's Markdown.
 The rules are the core's (``bot.services``); these modules parse, call one service and answer.
 """

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bot.config import Settings
+from bot.db import JobRecord
 from bot.frontend import PLATFORMS
 
 
@@ -31,3 +33,14 @@ class Admins:
 
     def is_admin(self, user_id: int, *, platform: str) -> bool:
         return user_id in self.by_platform.get(platform, frozenset())
+
+
+def ownership(
+    job: JobRecord | None, user_id: int, *, platform: str
+) -> Literal["owner", "unknown", "not_yours"]:
+    """Who may act on a job a button names (job ids are easy to guess): only its owner, a person being
+    ``(platform, user id)``. ``unknown``: no such job on this platform. Every button's rule (Cancel, full
+    resolution, the buttons under a result, "Keep the sketch") asks this, and says no in its own words."""
+    if job is None or job.platform != platform:
+        return "unknown"
+    return "owner" if job.user_id == user_id else "not_yours"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.db import Database, JobRecord, JobState
+from bot.services.access import ownership
 from bot.services.jobs import JobService, NewJob, Placement
 from bot.services.paintings import Paintings
 from bot.services.refusals import NoPaintingReadyError, Refused
@@ -90,10 +91,10 @@ class FigureService:
         """The finished job whose photo ``user_id`` of ``platform`` wants painted again; raises
         RepaintRefusedError."""
         job = await self.db.get_job(job_id)
-        if job is None or job.platform != platform:
-            raise RepaintRefusedError("unknown")
-        if job.user_id != user_id:
-            raise RepaintRefusedError("not_yours")
+        whose = ownership(job, user_id, platform=platform)
+        if whose != "owner":
+            raise RepaintRefusedError(whose)
+        assert job is not None
         if job.is_active:
             raise RepaintRefusedError("not_done")
         if job.state != JobState.DONE:

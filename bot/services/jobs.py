@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
-from bot.services.access import Admins
+from bot.services.access import Admins, ownership
 from bot.services.refusals import Refused
 from bot.services.sketches import SketchService, is_instant
 from bot.services.styles import StyleChoice, check_blend
@@ -203,10 +203,12 @@ class JobService:
         same number on two platforms is two people). Refused "button_expired" for no such job on this
         platform, "not_your_job" for someone else's."""
         job = await self.db.get_job(job_id)
-        if job is None or job.platform != platform:
-            raise Refused("button_expired")
-        if job.user_id != user_id:
-            raise Refused("not_your_job")
+        match ownership(job, user_id, platform=platform):
+            case "unknown":
+                raise Refused("button_expired")
+            case "not_yours":
+                raise Refused("not_your_job")
+        assert job is not None
         return job
 
     async def cancel_owned(self, job_id: int, user_id: int, *, platform: str) -> JobRecord:

@@ -28,6 +28,7 @@ from PIL import Image
 
 from bot.db import Database, JobRecord, JobState
 from bot.queue.base import JobQueue
+from bot.services.access import ownership
 from bot.services.users import load_preferences
 from engine.catalog import Catalog, Preset, blended_default
 from engine.errors import ImageError, SketchUnavailableError
@@ -116,10 +117,12 @@ class SketchService:
         or why not. One rule for every platform (job ids are easy to guess); only the job's owner, only
         while it waits. Cheap (one read), so a handler can answer a refusal within its platform's limit."""
         job = await self.db.get_job(job_id)
-        if job is None or job.platform != platform:
-            return Kept.ENDED
-        if job.user_id != user_id:
-            return Kept.NOT_YOURS
+        match ownership(job, user_id, platform=platform):
+            case "unknown":
+                return Kept.ENDED
+            case "not_yours":
+                return Kept.NOT_YOURS
+        assert job is not None
         if job.state is not JobState.QUEUED:
             return _too_late(job)
         return job
