@@ -133,6 +133,19 @@ class StatusBoard:
             with contextlib.suppress(BadRequest, Forbidden):
                 await self.bot.delete_message(job.chat_id, message_id)
 
+    async def ended_early(self, job: JobRecord) -> None:
+        """The job ended while its status was being put up. Its last state, offered meanwhile, is shown
+        now (not after the interval, which ``remove`` would cut short); if it came before the status
+        existed, its owner heard in a message of its own, and the status goes."""
+        entry = self._entries.get(job.id)
+        if entry is None:
+            return  # its last state is on screen already (the board forgets a job once it is)
+        if entry.final:
+            self.throttle.stop(entry)
+            await self._flush(entry)
+            return
+        await self.remove(job)
+
     async def close(self) -> None:
         """Stop pending flushes (at shutdown)."""
         await self.throttle.close(self._entries.values())

@@ -127,7 +127,7 @@ async def show_queued(
     await board.open(job, replies.queued(lang, placement), buttons.cancel(lang, job.id), reuse=status)
     current = await services(context).jobs.job(job.id)
     if current is not None and not current.is_active:
-        await board.remove(current)  # it ended before its status was up; the user has heard already
+        await board.ended_early(current)
 
 
 async def _download_file(message: Message, file_id: str) -> bytes:
