@@ -75,9 +75,8 @@ class PaintService:
         if choice is None:
             raise NeedsStyleError()
         style_images = request.style_images
-        file_ids = tuple(ref["file_id"] for ref in choice.refs if "image" in ref and "file_id" in ref)
-        if file_ids and request.fetch_file is not None:
-            style_images += tuple([await request.fetch_file(file_id) for file_id in file_ids])
+        if choice.image_file_ids and request.fetch_file is not None:
+            style_images += tuple([await request.fetch_file(file_id) for file_id in choice.image_file_ids])
         for image_id in choice.stored_image_ids:
             stored = await self.style_images.get(request.user_id, image_id, platform=request.platform)
             assert stored.data is not None  # ``get`` refuses an image without its bytes

@@ -49,7 +49,8 @@ class StyleChoice:
 
     @property
     def image_file_ids(self) -> tuple[str, ...]:
-        return tuple(ref["file_id"] for ref in self.refs if "image" in ref)
+        """The platform's file ids of the own images kept by reference (Telegram's), in the job's order."""
+        return tuple(ref["file_id"] for ref in self.refs if "image" in ref and "file_id" in ref)
 
     @property
     def stored_image_ids(self) -> tuple[int, ...]:
