@@ -17,6 +17,16 @@ DISCORD = "discord"
 PLATFORMS = (TELEGRAM, DISCORD)
 
 
+class Undeliverable(Exception):
+    """The platform says a result can never reach its owner (they blocked the bot, the chat is gone, the
+    bot was removed from it): ``deliver`` raises it so that the notifier gives the result up, once, instead
+    of trying again every few minutes. A passing failure (429, 5xx, a timeout) is not this: it returns None."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Frontend(Protocol):
     platform: str
 
@@ -40,7 +50,8 @@ class Frontend(Protocol):
 
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
         """Send the painting to its owner; a reference to what was sent once the platform confirmed it
-        (stored as the job's ``result_file_id``), ``None`` when it could not be sent now."""
+        (stored as the job's ``result_file_id``), ``None`` when it could not be sent now (tried again
+        later); raises ``Undeliverable`` when the platform says it never can be."""
 
     async def tell(self, job: JobRecord, text: str) -> None:
         """A message for the job's owner where the job came from (no status to show it on)."""
