@@ -36,6 +36,7 @@ from bot.db.records import JobState
 PRESET_NAME_MAX = 32
 TELEGRAM = "telegram"  # every row from before the platforms (migration 0002) is Telegram's
 PLATFORM_LENGTH = 16
+GIVE_UP_REASON_MAX = 255
 
 # Named constraints: SQLite's batch migrations and every downgrade need to address them by name.
 NAMING_CONVENTION = {
@@ -191,6 +192,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     result_file_id: Mapped[str | None] = mapped_column(String(255))
+    # The platform said the result can never reach its owner (blocked, chat gone): not sent again.
+    delivery_given_up_at: Mapped[datetime | None] = mapped_column()
+    delivery_given_up_reason: Mapped[str | None] = mapped_column(String(GIVE_UP_REASON_MAX))
     result_width: Mapped[int | None] = mapped_column(Integer)
     result_height: Mapped[int | None] = mapped_column(Integer)
     engine_seconds: Mapped[float | None] = mapped_column(Double)

@@ -100,6 +100,8 @@ class JobRecord:
     weight: float = 1.0  # how many ordinary jobs this one counts as for limits and waiting times
     platform: str = "telegram"  # where the job came from: its events go back there
     guild_id: int | None = None  # Discord: the guild of the channel; None in a DM and on Telegram
+    delivery_given_up_at: datetime | None = None  # the platform said the result can never be delivered
+    delivery_given_up_reason: str | None = None  # what it said, shortened
 
     @property
     def is_active(self) -> bool:

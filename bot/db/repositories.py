@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
+    GIVE_UP_REASON_MAX,
     PRESET_NAME_MAX,
     Base,
     ChatDefaults,
@@ -557,10 +558,26 @@ class JobRepository(_Repository):
         message id): the job is delivered. Only a finished job has one."""
         return await self._touch(job_id, Job.state == JobState.DONE.value, result_file_id=file_id)
 
+    async def give_up_delivery(self, job_id: int, reason: str) -> bool:
+        """The platform said this finished job's result can never be delivered: it is not sent again.
+        ``True`` only the first time, so that it is counted and logged once; ``False`` once delivered."""
+        return await self._touch(
+            job_id,
+            Job.state == JobState.DONE.value,
+            Job.result_file_id.is_(None),
+            Job.delivery_given_up_at.is_(None),
+            delivery_given_up_at=utcnow(),
+            delivery_given_up_reason=reason[:GIVE_UP_REASON_MAX],
+        )
+
     async def undelivered_jobs(self, since: datetime) -> list[JobRecord]:
-        """Jobs finished since ``since`` whose result never reached its platform (the bot stopped between)."""
+        """Jobs finished since ``since`` whose result never reached its platform (the bot stopped between,
+        the platform was unreachable), leaving out those given up."""
         return await self._jobs(
-            Job.state == JobState.DONE.value, Job.result_file_id.is_(None), Job.finished_at >= since
+            Job.state == JobState.DONE.value,
+            Job.result_file_id.is_(None),
+            Job.delivery_given_up_at.is_(None),
+            Job.finished_at >= since,
         )
 
     async def set_external_id(self, job_id: int, external_id: str | None) -> bool:

@@ -303,6 +303,32 @@ async def test_undelivered_jobs_are_recent_done_ones_without_a_file(database: Da
     assert await database.undelivered_jobs(datetime.now(UTC) + timedelta(hours=1)) == []
 
 
+async def test_a_given_up_delivery_is_marked_once_and_not_redelivered(database: Database, user: int) -> None:
+    given_up = await finished(database, user, 1.0)
+    waiting = await finished(database, user, 2.0)
+    delivered = await finished(database, user, 3.0)
+    await database.record_result_file(delivered.id, "AgAD")
+    queued = await new_job(database, user)
+    reason = "Forbidden: bot was blocked by the user " + "x" * 300  # kept short in the row
+
+    assert await database.give_up_delivery(given_up.id, reason)
+    assert not await database.give_up_delivery(given_up.id, "again")  # once: counted and logged once
+    assert not await database.give_up_delivery(delivered.id, "too late")  # it reached its owner
+    assert not await database.give_up_delivery(queued.id, "not finished")
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert [j.id for j in await database.undelivered_jobs(since)] == [waiting.id]
+
+    stored = await database.get_job(given_up.id)
+    assert stored is not None
+    assert stored.delivery_given_up_at is not None
+    assert_recent(stored.delivery_given_up_at)
+    assert stored.delivery_given_up_reason == reason[:255]
+    for other in (waiting, delivered, queued):
+        record = await database.get_job(other.id)
+        assert record is not None
+        assert record.delivery_given_up_at is record.delivery_given_up_reason is None
+
+
 async def test_typical_job_seconds_is_a_recent_median(database: Database, user: int) -> None:
     assert await database.typical_job_seconds() is None
     for seconds in (10.0, 50.0, 20.0):
