@@ -1,8 +1,8 @@
 """``/healthz`` and Prometheus ``/metrics`` on a small aiohttp server beside the bot.
 
 ``/healthz`` answers 200 while the queue has a usable worker and 503 otherwise, so an orchestrator can
-restart a bot whose workers keep dying. ``/metrics`` exposes the queue length, jobs by outcome and job
-durations.
+restart a bot whose workers keep dying. ``/metrics`` exposes the queue length, jobs by outcome, job
+durations and results given up (the platform said they can never be delivered).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bot.frontend import PLATFORMS
 from bot.queue.base import QueueStatus
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,24 @@ class Metrics:
             buckets=(5, 10, 20, 40, 60, 120, 240, 480, 960),
             registry=self.registry,
         )
+        self.deliveries_given_up = Counter(
+            "stylebot_deliveries_given_up",
+            "Finished results the platform said can never reach their owner (blocked, chat gone)",
+            ["platform"],
+            registry=self.registry,
+        )
         for outcome in OUTCOMES:
             self.jobs.labels(outcome)  # present at zero from the start, so rate() works at once
+        for platform in PLATFORMS:
+            self.deliveries_given_up.labels(platform)
 
     def ended(self, outcome: str, seconds: float | None = None) -> None:
         self.jobs.labels(outcome).inc()
         if seconds is not None:
             self.job_seconds.observe(seconds)
+
+    def given_up(self, platform: str) -> None:
+        self.deliveries_given_up.labels(platform).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,8 +2,8 @@
 
 The queue calls these methods in order per job and off its own critical path (``bot.queue.events``), so
 they may take the time a platform takes. The rules live here (what a state says, retry notices, when a
-result counts as delivered, sending again what was not); how each platform shows a status or sends a
-picture lives in its ``Frontend`` (``bot.frontend``).
+result counts as delivered, sending again what was not, giving up what never can be); how each platform
+shows a status or sends a picture lives in its ``Frontend`` (``bot.frontend``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from bot import replies
 from bot.db import SKETCH_WORKER, Database, JobRecord, JobState
-from bot.frontend import Frontend
+from bot.frontend import Frontend, Undeliverable
 from bot.health import Metrics
 from bot.queue.base import JobResult
+from bot.queue.ledger import who
 from bot.services.jobs import JobService, Placement
 from bot.texts import language_for, text
 from engine.protocol import Progress
@@ -27,6 +29,14 @@ log = logging.getLogger(__name__)
 
 REDELIVERY_WINDOW = timedelta(days=1)
 REDELIVERY_INTERVAL = 300.0  # seconds between looks for results that could not be sent yet
+
+
+class Delivery(StrEnum):
+    """What became of one try at sending a result."""
+
+    SENT = "sent"  # the platform confirmed it: the job is delivered
+    LATER = "later"  # not now (the platform failed for a while, or a send is already under way)
+    GIVEN_UP = "given_up"  # never: the platform said the owner cannot be reached
 
 
 class Notifier:
@@ -76,8 +86,8 @@ class Notifier:
         if job is None or job.state != JobState.DONE:
             return
         self._forget(job.id)
-        await self._send_result(job, result.path, result.notes)
-        if result.animation is not None:  # the painting as it formed, after its triptych
+        delivery = await self._send_result(job, result.path, result.notes)
+        if result.animation is not None and delivery != Delivery.GIVEN_UP:  # the painting as it formed
             await self._frontend(job).deliver_animation(job, result.animation)
         # A job settled with its sketch counts as done, but its half second is no painting's engine time.
         self.metrics.ended("done", None if job.worker == SKETCH_WORKER else job.engine_seconds)
@@ -196,29 +206,44 @@ class Notifier:
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> bool:
+    async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> Delivery:
         """Send the painting through the job's platform, never twice at once. Only a confirmed send marks
-        the job delivered (``result_file_id``); anything else leaves it for ``redeliver``."""
+        the job delivered (``result_file_id``); a platform that says it never can be gives the result up
+        (``_give_up``); anything else leaves it for ``redeliver``."""
         if job.id in self._delivering:
-            return False
+            return Delivery.LATER
         self._delivering.add(job.id)
         try:
-            sent = await self._frontend(job).deliver(job, path, notes)
+            try:
+                sent = await self._frontend(job).deliver(job, path, notes)
+            except Undeliverable as error:
+                await self._give_up(job, error.reason)
+                return Delivery.GIVEN_UP
             if sent is None:
-                return False
+                return Delivery.LATER
             await self.db.record_result_file(job.id, sent)
-            return True
+            return Delivery.SENT
         finally:
             self._delivering.discard(job.id)
 
-    async def _send_result(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> None:
+    async def _give_up(self, job: JobRecord, reason: str) -> None:
+        """Marked in the database so that no later run sends it again; counted and logged the first time
+        only. The painting stays in the results folder until the retention sweep takes it."""
+        if await self.db.give_up_delivery(job.id, reason):
+            self.metrics.given_up(job.platform)
+            log.warning("%s: result given up: %s", who(job), reason)
+
+    async def _send_result(self, job: JobRecord, path: Path, notes: tuple[str, ...] = ()) -> Delivery:
         """The painting, then its status goes (Telegram) or says done (Discord): only once the platform
-        confirmed the send. Until then the status says the painting waits to be sent, without a button."""
-        if await self.deliver(job, path, notes):
+        confirmed the send. Until then the status says the painting waits to be sent, without a button.
+        A result given up leaves the status as it is: the platform just said nobody can see it."""
+        delivery = await self.deliver(job, path, notes)
+        if delivery == Delivery.SENT:
             await self._frontend(job).remove_status(job)
-        elif job.status_message_id is not None:
+        elif delivery == Delivery.LATER and job.status_message_id is not None:
             pending = text(language_for(job.language_code), "result_pending")
             await self._frontend(job).show_status(job, pending, final=True)
+        return delivery
 
     def result_path(self, job: JobRecord) -> Path | None:
         for suffix in ("png", "jpg"):
@@ -239,7 +264,7 @@ class Notifier:
                 continue
             path = self.result_path(job)
             if path is not None and job.id not in self._delivering:
-                log.info("job %d: delivering a result that was not sent yet", job.id)
+                log.info("%s: delivering a result that was not sent yet", who(job))
                 await self._send_result(job, path)
 
     async def redeliver_forever(self, interval: float = REDELIVERY_INTERVAL) -> None:

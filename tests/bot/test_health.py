@@ -53,6 +53,13 @@ async def test_metrics_in_prometheus_format(server) -> None:
     assert 'stylebot_jobs_total{outcome="done"} 1.0' in body
     assert 'stylebot_jobs_total{outcome="cancelled"} 0.0' in body
     assert "stylebot_job_seconds_count 1.0" in body
+    for platform in ("telegram", "discord"):  # present at zero before any result is given up
+        assert f'stylebot_deliveries_given_up_total{{platform="{platform}"}} 0.0' in body
+    metrics.given_up("discord")
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        body = await response.text()
+    assert 'stylebot_deliveries_given_up_total{platform="discord"} 1.0' in body
+    assert 'stylebot_deliveries_given_up_total{platform="telegram"} 0.0' in body
 
 
 async def test_port_zero_turns_it_off() -> None:

@@ -3,13 +3,15 @@ and a result whose platform does not run in this process waits for one that does
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.db import SKETCH_WORKER, Database, JobRecord
-from bot.frontend import DISCORD, TELEGRAM
+from bot.frontend import DISCORD, TELEGRAM, Undeliverable
 from bot.health import Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobResult, QueueStatus
@@ -25,7 +27,8 @@ class RecordingFrontend:
         self.calls: list[tuple[str, int, str]] = []
         self.shown: list[tuple[int, str, bytes | None, bool, bool]] = []  # (job, text, preview, now, keep)
         self.sent = 0
-        self.refuse = False  # the platform refuses every send (a channel the bot cannot write to)
+        self.refuse = False  # the platform refuses every send for now (it is down, it says wait)
+        self.blocked: set[int] = set()  # users who blocked the bot: their results can never be sent
 
     async def show_status(
         self,
@@ -45,6 +48,8 @@ class RecordingFrontend:
 
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
         self.calls.append(("deliver", job.id, path.name))
+        if job.user_id in self.blocked:
+            raise Undeliverable("Forbidden: bot was blocked by the user")
         if self.refuse:
             return None
         self.sent += 1
@@ -256,3 +261,58 @@ async def test_a_sketch_never_brings_back_the_status_of_a_job_that_ended_meanwhi
     await notifier.sketch_ready(job.id, b"sketch")
     assert telegram.calls[-1] == ("ended", job.id, "")  # nothing shown after the job's end
     assert job.id not in notifier._sketched  # nor anything remembered of it
+
+
+def given_up_count(notifier: Notifier, platform: str) -> float | None:
+    return notifier.metrics.registry.get_sample_value(
+        "stylebot_deliveries_given_up_total", {"platform": platform}
+    )
+
+
+async def test_a_result_that_can_never_be_delivered_is_given_up_once_and_stays_given_up(
+    core, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user who blocked the bot: the result is marked given up, counted and logged once, its status and
+    its figure left alone, and no later look (nor a restarted bot) sends it again. A result the platform
+    could not take *now* still goes out after the restart."""
+    db, notifier = core
+    telegram = RecordingFrontend(TELEGRAM)
+    notifier.frontends[TELEGRAM] = telegram
+    blocked, later = await new_job(db, TELEGRAM, user_id=1), await new_job(db, TELEGRAM, user_id=2)
+    telegram.blocked.add(blocked.user_id)
+    result = await finished(db, notifier, blocked)
+    gif = result.path.with_suffix(".gif")
+    gif.write_bytes(b"forming")
+    caplog.set_level(logging.WARNING, logger="bot.notifier")
+
+    await notifier.job_finished(blocked.id, dataclasses.replace(result, animation=gif))
+    assert telegram.calls == [("deliver", blocked.id, f"{blocked.id}.png")]  # no status edit, no figure
+    stored = await db.get_job(blocked.id)
+    assert stored.delivery_given_up_reason == "Forbidden: bot was blocked by the user"
+    assert stored.result_file_id is None
+    assert given_up_count(notifier, TELEGRAM) == 1
+    assert given_up_count(notifier, DISCORD) == 0
+    given_up = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+    assert given_up == [
+        f"job {blocked.id} (telegram user 1): result given up: Forbidden: bot was blocked by the user"
+    ]
+
+    telegram.refuse = True  # the other result: the platform cannot take it now
+    await notifier.job_finished(later.id, await finished(db, notifier, later))
+    assert (await db.get_job(later.id)).delivery_given_up_at is None
+    telegram.refuse, telegram.calls = False, []
+    await notifier.deliver(stored, result.path)  # a second verdict on the same job is not counted again
+    assert given_up_count(notifier, TELEGRAM) == 1
+    assert len([r for r in caplog.records if "given up" in r.getMessage()]) == 1
+
+    restarted = Database(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")  # the bot again, same database
+    try:
+        again = Notifier(restarted, notifier.jobs, Metrics(), results_dir=notifier.results_dir)
+        fresh = RecordingFrontend(TELEGRAM)  # even a user who unblocked it: the result was given up
+        again.frontends[TELEGRAM] = fresh
+        await again.redeliver()
+        assert [c for c in fresh.calls if c[0] == "deliver"] == [("deliver", later.id, f"{later.id}.png")]
+        assert (await restarted.get_job(later.id)).result_file_id == "telegram-1"
+        assert given_up_count(again, TELEGRAM) == 0
+    finally:
+        await restarted.dispose()
