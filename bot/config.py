@@ -7,8 +7,10 @@ Every variable is listed with its default in README.md ("Configuration"). The en
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
@@ -20,11 +22,18 @@ from engine.workers.settings import QueueSettings
 TELEGRAM_API_URL = "https://api.telegram.org"
 DISCORD_API_URL = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg"
+WEBHOOK_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")  # setWebhook's secret_token
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(EngineSettings, QueueSettings):
     telegram_bot_token: SecretStr | None = Field(None, description="from @BotFather")
     telegram_api_url: str = TELEGRAM_API_URL
+    telegram_webhook_url: str | None = None  # the public https address; unset: long polling
+    telegram_webhook_secret: SecretStr | None = None  # unset: generated once, kept in DATA_DIR
+    telegram_webhook_listen: str = "127.0.0.1"  # behind a reverse proxy on the same machine
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    telegram_webhook_max_connections: int = Field(40, ge=1, le=100)
     discord_bot_token: SecretStr | None = Field(None, description="from the Developer Portal's Bot page")
     discord_api_url: str = DISCORD_API_URL
     discord_gateway_url: str = DISCORD_GATEWAY_URL
@@ -73,11 +82,43 @@ class Settings(EngineSettings, QueueSettings):
             pairs.add((platform, int(number)))
         return frozenset(pairs)
 
-    @field_validator("telegram_bot_token", "discord_bot_token", mode="before")
+    @field_validator(
+        "telegram_bot_token",
+        "discord_bot_token",
+        "telegram_webhook_url",
+        "telegram_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``TELEGRAM_BOT_TOKEN=`` in a .env file means no Telegram, not an empty token."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        """Telegram posts only to HTTPS on ports 443, 80, 88 or 8443: say so at start-up rather than
+        through setWebhook's refusal. Plain http is accepted for the machine itself only (tests)."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.fragment:
+            raise ValueError("must have no #fragment")
+        if parts.scheme == "http" and parts.hostname in LOOPBACK:
+            return value
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// address (Telegram posts only to HTTPS)")
+        if parts.port not in (None, 443, 80, 88, 8443):
+            raise ValueError("Telegram posts only to the ports 443, 80, 88 and 8443")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """The characters setWebhook accepts in a secret_token."""
+        if value is not None and not WEBHOOK_SECRET_SHAPE.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("telegram_api_url", "discord_api_url", "discord_gateway_url")
     @classmethod
@@ -94,8 +135,9 @@ class Settings(EngineSettings, QueueSettings):
         )
 
     def secrets(self) -> list[str]:
-        """The tokens, for the log filter (``bot.redaction.protect``)."""
-        return [t.get_secret_value() for t in (self.telegram_bot_token, self.discord_bot_token) if t]
+        """The tokens and the webhook's secret, for the log filter (``bot.redaction.protect``)."""
+        secrets = (self.telegram_bot_token, self.discord_bot_token, self.telegram_webhook_secret)
+        return [t.get_secret_value() for t in secrets if t]
 
     @property
     def jobs_dir(self) -> Path:
