@@ -31,11 +31,12 @@ import json
 import logging
 import math
 import mimetypes
+import random
 import re
 import socket
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,12 @@ NOT_MODIFIED = (
 )
 QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
 CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+FAULT_KINDS = ("429", "5xx", "timeout", "lost")
+UNFAULTED = frozenset({"getupdates", "getme"})  # "*" spares these: the bot's start and its polling
+BAD_GATEWAY_PAGE = (  # what Telegram's front (nginx) answers when the Bot API server behind it is down
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+    "</center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 class ApiError(Exception):
@@ -269,6 +276,7 @@ class Call:
     result: Any = None
     error: str | None = None
     claimed: bool = False  # already returned by a wait_for
+    lost: bool = False  # carried out, but the answer never reached the bot (``Faults`` "lost")
 
     @property
     def ok(self) -> bool:
@@ -683,6 +691,87 @@ Handler = Callable[[Params], Awaitable[Any]]
 
 
 # ---------------------------------------------------------------------------------------------
+# Faults: a Telegram that does not always answer, at once and correctly
+
+
+@dataclass(frozen=True)
+class _FaultRule:
+    share: float
+    kinds: tuple[str, ...]
+    retry_after: int
+
+
+class Faults:
+    """Which calls fail, and how: off until ``set``. Each call of a method with rules draws once from a
+    seeded generator, so a run with the same seed and the same calls in the same order fails alike.
+
+    Kinds, as the real failures look to a client:
+    - ``"429"``: flood control, ``retry_after`` seconds; not carried out.
+    - ``"5xx"``: 502 with nginx's HTML page (not JSON), the Bot API server behind it being down; not
+      carried out.
+    - ``"timeout"``: no answer for ``hold`` seconds (past the client's read timeout), then 504; not
+      carried out.
+    - ``"lost"``: carried out (the message exists, the edit is made), then the connection drops before
+      the answer: the client cannot tell it from a failure.
+    """
+
+    def __init__(self, seed: int = 0, *, hold: float = 6.0) -> None:
+        self.hold = hold  # PTB's default read timeout is 5 s
+        self.injected: Counter[tuple[str, str]] = Counter()
+        self._random = random.Random(seed)
+        self._rules: defaultdict[str, list[_FaultRule]] = defaultdict(list)
+
+    def set(
+        self,
+        method: str = "*",
+        *,
+        share: float,
+        kinds: Sequence[str] = FAULT_KINDS,
+        retry_after: int = 1,
+    ) -> None:
+        """A ``share`` of the calls of ``method`` ("*": every method but getUpdates and getMe) fail with
+        one of ``kinds``, chosen evenly. Calls add up: a method's own rules and the "*" ones."""
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"fault kinds must be among {FAULT_KINDS}, not {sorted(unknown) or kinds}")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be within 0..1, not {share}")
+        self._rules[method.lower()].append(_FaultRule(share, tuple(kinds), retry_after))
+
+    def off(self) -> None:
+        """Every call answered again (what was injected stays counted)."""
+        self._rules.clear()
+
+    def draw(self, method: str) -> tuple[str, int] | None:
+        """The fault for this call of ``method`` (its kind and retry_after), or None."""
+        rules = self._rules.get(method.lower(), []) + (
+            [] if method.lower() in UNFAULTED else self._rules.get("*", [])
+        )
+        if not rules:
+            return None
+        point, edge = self._random.random(), 0.0
+        for rule in rules:
+            edge += rule.share
+            if point < edge:
+                kind = self._random.choice(rule.kinds)
+                self.injected[(method, kind)] += 1
+                return kind, rule.retry_after
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What the ``/_faults`` endpoint answers: the rules and what was injected so far."""
+        return {
+            "rules": {
+                method: [
+                    {"share": r.share, "kinds": list(r.kinds), "retry_after": r.retry_after} for r in rules
+                ]
+                for method, rules in self._rules.items()
+            },
+            "injected": {f"{method} {kind}": n for (method, kind), n in sorted(self.injected.items())},
+        }
+
+
+# ---------------------------------------------------------------------------------------------
 # The server
 
 
@@ -700,9 +789,11 @@ class FakeTelegram:
         wait_timeout: float = 10.0,
         callback_query_ttl: float = 15.0,
         edit_limit: tuple[int, float] | None = None,
+        fault_seed: int = 0,
     ) -> None:
         """`max_poll_timeout` caps long polls so shutdowns stay fast; `edit_limit=(n, seconds)` makes
-        the (n+1)-th edit within `seconds` in one chat fail with 429, as Telegram's flood control."""
+        the (n+1)-th edit within `seconds` in one chat fail with 429, as Telegram's flood control;
+        `fault_seed` seeds `faults` (off until a test sets them)."""
         self.token = token
         bot_id = int(token.split(":")[0]) if token.split(":")[0].isdigit() else 1
         self.bot = User(bot_id, first_name, username=username, language_code=None, is_bot=True)
@@ -722,6 +813,7 @@ class FakeTelegram:
         self._allowed_updates: list[str] | None = None
         self._edit_times: defaultdict[int, list[float]] = defaultdict(list)
         self._armed: defaultdict[str, list[ApiError]] = defaultdict(list)
+        self.faults = Faults(fault_seed)
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(100_000_001)
         self._poll_generation = 0
@@ -770,6 +862,7 @@ class FakeTelegram:
         app = web.Application(client_max_size=64 * MB)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
+        app.router.add_route("*", "/_faults", self._handle_faults)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -793,6 +886,7 @@ class FakeTelegram:
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         call = Call(request.match_info["method"], {}, {}, time.monotonic())
+        fault: tuple[str, int] | None = None
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
@@ -802,6 +896,11 @@ class FakeTelegram:
             call.params, call.files = await _read_params(request)
             if self._armed[call.method.lower()]:
                 raise self._armed[call.method.lower()].pop(0)
+            fault = self.faults.draw(call.method)
+            if fault is not None and fault[0] == "429":
+                raise _too_many(fault[1])
+            if fault is not None and fault[0] in ("5xx", "timeout"):
+                return await self._fail(request, call, fault[0])
             call.result = await handler(Params(call.params, call.files))
             body: dict[str, Any] = {"ok": True, "result": call.result}
         except ApiError as err:
@@ -810,10 +909,52 @@ class FakeTelegram:
             log.exception("FakeTelegram failed on %s", call.method)
             call.status, call.error = 500, f"Internal Server Error: {err!r}"
             body = {"ok": False, "error_code": 500, "description": call.error}
+        if fault is not None and fault[0] == "lost" and call.ok:
+            call.lost = True  # carried out; the client never hears so
+        await self._record(call)
+        if call.lost:
+            assert request.transport is not None
+            request.transport.close()
+            raise web.HTTPServiceUnavailable()  # never written: the connection is gone
+        return web.json_response(body, status=call.status)
+
+    async def _fail(self, request: web.Request, call: Call, kind: str) -> web.Response:
+        """A 5xx page at once, or (a timeout) nothing until the client gave up; neither is carried out."""
+        if kind == "timeout":
+            call.status, call.error = 504, "timed out (not carried out)"
+            await self._record(call)
+            await asyncio.sleep(self.faults.hold)
+            return web.json_response(
+                {"ok": False, "error_code": 504, "description": "Gateway Timeout"}, status=504
+            )
+        call.status, call.error = 502, "Bad Gateway"
+        await self._record(call)
+        return web.Response(text=BAD_GATEWAY_PAGE, status=502, content_type="text/html")
+
+    async def _record(self, call: Call) -> None:
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
-        return web.json_response(body, status=call.status)
+
+    async def _handle_faults(self, request: web.Request) -> web.Response:
+        """Faults set from outside (a benchmark running the bot in another process): POST a JSON object
+        with ``set``'s arguments (``method``, ``share``, ``kinds``, ``retry_after``), or ``{"off": true}``;
+        GET (or any POST) answers the rules and the faults injected so far."""
+        if request.method == "POST":
+            try:
+                order = await request.json()
+                if order.get("off"):
+                    self.faults.off()
+                else:
+                    self.faults.set(
+                        order.get("method", "*"),
+                        share=float(order["share"]),
+                        kinds=tuple(order.get("kinds", FAULT_KINDS)),
+                        retry_after=int(order.get("retry_after", 1)),
+                    )
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                return web.json_response({"ok": False, "description": str(err)}, status=400)
+        return web.json_response({"ok": True, **self.faults.describe()})
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         stored = next((f for f in self._files.values() if f.file_path == request.match_info["path"]), None)
@@ -1012,7 +1153,7 @@ class FakeTelegram:
     def _editable(self, p: Params) -> Message:
         if p.get("inline_message_id") is not None:
             raise _bad("inline messages are not supported by FakeTelegram")
-        chat = self._chat(p)
+        chat = self._target(p)
         message = self._messages.get((chat.id, p.integer("message_id", required=True) or 0))
         if message is None or message.deleted:
             raise _bad("message to edit not found")
@@ -1386,8 +1527,16 @@ class FakeTelegram:
         return chat
 
     def block(self, user: User, blocked: bool = True) -> None:
-        """The user blocks (or unblocks) the bot: sends to them fail with 403."""
+        """The user blocks (or unblocks) the bot: sends to them, and edits in their chat, fail with 403."""
         user.blocked = blocked
+
+    def delete_message(self, chat: Chat, message_id: int) -> None:
+        """A user (their own message, or any in their private chat) or a moderator deletes a message: the
+        bot's edits and deletes of it fail as Telegram's do."""
+        message = self._messages.get((chat.id, message_id))
+        if message is None:
+            raise AssertionError(f"no message {message_id} in chat {chat.id}")
+        message.deleted = True
 
     # -- playing users -------------------------------------------------------------------------
 

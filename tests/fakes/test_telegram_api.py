@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -26,8 +27,18 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.error import BadRequest, Conflict, EndPointNotFound, Forbidden, InvalidToken, RetryAfter
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TimedOut,
+)
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
+from telegram.request import HTTPXRequest
 
 from tests.fakes import images
 from tests.fakes.telegram_api import NOT_MODIFIED, Chat, FakeTelegram, User, parse_html, parse_markdown_v2
@@ -626,6 +637,111 @@ async def test_edit_rate_is_measured_and_can_be_enforced(bot: Bot, chat: Chat, t
     tg.edit_limit = (3, 60.0)
     with pytest.raises(RetryAfter):
         await bot.edit_message_text("4", chat.id, sent.message_id)
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+async def test_faults_are_off_by_default_and_each_kind_looks_like_the_real_failure(
+    tg: FakeTelegram, bot: Bot, chat: Chat
+) -> None:
+    for _ in range(20):
+        await bot.send_message(chat.id, "fine")
+    assert not tg.faults.injected
+    tg.faults.set("sendMessage", share=1.0, kinds=["429"], retry_after=4)
+    with pytest.raises(RetryAfter, match="Retry in 4"):
+        await bot.send_message(chat.id, "x")
+    tg.faults.off()
+    tg.faults.set("sendMessage", share=1.0, kinds=["5xx"])
+    with pytest.raises(NetworkError, match=r"Bad Gateway \(502\)") as failed:
+        await bot.send_message(chat.id, "x")
+    assert not isinstance(failed.value, BadRequest)
+    tg.faults.off()
+    tg.faults.set("sendMessage", share=1.0, kinds=["lost"])
+    with pytest.raises(NetworkError, match="disconnected") as failed:
+        await bot.send_message(chat.id, "carried out")
+    assert not isinstance(failed.value, TimedOut)
+    assert [m.text for m in tg.messages_in(chat)][-1] == "carried out"  # Telegram has sent it
+    assert tg.calls[-1].ok
+    assert tg.calls[-1].lost
+    assert tg.faults.injected == {
+        ("sendMessage", "429"): 1,
+        ("sendMessage", "5xx"): 1,
+        ("sendMessage", "lost"): 1,
+    }
+    assert [m.text for m in tg.messages_in(chat)].count("x") == 0  # neither 429 nor 502 carried anything out
+
+
+async def test_a_timeout_holds_the_answer_past_the_clients_patience_and_sends_nothing(
+    tg: FakeTelegram, chat: Chat
+) -> None:
+    tg.faults.hold = 1.0
+    tg.faults.set("sendMessage", share=1.0, kinds=["timeout"])
+    request = HTTPXRequest(read_timeout=0.3)
+    async with Bot(tg.token, base_url=f"{tg.root_url}/bot", request=request) as impatient:
+        with pytest.raises(TimedOut):
+            await impatient.send_message(chat.id, "never sent")
+    assert "never sent" not in [m.text for m in tg.messages_in(chat)]
+    assert tg.calls_to("sendMessage")[-1].status == 504
+
+
+async def test_faults_hit_the_share_asked_for_deterministically_and_spare_polling(
+    bot: Bot, chat: Chat, tg: FakeTelegram
+) -> None:
+    async def run(seed: int) -> list[int]:
+        async with FakeTelegram(fault_seed=seed) as other:
+            friend = other.user("Alice")
+            place = other.private_chat(friend)
+            await other.send_text(friend, place, "hi")
+            other.faults.set(share=0.3, kinds=["5xx"])
+            other.faults.set("sendMessage", share=0.2, kinds=["429"])
+            async with Bot(other.token, base_url=f"{other.root_url}/bot") as client:
+                for _ in range(5):
+                    await client.get_updates(timeout=0)
+                statuses = []
+                for n in range(200):
+                    with contextlib.suppress(NetworkError, RetryAfter):
+                        await client.send_message(place.id, str(n))
+                    statuses.append(other.calls[-1].status)
+            assert all(call.ok for call in other.calls_to("getUpdates"))
+            return statuses
+
+    first, again = await run(7), await run(7)
+    assert first == again
+    assert 60 <= first.count(502) + first.count(429) <= 140  # half the calls, give or take
+    assert first.count(429) > 10
+    assert first.count(502) > 30
+
+
+async def test_faults_can_be_set_from_another_process(tg: FakeTelegram, bot: Bot, chat: Chat) -> None:
+    async with httpx.AsyncClient(base_url=tg.root_url) as client:
+        answer = await client.post(
+            "/_faults", json={"method": "editMessageText", "share": 1, "kinds": ["429"]}
+        )
+        assert answer.json()["rules"] == {
+            "editmessagetext": [{"share": 1.0, "kinds": ["429"], "retry_after": 1}]
+        }
+        assert (await client.post("/_faults", json={"share": 2})).status_code == 400
+        sent = await bot.send_message(chat.id, "a")
+        with pytest.raises(RetryAfter):
+            await bot.edit_message_text("b", chat.id, sent.message_id)
+        assert (await client.get("/_faults")).json()["injected"] == {"editMessageText 429": 1}
+        await client.post("/_faults", json={"off": True})
+    assert as_message(await bot.edit_message_text("b", chat.id, sent.message_id)).text == "b"
+
+
+async def test_a_deleted_message_and_a_blocked_user_refuse_edits(
+    tg: FakeTelegram, bot: Bot, chat: Chat
+) -> None:
+    sent = await bot.send_message(chat.id, "status")
+    tg.delete_message(chat, sent.message_id)
+    assert await refusal(tg, bot.edit_message_text("x", chat.id, sent.message_id)) == (
+        "Bad Request: message to edit not found"
+    )
+    other = await bot.send_message(chat.id, "status")
+    tg.block(peer(chat))
+    description = await refusal(tg, bot.edit_message_text("x", chat.id, other.message_id), Forbidden)
+    assert description == "Forbidden: bot was blocked by the user"
 
 
 async def test_wait_for_takes_calls_from_the_past_then_the_future(
