@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_migrate(Database(settings.database_url)))
         return 0
     platforms = require_a_front_end(settings)
-    if platforms == ("telegram",):  # Telegram alone: PTB's own loop and signal handling, as always
-        from telegram import Update
+    if platforms == ("telegram",) and settings.telegram_webhook_url is None:
+        # Telegram alone, polling: PTB's own loop and signal handling, as always (a webhook is served by
+        # our aiohttp server, which run_all runs; PTB's run_webhook would need tornado)
+        from bot.telegram.app import ALLOWED_UPDATES, build_application
 
-        from bot.telegram.app import build_application
-
-        build_application(settings).run_polling(allowed_updates=Update.ALL_TYPES)
+        build_application(settings).run_polling(allowed_updates=ALLOWED_UPDATES)
         return 0
     asyncio.run(run_all(settings))
     return 0

@@ -3,7 +3,8 @@
 Alone (``build_application(settings)``, as the Telegram tests and the load benchmark use it) the
 Application owns the core and runs it from its hooks; next to other front ends (``python -m bot``) it is
 handed the core that ``bot.runtime`` runs. Start-up (``post_init``): set the command menu and add the
-Telegram front end to the notifier; shutdown (``post_shutdown``) stops what is Telegram's.
+Telegram front end to the notifier; shutdown (``post_shutdown``) stops what is Telegram's. Updates come by
+long polling, or by webhook when ``TELEGRAM_WEBHOOK_URL`` is set (``bot.telegram.webhook``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
 from bot.telegram.frontend import TelegramFrontend
 from bot.telegram.handlers import paint, register
 from bot.telegram.status import StatusBoard
+from bot.telegram.webhook import WEBHOOK, WebhookConfig, WebhookServer, webhook_config
 from bot.texts import LANGUAGES, text
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ COMMANDS = (
     "start", "styles", "style", "surprise", "strip", "layers", "forming", "settings", "preset", "queue",
     "cancel", "help",
 )  # fmt: skip
+ALLOWED_UPDATES = Update.ALL_TYPES  # what polling asks for and setWebhook registers: one list for both
 
 
 def build_application(
@@ -71,6 +74,9 @@ def build_application(
     application.bot_data[KEY] = core
     application.bot_data[FRONTEND] = TelegramFrontend(application.bot, core.users, core.notifier, board)
     application.bot_data[ALBUMS] = AlbumCollector(settings.album_wait_seconds, paint.on_album)
+    webhook = webhook_config(settings)
+    if webhook is not None:
+        application.bot_data[WEBHOOK] = webhook
     application.add_handler(TypeHandler(Update, track_user), group=-1)
     register(application)
     return application
@@ -79,21 +85,31 @@ def build_application(
 @contextlib.asynccontextmanager
 async def running(application: Application) -> AsyncIterator[None]:
     """What ``run_polling`` does, as a context manager: the same hooks in the same order, for running the
-    bot inside another program's event loop (the end-to-end tests, the load benchmark, ``python -m bot``)."""
+    bot inside another program's event loop (the end-to-end tests, the load benchmark, ``python -m bot``).
+    With a webhook configured, the webhook server takes the updater's place (polling's start deletes
+    the webhook, which is how going back to polling works)."""
+    webhook: WebhookConfig | None = application.bot_data.get(WEBHOOK)
     async with application:
         assert application.post_init is not None
         assert application.post_shutdown is not None
         await application.post_init(application)
         try:
             assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
-            )
+            server = None if webhook is None else WebhookServer(application, webhook, ALLOWED_UPDATES)
+            if server is None:
+                await application.updater.start_polling(
+                    poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
+                )
             await application.start()
             try:
+                if server is not None:
+                    await server.start()
                 yield
             finally:
-                await application.updater.stop()
+                if server is not None:
+                    await server.stop()
+                else:
+                    await application.updater.stop()
                 await application.stop()
         finally:
             await application.post_shutdown(application)
