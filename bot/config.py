@@ -38,6 +38,8 @@ class Settings(EngineSettings, QueueSettings):
     discord_api_url: str = DISCORD_API_URL
     discord_gateway_url: str = DISCORD_GATEWAY_URL
     discord_status_interval: float = Field(2.0, ge=0)  # seconds between edits of a job's response
+    discord_shard_count: int | None = Field(None, ge=1)  # unset: as many shards as Discord recommends
+    discord_dev_guild: int | None = Field(None, ge=1)  # commands synced to this server only (development)
     database_url: str = "sqlite+aiosqlite:///data/stylebot.db"
     data_dir: Path = Path("data")
     engine_workers: int | None = Field(None, ge=1, le=64)
