@@ -48,14 +48,15 @@ async def run_all(
     from bot.runtime import Runtime, build_services
 
     core = build_services(settings, queue_factory)
-    runtime = Runtime(core)
     stop = stop or asyncio.Event()
+    runtime = Runtime(core, stopping=stop)  # a stop while it waits for the database's lease ends the wait
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    await runtime.prepare()
     try:
+        if not await runtime.prepare():  # no front end connects before this process holds the lease
+            return
         async with contextlib.AsyncExitStack() as stack:  # front ends stop before the core
             if settings.telegram_bot_token is not None:
                 from bot.telegram.app import build_application, running

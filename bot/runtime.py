@@ -1,9 +1,12 @@
 """Builds the shared core (database, queue, notifier, services) and runs it under every front end.
 
-Start-up: migrate the database; the front ends attach (each adds its ``Frontend`` to the notifier); then
+Start-up: take the database's lease (``bot.db.lease``: while another bot process holds it, wait), then
+migrate the database; the front ends attach (each adds its ``Frontend`` to the notifier); then
 start the queue (which picks up the jobs of the last run), the health endpoint, the background fetch of the
 paintings, the redelivery of results the last run painted but never sent, and the retention sweep.
-Shutdown stops them in the reverse order.
+Shutdown stops them in the reverse order and gives the lease back last, once the queue has put its jobs
+back. A process that loses its lease while it runs exits at once with ``EXIT_LEASE_LOST`` (see
+``lease_lost``).
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 
 from bot.config import Settings
 from bot.context import Services
 from bot.db import Database
+from bot.db.lease import lease_for
 from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 QueueFactory = Callable[[Settings, Database], JobQueue]
 REDELIVERY_STOP_TIMEOUT = 10.0
+EXIT_LEASE_LOST = 75  # sysexits' EX_TEMPFAIL: a supervisor should start the bot again
 
 
 def build_services(settings: Settings, queue_factory: QueueFactory | None = None) -> Services:
@@ -142,15 +149,39 @@ def make_queue(settings: Settings, db: Database) -> JobQueue:
     )
 
 
-class Runtime:
-    """The core's life: ``prepare`` before the front ends attach, ``start`` after, ``stop`` at the end."""
+def lease_lost(reason: str) -> None:
+    """The lease is gone while this process runs jobs: another process may be recovering them already, so
+    this one must not dispatch, deliver or put a single job back. No graceful stop can promise that (the
+    stop puts running jobs back in the queue), so the process exits at once, as if killed: its workers see
+    their pipe end, and the next holder recovers the jobs. A supervisor starts it again, to wait its turn."""
+    log.critical(
+        "exiting at once (code %d) so that only one process runs the jobs: %s", EXIT_LEASE_LOST, reason
+    )
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_LEASE_LOST)
 
-    def __init__(self, services: Services) -> None:
+
+class Runtime:
+    """The core's life: ``prepare`` before the front ends attach, ``start`` after, ``stop`` at the end.
+
+    ``stopping`` is the process's stop request (SIGTERM): set while ``prepare`` waits for the lease, it ends
+    the wait; ``stop`` sets it too."""
+
+    def __init__(self, services: Services, stopping: asyncio.Event | None = None) -> None:
         self.services = services
+        self.stopping = stopping or asyncio.Event()
+        self.lease = lease_for(services.db.url, on_lost=lease_lost)
         self._redelivery: asyncio.Task[None] | None = None
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> bool:
+        """Take the database's lease, waiting while another bot process holds it, then migrate. ``False``:
+        the stop came first; start nothing (no front end either: a second poller gets 409 from Telegram)."""
+        if not await self.lease.acquire(self.stopping):
+            log.info("stopped before this process held the database's lease; nothing was started")
+            return False
         await self.services.db.migrate()
+        return True
 
     async def start(self) -> None:
         s = self.services
@@ -170,6 +201,7 @@ class Runtime:
 
     async def stop(self) -> None:
         s = self.services
+        self.stopping.set()  # a prepare still waiting for the lease gives up
         await s.retention.stop()
         redelivery, self._redelivery = self._redelivery, None
         if redelivery is not None:  # a send under way is finished and recorded, or it would go out twice
@@ -187,4 +219,5 @@ class Runtime:
         for frontend in list(s.notifier.frontends.values()):
             await frontend.close()
         await s.health.stop()
+        await self.lease.release()  # last: the next holder finds the jobs as this one left them
         await s.db.dispose()

@@ -141,8 +141,8 @@ async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 async def _post_init(application: Application) -> None:
     s = services(application)
     runtime: Runtime | None = application.bot_data.get(RUNTIME)
-    if runtime is not None:
-        await runtime.prepare()
+    if runtime is not None and not await runtime.prepare():  # waits while another process has the jobs
+        return  # stopped meanwhile: PTB shuts down without polling (post_shutdown stops the runtime)
     await _set_commands(application)
     s.notifier.frontends[TelegramFrontend.platform] = application.bot_data[FRONTEND]
     if runtime is not None:
