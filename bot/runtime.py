@@ -173,13 +173,18 @@ class Runtime:
         self.stopping = stopping or asyncio.Event()
         self.lease = lease_for(services.db.url, on_lost=lease_lost)
         self._redelivery: asyncio.Task[None] | None = None
+        self._preparing: asyncio.Task[object] | None = None
 
     async def prepare(self) -> bool:
         """Take the database's lease, waiting while another bot process holds it, then migrate. ``False``:
         the stop came first; start nothing (no front end either: a second poller gets 409 from Telegram)."""
-        if not await self.lease.acquire(self.stopping):
-            log.info("stopped before this process held the database's lease; nothing was started")
-            return False
+        self._preparing = asyncio.current_task()
+        try:
+            if not await self.lease.acquire(self.stopping):
+                log.info("stopped before this process held the database's lease; nothing was started")
+                return False
+        finally:
+            self._preparing = None
         await self.services.db.migrate()
         return True
 
@@ -202,6 +207,9 @@ class Runtime:
     async def stop(self) -> None:
         s = self.services
         self.stopping.set()  # a prepare still waiting for the lease gives up
+        preparing = self._preparing
+        if preparing is not None and preparing is not asyncio.current_task():
+            await asyncio.wait({preparing})  # PTB's post_init, stopped by SIGTERM while it waited
         await s.retention.stop()
         redelivery, self._redelivery = self._redelivery, None
         if redelivery is not None:  # a send under way is finished and recorded, or it would go out twice
