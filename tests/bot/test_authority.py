@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 from sqlalchemy import make_url
 
+from bot.__main__ import run_all
+from bot.config import Settings
 from bot.db import Database
 from bot.db.lease import lease_for
 from bot.runtime import EXIT_LEASE_LOST
 from tests.bot.db.conftest import POSTGRES_ADMIN_URL, PostgresServer
+from tests.bot.test_main import IdleQueue
 from tests.fakes import images
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -159,9 +163,9 @@ def bots(tmp_path: Path, tg: FakeTelegram) -> Iterator[list[Bot]]:
         bot.kill()
 
 
-async def until(condition: object, timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - the fake announces nothing
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():  # noqa: ASYNC110 - the fake and the log announce nothing
             await asyncio.sleep(0.05)
 
 
@@ -259,6 +263,67 @@ async def test_a_bot_whose_lease_is_gone_exits_at_once(
     assert terminated == 1
     assert await bot.exit_code() == EXIT_LEASE_LOST, bot.text()
     assert "lost the database's lease" in bot.text()
+
+
+async def test_run_all_connects_no_front_end_before_it_holds_the_lease(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discord (alone or with Telegram) runs through ``run_all``: a second run waits without connecting
+    anything, a stop ends its wait, and a third takes over once the first stops (and releases the lease)."""
+    caplog.set_level(logging.INFO)
+    settings = Settings(
+        telegram_bot_token="777:authority-telegram-token",
+        discord_bot_token="authority-discord-token",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        data_dir=tmp_path / "data",
+        styles_prefetch=False,
+        health_port=0,
+    )
+    started: list[str] = []
+
+    def front_end(name: str) -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
+        @contextlib.asynccontextmanager
+        async def running(*_: object, **__: object) -> AsyncIterator[None]:
+            started.append(name)
+            yield
+            started.append(f"{name} stopped")
+
+        return running
+
+    monkeypatch.setattr("bot.telegram.app.running", front_end("telegram"))
+    monkeypatch.setattr("bot.telegram.app.build_application", lambda settings, **_: None)
+    monkeypatch.setattr("bot.discord.app.running", front_end("discord"))
+
+    def run(stop: asyncio.Event) -> asyncio.Task[None]:
+        return asyncio.create_task(run_all(settings, lambda settings, db: IdleQueue(), stop=stop))
+
+    def said(text: str) -> int:
+        return sum(text in record.getMessage() for record in caplog.records)
+
+    stops = [asyncio.Event() for _ in range(3)]
+    first = run(stops[0])
+    await until(lambda: said(UP) == 1)
+    assert started == ["telegram", "discord"]
+    second = run(stops[1])
+    await until(lambda: said(WAITING) == 1)
+    stops[1].set()  # SIGTERM while it waits
+    async with asyncio.timeout(WAIT):
+        await second
+    assert said("stopped before this process held the database's lease") == 1
+    third = run(stops[2])
+    await until(lambda: said(WAITING) == 2)
+    assert started == ["telegram", "discord"]  # neither waiting run connected a front end
+    stops[0].set()
+    async with asyncio.timeout(WAIT):
+        await first
+    await until(lambda: said(UP) == 2)
+    assert started[:2] == ["telegram", "discord"]
+    assert sorted(started[2:4]) == ["discord stopped", "telegram stopped"]
+    assert started[4:] == ["telegram", "discord"]
+    stops[2].set()
+    async with asyncio.timeout(WAIT):
+        await third
+    assert said("released the database's lease") == 2
 
 
 def main(factory: str) -> int:
