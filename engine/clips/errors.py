@@ -1,0 +1,54 @@
+"""Why a clip is refused or cannot be made: typed, with a stable ``code`` like every engine error.
+
+Each refusal names the limit it hit (``limit``) and what the clip had (``value``), so the bot can say
+"at most 10 seconds, this one has 14" without parsing a message.
+"""
+
+from __future__ import annotations
+
+from engine.errors import StylebotError
+
+
+class ClipError(StylebotError):
+    """A clip that cannot be used."""
+
+    code = "bad_clip"
+
+
+class UnsupportedClipError(ClipError):
+    """Not a video or animation in a container and codec that FFmpeg reads, or one without a picture."""
+
+    code = "unsupported_clip"
+
+
+class ClipLimitError(ClipError):
+    """Over one of the limits; ``limit`` and ``value`` are in the unit the limit's name says."""
+
+    code = "clip_limit"
+    unit = ""
+
+    def __init__(self, limit: float, value: float, message: str) -> None:
+        self.limit = limit
+        self.value = value
+        super().__init__(message)
+
+
+class ClipTooLongError(ClipLimitError):
+    """Longer than CLIP_MAX_SECONDS."""
+
+    code = "clip_too_long"
+    unit = "seconds"
+
+
+class ClipTooLargeError(ClipLimitError):
+    """More pixels per frame than we agree to decode (a guard, like ``ImageTooLargeError``)."""
+
+    code = "clip_too_large"
+    unit = "pixels"
+
+
+class ClipTooBigToSendError(ClipLimitError):
+    """Even the smallest encoding we allow is over the platform's upload limit."""
+
+    code = "clip_too_big_to_send"
+    unit = "bytes"
