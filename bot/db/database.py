@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.db.repositories import (
     ChatDefaultsRepository,
     JobRepository,
+    ModerationRepository,
     PresetRepository,
+    StatsRepository,
     StyleImageRepository,
     UserRepository,
 )
@@ -114,7 +116,15 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-class Database(UserRepository, PresetRepository, ChatDefaultsRepository, JobRepository, StyleImageRepository):
+class Database(
+    UserRepository,
+    PresetRepository,
+    ChatDefaultsRepository,
+    JobRepository,
+    StyleImageRepository,
+    ModerationRepository,
+    StatsRepository,
+):
     """Owns the async engine and the session factory; every repository method is on this object."""
 
     def __init__(self, url: str | URL = DEFAULT_URL, *, echo: bool = False) -> None:

@@ -221,3 +221,29 @@ class StyleImage(Base):
     file_id: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlockedUser(Base):
+    """A person the bot's admins blocked (``bot.services.moderation``): their new jobs are refused. No
+    foreign key to ``users``: someone may be blocked by id before the bot ever saw them."""
+
+    __tablename__ = "blocked_users"
+    __table_args__ = (PrimaryKeyConstraint("platform", "user_id"),)
+
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    user_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
+    blocked_by: Mapped[int | None] = mapped_column(BigInteger)
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DisabledChat(Base):
+    """A group (Telegram) or server (Discord) whose admins switched the bot off there: its members' new
+    jobs are refused until they switch it on again."""
+
+    __tablename__ = "disabled_chats"
+    __table_args__ = (PrimaryKeyConstraint("platform", "chat_id"),)
+
+    platform: Mapped[str] = mapped_column(String(PLATFORM_LENGTH))
+    chat_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
+    disabled_by: Mapped[int | None] = mapped_column(BigInteger)
+    disabled_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, case, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Executable, case, delete, extract, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,9 @@ from bot.db.models import (
     GIVE_UP_REASON_MAX,
     PRESET_NAME_MAX,
     Base,
+    BlockedUser,
     ChatDefaults,
+    DisabledChat,
     Job,
     Preset,
     StyleImage,
@@ -724,12 +726,104 @@ class StyleImageRepository(_Repository):
             return _record(StyleImageRecord, row)
 
 
+class ModerationRepository(_Repository):
+    """Who is blocked and where the bot is switched off; each change says whether it changed anything, so
+    that a second /block or /bot_off can say "already"."""
+
+    async def block_user(self, platform: str, user_id: int, *, by: int | None) -> bool:
+        """``False`` if the person was blocked already (the first block's time and admin stay)."""
+        stmt = self._insert(BlockedUser).values(
+            platform=platform, user_id=user_id, blocked_by=by, blocked_at=utcnow()
+        )
+        async with self.session() as session:
+            result = await session.execute(stmt.on_conflict_do_nothing())
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    async def unblock_user(self, platform: str, user_id: int) -> bool:
+        """``False`` if the person was not blocked."""
+        stmt = delete(BlockedUser).where(BlockedUser.platform == platform, BlockedUser.user_id == user_id)
+        async with self.session() as session:
+            result = await session.execute(stmt)
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    async def is_blocked(self, platform: str, user_id: int) -> bool:
+        async with self.session() as session:
+            return await session.get(BlockedUser, (platform, user_id)) is not None
+
+    async def count_blocked(self) -> int:
+        async with self.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(BlockedUser)) or 0)
+
+    async def set_chat_enabled(self, platform: str, chat_id: int, enabled: bool, *, by: int | None) -> bool:
+        """Switch the bot on or off in a group or server; ``False`` if it already was."""
+        async with self.session() as session:
+            if enabled:
+                stmt = delete(DisabledChat).where(
+                    DisabledChat.platform == platform, DisabledChat.chat_id == chat_id
+                )
+                result = await session.execute(stmt)
+            else:
+                insert = self._insert(DisabledChat).values(
+                    platform=platform, chat_id=chat_id, disabled_by=by, disabled_at=utcnow()
+                )
+                result = await session.execute(insert.on_conflict_do_nothing())
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    async def is_chat_enabled(self, platform: str, chat_id: int) -> bool:
+        async with self.session() as session:
+            return await session.get(DisabledChat, (platform, chat_id)) is None
+
+
+class StatsRepository(_Repository):
+    """The counts behind the admins' statistics (``bot.services.stats``), each one query."""
+
+    async def job_outcomes(self, since: datetime) -> dict[str, int]:
+        """How the jobs created since ``since`` stand: their count per state (active ones included)."""
+        stmt = select(Job.state, func.count()).where(Job.created_at >= since).group_by(Job.state)
+        async with self.session() as session:
+            return {state: int(count) for state, count in await session.execute(stmt)}
+
+    async def count_given_up(self, since: datetime) -> int:
+        """Results given up (``give_up_delivery``) since ``since``."""
+        return await self._count_jobs(Job.delivery_given_up_at >= since)
+
+    async def count_queued(self) -> int:
+        return await self._count_jobs(Job.state == JobState.QUEUED.value)
+
+    async def _count_jobs(self, *where: ColumnElement[bool]) -> int:
+        async with self.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
+
+    async def median_wait_seconds(self, since: datetime) -> float | None:
+        """The median time from a job's creation to its start, of the jobs a painter started since
+        ``since`` (the sketch's own, which start at once, left out); None when none started. Computed
+        by the database (the middle rows in order), so a busy week costs two small queries."""
+        if self.dialect_name == "sqlite":
+            wait = (func.julianday(Job.started_at) - func.julianday(Job.created_at)) * 86400.0
+        else:
+            wait = extract("epoch", Job.started_at - Job.created_at)
+        where = (
+            Job.started_at.is_not(None),
+            Job.started_at >= since,
+            or_(Job.worker.is_(None), Job.worker != SKETCH_WORKER),
+        )
+        async with self.session() as session:
+            count = int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)
+            if count == 0:
+                return None
+            middle = select(wait).where(*where).order_by(wait).offset((count - 1) // 2)
+            values = [float(v) for v in await session.scalars(middle.limit(2 - count % 2))]
+        return max(0.0, sum(values) / len(values))
+
+
 __all__ = [
     "ChatDefaultsRepository",
     "JobLimits",
     "JobRepository",
     "LimitExceededError",
+    "ModerationRepository",
     "PresetRepository",
+    "StatsRepository",
     "StyleImageRepository",
     "UserRepository",
     "preset_key",

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 POSTGRES_ADMIN_URL = os.environ.get("STYLEBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-TABLES = ("style_images", "jobs", "chat_defaults", "presets", "users")
+TABLES = ("style_images", "jobs", "chat_defaults", "presets", "users", "blocked_users", "disabled_chats")
 
 
 def in_thread(fn: Callable[..., T], *args: Any) -> T:
