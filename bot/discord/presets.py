@@ -10,12 +10,13 @@ import discord
 from discord import app_commands
 
 from bot.discord.attachments import precheck
-from bot.discord.common import answer, core_of, fitting, refusal, refuse, remember, say
+from bot.discord.common import answer, core_of, fitting, lang, refusal, refuse, remember, say
 from bot.discord.jobs import start_job
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
 from bot.services import styles
 from bot.services.refusals import REFUSALS, NotManagerError
+from bot.texts import text
 
 preset = app_commands.Group(name="preset", description="Save and use your styles")
 
@@ -34,7 +35,7 @@ async def preset_save(interaction: discord.Interaction, name: str, style: str | 
     except REFUSALS as err:
         await answer(interaction, refusal(interaction, err))
         return
-    label = core.presets.label(record.styles, say(interaction, "preset_own_image"))
+    label = core.presets.label(record.styles, text(lang(interaction), "preset_own_image"))
     await answer(
         interaction, say(interaction, "preset_saved", name=html.escape(name), style=html.escape(label))
     )
@@ -58,8 +59,11 @@ async def preset_list(interaction: discord.Interaction) -> None:
     if not records:
         await answer(interaction, say(interaction, "preset_list_empty"))
         return
-    own = say(interaction, "preset_own_image")
-    lines = [f"• `{r.name}`: {core.presets.label(r.styles, own)}" for r in records]
+    own = text(lang(interaction), "preset_own_image")
+    lines = [  # HTML as every text (names escaped); ``say`` makes it Markdown, showing each name as typed
+        f"• <code>{html.escape(r.name)}</code>: {html.escape(core.presets.label(r.styles, own))}"
+        for r in records
+    ]
     for part in fitting(say(interaction, "preset_list", lines="\n".join(lines))):
         await answer(interaction, part)
 
@@ -98,5 +102,5 @@ async def preset_guild(interaction: discord.Interaction, name: str) -> None:
     if record is None:
         await answer(interaction, say(interaction, "preset_chat_cleared"))
         return
-    label = core.presets.label(record.styles, say(interaction, "preset_own_image"))
+    label = core.presets.label(record.styles, text(lang(interaction), "preset_own_image"))
     await answer(interaction, say(interaction, "preset_chat_set", style=html.escape(label)))
