@@ -1,5 +1,5 @@
 """``python -m bot``: run every front end whose token is set, over one core. ``python -m bot migrate``: only
-update the database."""
+update the database. ``python -m bot sync-commands``: upload Discord's commands (REST only), then exit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Stylebot, for Telegram and Discord.")
-    parser.add_argument("command", nargs="?", choices=("run", "migrate"), default="run")
+    parser.add_argument("command", nargs="?", choices=("run", "migrate", "sync-commands"), default="run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
     configure_logging(settings)
@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(_migrate(Database(settings.database_url)))
         return 0
+    if args.command == "sync-commands":  # even when unchanged; no core, no gateway
+        from bot.discord.app import sync_commands
+
+        return asyncio.run(sync_commands(settings))
     platforms = require_a_front_end(settings)
     if platforms == ("telegram",) and settings.telegram_webhook_url is None:
         # Telegram alone, polling: PTB's own loop and signal handling, as always (a webhook is served by

@@ -2,8 +2,15 @@
 start-up and shutdown.
 
 ``running(settings, core)`` logs in (after pointing discord.py at ``DISCORD_API_URL`` and
-``DISCORD_GATEWAY_URL``), connects in the background, syncs the commands and adds the Discord front end to
-the notifier. No privileged intents: the bot reads only interactions, never message content.
+``DISCORD_GATEWAY_URL``), syncs the commands when their definition changed (``bot.discord.sync``), adds the
+Discord front end to the notifier and connects in the background. No privileged intents: the bot reads only
+interactions, never message content.
+
+The client is sharded (``discord.AutoShardedClient``): Discord closes an unsharded connection once the bot
+is in 2,500 servers. ``DISCORD_SHARD_COUNT`` fixes the count; unset, it is Discord's recommendation, asked
+at start-up. Every message pings no one unless it says so (``AllowedMentions.none()``; a result pings its
+owner). ``sync_commands`` is ``python -m bot sync-commands``: REST only, an upload whether or not the
+definition changed.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from bot.discord.queue import CancelButton, cancel_command, queue_command
 from bot.discord.settings import settings_command
 from bot.discord.sketch import KeepButton
 from bot.discord.styles import styles_command, use_as_my_style
+from bot.discord.sync import CommandSync
 from bot.discord.translator import TextsTranslator
 from bot.redaction import protect
 
@@ -68,42 +76,91 @@ class StylebotTree(app_commands.CommandTree):
             await refuse(interaction, say(interaction, "apology", ref=reference))  # ephemeral, even deferred
 
 
-class StylebotClient(discord.Client):
+def command_tree(client: discord.Client) -> StylebotTree:
+    """The tree of every command, as the bot and ``sync-commands`` both upload it."""
+    tree = StylebotTree(client)
+    for command in COMMANDS:
+        tree.add_command(command)
+    return tree
+
+
+def command_sync(tree: app_commands.CommandTree, settings: Settings) -> CommandSync:
+    return CommandSync(tree, settings.data_dir, settings.discord_dev_guild)
+
+
+class StylebotClient(discord.AutoShardedClient):
     def __init__(self, settings: Settings, core: Services) -> None:
-        super().__init__(intents=discord.Intents.default())  # no privileged intents
+        super().__init__(
+            intents=discord.Intents.default(),  # no privileged intents
+            shard_count=settings.discord_shard_count,  # None: Discord's recommendation (``running``)
+            allowed_mentions=discord.AllowedMentions.none(),  # a message that pings says whom
+        )
         self.settings = settings
         self.core = core
-        self.tree = StylebotTree(self)
-        for command in COMMANDS:
-            self.tree.add_command(command)
+        self.tree = command_tree(self)
+        self.commands = command_sync(self.tree, settings)
         self.frontend = DiscordFrontend(self, interval=settings.discord_status_interval)
 
     async def setup_hook(self) -> None:
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.
         self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton)
         await self.tree.set_translator(TextsTranslator())  # Russian command names for Russian clients
-        await self.tree.sync()
+        try:
+            await self.commands.sync()
+        except discord.HTTPException as err:
+            log.error(
+                "Discord commands not synced (%s): the ones synced before stay; next start retries", err
+            )
         self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("Discord shard %d of %s is ready", shard_id, self.shard_count)
+
     async def on_ready(self) -> None:
-        log.info("Discord front end is up as %s", self.user)
+        shards = ", ".join(str(shard) for shard in sorted(self.shards))
+        log.info("Discord front end is up as %s: shards %s of %s", self.user, shards, self.shard_count)
 
 
-def build_client(settings: Settings, core: Services) -> StylebotClient:
+class CommandsClient(discord.Client):
+    """``python -m bot sync-commands``: logs in over REST, uploads the commands whether or not their
+    definition changed (a server's commands put right by hand, a lost hash), and never opens the gateway."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(intents=discord.Intents.none())
+        self.tree = command_tree(self)
+        self.commands = command_sync(self.tree, settings)
+
+    async def setup_hook(self) -> None:  # run by login
+        await self.tree.set_translator(TextsTranslator())
+        await self.commands.sync(force=True)
+
+
+def _token(settings: Settings) -> str:
+    """The bot token, registered with the log filter before anything could log it."""
     token = settings.discord_bot_token
     if token is None:
         raise ValueError("DISCORD_BOT_TOKEN is not set")
     protect(token.get_secret_value())
     use_endpoints(settings)
+    return token.get_secret_value()
+
+
+def build_client(settings: Settings, core: Services) -> StylebotClient:
+    _token(settings)
     return StylebotClient(settings, core)
 
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotClient]:
     """The client logged in and connected (in the background) for as long as the block runs."""
-    client = build_client(settings, core)
-    assert settings.discord_bot_token is not None
-    await client.login(settings.discord_bot_token.get_secret_value())
+    token = _token(settings)
+    client = StylebotClient(settings, core)
+    await client.login(token)
+    if client.shard_count is None:
+        # Asked here rather than by connect(), which would then use the gateway address in Discord's answer
+        # and not DISCORD_GATEWAY_URL.
+        client.shard_count, _, _ = await client.http.get_bot_gateway()
+        log.info("Discord recommends %d shard(s)", client.shard_count)
     connection = asyncio.create_task(client.connect(), name="discord-gateway")
     try:
         yield client
@@ -111,3 +168,19 @@ async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotC
         await client.close()
         connection.cancel()
         await asyncio.gather(connection, return_exceptions=True)
+
+
+async def sync_commands(settings: Settings) -> int:
+    """``python -m bot sync-commands``; the exit status (1: Discord refused the login or the commands)."""
+    try:
+        token = _token(settings)
+    except ValueError as err:
+        raise SystemExit(f"Stylebot cannot sync the commands: {err}") from None
+    client = CommandsClient(settings)
+    try:
+        async with client:
+            await client.login(token)
+    except (discord.HTTPException, discord.LoginFailure) as err:
+        log.error("Discord commands not synced: %s", err)
+        return 1
+    return 0
