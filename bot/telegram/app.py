@@ -26,6 +26,8 @@ from bot.services.albums import AlbumCollector
 from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
 from bot.telegram.frontend import TelegramFrontend
 from bot.telegram.handlers import paint, register
+from bot.telegram.handlers.errors import polling_failed
+from bot.telegram.request import TelegramRequest
 from bot.telegram.status import StatusBoard
 from bot.telegram.webhook import WEBHOOK, WebhookConfig, WebhookServer, webhook_config
 from bot.texts import LANGUAGES, text
@@ -57,6 +59,8 @@ def build_application(
             Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
         )
         .rate_limiter(AIORateLimiter(max_retries=3))
+        .request(TelegramRequest(connection_pool_size=256))  # PTB's own pool size; 5xx pages quieter
+        .get_updates_request(TelegramRequest())
         .concurrent_updates(True)  # a slow download for one user must not hold up everyone else
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -98,7 +102,10 @@ async def running(application: Application) -> AsyncIterator[None]:
             server = None if webhook is None else WebhookServer(application, webhook, ALLOWED_UPDATES)
             if server is None:
                 await application.updater.start_polling(
-                    poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
+                    poll_interval=0.0,
+                    timeout=1,
+                    allowed_updates=ALLOWED_UPDATES,
+                    error_callback=polling_failed,
                 )
             await application.start()
             try:

@@ -1,24 +1,35 @@
 """How the core's job events look on Telegram: the status message (``StatusBoard``), the result sent as a
-reply to the user's photo, and plain replies. The core (``bot.notifier``) decides what to say and when."""
+reply to the user's photo, and plain replies. The core (``bot.notifier``) decides what to say and when.
+
+When Telegram fails (``bot.telegram.failures``): flood control is waited out (PTB's ``AIORateLimiter``
+first, then here), passing failures are tried again a few times with growing pauses, and a chat that
+blocked the bot or is gone ends it at once: the result raises ``Undeliverable`` and the job's animation
+and replies are not sent. A result's send waits up to ``RESULT_READ_TIMEOUT`` for Telegram's answer, so a
+slow answer is never raced by a second send; a send is tried again only after a failure, so a result comes
+twice only where Telegram carried a send out and its answer was lost on the way (a dropped connection).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import html
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
-from telegram import Bot, Message, ReplyParameters
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, TelegramError
 
 from bot import replies
 from bot.db import JobRecord
-from bot.frontend import TELEGRAM
+from bot.frontend import TELEGRAM, Undeliverable
 from bot.notifier import Notifier
 from bot.services.users import UserService
 from bot.telegram import buttons
+from bot.telegram.failures import is_dead_token, is_passing, is_unreachable, pause
 from bot.telegram.status import StatusBoard
 from bot.texts import language_for
 
@@ -29,6 +40,9 @@ PHOTO_MAX_DIMENSIONS = 10_000
 CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
 DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
 DELIVERY_BACKOFF = 2.0  # seconds before the second attempt; doubles for each one after
+RESULT_READ_TIMEOUT = 60.0  # seconds a result's upload waits for its answer (PTB's default: 5)
+
+T = TypeVar("T")
 
 
 class TelegramFrontend:
@@ -59,12 +73,15 @@ class TelegramFrontend:
         await self.board.remove(job)
 
     async def tell(self, job: JobRecord, text: str) -> None:
-        with contextlib.suppress(BadRequest, Forbidden):
-            await self.bot.send_message(
-                job.chat_id,
-                text,
-                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+        if job.id in self.board.unreachable:
+            return
+        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        try:
+            await self._patiently(
+                job, "a reply", lambda: self.bot.send_message(job.chat_id, text, reply_parameters=reply)
             )
+        except TelegramError as err:
+            self._unsent(job, "a reply", err)
 
     async def close(self) -> None:
         await self.board.close()
@@ -73,9 +90,10 @@ class TelegramFrontend:
         """Send the painting as a reply to the user's photo: a photo with a full-resolution button, or a
         file when the user prefers files or the picture is beyond what Telegram takes as a photo.
 
-        A passing failure (a timeout, a network error) is tried again with growing pauses; a refusal
-        (``BadRequest``: a caption or photo Telegram will not take) falls back to the next form: without
-        the caption, then as a file. The file id of a confirmed send comes back; ``None`` otherwise.
+        A passing failure is tried again with growing pauses; a refusal (``BadRequest``: a caption or photo
+        Telegram will not take) falls back to the next form: without the caption, then as a file. The file
+        id of a confirmed send comes back; ``None`` when it could not be sent now (the notifier tries again
+        later); ``Undeliverable`` when the chat cannot be written to (blocked, kicked, gone).
         """
         language = language_for(job.language_code)
         caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
@@ -85,13 +103,19 @@ class TelegramFrontend:
         data = await asyncio.to_thread(path.read_bytes)
         for photo, form_caption in forms:
             try:
-                _message, file_id = await self._send_result(
-                    job, path, data, photo=photo, caption=form_caption
+                return await self._patiently(
+                    job,
+                    "the result",
+                    functools.partial(self._send_result, job, path, data, photo=photo, caption=form_caption),
                 )
-            except Forbidden as err:
-                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
-                return None
-            except BadRequest as err:
+            except TelegramError as err:
+                if is_unreachable(err):
+                    self.board.unreachable.add(job.id)
+                    log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
+                    raise Undeliverable(str(err)) from err
+                if not isinstance(err, BadRequest):
+                    self._unsent(job, "the result", err, path)
+                    return None
                 log.warning(
                     "job %d: Telegram refused the result as a %s%s: %s",
                     job.id,
@@ -99,60 +123,88 @@ class TelegramFrontend:
                     " with a caption" if form_caption else "",
                     err,
                 )
-                continue
-            except TelegramError as err:
-                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-                return None
-            return file_id
         log.error("job %d: Telegram refused the result in every form; it stays in %s", job.id, path)
         return None
 
     async def _send_result(
         self, job: JobRecord, path: Path, data: bytes, *, photo: bool, caption: str | None
-    ) -> tuple[Message, str]:
-        """One form of the result, tried ``DELIVERY_ATTEMPTS`` times while the failures are passing ones."""
+    ) -> str:
+        """One send of one form of the result; the file id Telegram gave it."""
         language = language_for(job.language_code)
         reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-            try:
-                if photo:
-                    message = await self.bot.send_photo(
-                        job.chat_id,
-                        data,
-                        caption=caption,
-                        reply_parameters=reply,
-                        reply_markup=buttons.result(language, job, full_resolution=True),
-                    )
-                    return message, message.photo[-1].file_id
-                message = await self.bot.send_document(
-                    job.chat_id,
-                    data,
-                    filename=_file_name(job, path),
-                    caption=caption,
-                    reply_parameters=reply,
-                    reply_markup=buttons.result(language, job, full_resolution=False),
-                )
-                return message, message.document.file_id if message.document else ""
-            except (BadRequest, Forbidden):
-                raise
-            except TelegramError as err:
-                if attempt == DELIVERY_ATTEMPTS:
-                    raise
-                log.warning("job %d: delivery attempt %d failed: %s", job.id, attempt, err)
-                await asyncio.sleep(DELIVERY_BACKOFF * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+        if photo:
+            message = await self.bot.send_photo(
+                job.chat_id,
+                data,
+                caption=caption,
+                reply_parameters=reply,
+                reply_markup=buttons.result(language, job, full_resolution=True),
+                read_timeout=RESULT_READ_TIMEOUT,
+            )
+            return message.photo[-1].file_id
+        message = await self.bot.send_document(
+            job.chat_id,
+            data,
+            filename=_file_name(job, path),
+            caption=caption,
+            reply_parameters=reply,
+            reply_markup=buttons.result(language, job, full_resolution=False),
+            read_timeout=RESULT_READ_TIMEOUT,
+        )
+        return message.document.file_id if message.document else ""
 
     async def deliver_animation(self, job: JobRecord, path: Path) -> None:
-        """The painting as it formed, after its triptych; best effort (the triptych has gone already)."""
+        """The painting as it formed, after its triptych; tried through passing failures, then let go (the
+        triptych has gone already), and never to a chat that cannot be written to."""
+        if job.id in self.board.unreachable:
+            return
         try:
-            await self.bot.send_animation(
-                job.chat_id,
-                await asyncio.to_thread(path.read_bytes),
-                filename=f"stylebot_{job.id}.gif",
-                reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as err:
+            log.warning("job %d: the animation could not be read: %s", job.id, err)
+            return
+        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        try:
+            await self._patiently(
+                job,
+                "the animation",
+                lambda: self.bot.send_animation(
+                    job.chat_id,
+                    data,
+                    filename=f"stylebot_{job.id}.gif",
+                    reply_parameters=reply,
+                    read_timeout=RESULT_READ_TIMEOUT,
+                ),
             )
-        except (TelegramError, OSError) as err:
-            log.warning("job %d: the animation could not be sent: %s", job.id, err)
+        except TelegramError as err:
+            self._unsent(job, "the animation", err)
+
+    async def _patiently(self, job: JobRecord, what: str, send: Callable[[], Awaitable[T]]) -> T:
+        """``send``, tried again through passing failures (``DELIVERY_ATTEMPTS`` in all, with growing
+        pauses, or the pause flood control asks); any other failure, or the last one, is raised."""
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                return await send()
+            except TelegramError as err:
+                if not is_passing(err) or attempt == DELIVERY_ATTEMPTS:
+                    raise
+                delay = pause(err, attempt, DELIVERY_BACKOFF)
+                log.warning(
+                    "job %d: sending %s failed (%s); trying again in %.1f s", job.id, what, err, delay
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _unsent(self, job: JobRecord, what: str, err: TelegramError, path: Path | None = None) -> None:
+        """One line for something that was not sent, at the level its cause deserves."""
+        if is_unreachable(err):
+            self.board.unreachable.add(job.id)
+            log.info("job %d: %s not sent, user %d cannot be reached: %s", job.id, what, job.user_id, err)
+        elif is_dead_token(err):
+            log.error("job %d: %s not sent: Telegram no longer accepts the bot's token", job.id, what)
+        else:
+            kept = f"; it stays in {path} and is tried again later" if path is not None else ""
+            log.warning("job %d: %s not sent: %s%s", job.id, what, err, kept)
 
     async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
         """The lossless file behind a result photo; False once the retention sweep removed it."""

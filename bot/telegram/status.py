@@ -6,25 +6,34 @@ those). When a live preview arrives, the text message is
 replaced once by a photo message whose picture and caption are then edited; later texts edit the caption
 and keep the picture. A picture shown ``now`` (the job's sketch) skips the interval, and one that comes
 before the status message is up is shown as soon as it is.
+
+When Telegram fails (``bot.telegram.failures``): a passing failure keeps the update for a later try, a
+few times, with growing pauses; a status a user or moderator deleted is forgotten (no more edits, the
+painting still comes); a chat that blocked the bot, or is gone, hears nothing more about the job
+(``unreachable``: the front end skips its animation and replies too), so a blocked user's waiting job costs
+one refused call, not one per update.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, TelegramError
 
 from bot.db import JobRecord
 from bot.services.jobs import JobService
 from bot.services.throttle import Slot, StatusThrottle
+from bot.telegram.failures import is_gone, is_passing, is_unreachable, pause
 
 log = logging.getLogger(__name__)
 
-_GONE = ("message to edit not found", "message can't be edited", "message to delete not found")
+STATUS_ATTEMPTS = 4  # tries of one status update (or of putting the status up) through passing failures
+STATUS_BACKOFF = 1.0  # seconds before the second try; doubles for each one after
 
 
 @dataclass
@@ -46,6 +55,7 @@ class _Entry(Slot[_View]):
     is_photo: bool = False
     shown: tuple[str, str, str] | None = None
     final: bool = False
+    failures: int = 0  # passing failures of the update waiting to be shown
 
 
 class StatusBoard:
@@ -55,6 +65,8 @@ class StatusBoard:
         self.throttle = StatusThrottle({"private": interval_private}, default=interval_group)
         self._entries: dict[int, _Entry] = {}
         self._early: dict[int, _View] = {}  # a picture for a job whose status message is not up yet
+        self._forgotten: set[int] = set()  # jobs whose status is gone (deleted, or its chat unreachable)
+        self.unreachable: set[int] = set()  # jobs whose chat cannot be written to (blocked, gone)
 
     async def open(
         self,
@@ -71,24 +83,45 @@ class StatusBoard:
         replaces the picture.
         """
         is_photo = bool(reuse is not None and reuse.photo)
-        if reuse is not None:
-            if is_photo:
-                await reuse.edit_caption(text, reply_markup=buttons)
-            else:
-                await reuse.edit_text(text, reply_markup=buttons)
-            message_id = reuse.message_id
-        else:
-            reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
-            message = await self.bot.send_message(
-                job.chat_id, text, reply_markup=buttons, reply_parameters=reply
-            )
-            message_id = message.message_id
+        for attempt in range(1, STATUS_ATTEMPTS + 1):
+            try:
+                message_id = await self._put_up(job, text, buttons, reuse)
+                break
+            except TelegramError as err:
+                if is_passing(err) and attempt < STATUS_ATTEMPTS:
+                    log.warning("job %d: its status could not be put up (%s); trying again", job.id, err)
+                    await asyncio.sleep(pause(err, attempt, STATUS_BACKOFF))
+                    continue
+                if is_unreachable(err):
+                    self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
+                else:
+                    self._forget(job, f"its status could not be put up ({err}); the job goes on without one")
+                return
         entry = self._entries[job.id] = self._new_entry(job, message_id, is_photo=is_photo)
         entry.shown = _View(text, buttons).key()
         self.throttle.shown(entry)
         await self.jobs.record_status(job.id, message_id)
         if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
             await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
+
+    async def _put_up(
+        self, job: JobRecord, text: str, buttons: InlineKeyboardMarkup | None, reuse: Message | None
+    ) -> int:
+        if reuse is None:
+            reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+            message = await self.bot.send_message(
+                job.chat_id, text, reply_markup=buttons, reply_parameters=reply
+            )
+            return message.message_id
+        try:
+            if reuse.photo:
+                await reuse.edit_caption(text, reply_markup=buttons)
+            else:
+                await reuse.edit_text(text, reply_markup=buttons)
+        except BadRequest as err:
+            if "not modified" not in str(err).lower():  # a try whose answer was lost: it is up
+                raise
+        return reuse.message_id
 
     async def show(
         self,
@@ -105,6 +138,8 @@ class StatusBoard:
         ``final`` shows the last state of the job; the board forgets the job once it is on screen. ``now``
         shows it at once, whatever the interval (the sketch: once per job, and the point of it is speed).
         """
+        if job.id in self._forgotten:
+            return
         entry = self._entry(job)
         if entry is None:
             if preview and not final:
@@ -129,9 +164,8 @@ class StatusBoard:
             async with entry.lock:  # after an update under way: a photo status it sends is the one to go
                 entry.pending = None  # and a flush waiting behind us shows nothing
                 message_id = entry.message_id
-        if message_id is not None:
-            with contextlib.suppress(BadRequest, Forbidden):
-                await self.bot.delete_message(job.chat_id, message_id)
+        if message_id is not None and job.id not in self._forgotten:
+            await self._delete(job, message_id)
 
     async def ended_early(self, job: JobRecord) -> None:
         """The job ended while its status was being put up. Its last state, offered meanwhile, is shown
@@ -152,8 +186,34 @@ class StatusBoard:
         self._entries.clear()
         self._early.clear()
 
+    def _forget(self, job: JobRecord, why: str, *, unreachable: bool = False) -> None:
+        """No more updates of this job's status, said once in the log."""
+        log.info("job %d: %s; no more status updates", job.id, why)
+        self._forgotten.add(job.id)
+        if unreachable:
+            self.unreachable.add(job.id)
+        self._early.pop(job.id, None)
+        entry = self._entries.pop(job.id, None)
+        if entry is not None:
+            self.throttle.stop(entry)
+            entry.pending = None
+
+    async def _delete(self, job: JobRecord, message_id: int) -> None:
+        """Delete a status message: tried again through passing failures; gone already is fine."""
+        for attempt in range(1, STATUS_ATTEMPTS + 1):
+            try:
+                await self.bot.delete_message(job.chat_id, message_id)
+                return
+            except TelegramError as err:
+                if not is_passing(err) or attempt == STATUS_ATTEMPTS:
+                    log.info("job %d: status message %d not deleted: %s", job.id, message_id, err)
+                    return
+                await asyncio.sleep(pause(err, attempt, STATUS_BACKOFF))
+
     def _entry(self, job: JobRecord) -> _Entry | None:
         """The job's tracked message; a job from before a restart is picked up from its row."""
+        if job.id in self._forgotten:
+            return None
         entry = self._entries.get(job.id)
         if entry is None and job.status_message_id is not None:
             entry = self._entries[job.id] = self._new_entry(job, job.status_message_id)
@@ -165,31 +225,56 @@ class StatusBoard:
 
     async def _flush(self, entry: _Entry) -> None:
         async with entry.lock:
+            if entry.job.id in self._forgotten:
+                return
             view = self.throttle.take(entry)
             if view is None:
                 return
-            if view.key() != entry.shown:
+            key = view.key()
+            if view.preview is None and entry.shown is not None:
+                key = (*key[:2], entry.shown[2])  # a text alone keeps the picture on screen
+            if key != entry.shown:
                 try:
                     await self._render(entry, view)
-                except BadRequest as err:
-                    if any(reason in str(err).lower() for reason in _GONE):
-                        log.info("job %d: status message is gone (%s); no more updates", entry.job.id, err)
-                        self._entries.pop(entry.job.id, None)
+                except TelegramError as err:
+                    if not self._failed(entry, view, err):
                         return
-                    if "not modified" not in str(err).lower():
-                        log.error("job %d: Telegram refused a status update: %s", entry.job.id, err)
-                        return
-                except Forbidden:
-                    self._entries.pop(entry.job.id, None)
-                    return
-                except TelegramError as err:  # network trouble: keep the view for the next update
-                    log.warning("job %d: status update failed: %s", entry.job.id, err)
-                    entry.pending = entry.pending or view
-                    return
-                entry.shown = view.key()
+                entry.failures = 0
+                entry.shown = key
                 self.throttle.shown(entry)
             if entry.final:
                 self._entries.pop(entry.job.id, None)
+
+    def _failed(self, entry: _Entry, view: _View, err: TelegramError) -> bool:
+        """What a failed update means; True when the view is on screen all the same (a repeat of an update
+        whose answer was lost finds it "not modified")."""
+        job = entry.job
+        if isinstance(err, BadRequest) and "not modified" in str(err).lower():
+            return True
+        if is_unreachable(err):
+            self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
+        elif is_gone(err):
+            self._forget(job, f"its status message is gone ({err})")
+        elif is_passing(err) and entry.failures + 1 < STATUS_ATTEMPTS:
+            entry.failures += 1
+            delay = pause(err, entry.failures, STATUS_BACKOFF)
+            log.warning("job %d: status update failed (%s); trying again in %.1f s", job.id, err, delay)
+            pending = entry.pending
+            if pending is None:
+                entry.pending = view
+            elif view.preview and not pending.preview:  # a newer text must not drop a picture not shown
+                entry.pending = dataclasses.replace(pending, preview=view.preview)
+            if entry.timer is None:
+                entry.timer = asyncio.create_task(self._flush_later(entry, delay), name=f"status-{job.id}")
+        else:
+            log.error("job %d: Telegram refused a status update: %s", job.id, err)
+            entry.failures = 0
+        return False
+
+    async def _flush_later(self, entry: _Entry, delay: float) -> None:
+        await asyncio.sleep(delay)
+        entry.timer = None
+        await self._flush(entry)
 
     async def _render(self, entry: _Entry, view: _View) -> None:
         job = entry.job
@@ -224,7 +309,7 @@ class StatusBoard:
             reply_markup=view.buttons,
             reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
         )
-        with contextlib.suppress(BadRequest, Forbidden):
-            await self.bot.delete_message(job.chat_id, entry.message_id)
+        old_id = entry.message_id
         entry.message_id, entry.is_photo = message.message_id, True
         await self.jobs.record_status(job.id, message.message_id)
+        await self._delete(job, old_id)
