@@ -155,12 +155,16 @@ async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotC
     """The client logged in and connected (in the background) for as long as the block runs."""
     token = _token(settings)
     client = StylebotClient(settings, core)
-    await client.login(token)
-    if client.shard_count is None:
-        # Asked here rather than by connect(), which would then use the gateway address in Discord's answer
-        # and not DISCORD_GATEWAY_URL.
-        client.shard_count, _, _ = await client.http.get_bot_gateway()
-        log.info("Discord recommends %d shard(s)", client.shard_count)
+    try:
+        await client.login(token)
+        if client.shard_count is None:
+            # Asked here rather than by connect(), which would then use the gateway address in Discord's
+            # answer and not DISCORD_GATEWAY_URL.
+            client.shard_count, _, _ = await client.http.get_bot_gateway()
+            log.info("Discord recommends %d shard(s)", client.shard_count)
+    except BaseException:
+        await client.close()  # its HTTP session, before the start fails
+        raise
     connection = asyncio.create_task(client.connect(), name="discord-gateway")
     try:
         yield client

@@ -209,6 +209,16 @@ async def test_unset_the_count_is_discords_recommendation_over_the_configured_ga
         await asyncio.sleep(0)
     assert seen["shards"] == 2  # a count set is used as it is, not asked
 
+    async def unavailable(self: Any) -> tuple[int, str, dict[str, Any]]:
+        raise discord.GatewayNotFound()
+
+    seen.clear()
+    monkeypatch.setattr(discord.http.HTTPClient, "get_bot_gateway", unavailable)
+    with pytest.raises(discord.GatewayNotFound):
+        async with running(settings, core=None):  # type: ignore[arg-type]
+            raise AssertionError("started without a shard count")
+    assert seen == {"token": "discord.test.token", "closed": True}  # closed, never connected
+
 
 async def test_names_are_shown_as_typed_and_only_the_owner_is_pinged(discord_settings) -> None:
     async with discord_bot(discord_settings()) as (env, core):
