@@ -1,7 +1,8 @@
 """The services every front end shares: one database, one queue, one notifier, whatever platforms run.
 
 A front end calls the services (``jobs``, ``paint``, ``presets``, ``users``, ``figures``, ``sketches``,
-``style_images``, ``paintings``); ``db`` is here for the core's own parts, never for a handler.
+``style_images``, ``paintings``, ``moderation``, ``stats``); ``db`` is here for the core's own parts,
+never for a handler.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from bot.queue.base import JobQueue
 from bot.services.access import Admins
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService
+from bot.services.moderation import ModerationService
 from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention
 from bot.services.sketches import SketchService
+from bot.services.stats import StatsService
 from bot.services.style_images import StyleImageService
 from bot.services.users import UserService
 from engine.catalog import Catalog
@@ -45,3 +48,5 @@ class Services:
     users: UserService
     style_images: StyleImageService
     paint: PaintService
+    moderation: ModerationService
+    stats: StatsService

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import html
 
+from bot.db import JobState
 from bot.queue.base import RESTART_REASON
 from bot.services.figures import Surprise
 from bot.services.jobs import LimitReachedError, Placement, QueueOverview
 from bot.services.preferences import Preferences
 from bot.services.refusals import Refused
 from bot.services.sketches import Kept
+from bot.services.stats import Period, Statistics
 from bot.services.styles import MAX_STYLES, TooManyStylesError
 from bot.texts import duration, text
 from engine.errors import StylebotError, UnknownStyleError
@@ -177,3 +179,39 @@ def surprise(language: str, pick: Surprise) -> str:
     if pick.all_tried:
         return text(language, "surprise_all_tried", title=title)
     return text(language, "surprise_picked", title=title, left=pick.untried_left)
+
+
+def statistics(language: str, stats: Statistics) -> str:
+    """The admins' statistics (``/stats``, ``/admin stats``), the same on every platform."""
+
+    def jobs(period: Period) -> str:
+        return text(
+            language,
+            "stats_jobs",
+            done=period.count(JobState.DONE),
+            failed=period.count(JobState.FAILED),
+            cancelled=period.count(JobState.CANCELLED),
+            active=period.count(*JobState.ACTIVE),
+        )
+
+    def wait(period: Period) -> str:
+        if period.median_wait is None:
+            return text(language, "stats_no_wait")
+        return duration(language, period.median_wait)
+
+    return text(
+        language,
+        "stats",
+        today=jobs(stats.today),
+        week=jobs(stats.week),
+        queued=stats.queued,
+        running=stats.running,
+        busy=stats.busy,
+        workers=stats.workers,
+        health="" if stats.healthy else text(language, "stats_unhealthy"),
+        wait_today=wait(stats.today),
+        wait_week=wait(stats.week),
+        given_up_today=stats.today.given_up,
+        given_up_week=stats.week.given_up,
+        blocked=stats.blocked,
+    )

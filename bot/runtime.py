@@ -29,11 +29,13 @@ from bot.queue.base import JobQueue
 from bot.services.access import Admins
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService, Limits
+from bot.services.moderation import ModerationService
 from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
 from bot.services.sketches import INSTANT_SIDE, SketchService
+from bot.services.stats import StatsService
 from bot.services.style_images import StyleImageService
 from bot.services.users import UserService
 from engine.catalog import load_catalog
@@ -121,6 +123,10 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
         users=UserService(db),
         style_images=style_images,
         paint=PaintService(jobs, presets, style_images, default_quality=settings.default_quality),
+        moderation=ModerationService(
+            db, jobs, admins, results_dir=settings.results_dir, jobs_dir=settings.jobs_dir
+        ),
+        stats=StatsService(db, queue, admins),
     )
 
 

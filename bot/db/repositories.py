@@ -787,9 +787,6 @@ class StatsRepository(_Repository):
         """Results given up (``give_up_delivery``) since ``since``."""
         return await self._count_jobs(Job.delivery_given_up_at >= since)
 
-    async def count_queued(self) -> int:
-        return await self._count_jobs(Job.state == JobState.QUEUED.value)
-
     async def _count_jobs(self, *where: ColumnElement[bool]) -> int:
         async with self.session() as session:
             return int(await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0)

@@ -22,7 +22,7 @@ from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
 from bot.services.access import Admins, ownership
-from bot.services.refusals import Refused
+from bot.services.refusals import BlockedError, ChatOffError, Refused
 from bot.services.sketches import SketchService, is_instant
 from bot.services.styles import StyleChoice, check_blend
 from bot.services.uploads import validate_images
@@ -111,6 +111,7 @@ class JobService:
         photos sent at once cannot all slip under them; the platform's admins (``Admins``) have none,
         decided here so that no front end can forget it. Its sketch starts here too; an ``instant`` job is
         not queued, since its sketch is its result (``bot.services.sketches``), and has no placement."""
+        await self._check_admitted(new)
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         await asyncio.to_thread(self._validate, new)
         folder = self.jobs_dir / uuid.uuid4().hex
@@ -149,6 +150,16 @@ class JobService:
         if self.sketches is None or not is_instant(job):
             await self.queue.submit(job.id)
         return job, None if is_instant(job) else (await self.placements()).get(job.id)
+
+    async def _check_admitted(self, new: NewJob) -> None:
+        """Moderation (``bot.services.moderation``), here where every job comes in: a person the bot's
+        admins blocked is refused, and so is everyone in a group or server its admins switched off."""
+        if await self.db.is_blocked(new.platform, new.user_id):
+            log.info("%s user %d is blocked: job refused", new.platform, new.user_id)
+            raise BlockedError()
+        group = group_of(new)
+        if group is not None and not await self.db.is_chat_enabled(new.platform, group):
+            raise ChatOffError()
 
     def _validate(self, new: NewJob) -> None:
         validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)
@@ -291,6 +302,14 @@ class JobService:
         folder = Path(job.content_path).parent
         if folder.parent == self.jobs_dir:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def group_of(new: NewJob) -> int | None:
+    """The group whose admins may switch the bot off for a job: a Telegram group's chat, a Discord
+    server (a channel's guild); None in a private chat or a DM."""
+    if new.guild_id is not None:
+        return new.guild_id
+    return None if new.chat_type == "private" else new.chat_id
 
 
 def _refusal(err: LimitExceededError) -> LimitReachedError:

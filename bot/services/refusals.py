@@ -39,4 +39,32 @@ class NotManagerError(Refused):
         super().__init__("preset_chat_admins_only")
 
 
+class NotBotAdminError(Refused):
+    """Only the bot's admins (``ADMIN_IDS``) may see the statistics and block people."""
+
+    def __init__(self) -> None:
+        super().__init__("admin_only")
+
+
+class NotChatAdminError(Refused):
+    """Only a group's (a server's) own admins, or the bot's, may switch the bot off and on there."""
+
+    def __init__(self) -> None:
+        super().__init__("chat_switch_admins_only")
+
+
+class BlockedError(Refused):
+    """The bot's admins blocked this person: no new jobs (``bot.services.moderation``)."""
+
+    def __init__(self) -> None:
+        super().__init__("blocked")
+
+
+class ChatOffError(Refused):
+    """The group's (the server's) admins switched the bot off there."""
+
+    def __init__(self) -> None:
+        super().__init__("chat_off")
+
+
 REFUSALS = (Refused, StylebotError)  # what a handler catches and shows (err: Refused | StylebotError)

@@ -33,6 +33,7 @@ RUSSIAN = {
     "limit_hourly": ("картинку", "картинки", "картинок"),
     "preset_limit": ("пресет", "пресета", "пресетов"),
     "cancel_done": ("картинка", "картинки", "картинок"),
+    "block_done": ("картинка", "картинки", "картинок"),
 }
 ENGLISH = {
     "styles_coming": ("more painting", "more paintings"),
@@ -40,6 +41,7 @@ ENGLISH = {
     "limit_hourly": ("picture", "pictures"),
     "preset_limit": ("preset", "presets"),
     "cancel_done": ("picture", "pictures"),
+    "block_done": ("picture", "pictures"),
 }
 RUSSIAN_FORM = {1: 0, 2: 1, 5: 2, 21: 0, 22: 1, 25: 2, 11: 2, 12: 2, 14: 2, 111: 2}
 

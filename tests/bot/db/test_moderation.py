@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 
 from bot.db import SKETCH_WORKER, Database
@@ -66,10 +67,9 @@ async def test_statistics_counts(database: Database, user: int) -> None:
     assert await database.job_outcomes(since) == {"done": 6, "failed": 1, "queued": 1}
     assert await database.job_outcomes(now - timedelta(days=3)) == {"done": 6, "failed": 1, "queued": 2}
     median = await database.median_wait_seconds(since)
-    assert median is not None and abs(median - 25.0) < 0.01, median
+    assert median == pytest.approx(25.0, abs=0.01)
     await _set(database, old.id, started_at=now)  # five waits now: the middle one
     median = await database.median_wait_seconds(since)
-    assert median is not None and abs(median - 30.0) < 0.01, median
+    assert median == pytest.approx(30.0, abs=0.01)
     assert await database.count_given_up(since) == 1
     assert await database.count_given_up(now + timedelta(minutes=1)) == 0
-    assert await database.count_queued() == 2
