@@ -19,6 +19,7 @@ from engine.clips.errors import (
     ClipTooBigToSendError,
     ClipTooLargeError,
     ClipTooLongError,
+    ClipTooSmallError,
     UnsupportedClipError,
 )
 from engine.clips.media import Clip, ClipInfo, ClipLimits, EncodedClip, decode, encode, probe
@@ -36,6 +37,7 @@ __all__ = [
     "ClipTooBigToSendError",
     "ClipTooLargeError",
     "ClipTooLongError",
+    "ClipTooSmallError",
     "EncodedClip",
     "UnsupportedClipError",
     "clip_weight",

@@ -47,6 +47,14 @@ class ClipTooLargeError(ClipLimitError):
     unit = "pixels"
 
 
+class ClipTooSmallError(ClipLimitError):
+    """A side under ``engine.images.MIN_SIDE`` pixels, or one side over ``MAX_ASPECT`` times the other: no
+    room for a brush stroke (``limit`` and ``value``: the shorter side, or the aspect ratio)."""
+
+    code = "clip_too_small"
+    unit = "pixels"
+
+
 class ClipTooBigToSendError(ClipLimitError):
     """Even the smallest encoding we allow is over the platform's upload limit."""
 

@@ -27,9 +27,10 @@ from engine.clips.errors import (
     ClipTooBigToSendError,
     ClipTooLargeError,
     ClipTooLongError,
+    ClipTooSmallError,
     UnsupportedClipError,
 )
-from engine.images import fit_within
+from engine.images import MAX_ASPECT, MIN_SIDE, fit_within
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ class EncodedClip:
 def probe(data: bytes, limits: ClipLimits | None = None) -> ClipInfo:
     """The clip's header, checked against ``limits`` before anything is decoded.
 
-    Raises ``UnsupportedClipError`` (not a clip we read), ``ClipTooLongError``, ``ClipTooLargeError``.
+    Raises ``UnsupportedClipError`` (not a clip we read), ``ClipTooLongError``, ``ClipTooLargeError``,
+    ``ClipTooSmallError``.
     """
     limits = limits or ClipLimits()
     with _open(data) as container:
@@ -113,7 +115,7 @@ def probe(data: bytes, limits: ClipLimits | None = None) -> ClipInfo:
 
 def decode(data: bytes, side: int, limits: ClipLimits | None = None) -> Clip:
     """The clip's frames at ``min(its rate, max_fps)`` frames a second, at most ``side`` px on the longest
-    side, without sound.
+    side (more for a narrow clip, whose shorter side keeps ``MIN_SIDE``), without sound.
 
     Frames are taken by time (each output instant shows the source frame on screen then), so a GIF whose
     frames last unequal times plays at its own pace. Checked as ``probe`` does first; a clip whose frames
@@ -126,6 +128,8 @@ def decode(data: bytes, side: int, limits: ClipLimits | None = None) -> Clip:
         _check(info, limits)
         stream.thread_type = "AUTO"
         fps = min(limits.max_fps, info.fps or limits.max_fps)
+        short, long = sorted((info.width, info.height))
+        side = max(side, math.ceil(MIN_SIDE * long / short))  # a narrow clip keeps MIN_SIDE across
         frames = list(_resampled(_timed_frames(container, stream, info, limits), fps, side))
     if not frames:
         raise UnsupportedClipError("the clip has no frames")
@@ -203,8 +207,10 @@ def _info(container: av.container.InputContainer, stream: av.video.stream.VideoS
         duration = float(stream.duration * stream.time_base)
     elif container.duration:
         duration = container.duration / av.time_base
-    rate = stream.average_rate or stream.guessed_rate
-    fps = float(rate) if rate else None
+    # A GIF's frames may last unequal times: its average rate (3 frames in 0.7 s) would drop the short
+    # ones, so the rate that times every frame (FFmpeg's guess: 10 there) counts when it is higher.
+    rates = [float(r) for r in (stream.average_rate, stream.guessed_rate) if r]
+    fps = max(rates) if rates else None
     frames = stream.frames or (round(duration * fps) if duration and fps else None)
     width, height = stream.codec_context.width, stream.codec_context.height
     return ClipInfo(
@@ -228,6 +234,15 @@ def _check(info: ClipInfo, limits: ClipLimits) -> None:
             limits.max_source_pixels,
             pixels,
             f"{info.width}x{info.height} is more than {limits.max_source_pixels} pixels a frame",
+        )
+    short, long = sorted((info.width, info.height))
+    if short < MIN_SIDE:
+        raise ClipTooSmallError(
+            MIN_SIDE, short, f"{info.width}x{info.height}: each side needs {MIN_SIDE} px or more"
+        )
+    if long / short > MAX_ASPECT:
+        raise ClipTooSmallError(
+            MAX_ASPECT, long / short, f"{info.width}x{info.height} is too narrow (at most {MAX_ASPECT:g}:1)"
         )
     if info.duration is not None and info.duration > limits.max_seconds + GRACE_SECONDS:
         raise ClipTooLongError(

@@ -37,6 +37,7 @@ from engine.protocol import Progress, StyleSettings, StyleSource, StylizeRequest
 from engine.sketch import Sketcher, SketchStyle, _keep_colors, style_mix
 
 DEFAULT_BATCH_ACCELERATED = 8  # frames per optimization on a GPU; 1 on the CPU (nothing to share there)
+STARTS = ("carried", "previous", "frame")
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,16 @@ class PaintedPlan:
 
     first_steps: int = 60
     next_steps: int = 20
-    follow_motion: bool = True  # False: warm-start from the previous painting as it was (no warp)
+    # Where frames after the first start: "carried" (the last painting moved along the motion), "previous"
+    # (the last painting as it was) or "frame" (each from its own frame with the first frame's budget: the
+    # naive per-frame painting, for comparison).
+    start: str = "carried"
 
     def __post_init__(self) -> None:
         if self.first_steps < 1 or self.next_steps < 1:
             raise ValueError("each frame needs at least one step")
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}")
 
 
 def instant(
@@ -109,9 +115,8 @@ def painted(
     first = base.replace(steps=plan.first_steps, multiscale=True)
     following = base.replace(steps=plan.next_steps, multiscale=False, init="content")
     frames = [f.convert("RGB") for f in clip.frames]
-    motions = [STILL] + [
-        estimate(a, b) if plan.follow_motion else STILL for a, b in itertools.pairwise(frames)
-    ]
+    follow = plan.start == "carried"
+    motions = [STILL] + [estimate(a, b) if follow else STILL for a, b in itertools.pairwise(frames)]
     _check_cancel(should_cancel, 0)
     (picture,) = _paint(engine, [_request(frames[0], styles, first)], [None], should_cancel)
     out = [picture]
@@ -120,15 +125,23 @@ def painted(
     while index < len(frames):
         chunk = list(range(index, min(index + batch_size, len(frames))))
         _check_cancel(should_cancel, index)
-        starts, carried = [], STILL
-        for i in chunk:  # each frame of the chunk starts from the last painting, carried along to it
-            carried = carried.then(motions[i])
-            starts.append(_carried(out[-1], carried, frames[i]))
-        requests = [_request(frames[i], styles, following) for i in chunk]
+        starts: list[Image.Image | None] = [None] * len(chunk)
+        if plan.start != "frame":
+            carried = STILL
+            for row, i in enumerate(chunk):  # each starts from the last painting, carried along to it
+                carried = carried.then(motions[i])
+                starts[row] = _carried(out[-1], carried, frames[i])
+        frame_settings = first if plan.start == "frame" else following
+        requests = [_request(frames[i], styles, frame_settings) for i in chunk]
         out.extend(_paint(engine, requests, starts, should_cancel))
         index = chunk[-1] + 1
         report(index, out[-1])
-    notes = [*clip.notes, f"painted frame by frame: {plan.first_steps} steps, then {plan.next_steps} a frame"]
+    budget = (
+        f"{plan.first_steps} steps a frame"
+        if plan.start == "frame"
+        else (f"{plan.first_steps} steps, then {plan.next_steps} a frame from the last painting")
+    )
+    notes = [*clip.notes, f"painted frame by frame: {budget}"]
     return Clip(out, clip.fps, notes)
 
 
