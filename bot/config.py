@@ -89,6 +89,8 @@ class Settings(EngineSettings, QueueSettings):
         "discord_bot_token",
         "telegram_webhook_url",
         "telegram_webhook_secret",
+        "discord_shard_count",
+        "discord_dev_guild",
         mode="before",
     )
     @classmethod

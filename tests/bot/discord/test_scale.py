@@ -17,6 +17,7 @@ import simcord
 from discord import app_commands
 
 import bot.__main__ as entry
+from bot.config import load_settings
 from bot.discord import app, translator
 from bot.discord.app import CommandsClient, running
 from bot.discord.markdown import markdown, shown
@@ -322,3 +323,19 @@ def test_markdown_shows_literal_text_as_typed_and_keeps_the_bots_own_markup() ->
     assert markdown("<code>a_b `c` @everyone</code> <i>x</i>") == "`a_b ˋcˋ @\u200beveryone` *x*"
     assert shown("starry_night") == "starry_night"  # Discord formats no underscore inside a word
     assert shown("__init__") == "\\_\\_init\\_\\_"
+
+
+def test_the_scale_settings_empty_is_unset_and_a_count_is_positive(monkeypatch, tmp_path: Path) -> None:
+    cli_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "")  # as .env.example's line reads when filled in blank
+    monkeypatch.setenv("DISCORD_DEV_GUILD", " ")
+    settings = load_settings()
+    assert settings.discord_shard_count is None
+    assert settings.discord_dev_guild is None
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_DEV_GUILD", str(DEV_GUILD))
+    settings = load_settings()
+    assert (settings.discord_shard_count, settings.discord_dev_guild) == (4, DEV_GUILD)
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "0")
+    with pytest.raises(SystemExit, match="DISCORD_SHARD_COUNT"):
+        load_settings()
