@@ -8,9 +8,9 @@ interactions, never message content.
 
 The client is sharded (``discord.AutoShardedClient``): Discord closes an unsharded connection once the bot
 is in 2,500 servers. ``DISCORD_SHARD_COUNT`` fixes the count; unset, it is Discord's recommendation, asked
-at start-up. Every message pings no one unless it says so (``AllowedMentions.none()``; a result pings its
-owner). ``sync_commands`` is ``python -m bot sync-commands``: REST only, an upload whether or not the
-definition changed.
+at start-up; the shards are logged and in ``/metrics`` (``GatewayMetrics``). Every message pings no one
+unless it says so (``AllowedMentions.none()``; a result pings its owner). ``sync_commands`` is
+``python -m bot sync-commands``: REST only, an upload whether or not the definition changed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 import discord
 import yarl
 from discord import app_commands
+from prometheus_client import Gauge
 
 from bot.config import Settings
 from bot.context import Services
@@ -37,6 +38,7 @@ from bot.discord.sketch import KeepButton
 from bot.discord.styles import styles_command, use_as_my_style
 from bot.discord.sync import CommandSync
 from bot.discord.translator import TextsTranslator
+from bot.health import Metrics
 from bot.redaction import protect
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class StylebotClient(discord.AutoShardedClient):
         self.core = core
         self.tree = command_tree(self)
         self.commands = command_sync(self.tree, settings)
+        self.gateway = GatewayMetrics(core.metrics)
         self.frontend = DiscordFrontend(self, interval=settings.discord_status_interval)
 
     async def setup_hook(self) -> None:
@@ -115,10 +118,40 @@ class StylebotClient(discord.AutoShardedClient):
 
     async def on_shard_ready(self, shard_id: int) -> None:
         log.info("Discord shard %d of %s is ready", shard_id, self.shard_count)
+        self.gateway.up(shard_id, self.shard_count)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.gateway.up(shard_id, self.shard_count)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        log.info("Discord shard %d disconnected; discord.py reconnects it", shard_id)
+        self.gateway.down(shard_id)
 
     async def on_ready(self) -> None:
         shards = ", ".join(str(shard) for shard in sorted(self.shards))
         log.info("Discord front end is up as %s: shards %s of %s", self.user, shards, self.shard_count)
+
+
+class GatewayMetrics:
+    """The shards in ``/metrics``: ``stylebot_discord_shards`` (the count) and, per shard id,
+    ``stylebot_discord_shard_connected`` (1 while its connection is up). Registered in the core's registry
+    by the Discord client itself, since only it knows its shards."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.count = Gauge("stylebot_discord_shards", "Discord gateway shards", registry=metrics.registry)
+        self.connected = Gauge(
+            "stylebot_discord_shard_connected",
+            "1 while the Discord gateway shard is connected",
+            ["shard"],
+            registry=metrics.registry,
+        )
+
+    def up(self, shard_id: int, count: int | None) -> None:
+        self.count.set(count or 0)
+        self.connected.labels(shard=str(shard_id)).set(1)
+
+    def down(self, shard_id: int) -> None:
+        self.connected.labels(shard=str(shard_id)).set(0)
 
 
 class CommandsClient(discord.Client):

@@ -9,6 +9,7 @@ import html
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ from bot.discord import app, translator
 from bot.discord.app import CommandsClient, running
 from bot.discord.markdown import markdown, shown
 from bot.discord.sync import STATE_FILE, CommandSync
+from bot.health import Metrics
 from tests.bot.discord.conftest import art_channel, discord_bot, discord_world, requests, results_for, until
 from tests.fakes import images
 
@@ -160,6 +162,16 @@ async def test_two_shards_each_carry_their_servers(discord_settings, caplog) -> 
         assert sorted(client.shards) == [0, 1]
         assert "Discord shard 1 of 2 is ready" in caplog.text
         assert "shards 0, 1 of 2" in caplog.text
+        metrics = bot.core.metrics.render().decode()
+        assert "stylebot_discord_shards 2.0" in metrics
+        assert 'stylebot_discord_shard_connected{shard="0"} 1.0' in metrics
+        assert 'stylebot_discord_shard_connected{shard="1"} 1.0' in metrics
+        second = client.get_shard(1)
+        assert second is not None
+        await second.disconnect()
+        await until(env, lambda: 'shard_connected{shard="1"} 0.0' in bot.core.metrics.render().decode())
+        await second.reconnect()
+        await until(env, lambda: 'shard_connected{shard="1"} 1.0' in bot.core.metrics.render().decode())
         for shard in (0, 1):
             guild = env.create_guild(f"server {shard}", shard_id=shard)
             channel = guild.create_text_channel("art")
@@ -196,7 +208,12 @@ async def test_unset_the_count_is_discords_recommendation_over_the_configured_ga
     monkeypatch.setattr(discord.http.HTTPClient, "get_bot_gateway", get_bot_gateway)
     monkeypatch.setattr(discord.AutoShardedClient, "connect", connect)
     settings = discord_settings(discord_gateway_url="wss://gateway.proxy.test")
-    async with running(settings, core=None) as client:  # type: ignore[arg-type]  # login is faked
+
+    def core() -> Any:
+        """What the client asks of the core before it logs in: a registry for its shards' metrics."""
+        return SimpleNamespace(metrics=Metrics())
+
+    async with running(settings, core()) as client:
         await asyncio.sleep(0)  # the connection task starts
     assert client.shard_count == 3
     assert seen == {
@@ -206,7 +223,7 @@ async def test_unset_the_count_is_discords_recommendation_over_the_configured_ga
         "closed": True,
     }
 
-    async with running(discord_settings(discord_shard_count=2), core=None) as client:  # type: ignore[arg-type]
+    async with running(discord_settings(discord_shard_count=2), core()) as client:
         await asyncio.sleep(0)
     assert seen["shards"] == 2  # a count set is used as it is, not asked
 
@@ -216,7 +233,7 @@ async def test_unset_the_count_is_discords_recommendation_over_the_configured_ga
     seen.clear()
     monkeypatch.setattr(discord.http.HTTPClient, "get_bot_gateway", unavailable)
     with pytest.raises(discord.GatewayNotFound):
-        async with running(settings, core=None):  # type: ignore[arg-type]
+        async with running(settings, core()):
             raise AssertionError("started without a shard count")
     assert seen == {"token": "discord.test.token", "closed": True}  # closed, never connected
 
