@@ -1,11 +1,15 @@
 """Pictures users attach: checked from the payload before anything is deferred (type, size, pixels, the
-core's rule in ``bot.services.uploads``), then downloaded from the URL Discord gives."""
+core's rule in ``bot.services.uploads``), then downloaded from the URL Discord gives; and the bot's own
+pictures, fitted to what Discord lets it upload."""
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
 
 import discord
+from PIL import Image
 
 from bot.discord.common import core_of
 from bot.services.refusals import Refused
@@ -46,3 +50,26 @@ async def download(interaction: discord.Interaction, attachment: discord.Attachm
     except discord.HTTPException as err:
         log.warning("download of attachment %d failed: %s", attachment.id, err)
         raise Refused(DOWNLOAD_FAILED) from err
+
+
+def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
+    """The result as it is when it fits the upload limit, else re-encoded as JPEG (then smaller) until it
+    does."""
+    data = path.read_bytes()
+    if len(data) <= limit:
+        return data, f"stylebot{path.suffix}"
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    scale = 1.0
+    while True:
+        for quality in (90, 80, 70):
+            sized = (
+                image
+                if scale == 1.0
+                else image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+            )
+            out = io.BytesIO()
+            sized.save(out, "JPEG", quality=quality)
+            if out.tell() <= limit:
+                return out.getvalue(), "stylebot.jpg"
+        scale *= 0.8

@@ -8,11 +8,13 @@ Thin on purpose: the rules are the core's (``bot.services``); a refusal is one o
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot import replies
+from bot.discord.failures import FAILURES, describe, retried
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services.refusals import Refused
@@ -22,6 +24,8 @@ from engine.errors import StylebotError
 if TYPE_CHECKING:
     from bot.context import Services
     from bot.discord.app import StylebotClient
+
+log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000  # characters in one message's content
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
@@ -77,11 +81,16 @@ def fitting(message: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 
 async def answer(interaction: discord.Interaction, message: str) -> None:
-    """An ephemeral answer, whether or not the interaction was deferred (ephemerally)."""
-    if interaction.response.is_done():
-        await interaction.followup.send(message, ephemeral=True)
-    else:
-        await interaction.response.send_message(message, ephemeral=True)
+    """An ephemeral answer, whether or not the interaction was deferred (ephemerally). A follow-up is tried
+    again after a passing failure (``bot.discord.failures``; seen by the user alone, a rare duplicate is
+    harmless); the first response has 3 seconds and one try. An answer Discord would not take is logged."""
+    try:
+        if interaction.response.is_done():
+            await retried(lambda: interaction.followup.send(message, ephemeral=True), what="answer")
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+    except FAILURES as err:
+        log.warning("discord user %d: the answer could not be sent: %s", interaction.user.id, describe(err))
 
 
 async def refuse(interaction: discord.Interaction, message: str) -> None:
@@ -92,10 +101,10 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     if not interaction.response.is_done():
         await answer(interaction, message)
         return
-    with contextlib.suppress(discord.HTTPException):
+    with contextlib.suppress(*FAILURES):
         await interaction.edit_original_response(content="…", view=None)
     try:
-        await interaction.followup.send(message, ephemeral=True)
+        await answer(interaction, message)
     finally:
-        with contextlib.suppress(discord.HTTPException):
+        with contextlib.suppress(*FAILURES):
             await interaction.delete_original_response()

@@ -8,12 +8,17 @@ sketch is shown at once, past the interval. The result is a new message that men
 owner, since edits notify no one: a followup while the interaction token lives (15 minutes), a channel
 message after, a DM when the channel cannot be written. The response then says the painting is done and
 drops its picture: in a busy channel each request leaves one picture, the painting, as on Telegram.
+
+What Discord refuses or fails is sorted once (``bot.discord.failures``): a status Discord says is gone or out
+of reach is forgotten (no more edits), a passing failure of a status update is left to the next one (the last
+word is tried again). The messages themselves (result, animation, a word for the owner) are
+``bot.discord.messages``'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import html
 import io
 import logging
 from dataclasses import dataclass, replace
@@ -21,13 +26,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import discord
-from PIL import Image
 
 from bot.db import JobRecord
+from bot.discord import messages
+from bot.discord.attachments import fit_upload
+from bot.discord.failures import FAILURES, describe, is_passing, is_refused, retried, token_refused
 from bot.discord.figures import result_view
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
-from bot.frontend import DISCORD
+from bot.frontend import DISCORD, Undeliverable
 from bot.services.throttle import Slot, StatusThrottle
 from bot.texts import duration, language_for, text
 
@@ -35,13 +42,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_MARGIN = timedelta(seconds=30)  # stop using an interaction's token this long before it expires
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord lets a bot upload without boosts
-UNKNOWN_MESSAGE = 10008  # Discord's error code: the message (here: a job's status) was deleted
-
-
-def token_refused(err: discord.HTTPException) -> bool:
-    """Discord's answer to a token that stopped working before its 15 minutes: 401 (Invalid Webhook Token),
-    or 404 for the token itself (Unknown Webhook, Unknown Interaction) rather than for a deleted message."""
-    return err.status == 401 or (err.status == 404 and err.code != UNKNOWN_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class _Live(Slot[_View]):
     interaction: discord.Interaction | None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     shown: _View | None = None  # with the picture on screen, whichever edit put it there
-    gone: bool = False  # the status was deleted (by a moderator, say): no more edits to it
+    gone: bool = False  # the status was deleted (by a moderator, say) or is out of reach: no more edits
 
 
 class DiscordFrontend:
@@ -159,18 +159,35 @@ class DiscordFrontend:
                 elif view.final:  # also a picture from before a restart, which this run never saw
                     fields["attachments"] = []
                 try:
-                    await self._edit(job, live, **fields)
-                except discord.NotFound:
-                    log.info("job %d: its status was deleted; no more updates to it", job.id)
-                    live.gone = True
-                except discord.HTTPException as err:
-                    log.warning("job %d: status update failed: %s", job.id, err)
-                    return
+                    if view.final:  # the last word: nothing comes after it to put it right
+                        await retried(lambda: self._edit(job, live, **fields), what=f"job {job.id}: status")
+                    else:
+                        await self._edit(job, live, **fields)
+                except FAILURES as err:
+                    self._failed_edit(job, live, err)
+                    if not view.final:
+                        if is_passing(err) and live.pending is None and not live.gone:
+                            live.pending = view  # the next update shows it (its picture) instead
+                        return
                 else:
                     live.shown = target
                     self.throttle.shown(live)
             if view.final:
                 self._live.pop(job.id, None)
+
+    def _failed_edit(self, job: JobRecord, live: _Live, err: BaseException) -> None:
+        """A status Discord says is deleted or out of reach is forgotten: no more edits to it, however
+        many updates the job still has. Any other failure is this update's alone."""
+        if is_refused(err):
+            log.info("job %d: its status is gone (%s); no more updates to it", job.id, describe(err))
+            self._forget_status(live)
+        else:
+            log.warning("job %d: status update failed: %s", job.id, describe(err))
+
+    def _forget_status(self, live: _Live) -> None:
+        live.gone = True
+        live.pending = None
+        self.throttle.stop(live)
 
     async def _edit(self, job: JobRecord, live: _Live, **fields: object) -> None:
         """Through the token while it lives (no permission needed), else as the bot's own message."""
@@ -183,7 +200,7 @@ class DiscordFrontend:
                 if not token_refused(err):
                     raise  # a deleted status (NotFound) or a failure of the moment: the caller decides
                 log.info(
-                    "job %d: the interaction token no longer works (%s); editing as a message", job.id, err
+                    "job %d: the token no longer works (%s); editing as a message", job.id, describe(err)
                 )
                 live.interaction = None
         if job.status_message_id is not None:
@@ -203,9 +220,14 @@ class DiscordFrontend:
         live = self._entry(job)
         async with live.lock:  # after any edit under way, so nothing lands after the last word
             self.throttle.take(live)  # dropped: the last word is this one
-            with contextlib.suppress(discord.HTTPException):
-                done = markdown(text(language_for(job.language_code), "discord_done"))
-                await self._edit(job, live, content=done, view=None, attachments=[])
+            done = markdown(text(language_for(job.language_code), "discord_done"))
+            try:
+                await retried(
+                    lambda: self._edit(job, live, content=done, view=None, attachments=[]),
+                    what=f"job {job.id}: status",
+                )
+            except FAILURES as err:
+                self._failed_edit(job, live, err)
         self._live.pop(job.id, None)
 
     async def close(self) -> None:
@@ -213,94 +235,50 @@ class DiscordFrontend:
         self._live.clear()
         self._early.clear()
 
-    # -- messages -------------------------------------------------------------------------------
+    # -- messages (``bot.discord.messages``) -------------------------------------------------------
 
     async def tell(self, job: JobRecord, text: str) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-            await channel.send(f"<@{job.user_id}> {markdown(text)}")
+        await messages.tell(self.client, job, markdown(text))
 
     async def deliver_animation(self, job: JobRecord, path: Path) -> None:
         """A figure's GIF, after its result, in the job's channel; best effort."""
         try:
             data = await asyncio.to_thread(path.read_bytes)
-            channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-            await channel.send(file=discord.File(io.BytesIO(data), f"stylebot_{job.id}.gif"))
-        except (discord.HTTPException, OSError) as err:
-            log.warning("job %d: the animation could not be sent: %s", job.id, err)
+        except OSError as err:
+            log.warning("job %d: the animation could not be read: %s", job.id, err)
+            return
+        await messages.send_animation(self.client, job, data)
 
     async def deliver(self, job: JobRecord, path: Path, notes: tuple[str, ...]) -> str | None:
+        """The painting, to its owner (``messages.send_result``: follow-up, channel, DM). None: not now,
+        the notifier tries again later. When every way is refused the result is ``Undeliverable``, and its
+        status hears no more either."""
         language = language_for(job.language_code)
         live = self._entry(job)
         data, name = await asyncio.to_thread(fit_upload, path, live.upload_limit)
         took = duration(language, job.engine_seconds) if job.engine_seconds is not None else "—"
+        style = html.escape(job.style_label)
         content = markdown(
-            text(language, "discord_result", mention=f"<@{job.user_id}>", style=job.style_label, seconds=took)
+            text(language, "discord_result", mention=f"<@{job.user_id}>", style=style, seconds=took)
         )
         if notes:
             content += "\n" + "; ".join(notes)
-        mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)])
-
-        view = result_view(job)
-
-        def upload() -> discord.File:
-            return discord.File(io.BytesIO(data), name)
-
-        sent: discord.Message | None = None
-        if self._token_alive(live):
-            assert live.interaction is not None
-            try:
-                sent = await live.interaction.followup.send(
-                    content, file=upload(), allowed_mentions=mentions, view=view, wait=True
-                )
-            except discord.HTTPException as err:
-                if not (token_refused(err) or isinstance(err, discord.NotFound)):
-                    log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-                    return None
-                log.info("job %d: the token no longer works (%s); sending to the channel", job.id, err)
-                live.interaction = None
-        if sent is None:
-            try:
-                channel = self.client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
-                sent = await channel.send(content, file=upload(), allowed_mentions=mentions, view=view)
-            except discord.Forbidden:
-                log.info("job %d: the channel cannot be written; sending the result as a DM", job.id)
-            except discord.HTTPException as err:
-                log.error("job %d: the result could not be sent (%s); it stays in %s", job.id, err, path)
-                return None
-        if sent is None:
-            try:
-                user = await self.client.fetch_user(job.user_id)
-                sent = await user.send(content, file=upload(), view=view)
-            except discord.HTTPException as err:
-                log.warning("job %d: user %d cannot be reached: %s", job.id, job.user_id, err)
-                return None
-        return str(sent.id)
+        token = live.interaction if self._token_alive(live) else None
+        try:
+            sent = await messages.send_result(self.client, job, token, content, data, name, result_view(job))
+        except Undeliverable:
+            self._early.pop(job.id, None)
+            if (gone := self._live.pop(job.id, None)) is not None:
+                self._forget_status(gone)  # nobody can see it either way: no more edits
+            raise
+        if sent.token_refused:
+            live.interaction = None
+        if sent.message is None:
+            log.info("job %d: the result waits in %s for a later try", job.id, path)
+            return None
+        return str(sent.message.id)
 
 
 def _now() -> float:
     """The clock of the status throttle (the event loop's)."""
     return asyncio.get_running_loop().time()
-
-
-def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
-    """The result as it is when it fits the upload limit, else re-encoded as JPEG (then smaller) until it
-    does."""
-    data = path.read_bytes()
-    if len(data) <= limit:
-        return data, f"stylebot{path.suffix}"
-    with Image.open(path) as opened:
-        image = opened.convert("RGB")
-    scale = 1.0
-    while True:
-        for quality in (90, 80, 70):
-            sized = (
-                image
-                if scale == 1.0
-                else image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
-            )
-            out = io.BytesIO()
-            sized.save(out, "JPEG", quality=quality)
-            if out.tell() <= limit:
-                return out.getvalue(), "stylebot.jpg"
-        scale *= 0.8

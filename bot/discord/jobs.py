@@ -1,6 +1,10 @@
 """Starting a job from an interaction, for every command that paints (``/paint``, the figures, presets,
 "Paint this", Surprise, the buttons under a result): defer, hand the core the request, and make the
-interaction's response the job's status, with its Cancel button."""
+interaction's response the job's status, with its Cancel button.
+
+Discord failing on the way is handled here too (``bot.discord.failures``): an interaction that cannot even
+be deferred starts nothing (the user sees Discord's "did not respond" and may ask again), and a job whose
+status could not be put up still runs and is still delivered, its token editing the response meanwhile."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from bot import replies
 from bot.db import JobRecord
 from bot.discord.attachments import download
 from bot.discord.common import client_of, core_of, lang, refusal, refuse, remember, say
+from bot.discord.failures import FAILURES, describe, retried
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
@@ -19,6 +24,7 @@ from bot.services.jobs import Placement
 from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS, NeedsStyleError
 from bot.services.styles import StyleChoice
+from bot.texts import text
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,13 @@ async def start_job(
     the interaction's response becomes the job's status. ``style_image``: a picture whose style to use
     instead of ``choice``. The job, or None after a refusal (told privately)."""
     if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+        try:
+            await interaction.response.defer(thinking=True)
+        except FAILURES as err:  # its 3 seconds leave no time to try again
+            log.warning(
+                "discord user %d: the request could not be answered: %s", interaction.user.id, describe(err)
+            )
+            return None
     await remember(interaction)
     guild_id = interaction.guild_id
     try:
@@ -45,7 +57,7 @@ async def start_job(
         if style_image is not None:
             style_bytes = (await download(interaction, style_image),)
             choice = StyleChoice(
-                refs=({"image": 0, "weight": 1.0},), label=say(interaction, "preset_own_image")
+                refs=({"image": 0, "weight": 1.0},), label=text(lang(interaction), "preset_own_image")
             )
         job, placement = await core_of(interaction).paint.start(
             PaintRequest(
@@ -78,10 +90,17 @@ async def show_queued(interaction: discord.Interaction, job: JobRecord, placemen
     """The interaction's (deferred) response becomes the new job's status, with its Cancel button; from
     now on the front end edits it through the interaction's token."""
     client = client_of(interaction)
-    response = await interaction.edit_original_response(
-        content=markdown(replies.queued(lang(interaction), placement)), view=cancel_view(job)
-    )
-    current = await client.core.jobs.record_status(job.id, response.id)
+    content = markdown(replies.queued(lang(interaction), placement))
+    try:
+        response = await retried(
+            lambda: interaction.edit_original_response(content=content, view=cancel_view(job)),
+            what=f"job {job.id}: status",
+        )
+    except FAILURES as err:  # the job runs all the same; its token edits the response when it can
+        log.warning("job %d: its status could not be put up: %s", job.id, describe(err))
+        current = await client.core.jobs.job(job.id)
+    else:
+        current = await client.core.jobs.record_status(job.id, response.id)
     if current is None:
         return
     if current.is_active:

@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.discord.app import build_client
 from bot.runtime import Runtime, build_services
 from tests.bot.telegram.e2e.conftest import fake_queue
+from tests.fakes.discord_faults import DiscordFaults
 
 
 @pytest.fixture
@@ -92,7 +93,11 @@ async def discord_world(
     holder = DiscordBot(None, settings)  # type: ignore[arg-type]
     client = await holder.start_core(engine, **queue_options)
     try:
-        async with simcord.run(client, check_errors=True) as env:
+        # DISCORD_SHARD_COUNT unset: SimCord stands in for Discord's recommendation with one shard.
+        shard_count = (
+            (settings.discord_shard_count or 1) if isinstance(client, discord.AutoShardedClient) else None
+        )
+        async with simcord.run(client, check_errors=True, shard_count=shard_count) as env:
             holder.env = env
             with env.time_context():
                 assert holder.runtime is not None
@@ -104,6 +109,19 @@ async def discord_world(
     finally:
         with contextlib.suppress(Exception):
             await holder.core.db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def faulty_world(
+    settings: Settings, *, seed: int = 0, engine: str = "tests.fakes.engine:fake_engine", **queue_options: Any
+) -> AsyncIterator[tuple[DiscordBot, DiscordFaults]]:
+    """As ``discord_world``, with a Discord that misbehaves when told to (``DiscordFaults``; off at first)."""
+    async with discord_world(settings, engine=engine, **queue_options) as bot:
+        faults = DiscordFaults(bot.env, seed=seed)
+        try:
+            yield bot, faults
+        finally:
+            faults.close()
 
 
 async def until(env: simcord.Env, condition: Callable[[], Any], seconds: float = 60.0) -> Any:

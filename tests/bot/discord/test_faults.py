@@ -1,22 +1,46 @@
-"""How the Discord front end lives with what Discord refuses mid-job (issue 18): a status a moderator
-deleted, an interaction token that stopped working, a channel the bot may not write in. Each job still gets
-its painting (follow-up → channel message → DM), and nothing raises."""
+"""How the Discord front end lives with what Discord refuses or fails mid-job (issues 18 and 19): a status a
+moderator deleted, an interaction token that stopped working, a channel the bot may not write in, rate
+limits, server errors, timeouts and answers lost after Discord did the work (``DiscordFaults``, which runs
+discord.py's own request loops, so its own waiting and retrying is what these tests see). Each job gets its
+painting once (follow-up → channel message → DM), or is given up when Discord refuses every way; no retry
+storm, and nothing raises."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections import Counter
 from typing import Any
 
 import discord
 import pytest
 
-from tests.bot.discord.conftest import art_channel, discord_world, downloaded, requests, results_for, until
+from bot.discord import failures
+from tests.bot.discord.conftest import (
+    art_channel,
+    discord_world,
+    downloaded,
+    faulty_world,
+    requests,
+    results_for,
+    until,
+)
 from tests.fakes import images
 from tests.fakes.engine import invert
 
 PHOTO = images.pattern(64, 48)
 THREE_SECONDS = "tests.bot.discord.engines:three_second_engine"
+
+
+FOLLOW_UP = "POST /webhooks/{id}/{token}"
+STATUS_BY_TOKEN = "PATCH /webhooks/{id}/{token}/messages/@original"
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's own pauses between tries, shortened (discord.py's own are real)."""
+    monkeypatch.setattr(failures, "RETRY_DELAYS", (0.05, 0.1))
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -131,4 +155,258 @@ async def test_with_no_token_and_a_channel_it_may_not_write_in_the_painting_come
         assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
         job = await recorded(core, alice.id)
         assert job.result_file_id == str(delivered[0].id)
+    assert tracebacks(caplog) == []
+
+
+def job_of(message: Any) -> int:
+    """The job a result message belongs to (its buttons carry it)."""
+    ids = [getattr(item, "custom_id", "") or "" for row in message.components for item in row.children]
+    return next(int(m.group(1)) for i in ids if (m := re.fullmatch(r"again:(\d+)", i)))
+
+
+async def latest_job(core, user_id: int) -> Any:
+    return max(await core.db.recent_jobs(user_id, platform="discord"), key=lambda j: j.id)
+
+
+def bot_warnings(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("bot.") and fragment in r.getMessage()
+    ]
+
+
+async def test_rate_limits_are_waited_out_by_discord_py_and_the_painting_arrives_once(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        faults.set(share=0.3, kinds=("429",), retry_after=0.05)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        delivered = await until(env, lambda: results_for(channel, alice))
+        await until(env, lambda: result.response is not None and "Done" in result.response.content)
+        job = await recorded(core, alice.id)
+        assert job.result_file_id == str(delivered[0].id)
+        assert len(results_for(channel, alice)) == 1
+        limited = sum(n for (_, kind), n in faults.injected.items() if kind == "429")
+        assert limited >= 3, faults.injected
+        # Each 429 was a real one to discord.py: it logged it and slept its retry_after before trying again.
+        waited = [
+            r for r in caplog.records if r.name.startswith("discord") and "rate limited" in r.getMessage()
+        ]
+        assert len(waited) == limited
+        # None reached the bot's code, and the bot added no retry of its own.
+        assert bot_warnings(caplog, "429") == []
+        assert bot_warnings(caplog, "trying again") == []
+    assert tracebacks(caplog) == []
+
+
+async def test_a_rate_limit_that_outlasts_discord_py_is_not_retried_on_top(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("429",), retry_after=0.01, times=5)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: "could not send it just now" in result.response.content)
+        # discord.py's five tries, and not one more: the bot leaves the result for later.
+        assert faults.outcomes(FOLLOW_UP) == Counter({"429": 5})
+        assert results_for(channel, alice) == []
+        await core.notifier.redeliver()
+        delivered = await until(env, lambda: results_for(channel, alice))
+        assert len(delivered) == 1
+        assert (await recorded(core, alice.id)).result_file_id == str(delivered[0].id)
+        await until(env, lambda: "Done" in result.response.content)
+    assert tracebacks(caplog) == []
+
+
+async def test_server_errors_are_retried_by_discord_py_and_then_by_the_bot(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        # A 502 on the follow-up: discord.py's webhook adapter tries again by itself (after 1 s).
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("5xx",), server_errors=(502,), times=1)
+        first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: "Done" in first.response.content)
+        assert len(first.followups) == 1
+        assert faults.outcomes(FOLLOW_UP) == Counter({"502": 1, "ok": 1})
+
+        # A 503 is not retried by discord.py's HTTP client: the bot tries the result and its last status
+        # word again itself.
+        second = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="the_scream")
+        token_dies(env)  # the result goes to the channel, the status is edited as a message
+        faults.set(
+            "POST",
+            f"/channels/{channel.id}/messages",
+            share=1.0,
+            kinds=("5xx",),
+            server_errors=(503,),
+            times=2,
+        )
+        faults.set(
+            "PATCH",
+            f"/channels/{channel.id}/messages/*",
+            share=1.0,
+            kinds=("5xx",),
+            server_errors=(503,),
+            times=2,
+            where=lambda body: "Done" in str(body.get("content")),
+        )
+        painted = await until(env, lambda: [m for m in results_for(channel, alice) if "Scream" in m.content])
+        assert len(painted) == 1
+        assert (await recorded(core, alice.id)).result_file_id == str(painted[0].id)
+        assert faults.outcomes("POST /channels/{id}/messages") == Counter({"503": 2, "ok": 1})
+        await until(env, lambda: "Done" in second.response.content)
+        assert len(bot_warnings(caplog, "trying again")) == 4  # two for the result, two for "Done"
+    assert tracebacks(caplog) == []
+
+
+async def test_timeouts_on_status_edits_and_on_the_result_are_tried_again(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        faults.set("PATCH", "/webhooks/*/messages/@original", share=1.0, kinds=("timeout",), times=3)
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("timeout",), times=2)
+        delivered = await until(env, lambda: results_for(channel, alice))
+        assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
+        await until(env, lambda: "Done" in result.response.content)
+        assert len(results_for(channel, alice)) == 1
+        assert (await recorded(core, alice.id)).result_file_id == str(delivered[0].id)
+        assert faults.outcomes(FOLLOW_UP) == Counter({"timeout": 2, "ok": 1})
+        assert faults.outcomes(STATUS_BY_TOKEN)["timeout"] == 3
+    assert tracebacks(caplog) == []
+
+
+async def test_a_channel_send_whose_answer_was_lost_is_not_sent_twice(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discord created the message, the bot never heard: its retry carries the same nonce, and Discord
+    (enforce_nonce) answers with the message it already created."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        token_dies(env)
+        faults.set("POST", f"/channels/{channel.id}/messages", share=1.0, kinds=("lost",), times=1)
+        delivered = await until(env, lambda: results_for(channel, alice))
+        await until(env, lambda: "Done" in result.response.content)
+        assert len(results_for(channel, alice)) == 1
+        assert (await recorded(core, alice.id)).result_file_id == str(delivered[0].id)
+        assert faults.outcomes("POST /channels/{id}/messages") == Counter({"lost": 1, "ok": 1})
+    assert tracebacks(caplog) == []
+
+
+async def test_a_follow_up_whose_answer_was_lost_is_sent_again_the_one_duplicate_allowed(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A follow-up has no nonce: when Discord did it but its answer was lost, the bot cannot tell that from
+    a send that never happened, and sends again rather than leave the painting unsent."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("lost",), times=1)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: "Done" in result.response.content)
+        assert len(result.followups) == 2
+        assert (await recorded(core, alice.id)).result_file_id == str(result.followups[-1].id)
+    assert tracebacks(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"), [(403, 50001, "Missing Access"), (404, 10003, "Unknown Channel")]
+)
+async def test_with_every_way_refused_the_painting_is_given_up_and_the_status_left_alone(
+    discord_settings, caplog: pytest.LogCaptureFixture, status: int, code: int, message: str
+) -> None:
+    """No token, a channel the bot was removed from (or that was deleted), a user whose DMs are closed: the
+    result is given up once, and the job's sixty progress events edit nothing after the first refusal."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        job = await latest_job(core, alice.id)
+        since = len(faults.attempts)
+        token_dies(env)
+        faults.refuse_channel(channel.id, status=status, code=code, message=message)
+        faults.refuse_dms(alice.id)
+
+        async def given_up() -> Any:
+            current = await core.db.get_job(job.id)
+            return current if current.delivery_given_up_at is not None else None
+
+        ended = None
+        for _ in range(400):
+            if (ended := await given_up()) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert ended is not None, env.transcript()[-3000:]
+        assert "50007" in ended.delivery_given_up_reason
+        assert ended.result_file_id is None
+        await asyncio.sleep(0.5)  # anything still to come would come now
+        paths = Counter(a.path for a in faults.attempts[since:])
+        assert paths[f"/channels/{channel.id}/messages"] == 1  # the result, refused at once
+        assert paths[f"/channels/{channel.id}/messages/{result.response.id}"] == 1  # the status, forgotten
+        assert sum(n for p, n in paths.items() if p.endswith("/messages/@original")) == 1  # the dead token
+        dm = [
+            a
+            for a in faults.attempts[since:]
+            if a.path.endswith("/messages") and a.path != f"/channels/{channel.id}/messages"
+        ]
+        assert [a.outcome for a in dm] == ["403"]  # the DM, refused once
+        assert results_for(channel, alice) == []
+        assert "Done" not in result.response.content
+    assert tracebacks(caplog) == []
+
+
+async def test_random_faults_leave_every_painting_delivered_once(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten people's jobs under a fifth of every call failing (429, 5xx, timeouts, lost answers; interaction
+    callbacks spared, and lost answers on follow-ups, whose one duplicate has its own test): each painting
+    arrives exactly once, at once or when the notifier sends what waits (the bot's redelivery)."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), seed=19) as (bot, faults):
+        env, core = bot.env, bot.core
+        guild, channel, alice = art_channel(env)
+        people = [alice, *(guild.add_member(env.create_user(f"painter{i}")) for i in range(9))]
+        faults.set(share=0.2, retry_after=0.05, server_errors=(503,))
+        faults.set("POST", "/webhooks/*", share=0.2, kinds=("429", "5xx", "timeout"), server_errors=(503,))
+        faults.set("POST", "/interactions/*", share=0.0)
+        for i, person in enumerate(people):
+            await person.slash(
+                channel, "paint", image=("photo.png", PHOTO), style=("udnie", "the_scream")[i % 2]
+            )
+        jobs = [await latest_job(core, person.id) for person in people]
+
+        async def settled() -> bool:
+            return not any([(await core.db.get_job(j.id)).is_active for j in jobs])
+
+        for _ in range(600):
+            if await settled():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert sum(faults.injected.values()) >= 10, faults.injected
+        faults.off()
+        await core.notifier.redeliver()
+
+        def results() -> list[Any]:
+            return [m for m in channel.history() if m.author.bot and m.attachments and m.components]
+
+        await until(env, lambda: len({job_of(m) for m in results()}) == 10)
+        assert Counter(job_of(m) for m in results()) == Counter({j.id: 1 for j in jobs})
+        for j in jobs:
+            assert (await core.db.get_job(j.id)).result_file_id is not None
     assert tracebacks(caplog) == []
