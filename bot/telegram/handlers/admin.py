@@ -34,7 +34,8 @@ async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 def target_of(update: Update, args: list[str]) -> int | None:
     """Whom ``/block`` and ``/unblock`` name: an id after the command, else the sender of the message it
-    replies to (a chat's id for a message sent as a channel or an anonymous admin, as ``sender_id``)."""
+    replies to (a chat's id for a message sent as a channel or an anonymous admin, as ``sender_id``); None
+    for neither, or a reply to a bot's message."""
     if args:
         try:
             return int(args[0])
@@ -46,7 +47,9 @@ def target_of(update: Update, args: list[str]) -> int | None:
         return None
     if replied.sender_chat is not None:
         return replied.sender_chat.id
-    return replied.from_user.id if replied.from_user is not None else None
+    if replied.from_user is None or replied.from_user.is_bot:  # the bot's own messages name no one
+        return None
+    return replied.from_user.id
 
 
 def person(user_id: int) -> str:

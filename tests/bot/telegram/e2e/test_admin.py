@@ -45,6 +45,10 @@ async def test_admin_commands_are_refused_for_everyone_else(
         await tg.send_text(admin, tg.private_chat(admin), "/block")
         usage = await tg.wait_for("sendMessage")
         assert "<code>/block 123456789</code>" in usage.params["text"]
+        bots_message = tg.messages_in(tg.private_chat(admin))[-1]
+        await tg.send_text(admin, tg.private_chat(admin), "/block", reply_to=bots_message)  # names no one
+        assert "<code>/block 123456789</code>" in (await tg.wait_for("sendMessage")).params["text"]
+        assert not await core.db.is_blocked("telegram", tg.bot.id)
         await tg.send_text(admin, tg.private_chat(admin), f"/block {admin.id}")
         assert "admins can't be blocked" in (await tg.wait_for("sendMessage")).params["text"]
 
