@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bot.config import Settings
+from bot.context import Services
 from bot.telegram import frontend, status
 from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
@@ -47,6 +48,16 @@ def calls_to_chat(tg: FakeTelegram, chat: Chat, since: int = 0) -> list[Call]:
 async def until(condition: Callable[[], object], timeout: float = 20.0) -> None:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - calls to the fake Bot API announce nothing
+            await asyncio.sleep(0.05)
+
+
+async def state_of(services: Services, user_id: int, state: str) -> None:
+    """Until the user's latest job is in ``state``."""
+    async with asyncio.timeout(15):
+        while True:
+            jobs = await services.db.recent_jobs(user_id, 1, platform="telegram")
+            if jobs and jobs[0].state == state:
+                return
             await asyncio.sleep(0.05)
 
 
@@ -284,13 +295,13 @@ async def test_every_photo_comes_through_the_issues_misbehaving_telegram(
     async with start_bot(engine=STEADY) as services:
         users = [tg.user(name) for name in ("Alice", "Bob", "Carol")]
         for user in users:
-            for style in ("udnie", "the_scream"):
+            for style in ("udnie", "the_scream", "starry_night"):
                 await tg.send_photo(user, tg.private_chat(user), images.pattern(64, 48), caption=style)
         dave = tg.user("Dave")
         dave_chat = tg.private_chat(dave)
         await tg.send_photo(dave, dave_chat, images.pattern(64, 48), caption="udnie")
         await until(lambda: any(c.ok for c in calls_to_chat(tg, dave_chat) if c.method == "sendMessage"), 60)
-        tg.block(dave)  # while his job waits behind six others
+        tg.block(dave)  # while his job waits behind nine others
         blocked_at = len(tg.calls)
         async with asyncio.timeout(150):
             while True:
@@ -299,17 +310,36 @@ async def test_every_photo_comes_through_the_issues_misbehaving_telegram(
                     for user in [*users, dave]
                     for job in await services.db.recent_jobs(user.id, 5, platform="telegram")
                 ]
-                if len(jobs) == 7 and all(j.result_file_id or j.delivery_given_up_at for j in jobs):
+                if len(jobs) == 10 and all(j.result_file_id or j.delivery_given_up_at for j in jobs):
                     break
                 await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
     for user in users:
         chat = tg.private_chat(user)
         lost = [c for c in calls_to_chat(tg, chat) if c.lost and is_result(c)]
-        assert len(results_in(tg, chat)) == 2 + len(lost)
+        assert len(results_in(tg, chat)) == 3 + len(lost)
     (given_up,) = [j for j in jobs if j.user_id == dave.id]
     assert given_up.delivery_given_up_at is not None
     assert len(calls_to_chat(tg, dave_chat, blocked_at)) <= 6  # before: one per status update (58 in 90 s)
-    assert sum(tg.faults.injected.values()) > 10
+    assert sum(tg.faults.injected.values()) >= 5  # the run met the faults (how many depends on timing)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_final_status_that_fails_for_a_while_still_shows(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    """The job's last word (here: the painting could not be downloaded) meets a 502 page. Before: the
+    failed update was kept for a next one that never came, and the status stayed on its last progress
+    with a live Cancel button."""
+    async with start_bot(engine="tests.fakes.engine:offline_engine") as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        tg.faults.set("editMessageText", share=1.0, kinds=["5xx"])
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await state_of(services, alice.id, "failed")
+        failed_at = len(tg.calls)
+        await until(lambda: any(c.status == 502 for c in tg.calls[failed_at:]))  # the last word, refused
+        tg.faults.off()
+        final = await tg.wait_for("editMessageText", lambda c: c.ok and "download" in c.params["text"])
+        assert not (final.params.get("reply_markup") or {}).get("inline_keyboard")
