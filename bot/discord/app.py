@@ -27,6 +27,7 @@ from prometheus_client import Gauge
 
 from bot.config import Settings
 from bot.context import Services
+from bot.discord.admin import DeleteButton, admin, switch
 from bot.discord.common import refuse, say
 from bot.discord.figures import AgainButton, FigureButton, forming_command, layers_command, strip_command
 from bot.discord.frontend import DiscordFrontend
@@ -54,6 +55,8 @@ COMMANDS: tuple[app_commands.Command | app_commands.Group | app_commands.Context
     settings_command,
     queue_command,
     cancel_command,
+    admin,
+    switch,
     paint_this,
     use_as_my_style,
 )
@@ -106,7 +109,7 @@ class StylebotClient(discord.AutoShardedClient):
 
     async def setup_hook(self) -> None:
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.
-        self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton)
+        self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton, DeleteButton)
         await self.tree.set_translator(TextsTranslator())  # Russian command names for Russian clients
         try:
             await self.commands.sync()

@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.db import JobRecord
+from bot.discord.admin import DeleteButton
 from bot.discord.attachments import precheck
 from bot.discord.common import MAX_CHOICES, answer, core_of, refusal, refuse, say
 from bot.discord.jobs import show_queued, start_job
@@ -61,14 +62,15 @@ class FigureButton(
 
 
 def result_view(job: JobRecord) -> discord.ui.View:
-    """Under a result: another style, and under a plain painting (not a figure's own result) its figures
-    (as Telegram's ``bot.telegram.buttons.result``)."""
+    """Under a result: another style, under a plain painting (not a figure's own result) its figures, and
+    Delete (as Telegram's ``bot.telegram.buttons.result``)."""
     language = language_for(job.language_code)
     view = discord.ui.View(timeout=None)
     view.add_item(AgainButton(job.id, text(language, "again_button")))
     if not job.settings.get("figure"):
         for kind in FIGURES:
             view.add_item(FigureButton(kind, job.id, text(language, f"{kind}_button")))
+    view.add_item(DeleteButton(job.id, text(language, "delete_button")))
     return view
 
 
