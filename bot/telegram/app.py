@@ -27,7 +27,7 @@ from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
 from bot.telegram.frontend import TelegramFrontend
 from bot.telegram.handlers import paint, register
 from bot.telegram.handlers.errors import polling_failed
-from bot.telegram.request import TelegramRequest
+from bot.telegram.request import TelegramRequest, quiet_rate_limiter
 from bot.telegram.status import StatusBoard
 from bot.telegram.webhook import WEBHOOK, WebhookConfig, WebhookServer, webhook_config
 from bot.texts import LANGUAGES, text
@@ -49,6 +49,7 @@ def build_application(
     if token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     protect(token.get_secret_value())  # whichever program builds the bot
+    quiet_rate_limiter()
     api = settings.telegram_api_url
     application = (
         ApplicationBuilder()

@@ -6,6 +6,10 @@ before raising ``NetworkError`` (``BaseRequest.parse_json_payload``): under a ba
 tracebacks that hide real bugs. Here such an answer becomes one WARNING line naming the method, and the
 caller gets the ``NetworkError`` PTB raises for any 5xx, which the front end treats as passing
 (``bot.telegram.failures``). A malformed answer that is not a 5xx still gets PTB's traceback.
+
+Likewise PTB's ``AIORateLimiter`` logs flood control that outlasts its own retries with a traceback at
+ERROR before raising ``RetryAfter``; every caller here waits that out as a passing failure, so
+``quiet_rate_limiter`` makes it one WARNING line.
 """
 
 from __future__ import annotations
@@ -58,3 +62,20 @@ def _is_json(payload: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _OutlastedFloodControl(logging.Filter):
+    """PTB's "Rate limit hit after maximum of N retries", as a WARNING without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Rate limit hit after maximum"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_rate_limiter() -> None:
+    """Install ``_OutlastedFloodControl`` on PTB's rate limiter's logger (once, however many bots)."""
+    logger = logging.getLogger("telegram.ext.AIORateLimiter")
+    if not any(isinstance(f, _OutlastedFloodControl) for f in logger.filters):
+        logger.addFilter(_OutlastedFloodControl())

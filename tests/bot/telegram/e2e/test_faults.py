@@ -343,3 +343,23 @@ async def test_a_final_status_that_fails_for_a_while_still_shows(
         tg.faults.off()
         final = await tg.wait_for("editMessageText", lambda c: c.ok and "download" in c.params["text"])
         assert not (final.params.get("reply_markup") or {}).get("inline_keyboard")
+
+
+async def test_flood_control_that_outlasts_the_rate_limiter_is_waited_out_quietly(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five 429s in a row on the result: PTB's limiter tries four times and gives up (before: with a
+    traceback at ERROR); the front end waits the asked time and the limiter's next round gets through."""
+    caplog.set_level(logging.INFO)
+    tg.fail_next("sendPhoto", retry_after=1, times=5)
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await tg.wait_for("sendPhoto", lambda c: c.ok, timeout=20)
+        await tg.wait_for("deleteMessage")
+        assert len(tg.calls_to("sendPhoto")) == 6
+        assert len(results_in(tg, chat)) == 1
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("telegram")]
