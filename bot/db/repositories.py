@@ -505,6 +505,22 @@ class JobRepository(_Repository):
             Job.platform == platform, Job.user_id == user_id, newest_first=True, limit=limit
         )
 
+    async def delivered_jobs(
+        self, user_id: int, *, platform: str, since: datetime, limit: int
+    ) -> list[JobRecord]:
+        """The person's results the platform confirmed (a file id kept), finished at or after ``since``,
+        newest first: what Telegram's inline mode offers again (``bot.services.sharing``)."""
+        return await self._jobs(
+            Job.platform == platform,
+            Job.user_id == user_id,
+            Job.state == JobState.DONE.value,
+            Job.result_file_id.is_not(None),
+            Job.result_file_id != "",
+            Job.finished_at >= since,
+            newest_first=True,
+            limit=limit,
+        )
+
     async def _transition(
         self, job_id: int, from_states: Iterable[JobState], *where: ColumnElement[bool], **values: Any
     ) -> JobRecord | None:
