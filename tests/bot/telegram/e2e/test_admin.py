@@ -177,3 +177,34 @@ async def test_delete_by_the_owner_or_a_group_admin_refused_for_another_member(
         assert stored(settings.results_dir, second_job.id) == []
         member_checks = [c for c in tg.calls_to("getChatMember") if c.params["user_id"] == alice.id]
         assert member_checks == []  # the owner's own press asked Telegram nothing
+
+
+async def test_delete_when_telegram_keeps_the_message(
+    tg: FakeTelegram, start_bot: StartBot, settings_for: Callable[..., Settings]
+) -> None:
+    """Telegram lets a bot delete its messages only for a while: the painting still goes from the disk and
+    the owner is told to delete the message; a message already gone is what was asked."""
+    alice = tg.user("Alice")
+    chat = tg.private_chat(alice)
+    settings = settings_for()
+    async with start_bot(settings) as core:
+        for _ in range(2):
+            await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        results = [await tg.wait_for("sendPhoto", lambda c: c.ok) for _ in range(2)]
+        for _ in range(2):  # each status goes once its painting is sent: before the faults are armed
+            await tg.wait_for("deleteMessage", lambda c: c.ok)
+        jobs = {j.source_message_id: j for j in await core.db.recent_jobs(alice.id, platform="telegram")}
+        old, gone = (jobs[call.params["reply_parameters"]["message_id"]] for call in results)
+
+        tg.fail_next("deleteMessage", code=400, description="Bad Request: message can't be deleted")
+        query = await tg.press_button(alice, result_in(tg, results[0]), f"del:{old.id}", force=True)
+        await tg.wait_for("answerCallbackQuery")
+        assert "couldn't delete the message" in query.answer["text"]
+        assert not result_in(tg, results[0]).deleted
+        assert stored(settings.results_dir, old.id) == []
+
+        tg.fail_next("deleteMessage", code=400, description="Bad Request: message to delete not found")
+        query = await tg.press_button(alice, result_in(tg, results[1]), f"del:{gone.id}", force=True)
+        await tg.wait_for("answerCallbackQuery")
+        assert query.answer["text"] == "Deleted."
+        assert stored(settings.results_dir, gone.id) == []
