@@ -1,8 +1,8 @@
 """The services every front end shares: one database, one queue, one notifier, whatever platforms run.
 
 A front end calls the services (``jobs``, ``paint``, ``presets``, ``users``, ``figures``, ``sketches``,
-``style_images``, ``paintings``, ``moderation``, ``stats``); ``db`` is here for the core's own parts,
-never for a handler.
+``style_images``, ``paintings``, ``moderation``, ``stats``, ``sharing``); ``db`` is here for the core's
+own parts, never for a handler.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention
+from bot.services.sharing import SharingService
 from bot.services.sketches import SketchService
 from bot.services.stats import StatsService
 from bot.services.style_images import StyleImageService
@@ -50,3 +51,4 @@ class Services:
     paint: PaintService
     moderation: ModerationService
     stats: StatsService
+    sharing: SharingService

@@ -34,6 +34,7 @@ from bot.services.paint import PaintService
 from bot.services.paintings import Paintings
 from bot.services.presets import PresetService
 from bot.services.retention import Retention, RetentionPolicy
+from bot.services.sharing import SharingService
 from bot.services.sketches import INSTANT_SIDE, SketchService
 from bot.services.stats import StatsService
 from bot.services.style_images import StyleImageService
@@ -127,6 +128,12 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
             db, jobs, admins, results_dir=settings.results_dir, jobs_dir=settings.jobs_dir
         ),
         stats=StatsService(db, queue, admins),
+        sharing=SharingService(
+            db,
+            catalog,
+            results_dir=settings.results_dir,
+            retention=timedelta(days=settings.result_retention_days),
+        ),
     )
 
 
