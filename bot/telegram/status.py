@@ -28,7 +28,7 @@ from telegram.error import BadRequest, TelegramError
 from bot.db import JobRecord
 from bot.services.jobs import JobService
 from bot.services.throttle import Slot, StatusThrottle
-from bot.telegram.failures import is_gone, is_passing, is_unreachable, pause
+from bot.telegram.failures import is_dead_token, is_gone, is_passing, is_unreachable, pause
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,8 @@ class StatusBoard:
             self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
         elif is_gone(err):
             self._forget(job, f"its status message is gone ({err})")
+        elif is_dead_token(err):
+            self._forget(job, "Telegram no longer accepts the bot's token")
         elif is_passing(err) and entry.failures + 1 < STATUS_ATTEMPTS:
             entry.failures += 1
             delay = pause(err, entry.failures, STATUS_BACKOFF)
