@@ -5,6 +5,7 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.db import JobRecord
+from bot.services.sharing import style_payload
 from bot.texts import text
 from engine.protocol import FIGURES
 
@@ -17,10 +18,26 @@ def cancel(language: str, job_id: int, *, keep: bool = False) -> InlineKeyboardM
     return InlineKeyboardMarkup([row])
 
 
-def result(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKeyboardMarkup:
-    """Under a result: the lossless file (for photos), another style, and, under a painting, its figures.
+def share_url(bot_username: str, payload: str) -> str:
+    """A deep link: opens a private chat with the bot, which gets ``/start <payload>``."""
+    return f"https://t.me/{bot_username}?start={payload}"
 
-    Every button names the job; the handlers check that the one who presses it owns it.
+
+def share(language: str, job: JobRecord, bot_username: str | None) -> InlineKeyboardButton | None:
+    """ "Share this style": a link anyone may open, for a job painted with catalog paintings only."""
+    payload = style_payload(job)
+    if payload is None or not bot_username:
+        return None
+    return InlineKeyboardButton(text(language, "share_button"), url=share_url(bot_username, payload))
+
+
+def result(
+    language: str, job: JobRecord, *, full_resolution: bool, bot_username: str | None = None
+) -> InlineKeyboardMarkup:
+    """Under a result: the lossless file (for photos), another style, under a painting its figures, and
+    (given the bot's username) "Share this style" when the style is catalog paintings only.
+
+    Every callback button names the job; the handlers check that the one who presses it owns it.
     """
     first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
     if full_resolution:
@@ -34,4 +51,7 @@ def result(language: str, job: JobRecord, *, full_resolution: bool) -> InlineKey
                 for kind in FIGURES
             ]
         )
+    link = share(language, job, bot_username)
+    if link is not None:
+        rows.append([link])
     return InlineKeyboardMarkup(rows)
