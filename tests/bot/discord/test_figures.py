@@ -47,7 +47,7 @@ async def test_strip_is_one_job_with_its_weight_delivered_as_one_image(discord_s
         assert job.weight == figures.weight(StyleSettings(quality="normal", figure="strength"))
         assert job.weight >= 1  # five draft panels: about one normal job (engine.figures.weight)
         ids = custom_ids(delivered[0])  # under a figure's own result: another style, no strip of a strip
-        assert ids == [f"again:{job.id}"], ids
+        assert ids == [f"again:{job.id}", f"delete:{job.id}"], ids
 
 
 async def test_surprise_picks_a_painting_not_tried_and_says_which(discord_settings) -> None:
@@ -86,7 +86,8 @@ async def test_another_style_repaints_the_kept_photo_for_its_owner_only(discord_
         await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         (result,) = await until(env, lambda: results_for(channel, alice))
         (job,) = await core.db.recent_jobs(alice.id, platform="discord")
-        assert custom_ids(result) == [f"again:{job.id}"] + [f"fig:{k}:{job.id}" for k in figures.FIGURES]
+        figure_ids = [f"fig:{k}:{job.id}" for k in figures.FIGURES]
+        assert custom_ids(result) == [f"again:{job.id}", *figure_ids, f"delete:{job.id}"]
 
         refused = await bob.click(result, custom_id=f"again:{job.id}")
         assert refused.ephemeral
