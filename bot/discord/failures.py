@@ -16,11 +16,12 @@ tries in all. What reaches the bot is what is left:
   Webhook 10015, Unknown Interaction 10062): the same call without the token (as the bot's own message)
   may still work.
 
-A passing failure does not say whether Discord carried the call out (a timeout, a lost answer). Retrying an
-edit is harmless; retrying a send is not, so a message the bot creates in a channel or a DM carries a
-``nonce`` (Discord's ``enforce_nonce``: the same nonce again within minutes returns the message already
-created, not a second one). A follow-up through the interaction's token has no such key: after a lost
-answer its retry may show the painting twice, which is the price of not leaving it unsent.
+A passing failure with no answer (``unknown_outcome``: a timeout, a dropped connection) does not say whether
+Discord carried the call out. Retrying an edit is harmless; retrying a send is not, so a message the bot
+creates in a channel or a DM carries a ``nonce`` (Discord's ``enforce_nonce``: the same nonce again within
+minutes returns the message already created, not a second one), and a follow-up, which has none, is first
+looked for (``bot.discord.messages``). The bot never gives up on a slow answer itself (no timeout but the
+HTTP session's five minutes), so a retry never races a send still under way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def is_passing(err: BaseException) -> bool:
     if isinstance(err, discord.HTTPException):
         return err.status == 429 or err.status >= 500
     return isinstance(err, aiohttp.ClientError | OSError)
+
+
+def unknown_outcome(err: BaseException) -> bool:
+    """No answer came (a timeout, a dropped connection): Discord may or may not have carried the call out."""
+    return not isinstance(err, discord.HTTPException) and is_passing(err)
 
 
 def is_refused(err: BaseException) -> bool:

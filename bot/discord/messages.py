@@ -5,7 +5,9 @@ token or Discord refuses it, and as a DM when the channel is refused (the bot ma
 is gone); when the DM is refused too, the result is ``Undeliverable``. A passing failure is tried again
 (``bot.discord.failures.retried``) and then left for later. Every channel message and DM carries a nonce
 (one per job and kind), so a retry of a send whose answer was lost returns the message Discord already
-created instead of a second one; a follow-up cannot, and may come twice then (``bot.discord.failures``).
+created instead of a second one. A follow-up has no nonce: after one whose answer never came, the channel's
+latest messages are looked through for the result (its "Another style" button names the job) before it is
+sent again; only where the bot may not read the channel can the painting then come twice.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 import discord
 
 from bot.db import JobRecord
-from bot.discord.failures import FAILURES, describe, is_refused, retried, token_refused
+from bot.discord.failures import FAILURES, describe, is_refused, retried, token_refused, unknown_outcome
 from bot.frontend import Undeliverable
 
 log = logging.getLogger(__name__)
+
+LOOK_BACK = 20  # the channel's latest messages looked through for a follow-up whose answer was lost
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,20 @@ async def send_result(
     refused_token = False
     if token is not None:
         followup = token.followup
-        try:
-            message = await retried(
-                lambda: followup.send(
+
+        async def follow_up() -> discord.Message:
+            try:
+                return await followup.send(
                     content, file=upload(), allowed_mentions=mentions, view=view, wait=True
-                ),
-                what=what,
-            )
-            return Sent(message)
+                )
+            except FAILURES as err:
+                if unknown_outcome(err) and (made := await _landed(client, job)) is not None:
+                    log.info("job %d: the result's answer was lost, but Discord had sent it", job.id)
+                    return made
+                raise
+
+        try:
+            return Sent(await retried(follow_up, what=what))
         except FAILURES as err:
             if not (token_refused(err) or is_refused(err)):
                 return _later(job, err)
@@ -91,6 +101,26 @@ async def send_result(
         if not is_refused(err):
             return _later(job, err, refused_token)
         raise Undeliverable(f"channel: {in_channel}; DM: {describe(err)}") from err
+
+
+async def _landed(client: discord.Client, job: JobRecord) -> discord.Message | None:
+    """The job's result among the channel's latest messages, when the bot may read them."""
+    marker = f"again:{job.id}"
+    channel = client.get_partial_messageable(job.chat_id, guild_id=job.guild_id)
+
+    async def look() -> discord.Message | None:
+        async for message in channel.history(limit=LOOK_BACK):
+            rows = [row for row in message.components if isinstance(row, discord.ActionRow)]
+            ids = [getattr(item, "custom_id", None) for row in rows for item in row.children]
+            if message.author.id == getattr(client.user, "id", None) and marker in ids:
+                return message
+        return None
+
+    try:
+        return await retried(look, what=f"job {job.id}: looking for the result")
+    except FAILURES as err:
+        log.info("job %d: the channel could not be read to see if the result came: %s", job.id, describe(err))
+        return None
 
 
 def _later(job: JobRecord, err: BaseException, refused_token: bool = False) -> Sent:
