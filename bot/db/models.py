@@ -185,6 +185,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default=text("2"))
     weight: Mapped[float] = mapped_column(Double, default=1.0, server_default=text("1.0"))
+    clip: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # a clip job's options; None: a photo
     worker: Mapped[str | None] = mapped_column(String(128))
     external_id: Mapped[str | None] = mapped_column(String(255))
     progress: Mapped[float | None] = mapped_column(Double)

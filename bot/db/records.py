@@ -102,10 +102,16 @@ class JobRecord:
     guild_id: int | None = None  # Discord: the guild of the channel; None in a DM and on Telegram
     delivery_given_up_at: datetime | None = None  # the platform said the result can never be delivered
     delivery_given_up_reason: str | None = None  # what it said, shortened
+    clip: dict[str, Any] | None = None  # a moving picture's options (bot.services.clips); None: a photo
 
     @property
     def is_active(self) -> bool:
         return self.state in JobState.ACTIVE
+
+    @property
+    def kind(self) -> str:
+        """What the job paints: "clip" (a GIF or video, frame by frame) or "photo"."""
+        return "photo" if self.clip is None else "clip"
 
 
 @dataclass(frozen=True)

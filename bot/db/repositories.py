@@ -384,6 +384,7 @@ class JobRepository(_Repository):
         weight: float = 1.0,
         platform: str,
         guild_id: int | None = None,
+        clip: dict[str, Any] | None = None,
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
         ``LimitExceededError``), checked and inserted as one step. ``weight``: how many ordinary jobs it
@@ -406,6 +407,7 @@ class JobRepository(_Repository):
             attempts=0,
             max_attempts=max_attempts,
             weight=weight,
+            clip=None if clip is None else dict(clip),
             created_at=utcnow(),
         )
         if limits is None:
