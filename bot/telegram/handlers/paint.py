@@ -216,11 +216,17 @@ async def _paint_with_text(
 async def _no_style_named(
     update: Update, context: ContextTypes.DEFAULT_TYPE, image: ImageRef, reply_to: Message | None = None
 ) -> None:
-    """No painting named: a group's default style if it has one, else the gallery."""
+    """No painting named: in private a style picked by a link (``/start <style>``) if one waits, in a group
+    its default style if it has one; else the gallery."""
     s = services(context)
     chat = update.effective_chat
     assert chat is not None
-    if chat.type != ChatType.PRIVATE:
+    if chat.type == ChatType.PRIVATE:
+        chosen = s.sharing.take_chosen(sender_id(update), platform=TELEGRAM)
+        if chosen is not None:
+            await start_job(update, context, image, chosen)
+            return
+    else:
         choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
         if choice is not None:
             await start_job(update, context, image, choice)

@@ -1,23 +1,44 @@
-"""``/start``, ``/help`` and ``/styles`` (the paintings on disk as one contact sheet, and all as a list)."""
+"""``/start`` (with a link's payload: ``t.me/<bot>?start=<style>`` picks that style for the next photo),
+``/help`` and ``/styles`` (the paintings on disk as one contact sheet, and all as a list)."""
 
 from __future__ import annotations
 
 import html
+import logging
 
 from telegram import Update
 from telegram.ext import CommandHandler, ContextTypes
 
 from bot.frontend import TELEGRAM
+from bot.services.sharing import parse_payload
 from bot.telegram.context import services
-from bot.telegram.handlers.common import escape, reply, say
+from bot.telegram.handlers.common import escape, is_private, reply, say, sender_id
+from bot.telegram.handlers.inline import INLINE_START
 from engine.catalog import Preset
 from engine.style_store import PaintingState
 
+log = logging.getLogger(__name__)
+
 
 async def start_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The greeting; in private, a link's payload (``/start starry_night``) chooses that style for the
+    next photo instead. A payload that names no painting (an old link, a newer catalog's, a typo) gets a
+    friendly line before the greeting; the inline list's "Paint one" button's gets the greeting alone."""
     user = update.effective_user
     name = escape(user.first_name) if user else ""
-    await reply(update, say(update, "start", name=name, bot=context.bot.username))
+    greeting = say(update, "start", name=name, bot=context.bot.username)
+    payload = context.args[0] if context.args and is_private(update) else None
+    if payload is None or payload == INLINE_START:
+        await reply(update, greeting)
+        return
+    s = services(context)
+    choice = parse_payload(payload, s.catalog)
+    if choice is None:
+        log.info("user %d: a link named no painting: %.64r", sender_id(update), payload)
+        await reply(update, f"{say(update, 'start_unknown_link')}\n\n{greeting}")
+        return
+    s.sharing.choose(sender_id(update), choice, platform=TELEGRAM)
+    await reply(update, say(update, "start_chosen", style=escape(choice.label)))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
