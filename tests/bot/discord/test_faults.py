@@ -328,6 +328,60 @@ async def test_a_follow_up_whose_answer_was_lost_is_looked_for_before_it_is_sent
     assert tracebacks(caplog) == []
 
 
+async def test_the_animation_comes_once_through_a_server_error_and_a_lost_answer(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        # The triptych goes as a follow-up; the channel's only message is the GIF: a 503, then a lost answer.
+        faults.set("POST", f"/channels/{channel.id}/messages", share=1.0, kinds=("lost",), times=1)
+        faults.set(
+            "POST",
+            f"/channels/{channel.id}/messages",
+            share=1.0,
+            kinds=("5xx",),
+            server_errors=(503,),
+            times=1,
+        )
+        await alice.slash(channel, "forming", image=("photo.png", PHOTO), style="udnie")
+
+        def gifs() -> list[Any]:
+            return [
+                m
+                for m in channel.history()
+                if m.author.bot and any(a.filename.endswith(".gif") for a in m.attachments)
+            ]
+
+        await until(env, gifs)
+        await asyncio.sleep(0.3)
+        assert len(gifs()) == 1
+        assert faults.outcomes("POST /channels/{id}/messages") == Counter({"503": 1, "lost": 1, "ok": 1})
+    assert tracebacks(caplog) == []
+
+
+async def test_an_ephemeral_refusal_comes_through_a_timeout(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal after the deferral (here: one job at a time) is an ephemeral follow-up: tried again after a
+    timeout, not raised out of the command."""
+    caplog.set_level(logging.INFO)
+    settings = discord_settings(max_active_jobs=1)
+    async with faulty_world(settings, engine=THREE_SECONDS) as (bot, faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        assert first.response is not None
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("timeout",), times=1)
+        second = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        assert [f.ephemeral for f in second.followups] == [True]
+        assert "in progress" in second.followups[0].content
+        assert faults.outcomes(FOLLOW_UP) == Counter({"timeout": 1, "ok": 1})
+        await alice.slash(channel, "cancel")
+    assert tracebacks(caplog) == []
+
+
 @pytest.mark.parametrize(
     ("status", "code", "message"), [(403, 50001, "Missing Access"), (404, 10003, "Unknown Channel")]
 )
