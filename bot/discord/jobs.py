@@ -2,9 +2,10 @@
 "Paint this", Surprise, the buttons under a result): defer, hand the core the request, and make the
 interaction's response the job's status, with its Cancel button.
 
-Discord failing on the way is handled here too (``bot.discord.failures``): an interaction that cannot even
-be deferred starts nothing (the user sees Discord's "did not respond" and may ask again), and a job whose
-status could not be put up still runs and is still delivered, its token editing the response meanwhile."""
+Discord failing on the way is handled here too (``bot.discord.failures``): an interaction Discord refuses to
+defer starts nothing (the user sees Discord's "did not respond" and may ask again), one whose deferral got
+no answer goes on (Discord may have it), and a job whose status could not be put up still runs and is still
+delivered."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from bot import replies
 from bot.db import JobRecord
 from bot.discord.attachments import download
 from bot.discord.common import client_of, core_of, lang, refusal, refuse, remember, say
-from bot.discord.failures import FAILURES, describe, retried
+from bot.discord.failures import FAILURES, describe, retried, unknown_outcome
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
@@ -45,10 +46,12 @@ async def start_job(
         try:
             await interaction.response.defer(thinking=True)
         except FAILURES as err:  # its 3 seconds leave no time to try again
-            log.warning(
-                "discord user %d: the request could not be answered: %s", interaction.user.id, describe(err)
-            )
-            return None
+            who = interaction.user.id
+            if not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
+                log.warning("discord user %d: the request could not be answered: %s", who, describe(err))
+                return None
+            # No answer: Discord may well have it. The job starts; without it, the painting still comes.
+            log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
     await remember(interaction)
     guild_id = interaction.guild_id
     try:

@@ -328,6 +328,26 @@ async def test_a_follow_up_whose_answer_was_lost_is_looked_for_before_it_is_sent
     assert tracebacks(caplog) == []
 
 
+@pytest.mark.parametrize("kind", ["lost", "timeout"])
+async def test_a_deferral_without_an_answer_still_starts_the_job(
+    discord_settings, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """The interaction's deferral got no answer: Discord may have it ("lost") or not ("timeout"); the job
+    starts either way and its painting comes once. (Discord refusing the deferral starts nothing.)"""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        faults.set("POST", "/interactions/*", share=1.0, kinds=(kind,), times=1)
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        delivered = await until(env, lambda: results_for(channel, alice))
+        job = await recorded(core, alice.id)
+        assert job.result_file_id == str(delivered[0].id)
+        await asyncio.sleep(0.3)
+        assert len(results_for(channel, alice)) == 1
+    assert tracebacks(caplog) == []
+
+
 async def test_the_animation_comes_once_through_a_server_error_and_a_lost_answer(
     discord_settings, caplog: pytest.LogCaptureFixture
 ) -> None:
