@@ -1,6 +1,7 @@
 """Painting on Discord: ``/paint`` (a painting, preset or personal style, or a second picture's style,
 with this request's own strength, quality and colours), ``/surprise`` (a painting not tried yet), and the
-"Paint this" message menu with its ephemeral style picker. Each hands the job to ``jobs.start_job``."""
+"Paint this" message menu with its ephemeral style picker (installable to a person as well as to a server).
+Each hands the job to ``jobs.start_job``."""
 
 from __future__ import annotations
 
@@ -100,8 +101,14 @@ class StylePicker(discord.ui.View):
         await start_job(interaction, attachment, choice)
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 @app_commands.context_menu(name="Paint this")
 async def paint_this(interaction: discord.Interaction, message: discord.Message) -> None:
+    """A picture in any message painted: installable to a person too (user install), so it works in DMs,
+    group DMs and servers without the bot. Everything is answered through the interaction: the picker
+    is ephemeral, the status is the pick's response and the result its follow-up while the token lives
+    (``bot.discord.messages``)."""
     if image_of(message) is None:
         await answer(interaction, say(interaction, "discord_no_image"))
         return
