@@ -95,6 +95,7 @@ async def test_past_the_token_the_painting_comes_as_a_dm(discord_settings, user_
         posted = await bob.send(channel, "look", attachments=[("holiday.jpg", PHOTO)])
         faults.refuse_channel(channel.id)
         picker = await alice.context_menu(channel, "Paint this", posted)
+        assert picker.response is not None
         await alice.select(picker.response, ["udnie"])
         token_dies(env)
 
