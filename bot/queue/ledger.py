@@ -82,6 +82,7 @@ def ticket_for(job: JobRecord, *, by_reference: bool) -> Ticket:
         settings=dict(job.settings),
         result_path=str(Path(job.content_path).parent / f".result-{job.id}-{uuid.uuid4().hex[:8]}"),
         alone=job.attempts > 0,
+        clip=None if job.clip is None else dict(job.clip),
     )
     return ticket if by_reference else dataclasses.replace(ticket.by_value(), result_path=None)
 

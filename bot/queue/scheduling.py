@@ -51,8 +51,9 @@ def _owner(job: JobRecord) -> tuple[str, int]:
 def job_group(job: JobRecord) -> Hashable:
     """The job's ``batch_group``. A job shares a batch with nobody when it is a retry (its worker died
     under it, maybe because of it: the others of its batch must not pay for it a second time) or when its
-    stored settings do not parse (its worker fails it alone)."""
-    if job.attempts > 0:
+    stored settings do not parse (its worker fails it alone), and when it is a clip (its frames are its
+    own batch: ``engine.workers.clips``)."""
+    if job.attempts > 0 or job.clip is not None:
         return ("alone", job.id)
     try:
         return batch_group(settings_from_dict(job.settings))

@@ -377,8 +377,8 @@ def _order(value: object) -> int:
 
 def _group(run: _Run) -> object:
     """A job's batch group, from its ticket's settings; a retry, or one whose settings do not parse, goes
-    alone (see ``bot.queue.scheduling.job_group``)."""
-    if run.ticket.alone:
+    alone, and so does a clip (see ``bot.queue.scheduling.job_group``)."""
+    if run.ticket.alone or run.ticket.clip is not None:
         return ("alone", run.task_id)
     try:
         return batch_group(settings_from_dict(run.ticket.settings))

@@ -11,6 +11,7 @@ engine (with torch) is imported by ``build_engine``, in the worker process only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import sys
@@ -23,6 +24,7 @@ from engine import figures
 from engine.errors import Cancelled, StylebotError
 from engine.protocol import Progress, StylizeRequest, StylizeResult
 from engine.workers.batching import batch_limits
+from engine.workers.clips import ClipOrder, run_clip
 from engine.workers.wire import (
     DEVICE_ERROR,
     INTERNAL,
@@ -274,12 +276,13 @@ def run_job(
     log.info("job %d: started", job_id)
     try:
         request = ticket.request()
-        result = figures.run(
-            engine,
-            request,
-            progress=lambda progress: reports.progress(job_id, progress),
-            should_cancel=lambda: should_cancel(job_id),
-        )
+        progress = functools.partial(reports.progress, job_id)
+        cancelled = functools.partial(should_cancel, job_id)
+        if ticket.clip is not None:  # a GIF or video, frame by frame (issue 21)
+            order = ClipOrder.from_dict(ticket.clip)
+            result = run_clip(engine, request, order, progress=progress, should_cancel=cancelled)
+        else:
+            result = figures.run(engine, request, progress=progress, should_cancel=cancelled)
         if ticket.result_path is not None:
             if result.animation is not None:  # first: the painting's file says the job's files are written
                 write_durably(staged_animation(Path(ticket.result_path)), result.animation)

@@ -58,8 +58,10 @@ EXIT_START_FAILED = 2  # the engine could not be built or loaded
 EXIT_DEVICE_ERROR = 3  # after a CUDA error
 EXIT_HUNG = 4  # a Celery worker whose job ignored a stop
 
-RESULT_SUFFIXES = {"png": "png", "jpeg": "jpg"}  # what a worker may paint in → the result file's suffix
-MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",)}
+# What a worker may paint in → the result file's suffix; "mp4" and "gif" are clips (engine.workers.clips).
+RESULT_SUFFIXES = {"png": "png", "jpeg": "jpg", "mp4": "mp4", "gif": "gif"}
+MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",), "gif": (b"GIF87a", b"GIF89a")}
+MP4_BRAND = b"ftyp"  # an MP4 starts with its ``ftyp`` box: 4 bytes of size, then this
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 GIF_MAGIC = (b"GIF87a", b"GIF89a")  # the animation of the "forming" figure (engine/figures.py)
 MAX_RESULT_SIDE = 16_384
@@ -133,6 +135,7 @@ class Ticket:
     settings: dict[str, Any] = field(default_factory=dict)
     result_path: str | None = None  # by reference: write the painting here (atomically); None: report it
     alone: bool = False  # a retry of a job that lost its worker: it shares a batch with nobody
+    clip: dict[str, Any] | None = None  # a clip job's order (``engine.workers.clips.ClipOrder``) or None
 
     def request(self) -> StylizeRequest:
         """The engine's request; reads the files of a ticket by reference (``InputLostError``)."""
@@ -166,6 +169,7 @@ class Ticket:
             "settings": dict(self.settings),
             "result_path": self.result_path,
             "alone": self.alone,
+            "clip": self.clip,
         }
 
     @classmethod
@@ -177,6 +181,7 @@ class Ticket:
             settings=dict(data.get("settings") or {}),
             result_path=data.get("result_path"),
             alone=bool(data.get("alone", False)),
+            clip=None if data.get("clip") is None else dict(data["clip"]),
         )
 
 
@@ -357,6 +362,10 @@ def check_image(fmt: str, head: bytes, size: int) -> None:
     """That a painting's bytes are what its report says: the format's signature, a sane size."""
     if not 0 < size <= MAX_RESULT_BYTES:
         raise BadReportError(f"a result of {size} bytes")
+    if fmt == "mp4":
+        if head[4:8] != MP4_BRAND:
+            raise BadReportError("the result is not an mp4 clip")
+        return
     if not any(head.startswith(magic) for magic in MAGIC.get(fmt, ())):
         raise BadReportError(f"the result is not a {fmt} image")
 

@@ -245,7 +245,7 @@ GOOD = {"format": "png", "width": 8, "height": 6, "seconds": 1.5, "steps": 3, "d
     ("change", "complaint"),
     [
         ({"format": "../../etc/passwd"}, "unknown result format"),
-        ({"format": "gif"}, "unknown result format"),
+        ({"format": "webm"}, "unknown result format"),  # gif and mp4 are clips (issue 21)
         ({"width": 0}, "impossible result size"),
         ({"height": 10**9}, "impossible result size"),
         ({"width": "wide"}, "malformed"),

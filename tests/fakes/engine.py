@@ -19,6 +19,9 @@ result is its own. ``WorkerOptions.engine_factory`` names one of the factories a
 its own job (CRASH and HANG take the whole process, as they would). When the environment names a file in
 ``BATCH_LOG`` (inherited by the worker processes), every batch appends a JSON line to it:
 ``{"pid": ..., "jobs": [fingerprint of each photo, ...]}``, so a test can tell which jobs ran together.
+
+Clips (``engine.workers.clips``): ``paint_clip`` inverts each frame, ``frame_seconds`` a frame, with a
+progress report per frame and cancel asked between frames.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.clips import Clip
 from engine.errors import Cancelled, CorruptImageError, StylebotError, StyleUnavailableError
 from engine.protocol import Progress, StylizeRequest, StylizeResult, batch_group
 
@@ -113,6 +117,7 @@ class FakeEngine:
         steps: int | None = None,
         error: StylebotError | None = None,
         always: str | None = None,
+        frame_seconds: float | None = None,
     ):
         self.settings = settings
         self.device = "cpu" if device == "auto" else device
@@ -120,6 +125,7 @@ class FakeEngine:
         self.steps = steps  # every job takes this many steps (else the request's, else DEFAULT_STEPS)
         self.error = error  # every job fails with this after its first step
         self.always = always  # every unmarked photo behaves as if marked with this marker
+        self.frame_seconds = step_seconds if frame_seconds is None else frame_seconds  # a clip's frame
         self.loaded = False
 
     @property
@@ -168,6 +174,30 @@ class FakeEngine:
             device=self.device,
             losses={"total": 1.0 / steps},
         )
+
+    def paint_clip(
+        self,
+        clip: Clip,
+        quality: str,
+        request: StylizeRequest,
+        *,
+        progress: Callable[[Progress], None],
+        should_cancel: Callable[[], bool],
+    ) -> Clip:
+        """Each frame's negative, one at a time (``engine.workers.clips.ClipPainter``)."""
+        started = time.monotonic()
+        frames = []
+        for index, frame in enumerate(clip.frames):
+            if should_cancel():
+                raise Cancelled(f"cancelled after {index} frames")
+            time.sleep(self.frame_seconds)
+            frames.append(ImageOps.invert(frame.convert("RGB")))
+            elapsed = time.monotonic() - started
+            done = index + 1
+            eta = elapsed / done * (len(clip.frames) - done)
+            width, height = clip.size
+            progress(Progress(done, len(clip.frames), 1, 1, width, height, {}, elapsed, eta, None))
+        return Clip(frames, clip.fps, [*clip.notes, f"fake {quality} clip"])
 
     def stylize_batch(
         self,
@@ -311,8 +341,9 @@ def fake_engine(settings: Any, device: str = "cpu") -> FakeEngine:
 
 
 def slow_engine(settings: Any, device: str = "cpu") -> FakeEngine:
-    """Every job takes 400 steps of 50 ms (20 s), honouring cancel: time to press buttons mid-job."""
-    return FakeEngine(settings, device=device, step_seconds=0.05, steps=400)
+    """Every job takes 400 steps of 50 ms (20 s), and a clip a second a frame, honouring cancel: time to
+    press buttons mid-job."""
+    return FakeEngine(settings, device=device, step_seconds=0.05, steps=400, frame_seconds=1.0)
 
 
 def long_engine(settings: Any, device: str = "cpu") -> FakeEngine:

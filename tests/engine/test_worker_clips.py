@@ -1,0 +1,137 @@
+"""A clip job in a worker (engine.workers.clips): a ticket with a clip order comes back as an encoded
+clip with one frame per frame decoded, progress in frames, cancel between frames, typed refusals; the
+fake engine paints fast, and the real instant path runs once at a tiny size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.clips import CLIP_TIERS, ClipLimits, decode
+from engine.workers.clips import ClipOrder, run_clip
+from engine.workers.runner import run_job
+from engine.workers.wire import ImageInput, ResultReport, Style, Ticket, check_image
+from tests.engine.samples import encode as encode_image
+from tests.engine.samples import painting
+from tests.engine.test_workers import Recorder
+from tests.fakes import clips
+from tests.fakes.engine import FakeEngine
+
+ORDER = ClipOrder("instant", "mp4", 50 * 2**20, 10.0, 12.0)
+
+
+def clip_ticket(tmp_path: Path, data: bytes, order: ClipOrder = ORDER, job_id: int = 9) -> Ticket:
+    source = tmp_path / f"clip-{job_id}"
+    source.write_bytes(data)
+    return Ticket(
+        job_id,
+        ImageInput(path=str(source)),
+        (Style(1.0, preset="starry_night"),),
+        {"quality": "instant"},
+        result_path=str(tmp_path / f"result-{job_id}"),
+        clip=order.to_dict(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [(clips.gif(6), "mp4"), (clips.mp4(6), "mp4"), (clips.video_note(6), "mp4"), (clips.mp4(6), "gif")],
+    ids=["gif-in", "mp4-in", "video-note-in", "gif-out"],
+)
+def test_a_clip_ticket_comes_back_as_a_clip_with_every_frame(tmp_path: Path, data: bytes, fmt: str) -> None:
+    order = ClipOrder("instant", fmt, 50 * 2**20, 10.0, 12.0)
+    reports = Recorder()
+    assert run_job(FakeEngine(), clip_ticket(tmp_path, data, order), reports, lambda _: False)
+    expected = len(decode(data, CLIP_TIERS["instant"].side(False), order.limits).frames)
+    steps = [entry[2] for entry in reports.sent if entry[0] == "progress"]
+    assert steps == list(range(1, expected + 1))  # one report a frame
+    kind, job_id, report = reports.sent[-1]
+    assert (kind, job_id) == ("done", 9)
+    assert isinstance(report, ResultReport)
+    assert (report.format, report.steps) == (fmt, expected)
+    written = Path(tmp_path / "result-9").read_bytes()
+    check_image(fmt, written[:16], len(written))
+    assert clips.frame_count(written) == expected
+
+
+def test_the_fake_paints_each_frame_as_its_negative(tmp_path: Path) -> None:
+    data = clips.mp4(3)
+    request = clip_ticket(tmp_path, data).request()
+    result = run_clip(FakeEngine(), request, ORDER, progress=lambda _: None, should_cancel=lambda: False)
+    source = decode(data, 480).frames[0].convert("RGB").getpixel((2, 2))
+    painted = decode(result.image, 480).frames[0].convert("RGB").getpixel((2, 2))
+    assert all(abs(a + b - 255) < 40 for a, b in zip(source, painted, strict=True))
+
+
+def test_a_clip_cancelled_mid_way_stops_between_frames(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def should_cancel(job_id: int) -> bool:
+        asked.append(job_id)
+        return len(asked) > 2
+
+    reports = Recorder()
+    assert run_job(FakeEngine(), clip_ticket(tmp_path, clips.gif(8)), reports, should_cancel)
+    assert [e[2] for e in reports.sent if e[0] == "progress"] == [1, 2]
+    assert reports.sent[-1][:3] == ("failed", 9, "cancelled")
+    assert not (tmp_path / "result-9").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "order", "code"),
+    [
+        (clips.mp4(30, fps=10), ClipOrder("instant", "mp4", 2**20, 2.0, 12.0), "clip_too_long"),
+        (b"not a clip at all", ORDER, "unsupported_clip"),
+        (clips.mp4(4), ClipOrder("instant", "mp4", 10, 10.0, 12.0), "clip_too_big_to_send"),
+    ],
+    ids=["too-long", "not-a-clip", "too-big-to-send"],
+)
+def test_a_clip_the_worker_cannot_take_fails_with_its_code(
+    tmp_path: Path, data: bytes, order: ClipOrder, code: str
+) -> None:
+    reports = Recorder()
+    assert run_job(FakeEngine(), clip_ticket(tmp_path, data, order), reports, lambda _: False)
+    assert reports.sent[-1][:3] == ("failed", 9, code)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"quality": "better", "format": "mp4", "max_bytes": 1, "max_seconds": 1, "max_fps": 1}],
+)
+def test_a_malformed_order_is_refused(data: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="clip"):
+        ClipOrder.from_dict(data)
+
+
+def test_an_order_survives_the_wire(tmp_path: Path) -> None:
+    ticket = clip_ticket(tmp_path, clips.gif(2))
+    assert Ticket.from_dict(ticket.to_dict()) == ticket
+    assert ClipOrder.from_dict(ticket.clip) == ORDER
+    assert ORDER.limits == ClipLimits(10.0, 12.0)
+
+
+class _Catalogued(FakeEngine):
+    """The fake's device and catalog, painted by the real instant path (no ``paint_clip``)."""
+
+    paint_clip = None  # type: ignore[assignment]
+
+
+def test_the_real_instant_path_paints_a_tiny_clip(tmp_path: Path) -> None:
+    style = tmp_path / "style.png"
+    style.write_bytes(encode_image(painting(64, 64, seed=3)))
+    source = tmp_path / "clip"
+    source.write_bytes(clips.gif(4, (48, 32)))
+    ticket = Ticket(
+        5,
+        ImageInput(path=str(source)),
+        (Style(1.0, image=ImageInput(path=str(style))),),
+        {"quality": "instant"},
+        result_path=str(tmp_path / "result"),
+        clip=ORDER.to_dict(),
+    )
+    reports = Recorder()
+    assert run_job(_Catalogued(), ticket, reports, lambda _: False)
+    assert reports.sent[-1][0] == "done", reports.sent[-1]
+    assert clips.frame_count((tmp_path / "result").read_bytes()) == 4
