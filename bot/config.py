@@ -51,6 +51,8 @@ class Settings(EngineSettings, QueueSettings):
     sketch_offer_minutes: float = Field(3.0, ge=0)  # offer "Keep the sketch" from this wait on; 0: never
     sketch_threads: int = Field(2, ge=1, le=64)  # the sketch process's onnxruntime threads
     sketch_side: int = Field(512, ge=64, le=2048)  # the preview sketch's longest side
+    clip_max_seconds: float = Field(10.0, gt=0, le=60)  # longer GIFs and videos are refused from the header
+    clip_max_fps: float = Field(12.0, gt=0, le=60)  # a clip's frame rate is reduced to this
     max_active_jobs: int = Field(3, ge=1)
     max_jobs_per_hour: int = Field(30, ge=1)
     max_queue_length: int = Field(100, ge=1)
