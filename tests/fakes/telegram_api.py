@@ -18,6 +18,11 @@ observe the bot::
 
 Like Telegram, the bot sees a private chat only once its user has written there, and (privacy mode,
 as getMe says) sees in groups only commands, mentions of itself and replies to its messages.
+
+A Telegram that misbehaves, for the tests of issue 19: ``tg.faults.set("sendPhoto", share=0.1,
+kinds=["429", "5xx", "timeout", "lost"])`` fails a seeded share of calls the way the real one does (see
+``Faults``), also from another process through ``POST /_faults``; ``tg.block(user)`` and
+``tg.delete_message(chat, message_id)`` play a user who blocked the bot and a deleted message.
 Not modelled: webhooks, inline mode, channels, video/audio/stickers, payments, forum topics.
 """
 
