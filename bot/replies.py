@@ -22,6 +22,13 @@ from engine.errors import StylebotError, UnknownStyleError
 from engine.protocol import Progress
 
 ERROR_KEYS = {
+    # A clip the worker could not take although its header passed (engine.clips.errors).
+    "bad_clip": "error_clip_unreadable",
+    "unsupported_clip": "error_clip_unreadable",
+    "clip_too_long": "error_clip_unreadable",
+    "clip_too_large": "error_clip_unreadable",
+    "clip_too_small": "error_clip_unreadable",
+    "clip_too_big_to_send": "error_clip_too_big_to_send",
     "unsupported_image": "error_unsupported_image",
     "corrupt_image": "error_corrupt_image",
     "image_too_large": "error_image_too_large",
@@ -142,11 +149,22 @@ def settings_summary(language: str, prefs: Preferences, *, sketches: bool = True
     )
 
 
-def running(language: str, style: str, progress: Progress) -> str:
+def running(language: str, style: str, progress: Progress, *, frames: bool = False) -> str:
+    """A running job's status; ``frames``: a clip, whose steps are its frames (frame 3 of 24)."""
     filled = round(progress.fraction * BAR_CELLS)
     eta = ""
     if progress.eta is not None and progress.fraction < 1:
         eta = text(language, "running_eta", eta=duration(language, progress.eta))
+    if frames:
+        return text(
+            language,
+            "running_frames",
+            style=html.escape(style),
+            bar="▰" * filled + "▱" * (BAR_CELLS - filled),
+            done=progress.step,
+            total=progress.total_steps,
+            eta=eta,
+        )
     return text(
         language,
         "running",
