@@ -104,6 +104,25 @@ async def test_inline_pages_follow_next_offset(
         assert page.button is None  # a later page that is empty says nothing either
 
 
+async def test_a_result_deleted_with_its_delete_button_leaves_the_list(
+    tg: InlineTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot() as core:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        kept = await paint(tg, core, alice, "udnie")
+        deleted = await paint(tg, core, alice, "the_scream")
+        listed = await tg.wait_for_answer(await tg.send_inline_query(alice, ""))
+        assert [r["id"] for r in listed.results] == [str(deleted), str(kept)]
+
+        result = next(m for m in tg.messages_in(chat) if f"again:{deleted}" in m.button_data)
+        await tg.press_button(alice, result, f"del:{deleted}", force=True)  # the owner's Delete
+        await tg.wait_for("deleteMessage", lambda c: c.ok and c.params["message_id"] == result.message_id)
+
+        listed = await tg.wait_for_answer(await tg.send_inline_query(alice, ""))
+        assert [r["id"] for r in listed.results] == [str(kept)]
+
+
 async def test_a_deep_link_picks_the_style_for_the_next_photo(
     tg: InlineTelegram, start_bot: StartBot
 ) -> None:
