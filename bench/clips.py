@@ -14,7 +14,8 @@ the bot would (``engine.clips.decode``), so they carry H.264's own noise.
 ``flicker``  ``engine.metrics.flicker`` for each clip: the painted clip's frame-to-frame change over the
              source's, plain and motion-compensated, for instant and for painted with each start
              (``carried``: the last painting moved along the motion, the default; ``previous``: the last
-             painting as it was; ``frame``: every frame painted afresh, the naive way).
+             painting as it was; ``frame``: every frame painted afresh, the naive way). ``--steady``: the
+             temporal filter instant and carried use (``engine.clips.paint.steadied``; 0: none).
 
 Results go to bench/results/clips-<device>.json and a Markdown summary on stdout (docs/benchmarks.md records
 it). Timings need an otherwise idle machine; the flicker numbers do not.
@@ -60,6 +61,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=8, help="frames per test clip (12 a second)")
     parser.add_argument("--first-steps", type=int, default=40, help="painted: the first frame's steps")
     parser.add_argument("--next-steps", type=int, default=12, help="painted: each later frame's steps")
+    parser.add_argument(
+        "--starts", default=",".join(STARTS), help="flicker: painted's starts to compare (comma-separated)"
+    )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=None,
+        help="the temporal filter for instant and carried (default: 0.5)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="write every clip as an MP4 into this folder")
     args = parser.parse_args()
@@ -75,17 +85,21 @@ def main() -> int:
     sketcher = Sketcher()
     sketcher.load()
     plan = PaintedPlan(args.first_steps, args.next_steps)
+    if args.steady is not None:
+        plan = PaintedPlan(args.first_steps, args.next_steps, steady=args.steady)
+    starts = [s for s in args.starts.split(",") if s]
     report: dict[str, Any] = {
         "device": engine.device_name,
         "precision": engine.precision,
         "frames": args.frames,
         "plan": [plan.first_steps, plan.next_steps],
+        "steady": plan.steady,
     }
     sections = args.only or list(SECTIONS)
     if "speed" in sections:
         report["speed"] = speed(engine, sketcher, plan, args.frames)
     if "flicker" in sections:
-        report["flicker"] = flickers(engine, sketcher, plan, args.frames, args.out)
+        report["flicker"] = flickers(engine, sketcher, plan, starts, args.frames, args.out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"clips-{engine.device.type}.json"
     path.write_text(json.dumps(report, indent=2))
@@ -176,7 +190,9 @@ def speed(engine: Engine, sketcher: Any, plan: Any, frames: int) -> dict[str, An
     return out
 
 
-def flickers(engine: Engine, sketcher: Any, plan: Any, frames: int, out: Path | None) -> list[dict[str, Any]]:
+def flickers(
+    engine: Engine, sketcher: Any, plan: Any, starts: list[str], frames: int, out: Path | None
+) -> list[dict[str, Any]]:
     """Each test clip: the source's own change, then each painting's ratio to it, plain and compensated."""
     from dataclasses import replace
 
@@ -196,9 +212,9 @@ def flickers(engine: Engine, sketcher: Any, plan: Any, frames: int, out: Path | 
             "source_change": round(temporal_change(clip.frames), 4),
         }
         results: dict[str, list[PILImage]] = {
-            "instant": instant(clip, sketcher, sketch_styles(painting)).frames
+            "instant": instant(clip, sketcher, sketch_styles(painting), steady=plan.steady).frames
         }
-        for start in STARTS:
+        for start in starts:
             began = time.perf_counter()
             results[f"painted-{start}"] = painted(
                 clip, engine, styles_for(painting), plan=replace(plan, start=start)
@@ -220,7 +236,10 @@ def flickers(engine: Engine, sketcher: Any, plan: Any, frames: int, out: Path | 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"device: {report['device']} ({report['precision']}); painted plan {report['plan']} steps"]
+    lines = [
+        f"device: {report['device']} ({report['precision']}); painted plan {report['plan']} steps; "
+        f"steady {report['steady']} (instant and painted-carried)"
+    ]
     if "speed" in report:
         lines += ["", "| quality | side | frame size | frames | s/frame |", "|---|---|---|---|---|"]
         for side, r in report["speed"]["instant"].items():
@@ -233,7 +252,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"first {r['first_s']}, then {r['next_s_per_frame']} |"
             )
     if "flicker" in report:
-        labels = ["instant", *(f"painted-{s}" for s in STARTS)]
+        labels = [k for k in report["flicker"][0] if k == "instant" or k.startswith("painted-")]
         lines += [
             "",
             "flicker = the painting's mean frame-to-frame change / the source's (plain; motion-compensated)",

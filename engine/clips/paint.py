@@ -12,6 +12,11 @@ that came into view start from the frame itself. The first frame gets a full bud
 ``next_steps`` at the final size. On a GPU, ``batch_size`` frames share each optimization
 (``Engine``'s batched run), each started from the last painted frame carried along the motion to it.
 
+Both then ``steadied`` each frame: blended with the last one carried along, where the source's own motion
+explains the frame (the soft form of Ruder et al.'s consistency mask). Their temporal loss would need the
+objective to know the last frame; this filter gets much of its effect for a few array operations
+(docs/benchmarks.md, "Clips").
+
 Both take the callbacks ``Engine.stylize`` takes: ``progress`` hears frames done (``Progress.step`` of
 ``total_steps`` frames), and ``should_cancel`` is asked between frames and, for ``painted``, at every
 optimizer step, so a cancel stops a clip mid-frame.
@@ -38,6 +43,8 @@ from engine.sketch import Sketcher, SketchStyle, _keep_colors, style_mix
 
 DEFAULT_BATCH_ACCELERATED = 8  # frames per optimization on a GPU; 1 on the CPU (nothing to share there)
 STARTS = ("carried", "previous", "frame")
+DEFAULT_STEADY = 0.5  # docs/benchmarks.md, "Clips": compensated flicker about 40% lower on the test pan
+STEADY_TOLERANCE = 0.08  # a source residue (0..1) this large keeps about a third of the steady weight
 
 
 @dataclass(frozen=True)
@@ -50,10 +57,15 @@ class PaintedPlan:
     # (the last painting as it was) or "frame" (each from its own frame with the first frame's budget: the
     # naive per-frame painting, for comparison).
     start: str = "carried"
+    # With "carried": how much of the last painting, carried along, each new painting keeps where the
+    # source's own motion explains the frame (``steadied``: a temporal filter along the motion; 0: none).
+    steady: float = DEFAULT_STEADY
 
     def __post_init__(self) -> None:
         if self.first_steps < 1 or self.next_steps < 1:
             raise ValueError("each frame needs at least one step")
+        if not 0.0 <= self.steady < 1.0:
+            raise ValueError("steady must be at least 0 and below 1")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {', '.join(STARTS)}")
 
@@ -65,11 +77,14 @@ def instant(
     *,
     strength: float | None = None,
     keep_colors: bool = False,
+    steady: float = DEFAULT_STEADY,
     progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Clip:
     """Every frame sketched with one style vector: the paintings' blend, moved towards the clip's own
-    style (its middle frame's) as ``strength`` asks, once for the whole clip."""
+    style (its middle frame's) as ``strength`` asks, once for the whole clip; then ``steadied`` along the
+    motion by ``steady`` (0: not at all), since the network answers a small change of its input with a
+    new texture."""
     report = _Reporter(len(clip.frames), clip.size, progress)
     _check_cancel(should_cancel, 0)
     vector = sketcher.blend(styles)
@@ -78,10 +93,16 @@ def instant(
         own = sketcher.style_vector(SketchStyle(clip.frames[len(clip.frames) // 2]))
         vector = (mix * vector + (1.0 - mix) * own).astype(np.float32)
     painted: list[Image.Image] = []
-    for index, frame in enumerate(clip.frames):
+    frames = [f.convert("RGB") for f in clip.frames]
+    for index, frame in enumerate(frames):
         _check_cancel(should_cancel, index)
-        picture = sketcher._transform(frame.convert("RGB"), vector)  # the one vector, not one per frame
-        painted.append(_keep_colors(picture, frame) if keep_colors else picture)
+        picture = sketcher._transform(frame, vector)  # the one vector, not one per frame
+        if keep_colors:
+            picture = _keep_colors(picture, frame)
+        if steady > 0 and index > 0:
+            motion = estimate(frames[index - 1], frame)
+            picture = steadied(picture, painted[-1], frames[index - 1], frame, motion, steady)
+        painted.append(picture)
         report(index + 1, picture)
     return Clip(painted, clip.fps, list(clip.notes))
 
@@ -133,7 +154,10 @@ def painted(
                 starts[row] = _carried(out[-1], carried, frames[i])
         frame_settings = first if plan.start == "frame" else following
         requests = [_request(frames[i], styles, frame_settings) for i in chunk]
-        out.extend(_paint(engine, requests, starts, should_cancel))
+        for i, picture in zip(chunk, _paint(engine, requests, starts, should_cancel), strict=True):
+            if follow and plan.steady > 0:
+                picture = steadied(picture, out[-1], frames[i - 1], frames[i], motions[i], plan.steady)
+            out.append(picture)
         index = chunk[-1] + 1
         report(index, out[-1])
     budget = (
@@ -143,6 +167,33 @@ def painted(
     )
     notes = [*clip.notes, f"painted frame by frame: {budget}"]
     return Clip(out, clip.fps, notes)
+
+
+def steadied(
+    painting: Image.Image,
+    previous: Image.Image,
+    previous_frame: Image.Image,
+    frame: Image.Image,
+    motion: Motion,
+    amount: float,
+) -> Image.Image:
+    """``painting`` blended with ``previous`` carried along ``motion``: by ``amount`` where the source frame
+    is its previous frame carried along (the motion explains it), fading to none where it is not (things
+    that moved on their own, light that changed) and where the carried painting has no pixels.
+
+    The weight is the consistency mask of Ruder et al. made soft: ``exp(-(residue / STEADY_TOLERANCE)^2)``
+    of the source's own per-pixel residue.
+    """
+    carried, inside = warp(previous, motion)
+    source_carried, _ = warp(previous_frame, motion)
+    residue = (
+        np.abs(np.asarray(frame, np.float32) - np.asarray(source_carried, np.float32)).mean(axis=2) / 255
+    )
+    weight = amount * inside * np.exp(-((residue / STEADY_TOLERANCE) ** 2))
+    mixed = weight[..., None] * np.asarray(carried, np.float32) + (1 - weight[..., None]) * np.asarray(
+        painting, np.float32
+    )
+    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
 def _carried(previous: Image.Image, motion: Motion, frame: Image.Image) -> Image.Image:

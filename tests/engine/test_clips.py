@@ -32,7 +32,7 @@ from engine.clips import (
 )
 from engine.clips.media import Clip
 from engine.clips.motion import Motion, estimate, warp
-from engine.clips.paint import PaintedPlan, instant, painted
+from engine.clips.paint import PaintedPlan, instant, painted, steadied
 from engine.errors import Cancelled
 from engine.metrics import flicker, temporal_change
 from engine.protocol import Progress, StyleSettings, StyleSource
@@ -296,6 +296,20 @@ def test_a_warp_carries_a_picture_along_and_marks_what_came_into_view() -> None:
     before = np.abs(np.asarray(frames[0], float) - np.asarray(frames[1], float)).mean()
     after = np.abs(np.asarray(moved, float) - np.asarray(frames[1], float))[inside].mean()
     assert after < before / 3
+
+
+def test_steadied_keeps_the_last_painting_only_where_the_motion_explains_the_frame() -> None:
+    base = np.asarray(texture(), np.uint8)
+    before, after = base[:40, :64], base[:40, 4:68].copy()  # the picture moved 4 px left...
+    after[10:20, 10:20] = 255  # ...and something new appeared
+    last, now = Image.fromarray(base[40:80, :64]), Image.new("RGB", (64, 40), (100, 100, 100))
+    out = np.asarray(
+        steadied(now, last, Image.fromarray(before), Image.fromarray(after), Motion(1.0, -4, 0), 0.5), float
+    )
+    carried = np.asarray(warp(last, Motion(1.0, -4, 0))[0], float)
+    assert np.abs(out[25:35, 20:50] - (0.5 * carried[25:35, 20:50] + 50)).max() <= 1.5  # half and half
+    assert np.abs(out[12:18, 12:18] - 100).max() == 0  # the new thing: only the new painting
+    assert np.abs(out[:, -4:] - 100).max() == 0  # what came into view: nothing to carry
 
 
 # -- flicker --------------------------------------------------------------------------------------
