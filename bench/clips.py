@@ -29,6 +29,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,8 @@ def main() -> int:
     )
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections")
     parser.add_argument("--frames", type=int, default=8, help="frames per test clip (12 a second)")
-    parser.add_argument("--first-steps", type=int, default=40, help="painted: the first frame's steps")
-    parser.add_argument("--next-steps", type=int, default=12, help="painted: each later frame's steps")
+    parser.add_argument("--first-steps", type=int, help="painted: the first frame's steps (PaintedPlan's)")
+    parser.add_argument("--next-steps", type=int, help="painted: each later frame's steps (PaintedPlan's)")
     parser.add_argument(
         "--starts", default=",".join(STARTS), help="flicker: painted's starts to compare (comma-separated)"
     )
@@ -84,9 +85,8 @@ def main() -> int:
     engine.load_model()
     sketcher = Sketcher()
     sketcher.load()
-    plan = PaintedPlan(args.first_steps, args.next_steps)
-    if args.steady is not None:
-        plan = PaintedPlan(args.first_steps, args.next_steps, steady=args.steady)
+    changes = {"first_steps": args.first_steps, "next_steps": args.next_steps, "steady": args.steady}
+    plan = replace(PaintedPlan(), **{k: v for k, v in changes.items() if v is not None})
     starts = [s for s in args.starts.split(",") if s]
     report: dict[str, Any] = {
         "device": engine.device_name,
@@ -194,8 +194,6 @@ def flickers(
     engine: Engine, sketcher: Any, plan: Any, starts: list[str], frames: int, out: Path | None
 ) -> list[dict[str, Any]]:
     """Each test clip: the source's own change, then each painting's ratio to it, plain and compensated."""
-    from dataclasses import replace
-
     from engine.clips import encode
     from engine.clips.paint import instant, painted
     from engine.metrics import flicker, temporal_change

@@ -51,8 +51,8 @@ STEADY_TOLERANCE = 0.08  # a source residue (0..1) this large keeps about a thir
 class PaintedPlan:
     """The optimizer's budget per frame: the first from the photo, the rest from the last painting."""
 
-    first_steps: int = 60
-    next_steps: int = 20
+    first_steps: int = 40  # like draft's first scale: the picture composed
+    next_steps: int = 12  # from the last painting, enough to follow the motion (docs/benchmarks.md, "Clips")
     # Where frames after the first start: "carried" (the last painting moved along the motion), "previous"
     # (the last painting as it was) or "frame" (each from its own frame with the first frame's budget: the
     # naive per-frame painting, for comparison).
