@@ -77,7 +77,8 @@ class Notifier:
         job = await self.db.get_job(job_id)
         if job is None or job.state != JobState.RUNNING:
             return
-        text = replies.running(language_for(job.language_code), job.style_label, progress)
+        language = language_for(job.language_code)
+        text = replies.running(language, job.style_label, progress, frames=job.kind == "clip")
         await self._show(job, text, preview=progress.preview)
 
     async def job_finished(self, job_id: int, result: JobResult) -> None:
@@ -256,7 +257,7 @@ class Notifier:
         return delivery
 
     def result_path(self, job: JobRecord) -> Path | None:
-        for suffix in ("png", "jpg"):
+        for suffix in ("mp4", "gif") if job.kind == "clip" else ("png", "jpg"):
             path = self.results_dir / f"{job.id}.{suffix}"
             if path.is_file():
                 return path
