@@ -226,7 +226,7 @@ async def test_server_errors_are_retried_by_discord_py_and_then_by_the_bot(
     discord_settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings()) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         # A 502 on the follow-up: discord.py's webhook adapter tries again by itself (after 1 s).
@@ -292,7 +292,7 @@ async def test_a_channel_send_whose_answer_was_lost_is_not_sent_twice(
     """Discord created the message, the bot never heard: its retry carries the same nonce, and Discord
     (enforce_nonce) answers with the message it already created."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings()) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
