@@ -27,6 +27,7 @@ from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
 from bot.services.access import Admins
+from bot.services.clips import ClipService
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService, Limits
 from bot.services.moderation import ModerationService
@@ -40,8 +41,10 @@ from bot.services.stats import StatsService
 from bot.services.style_images import StyleImageService
 from bot.services.users import UserService
 from engine.catalog import load_catalog
+from engine.clips import ClipLimits
 from engine.settings import SKETCH_CACHE_FOLDER, EngineSettings
 from engine.style_store import StyleStore
+from engine.workers.clips import is_accelerated
 from engine.workers.sketcher import SketchPool
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
     jobs.announce_cancelled = notifier.cancelled
     presets = PresetService(db, catalog, settings.max_presets, admins)
     style_images = StyleImageService(db, max_image_pixels=settings.max_image_pixels)
+    paint = PaintService(jobs, presets, style_images, default_quality=settings.default_quality)
     return Services(
         settings=settings,
         db=db,
@@ -123,7 +127,7 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
         admins=admins,
         users=UserService(db),
         style_images=style_images,
-        paint=PaintService(jobs, presets, style_images, default_quality=settings.default_quality),
+        paint=paint,
         moderation=ModerationService(
             db, jobs, admins, results_dir=settings.results_dir, jobs_dir=settings.jobs_dir
         ),
@@ -133,6 +137,11 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
             catalog,
             results_dir=settings.results_dir,
             retention=timedelta(days=settings.result_retention_days),
+        ),
+        clips=ClipService(
+            paint,
+            limits=ClipLimits(settings.clip_max_seconds, settings.clip_max_fps),
+            accelerated=is_accelerated(settings.engine_device),
         ),
     )
 

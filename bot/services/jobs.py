@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
 from bot.queue.base import JobQueue
@@ -64,6 +65,7 @@ class NewJob:
     weight: float = 1.0  # how many ordinary jobs it counts as (engine.figures.weight)
     platform: str = field(kw_only=True)  # no default: a job never lands on a platform by omission
     guild_id: int | None = None  # Discord: the guild of the channel
+    clip: dict[str, Any] | None = None  # a clip's order (bot.services.clips): ``content`` is a GIF or video
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class JobService:
                 if exempt
                 else JobLimits(limits.max_active, limits.max_per_hour, limits.max_queue),
                 weight=new.weight,
+                clip=new.clip,
             )
         except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
@@ -145,11 +148,12 @@ class JobService:
         log.info(
             "job %d queued for user %d in chat %d: %s", job.id, job.user_id, job.chat_id, job.style_label
         )
-        if self.sketches is not None:
+        settled_by_sketch = is_instant(job) and job.clip is None  # a clip is painted by a worker
+        if self.sketches is not None and job.clip is None:
             self.sketches.request(job)  # the preview, or for the instant tier the result itself
-        if self.sketches is None or not is_instant(job):
+        if self.sketches is None or not settled_by_sketch:
             await self.queue.submit(job.id)
-        return job, None if is_instant(job) else (await self.placements()).get(job.id)
+        return job, None if settled_by_sketch else (await self.placements()).get(job.id)
 
     async def _check_admitted(self, new: NewJob) -> None:
         """Moderation (``bot.services.moderation``), here where every job comes in: a person the bot's
@@ -162,7 +166,9 @@ class JobService:
             raise ChatOffError()
 
     def _validate(self, new: NewJob) -> None:
-        validate_images((new.content, *new.style_images), max_pixels=self.max_image_pixels)
+        """The images' headers; a clip's own header was read by ``ClipService`` already."""
+        images = new.style_images if new.clip is not None else (new.content, *new.style_images)
+        validate_images(images, max_pixels=self.max_image_pixels)
 
     async def overview(self, user_id: int, *, platform: str) -> QueueOverview:
         """The queue as ``/queue`` shows it to one user (a user is ``(platform, user_id)``)."""

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ClipPlan:
+    """A clip's job (``bot.services.clips``): the worker's order and the weight its header gave."""
+
+    order: dict[str, Any]  # engine.workers.clips.ClipOrder.to_dict()
+    weight: float
+
+
+@dataclass(frozen=True)
 class PaintRequest:
     """What a user asked for, in the platform's own ids."""
 
@@ -47,6 +55,7 @@ class PaintRequest:
     # The platform's download of a file id the style names (Telegram's own images, in a preset or the
     # group's default, are kept as file ids): whichever style is chosen here, its images come in.
     fetch_file: Callable[[str], Awaitable[bytes]] | None = None
+    clip: ClipPlan | None = None  # ``content`` is a GIF or video (``ClipService.start`` sets it)
 
 
 class PaintService:
@@ -94,6 +103,8 @@ class PaintService:
             default_quality=self.default_quality,
         )
         settings, weight = as_figure(settings, request.figure)
+        if request.clip is not None:
+            weight = request.clip.weight
         label = figure_label(language, request.figure, choice.label)
         return await self.jobs.submit(
             NewJob(
@@ -109,5 +120,6 @@ class PaintService:
                 weight=weight,
                 platform=request.platform,
                 guild_id=request.group_id if request.group_id != request.chat_id else None,
+                clip=None if request.clip is None else request.clip.order,
             )
         )

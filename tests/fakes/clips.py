@@ -44,5 +44,5 @@ def video_note(count: int = 6, side: int = 64, fps: float = 12) -> bytes:
 
 def frame_count(data: bytes) -> int:
     """The frames a clip (MP4 or GIF) holds, decoded to the end."""
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(video=0))
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return len(list(container.decode(video=0)))

@@ -1,0 +1,122 @@
+"""Moving pictures (issue 21): a GIF, a short video or a round video message, painted frame by frame, the
+same on every platform.
+
+The front end hands over the clip's bytes with what was asked (a ``PaintRequest``), the quality and the
+format and byte limit its platform takes; ``ClipService.start`` reads the header alone
+(``engine.clips.probe``) and refuses here, before anything is decoded, a clip longer than
+CLIP_MAX_SECONDS (shorter for the painted quality on a CPU), too large or too small, or not a clip at all.
+Then the clip is one job like a photo's (``PaintService.start``: style, settings, limits, the queue)
+whose order (``engine.workers.clips.ClipOrder``) the worker reads, and whose weight is its frames times
+pixels, counted in ordinary jobs for the limits and the waiting times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+
+from bot.db import JobRecord
+from bot.services.jobs import Placement
+from bot.services.paint import ClipPlan, PaintRequest, PaintService
+from bot.services.refusals import Refused
+from engine.clips import (
+    CLIP_TIERS,
+    ClipLimits,
+    ClipTooLargeError,
+    ClipTooLongError,
+    ClipTooSmallError,
+    UnsupportedClipError,
+    planned_weight,
+    probe,
+)
+from engine.workers.clips import ClipOrder
+
+log = logging.getLogger(__name__)
+
+INSTANT = "instant"
+PAINTED = "painted"
+QUALITY_WORDS = (INSTANT, PAINTED)  # a caption's word (or a command's option) choosing the quality
+DEFAULT_QUALITY = INSTANT  # seconds on any machine; "painted" is asked for
+# A clip's frames times pixels that cost about one ordinary job (a photo at the normal quality): the
+# sketch network does a 480 px frame in a small fraction of a second, Gatys takes 20 steps a frame from
+# the last painting (60 for the first) where a photo takes hundreds. Provisional until bench/clips.py's
+# seconds per frame are in docs/benchmarks.md.
+PIXELS_PER_JOB = {INSTANT: 300 * 480 * 480, PAINTED: 30 * 512 * 512}
+MP4, GIF = "mp4", "gif"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipFormat:
+    """What the platform takes back: MP4 (H.264) or GIF, and its upload limit in bytes."""
+
+    format: str
+    max_bytes: int
+
+
+def clip_weight(frames_by_pixels: int, quality: str) -> float:
+    """A clip's weight in ordinary jobs: at least one (a clip is never cheaper than a photo in the limits)."""
+    return max(1.0, frames_by_pixels / PIXELS_PER_JOB[quality])
+
+
+def quality_in(words: str) -> tuple[str | None, str]:
+    """A caption's quality word ("painted" or "instant") taken out; (None, words) when it has none."""
+    kept, quality = [], None
+    for word in words.split():
+        if word.lower() in QUALITY_WORDS and quality is None:
+            quality = word.lower()
+        else:
+            kept.append(word)
+    return quality, " ".join(kept)
+
+
+class ClipService:
+    def __init__(self, paint: PaintService, *, limits: ClipLimits, accelerated: bool) -> None:
+        self.paint = paint
+        self.limits = limits
+        self.accelerated = accelerated  # the workers paint on a GPU (ENGINE_DEVICE): longer painted clips
+
+    def max_seconds(self, quality: str) -> float:
+        """The longest clip this quality takes here (the painted one is shorter on a CPU)."""
+        return CLIP_TIERS[quality].limits(self.limits, self.accelerated).max_seconds
+
+    async def start(
+        self, request: PaintRequest, output: ClipFormat, quality: str | None = None
+    ) -> tuple[JobRecord, Placement | None]:
+        """Queue the clip as one job. Refused (``Refused``, its text naming the limit) when the header
+        says it is too long, too large or too small, or it is not a clip; then what ``PaintService.start``
+        raises."""
+        quality = quality or DEFAULT_QUALITY
+        limits = CLIP_TIERS[quality].limits(self.limits, self.accelerated)
+        who = f"{request.platform} user {request.user_id}"
+        try:
+            info = await asyncio.to_thread(probe, request.content, limits)
+        except ClipTooLongError as err:
+            log.info("%s: clip refused: %s", who, err)
+            key = "clip_too_long_painted" if limits.max_seconds < self.limits.max_seconds else "clip_too_long"
+            raise Refused(
+                key,
+                seconds=_seconds(math.ceil(err.value * 10) / 10),
+                most=_seconds(limits.max_seconds),
+                instant=_seconds(self.limits.max_seconds),
+            ) from None
+        except ClipTooLargeError as err:
+            log.info("%s: clip refused: %s", who, err)
+            raise Refused("clip_too_large") from None
+        except ClipTooSmallError as err:
+            log.info("%s: clip refused: %s", who, err)
+            raise Refused("clip_too_small") from None
+        except UnsupportedClipError as err:
+            log.info("%s: clip refused: %s", who, err)
+            raise Refused("clip_unsupported") from None
+        limit = self.limits
+        order = ClipOrder(quality, output.format, output.max_bytes, limit.max_seconds, limit.max_fps)
+        weight = clip_weight(planned_weight(info, quality, self.limits, self.accelerated), quality)
+        overrides = {**request.overrides, "quality": INSTANT if quality == INSTANT else "draft"}
+        plan = ClipPlan(order.to_dict(), weight)
+        return await self.paint.start(dataclasses.replace(request, overrides=overrides, clip=plan))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"

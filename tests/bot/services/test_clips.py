@@ -1,0 +1,173 @@
+"""Clips in the core (issue 21): a GIF, an MP4 and a video note each become one queued job of kind
+"clip" with the worker's order and a weight from the header; a clip over the limits is refused from its
+header before a frame is decoded, with the limit in the answer (shorter for the painted quality on a
+CPU); what is not a clip is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot import replies
+from bot.db import Database
+from bot.frontend import TELEGRAM
+from bot.services import styles
+from bot.services.clips import ClipFormat, ClipService, clip_weight, quality_in
+from bot.services.jobs import JobService, Limits
+from bot.services.paint import PaintRequest, PaintService
+from bot.services.presets import PresetService
+from bot.services.refusals import Refused
+from bot.services.style_images import StyleImageService
+from engine.catalog import load_catalog
+from engine.clips import ClipLimits, media
+from engine.workers.clips import ClipOrder
+from tests.bot.services.test_jobs import RecordingQueue
+from tests.fakes import clips
+
+TELEGRAM_MP4 = ClipFormat("mp4", 50 * 2**20)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    await database.migrate()
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+def service(db: Database, queue: RecordingQueue, tmp_path: Path, *, accelerated: bool = False) -> ClipService:
+    catalog = load_catalog()
+    jobs = JobService(
+        db,
+        queue,  # type: ignore[arg-type]  # a stand-in queue
+        jobs_dir=tmp_path / "jobs",
+        limits=Limits(3, 30, 100),
+        max_image_pixels=4_000_000,
+    )
+    paint = PaintService(
+        jobs,
+        PresetService(db, catalog, 30),
+        StyleImageService(db, max_image_pixels=4_000_000),
+        default_quality="normal",
+    )
+    return ClipService(paint, limits=ClipLimits(10.0, 12.0), accelerated=accelerated)
+
+
+def request(content: bytes) -> PaintRequest:
+    return PaintRequest(
+        platform=TELEGRAM,
+        user_id=7,
+        chat_id=7,
+        chat_type="private",
+        group_id=None,
+        language="en",
+        source_message_id=1,
+        content=content,
+        style=styles.paintings(["udnie"], load_catalog()),
+    )
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot reads headers only: any frame decoded here fails the test."""
+
+    def decoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the bot decoded a frame")
+
+    monkeypatch.setattr(media, "_timed_frames", decoded)
+
+
+@pytest.mark.parametrize(
+    "content", [clips.gif(6), clips.mp4(6), clips.video_note(6)], ids=["gif", "mp4", "video-note"]
+)
+@pytest.mark.usefixtures("no_decoding")
+async def test_a_clip_is_one_queued_job_with_its_order(
+    db: Database, queue: RecordingQueue, tmp_path: Path, content: bytes
+) -> None:
+    job, placement = await service(db, queue, tmp_path).start(request(content), TELEGRAM_MP4)
+    assert job.kind == "clip"
+    assert ClipOrder.from_dict(job.clip) == ClipOrder("instant", "mp4", 50 * 2**20, 10.0, 12.0)
+    assert job.settings["quality"] == "instant"
+    assert queue.submitted == [job.id]  # a worker paints it, though instant: no sketch settles a clip
+    assert placement is not None
+    assert job.weight == 1.0  # a short clip counts as one job
+    assert await asyncio.to_thread(Path(job.content_path).read_bytes) == content  # kept as a photo is
+
+
+async def test_a_clip_weighs_its_frames_times_pixels(
+    db: Database, queue: RecordingQueue, tmp_path: Path
+) -> None:
+    """On a GPU, five seconds painted at 512 px: 60 frames of 512x384 weigh about one and a half jobs."""
+    content = clips.mp4(60, (640, 480), fps=12)
+    job, _ = await service(db, queue, tmp_path, accelerated=True).start(
+        request(content), TELEGRAM_MP4, "painted"
+    )
+    assert job.weight == pytest.approx(clip_weight(60 * 512 * 384, "painted"))
+    assert job.weight == pytest.approx(60 * 512 * 384 / (30 * 512 * 512))
+    assert job.settings["quality"] == "draft"
+
+
+@pytest.mark.usefixtures("no_decoding")
+async def test_a_clip_over_the_limit_is_refused_from_its_header(
+    db: Database, queue: RecordingQueue, tmp_path: Path
+) -> None:
+    with pytest.raises(Refused) as refused:
+        await service(db, queue, tmp_path).start(request(clips.mp4(132, fps=12)), TELEGRAM_MP4)
+    assert refused.value.key == "clip_too_long"
+    assert replies.refusal("en", refused.value) == (
+        "That clip is 11 s long; I paint clips of at most 10 s. Please send a shorter one."
+    )
+    assert queue.submitted == []
+    assert await db.count_active(7, platform=TELEGRAM) == 0
+
+
+@pytest.mark.usefixtures("no_decoding")
+async def test_painted_on_a_cpu_takes_a_shorter_clip_and_says_so(
+    db: Database, queue: RecordingQueue, tmp_path: Path
+) -> None:
+    clips_here = service(db, queue, tmp_path)
+    five_seconds = request(clips.mp4(60, fps=12))
+    with pytest.raises(Refused) as refused:
+        await clips_here.start(five_seconds, TELEGRAM_MP4, "painted")
+    answer = replies.refusal("en", refused.value)
+    assert "at most 3 s here" in answer
+    assert "up to 10 s" in answer
+    job, _ = await clips_here.start(five_seconds, TELEGRAM_MP4, "instant")
+    assert job.kind == "clip"
+
+
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        (b"GIF89a but nothing after it", "clip_unsupported"),
+        (clips.mp4(4, (200, 16)), "clip_too_small"),
+    ],
+    ids=["not-a-clip", "too-narrow"],
+)
+async def test_what_cannot_be_a_clip_is_refused(
+    db: Database, queue: RecordingQueue, tmp_path: Path, content: bytes, key: str
+) -> None:
+    with pytest.raises(Refused) as refused:
+        await service(db, queue, tmp_path).start(request(content), TELEGRAM_MP4)
+    assert refused.value.key == key
+    assert queue.submitted == []
+
+
+def test_a_quality_word_is_taken_out_of_a_caption() -> None:
+    assert quality_in("starry_night Painted") == ("painted", "starry_night")
+    assert quality_in("instant udnie") == ("instant", "udnie")
+    assert quality_in("udnie") == (None, "udnie")
+
+
+def test_a_clip_never_counts_less_than_a_photo() -> None:
+    assert clip_weight(1, "instant") == 1.0
+    assert dataclasses.replace(TELEGRAM_MP4, format="gif").format == "gif"
