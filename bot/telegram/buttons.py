@@ -34,15 +34,18 @@ def share(language: str, job: JobRecord, bot_username: str | None) -> InlineKeyb
 def result(
     language: str, job: JobRecord, *, full_resolution: bool, bot_username: str | None = None
 ) -> InlineKeyboardMarkup:
-    """Under a result: the lossless file (for photos), another style, under a painting its figures, and
-    (given the bot's username) "Share this style" when the style is catalog paintings only.
+    """Under a result: the lossless file (for photos), another style, Delete, under a painting its figures,
+    and (given the bot's username) "Share this style" when the style is catalog paintings only.
 
-    Every callback button names the job; the handlers check that the one who presses it owns it.
+    Every callback button names the job; the handlers check who presses it (its owner; for Delete, the
+    chat's moderators too).
     """
     first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
     if full_resolution:
         full = InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job.id}")
         first.insert(0, full)
+    # Delete: the owner, or the group's administrators who may delete messages (handlers/admin.py)
+    first.append(InlineKeyboardButton(text(language, "delete_button"), callback_data=f"del:{job.id}"))
     rows = [first]
     if not job.settings.get("figure"):
         rows.append(

@@ -156,14 +156,14 @@ async def test_delete_by_the_owner_or_a_group_admin_refused_for_another_member(
         assert stored(settings.results_dir, first_job.id)
 
         # Bob may not; nothing changes.
-        query = await tg.press_button(bob, result_in(tg, first), f"del:{first_job.id}", force=True)
+        query = await tg.press_button(bob, result_in(tg, first), f"del:{first_job.id}")
         await tg.wait_for("answerCallbackQuery")
         assert "Only the person who sent the photo or this chat's admins" in query.answer["text"]
         assert not result_in(tg, first).deleted
         assert stored(settings.results_dir, first_job.id)
 
         # The owner may: the message goes, and the painting on disk.
-        query = await tg.press_button(alice, result_in(tg, first), f"del:{first_job.id}", force=True)
+        query = await tg.press_button(alice, result_in(tg, first), f"del:{first_job.id}")
         await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == first.result["message_id"])
         await tg.wait_for("answerCallbackQuery", lambda c: c.params.get("text") == "Deleted.")
         assert result_in(tg, first).deleted
@@ -171,7 +171,7 @@ async def test_delete_by_the_owner_or_a_group_admin_refused_for_another_member(
         assert stored(settings.results_dir, second_job.id)
 
         # The group's administrator may (one who can delete messages).
-        await tg.press_button(admin, result_in(tg, second), f"del:{second_job.id}", force=True)
+        await tg.press_button(admin, result_in(tg, second), f"del:{second_job.id}")
         await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == second.result["message_id"])
         assert result_in(tg, second).deleted
         assert stored(settings.results_dir, second_job.id) == []
@@ -197,14 +197,14 @@ async def test_delete_when_telegram_keeps_the_message(
         old, gone = (jobs[call.params["reply_parameters"]["message_id"]] for call in results)
 
         tg.fail_next("deleteMessage", code=400, description="Bad Request: message can't be deleted")
-        query = await tg.press_button(alice, result_in(tg, results[0]), f"del:{old.id}", force=True)
+        query = await tg.press_button(alice, result_in(tg, results[0]), f"del:{old.id}")
         await tg.wait_for("answerCallbackQuery")
         assert "couldn't delete the message" in query.answer["text"]
         assert not result_in(tg, results[0]).deleted
         assert stored(settings.results_dir, old.id) == []
 
         tg.fail_next("deleteMessage", code=400, description="Bad Request: message to delete not found")
-        query = await tg.press_button(alice, result_in(tg, results[1]), f"del:{gone.id}", force=True)
+        query = await tg.press_button(alice, result_in(tg, results[1]), f"del:{gone.id}")
         await tg.wait_for("answerCallbackQuery")
         assert query.answer["text"] == "Deleted."
         assert stored(settings.results_dir, gone.id) == []
