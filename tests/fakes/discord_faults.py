@@ -146,6 +146,11 @@ class DiscordFaults:
         from it), or e.g. ``status=404, code=10003, message="Unknown Channel"`` (it was deleted)."""
         self._refused_channels[channel_id] = (status, code, message)
 
+    def delete(self, channel_id: int, message_id: int) -> None:
+        """A user or a moderator deleted the message (a job's status, say): Discord answers any later call on
+        it with 404 Unknown Message (10008). (A test with a member at hand may use ``member.delete``.)"""
+        self.env.backend.delete_message(channel_id, message_id)
+
     def close(self) -> None:
         """Uninstall: the env's bot talks to plain SimCord again."""
         if _LAYERS.get(self.env.backend) is self:

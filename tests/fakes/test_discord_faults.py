@@ -96,6 +96,15 @@ async def test_a_nonce_makes_a_retry_return_the_message_already_made() -> None:
         assert len(sent(channel)) == 2
 
 
+async def test_a_deleted_message_is_unknown_to_later_edits() -> None:
+    async with world() as (_env, client, faults, channel):
+        message = await client.get_partial_messageable(channel.id).send("status")
+        faults.delete(channel.id, message.id)
+        with pytest.raises(discord.NotFound) as gone:
+            await message.edit(content="again")
+        assert gone.value.code == 10008
+
+
 async def test_refusals_last_and_shares_follow_the_seed() -> None:
     async with world() as (env, client, faults, channel):
         user = env.create_user("alice")
