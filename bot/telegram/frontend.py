@@ -97,9 +97,12 @@ class TelegramFrontend:
         """
         language = language_for(job.language_code)
         caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
-        prefs = await self.users.preferences(job.user_id, platform=TELEGRAM)
-        as_photo = prefs.result_as == "photo" and _fits_photo(job, path)
-        forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
+        if job.kind == "clip":  # a GIF or video painted (issue 21): an animation, with or without caption
+            forms = [(False, caption), (False, None)]
+        else:
+            prefs = await self.users.preferences(job.user_id, platform=TELEGRAM)
+            as_photo = prefs.result_as == "photo" and _fits_photo(job, path)
+            forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
         data = await asyncio.to_thread(path.read_bytes)
         for photo, form_caption in forms:
             try:
@@ -132,6 +135,18 @@ class TelegramFrontend:
         """One send of one form of the result; the file id Telegram gave it."""
         language = language_for(job.language_code)
         reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        if job.kind == "clip":  # MP4 (H.264) or GIF: Telegram plays both as an animation
+            sent = await self.bot.send_animation(
+                job.chat_id,
+                data,
+                filename=_file_name(job, path),
+                caption=caption,
+                reply_parameters=reply,
+                reply_markup=buttons.result(language, job, full_resolution=False),
+                read_timeout=RESULT_READ_TIMEOUT,
+            )
+            media = sent.animation or sent.document
+            return media.file_id if media else ""
         if photo:
             message = await self.bot.send_photo(
                 job.chat_id,

@@ -23,7 +23,9 @@ A Telegram that misbehaves, for the tests of issue 19: ``tg.faults.set("sendPhot
 kinds=["429", "5xx", "timeout", "lost"])`` fails a seeded share of calls the way the real one does (see
 ``Faults``), also from another process through ``POST /_faults``; ``tg.block(user)`` and
 ``tg.delete_message(chat, message_id)`` play a user who blocked the bot and a deleted message.
-Not modelled: webhooks, inline mode, channels, video/audio/stickers, payments, forum topics.
+Users send clips too (issue 21): ``send_animation`` (a GIF, sent by Telegram as an MP4 animation with a
+document beside it), ``send_video`` and ``send_video_note`` (a round video message).
+Not modelled: webhooks, inline mode, channels, audio/stickers, payments, forum topics.
 """
 
 from __future__ import annotations
@@ -215,6 +217,8 @@ class Message:
     photo: list[dict[str, Any]] | None = None
     document: dict[str, Any] | None = None
     animation: dict[str, Any] | None = None  # with `document` too, as Telegram sends animations
+    video: dict[str, Any] | None = None
+    video_note: dict[str, Any] | None = None
     media_group_id: str | None = None
     reply_to: Message | None = None
     reply_markup: dict[str, Any] | None = None
@@ -262,7 +266,10 @@ class Message:
             out["media_group_id"] = self.media_group_id
         if with_reply and self.reply_to is not None and not self.reply_to.deleted:  # deleted ones are dropped
             out["reply_to_message"] = self.reply_to.to_api(with_reply=False)
-        fields = ("text", "entities", "photo", "document", "animation", "caption", "caption_entities")
+        fields = (
+            "text", "entities", "photo", "document", "animation", "video", "video_note", "caption",
+            "caption_entities",
+        )  # fmt: skip
         out.update({key: getattr(self, key) for key in fields if getattr(self, key) is not None})
         if self.inline_keyboard:  # Telegram echoes only inline keyboards
             out["reply_markup"] = {"inline_keyboard": self.inline_keyboard}
@@ -1605,6 +1612,47 @@ class FakeTelegram:
             caption_entities=command_entities(caption or "") or None,
         )  # fmt: skip
         return await self._post(message)
+
+    def _clip(self, data: bytes, mime_type: str, width: int, height: int, duration: int) -> dict[str, Any]:
+        stored = self._new_file(data, "videos", mimetypes.guess_extension(mime_type) or "", "video")
+        clip = {
+            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": len(data),
+            "width": width, "height": height, "duration": duration, "mime_type": mime_type,
+        }  # fmt: skip
+        self._documents[stored.file_id] = clip
+        return clip
+
+    async def send_animation(
+        self, user: User, chat: Chat, data: bytes, *, width: int, height: int, duration: int,
+        caption: str | None = None, file_name: str = "animation.mp4",
+    ) -> Message:  # fmt: skip
+        """The user sends a GIF: Telegram turns it into a silent MP4 "animation" and sends a document too."""
+        animation = {**self._clip(data, "video/mp4", width, height, duration), "file_name": file_name}
+        document = {k: animation[k] for k in ("file_id", "file_unique_id", "file_size", "mime_type")}
+        message = self._user_message(
+            user, chat, None, animation=animation, document={**document, "file_name": file_name},
+            caption=caption, caption_entities=command_entities(caption or "") or None,
+        )  # fmt: skip
+        return await self._post(message)
+
+    async def send_video(
+        self, user: User, chat: Chat, data: bytes, *, width: int, height: int, duration: int,
+        caption: str | None = None,
+    ) -> Message:  # fmt: skip
+        """The user sends a video (MP4)."""
+        message = self._user_message(
+            user, chat, None, video=self._clip(data, "video/mp4", width, height, duration), caption=caption,
+            caption_entities=command_entities(caption or "") or None,
+        )  # fmt: skip
+        return await self._post(message)
+
+    async def send_video_note(
+        self, user: User, chat: Chat, data: bytes, *, side: int, duration: int
+    ) -> Message:
+        """The user records a round video message: square, no caption."""
+        note = self._clip(data, "video/mp4", side, side, duration)
+        note = {k: note[k] for k in ("file_id", "file_unique_id", "file_size", "duration")} | {"length": side}
+        return await self._post(self._user_message(user, chat, None, video_note=note))
 
     async def send_album(
         self, user: User, chat: Chat, images: list[bytes], caption: str | None = None

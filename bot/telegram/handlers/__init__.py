@@ -8,7 +8,18 @@ import logging
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
-from bot.telegram.handlers import admin, fallback, figures, inline, paint, presets, queue, settings, start
+from bot.telegram.handlers import (
+    admin,
+    clips,
+    fallback,
+    figures,
+    inline,
+    paint,
+    presets,
+    queue,
+    settings,
+    start,
+)
 from bot.telegram.handlers.errors import error_handler
 
 log = logging.getLogger(__name__)
@@ -16,8 +27,9 @@ log = logging.getLogger(__name__)
 
 def register(application: Application) -> None:
     application.add_handler(TypeHandler(Update, only_new_messages), group=-2)  # before everything else
-    # /preset and figure captions (/strip, /surprise...) before photos
-    for module in (presets, figures, paint, start, settings, queue, admin, inline, fallback):
+    # clips before photos (Telegram sends a GIF with a document too); /preset and figure captions
+    # (/strip, /surprise...) before photos
+    for module in (clips, presets, figures, paint, start, settings, queue, admin, inline, fallback):
         application.add_handlers(module.handlers())
     application.add_error_handler(error_handler)
 
