@@ -196,6 +196,8 @@ class Job(Base):
     # The platform said the result can never reach its owner (blocked, chat gone): not sent again.
     delivery_given_up_at: Mapped[datetime | None] = mapped_column()
     delivery_given_up_reason: Mapped[str | None] = mapped_column(String(GIVE_UP_REASON_MAX))
+    # Its owner or the chat's moderators deleted the result (bot.services.moderation): offered nowhere again.
+    result_removed_at: Mapped[datetime | None] = mapped_column()
     result_width: Mapped[int | None] = mapped_column(Integer)
     result_height: Mapped[int | None] = mapped_column(Integer)
     engine_seconds: Mapped[float | None] = mapped_column(Double)

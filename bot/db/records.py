@@ -102,6 +102,7 @@ class JobRecord:
     guild_id: int | None = None  # Discord: the guild of the channel; None in a DM and on Telegram
     delivery_given_up_at: datetime | None = None  # the platform said the result can never be delivered
     delivery_given_up_reason: str | None = None  # what it said, shortened
+    result_removed_at: datetime | None = None  # its owner or a moderator deleted the result
     clip: dict[str, Any] | None = None  # a moving picture's options (bot.services.clips); None: a photo
 
     @property

@@ -518,6 +518,7 @@ class JobRepository(_Repository):
             Job.state == JobState.DONE.value,
             Job.result_file_id.is_not(None),
             Job.result_file_id != "",
+            Job.result_removed_at.is_(None),  # deleted under its message: offered nowhere again
             Job.finished_at >= since,
             newest_first=True,
             limit=limit,
@@ -588,6 +589,16 @@ class JobRepository(_Repository):
             Job.delivery_given_up_at.is_(None),
             delivery_given_up_at=utcnow(),
             delivery_given_up_reason=reason[:GIVE_UP_REASON_MAX],
+        )
+
+    async def mark_result_removed(self, job_id: int) -> bool:
+        """A finished job's result was deleted (``bot.services.moderation``): nothing offers it again (the
+        platform's copy included, which inline mode would otherwise list). ``True`` the first time only."""
+        return await self._touch(
+            job_id,
+            Job.state == JobState.DONE.value,
+            Job.result_removed_at.is_(None),
+            result_removed_at=utcnow(),
         )
 
     async def undelivered_jobs(self, since: datetime) -> list[JobRecord]:

@@ -122,6 +122,7 @@ class ModerationService:
         assert job is not None
         if job.state != JobState.DONE:
             raise Refused("button_expired")
+        await self.db.mark_result_removed(job.id)  # first: nothing offers it again, even if a file stays
         removed = await asyncio.to_thread(self._remove_files, job)
         log.info(
             "job %d: result deleted by its %s (%s user %d): %d file(s) removed",

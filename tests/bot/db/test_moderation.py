@@ -73,3 +73,20 @@ async def test_statistics_counts(database: Database, user: int) -> None:
     assert median == pytest.approx(30.0, abs=0.01)
     assert await database.count_given_up(since) == 1
     assert await database.count_given_up(now + timedelta(minutes=1)) == 0
+
+
+async def test_a_deleted_result_is_offered_nowhere_again(database: Database, user: int) -> None:
+    since = datetime.now(UTC) - timedelta(hours=1)
+    kept, deleted, active = [await new_job(database, user) for _ in range(3)]
+    for job in (kept, deleted):
+        await database.claim_job(job.id, "w")
+        await database.finish_job(job.id)
+        await database.record_result_file(job.id, f"file-{job.id}")
+    assert not await database.mark_result_removed(active.id)  # only a finished job has a result
+    assert await database.mark_result_removed(deleted.id)
+    assert not await database.mark_result_removed(deleted.id)  # once
+    record = await database.get_job(deleted.id)
+    assert record is not None
+    assert record.result_removed_at is not None
+    offered = await database.delivered_jobs(user, platform="telegram", since=since, limit=10)
+    assert [job.id for job in offered] == [kept.id]

@@ -218,6 +218,9 @@ async def test_delete_by_the_owner_removes_the_painting_and_the_photo(core: Core
     )
     assert (removed.id, remover) == (job.id, Remover.OWNER)
     assert kept(core, job) == set()
+    record = await core.db.get_job(job.id)
+    assert record is not None
+    assert record.result_removed_at is not None  # inline mode and the like offer it no more
     assert kept(core, neighbour) == {f"{neighbour.id}.png", f"{neighbour.id}.gif", "inputs"}
     assert (core.tmp / "results" / f"{job.id}0.png").exists()
     assert await core.jobs.kept_inputs(job) is None  # "Another style" now says it is no longer kept
