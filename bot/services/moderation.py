@@ -69,7 +69,8 @@ class ModerationService:
         if self.admins.is_admin(user_id, platform=platform):
             raise Refused("block_admin")
         newly = await self.db.block_user(platform, user_id, by=admin_id)
-        # After the row: a job submitted meanwhile is either refused or among those cancelled here.
+        # After the row, so every job submitted from now on is refused; one whose check ran just before
+        # may still be added after this cancels (the person's next is refused).
         cancelled = await self.jobs.withdraw_latest(user_id, platform=platform, everything=True)
         log.warning(
             "%s user %d blocked by admin %d%s; %d job(s) cancelled",
