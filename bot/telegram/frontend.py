@@ -142,7 +142,9 @@ class TelegramFrontend:
                 filename=_file_name(job, path),
                 caption=caption,
                 reply_parameters=reply,
-                reply_markup=buttons.result(language, job, full_resolution=False),
+                reply_markup=buttons.result(
+                    language, job, full_resolution=False, bot_username=self.bot.username
+                ),
                 read_timeout=RESULT_READ_TIMEOUT,
             )
             media = sent.animation or sent.document
@@ -153,7 +155,9 @@ class TelegramFrontend:
                 data,
                 caption=caption,
                 reply_parameters=reply,
-                reply_markup=buttons.result(language, job, full_resolution=True),
+                reply_markup=buttons.result(
+                    language, job, full_resolution=True, bot_username=self.bot.username
+                ),
                 read_timeout=RESULT_READ_TIMEOUT,
             )
             return message.photo[-1].file_id
@@ -163,7 +167,7 @@ class TelegramFrontend:
             filename=_file_name(job, path),
             caption=caption,
             reply_parameters=reply,
-            reply_markup=buttons.result(language, job, full_resolution=False),
+            reply_markup=buttons.result(language, job, full_resolution=False, bot_username=self.bot.username),
             read_timeout=RESULT_READ_TIMEOUT,
         )
         return message.document.file_id if message.document else ""
