@@ -28,6 +28,7 @@ from prometheus_client import Gauge
 from bot.config import Settings
 from bot.context import Services
 from bot.discord.admin import DeleteButton, admin, switch
+from bot.discord.clips import clip_command
 from bot.discord.common import refuse, say
 from bot.discord.figures import AgainButton, FigureButton, forming_command, layers_command, strip_command
 from bot.discord.frontend import DiscordFrontend
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[app_commands.Command | app_commands.Group | app_commands.ContextMenu, ...] = (
     paint,
+    clip_command,
     strip_command,
     layers_command,
     forming_command,

@@ -13,9 +13,30 @@ from PIL import Image
 
 from bot.discord.common import core_of
 from bot.services.refusals import Refused
-from bot.services.uploads import DOWNLOAD_FAILED, check_upload, looks_like_image
+from bot.services.uploads import DOWNLOAD_FAILED, check_size, check_upload, looks_like_image
 
 log = logging.getLogger(__name__)
+
+CLIP_SUFFIXES = (".mp4", ".gif")  # a clip's result (bot.services.clips)
+CLIP_CONTENT_TYPES = ("image/gif", "video/mp4", "video/webm")  # what /clip takes
+
+
+def is_clip(attachment: discord.Attachment) -> bool:
+    """A GIF, MP4 or WebM by its content type (or its name, when Discord gives none)."""
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type:
+        return content_type in CLIP_CONTENT_TYPES
+    return attachment.filename.lower().endswith((".gif", ".mp4", ".webm"))
+
+
+async def download_clip(attachment: discord.Attachment) -> bytes:
+    """A clip's bytes, within the size the bot downloads (its header is the core's to read)."""
+    check_size(attachment.size)
+    try:
+        return await attachment.read()
+    except discord.HTTPException as err:
+        log.warning("download of attachment %d failed: %s", attachment.id, err)
+        raise Refused(DOWNLOAD_FAILED) from err
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -54,9 +75,9 @@ async def download(interaction: discord.Interaction, attachment: discord.Attachm
 
 def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
     """The result as it is when it fits the upload limit, else re-encoded as JPEG (then smaller) until it
-    does."""
+    does. A clip (MP4 or GIF) goes as it is: its worker encoded it under Discord's limit already."""
     data = path.read_bytes()
-    if len(data) <= limit:
+    if len(data) <= limit or path.suffix in CLIP_SUFFIXES:
         return data, f"stylebot{path.suffix}"
     with Image.open(path) as opened:
         image = opened.convert("RGB")

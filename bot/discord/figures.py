@@ -63,9 +63,13 @@ class FigureButton(
 
 def result_view(job: JobRecord) -> discord.ui.View:
     """Under a result: another style, under a plain painting (not a figure's own result) its figures, and
-    Delete (as Telegram's ``bot.telegram.buttons.result``)."""
+    Delete (as Telegram's ``bot.telegram.buttons.result``); under a clip Delete alone (the others paint
+    photos)."""
     language = language_for(job.language_code)
     view = discord.ui.View(timeout=None)
+    if job.kind == "clip":
+        view.add_item(DeleteButton(job.id, text(language, "delete_button")))
+        return view
     view.add_item(AgainButton(job.id, text(language, "again_button")))
     if not job.settings.get("figure"):
         for kind in FIGURES:

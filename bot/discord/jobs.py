@@ -42,17 +42,8 @@ async def start_job(
     """Download and queue (``PaintService.start``: the style or the server's default, settings, limits);
     the interaction's response becomes the job's status. ``style_image``: a picture whose style to use
     instead of ``choice``. The job, or None after a refusal (told privately)."""
-    if not interaction.response.is_done():
-        try:
-            await interaction.response.defer(thinking=True)
-        except FAILURES as err:  # its 3 seconds leave no time to try again
-            who = interaction.user.id
-            if not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
-                log.warning("discord user %d: the request could not be answered: %s", who, describe(err))
-                return None
-            # No answer: Discord may well have it. The job starts; without it, the painting still comes.
-            log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
-    await remember(interaction)
+    if not await begin(interaction):
+        return None
     guild_id = interaction.guild_id
     try:
         content_bytes = await download(interaction, content)
@@ -87,6 +78,23 @@ async def start_job(
         return None
     await show_queued(interaction, job, placement)
     return job
+
+
+async def begin(interaction: discord.Interaction) -> bool:
+    """Defer the interaction (Discord's 3 seconds) and keep the user's row current; False when Discord
+    refused the deferral, so that nothing starts (the user may ask again)."""
+    if not interaction.response.is_done():
+        try:
+            await interaction.response.defer(thinking=True)
+        except FAILURES as err:  # its 3 seconds leave no time to try again
+            who = interaction.user.id
+            if not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
+                log.warning("discord user %d: the request could not be answered: %s", who, describe(err))
+                return False
+            # No answer: Discord may well have it. The job starts; without it, the painting still comes.
+            log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
+    await remember(interaction)
+    return True
 
 
 async def show_queued(interaction: discord.Interaction, job: JobRecord, placement: Placement | None) -> None:

@@ -37,6 +37,20 @@ def mp4(count: int = 6, size: tuple[int, int] = (64, 48), fps: float = 12) -> by
     return encode(frames(count, size), fps, "mp4").data
 
 
+def webm(count: int = 6, size: tuple[int, int] = (64, 48), fps: int = 12) -> bytes:
+    """A VP8 WebM, as browsers record and Discord carries."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for image in frames(count, size):
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
 def video_note(count: int = 6, side: int = 64, fps: float = 12) -> bytes:
     """A round video message: a square MP4."""
     return mp4(count, (side, side), fps)

@@ -1,0 +1,90 @@
+"""``/clip`` end to end on Discord (issue 21), through SimCord and real worker processes running the fast
+fake engine (each frame inverted): a GIF, an MP4 and a WebM attachment in, an MP4 (or a GIF when asked)
+attachment out that decodes with the right frame count, Delete its only button; what is not a clip and a
+clip over the limits refused ephemerally, the latter from its header; progress in frames; Cancel
+mid-clip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, requests, results_for, until
+from tests.fakes import clips
+
+SLOW = "tests.fakes.engine:slow_engine"  # a second a frame, honouring cancel
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("dance.gif", clips.gif(6)), ("dance.mp4", clips.mp4(6)), ("dance.webm", clips.webm(6))],
+    ids=["gif", "mp4", "webm"],
+)
+async def test_a_clip_comes_back_as_an_mp4_with_every_frame(discord_settings, name: str, data: bytes) -> None:
+    async with discord_bot(discord_settings(discord_status_interval=0.0)) as (env, core):
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "clip", clip=(name, data), style="udnie")
+        assert result.response is not None
+        assert not result.ephemeral
+        delivered = await until(env, lambda: results_for(channel, alice))
+        attachment = delivered[0].attachments[0]
+        assert attachment.filename.endswith(".mp4")
+        assert clips.frame_count(downloaded(env, attachment)) == 6
+        assert "Udnie" in delivered[0].content
+        ids = [c.custom_id for row in delivered[0].components for c in row.children]
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        assert ids == [f"delete:{job.id}"]  # Delete alone: another style and the figures paint photos
+        assert (job.kind, job.state) == ("clip", "done")
+        await until(env, lambda: "Done" in result.response.content)
+
+
+async def test_a_gif_comes_back_when_asked(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, _core):
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "clip", clip=("dance.mp4", clips.mp4(5)), style="udnie", format="gif")
+        delivered = await until(env, lambda: results_for(channel, alice))
+        data = downloaded(env, delivered[0].attachments[0])
+        assert data.startswith(b"GIF8")
+        assert clips.frame_count(data) == 5
+
+
+async def test_what_is_not_a_clip_or_over_the_limits_is_refused_ephemerally(discord_settings) -> None:
+    async with discord_bot(discord_settings(clip_max_seconds=1)) as (env, core):
+        _, channel, alice = art_channel(env)
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"clip": ("photo.png", b"\x89PNG\r\n\x1a\n")}, "can't read that clip"),
+            ({"clip": ("dance.mp4", b"not really an mp4"), "style": "udnie"}, "can't read that clip"),
+            ({"clip": ("long.mp4", clips.mp4(24)), "style": "udnie"}, "at most 1 s"),
+            ({"clip": ("long.mp4", clips.mp4(6)), "style": "udnie", "quality": "painted"}, None),
+            ({"clip": ("dance.gif", clips.gif(4))}, "Choose a style"),
+        ]
+        for options, expected in cases:
+            result = await alice.slash(channel, "clip", **options)
+            answers = ([result.response] if result.response else []) + result.followups
+            if expected is None:  # half a second painted: within the CPU's three
+                assert answers
+                assert not answers[0].ephemeral
+                continue
+            assert [a.ephemeral for a in answers] == [True], (options, env.transcript()[-2000:])
+            assert expected in answers[0].content, answers[0].content
+        jobs = await core.db.recent_jobs(alice.id, platform="discord")
+        assert [j.clip["quality"] for j in jobs] == ["painted"]
+
+
+async def test_progress_counts_frames_and_cancel_stops_a_clip(discord_settings) -> None:
+    async with discord_bot(discord_settings(discord_status_interval=0.0), engine=SLOW) as (env, core):
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "clip", clip=("dance.mp4", clips.mp4(12)), style="udnie")
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        await until(
+            env,
+            lambda: [
+                r for r in requests(env, "PATCH", "/messages/@original") if "frame 1 of 12" in str(r.json)
+            ],
+        )
+        await alice.click(result.response, custom_id=f"cancel:{job.id}")
+        assert (await core.db.get_job(job.id)).state == "cancelled"
+        await until(env, lambda: "ancel" in result.response.content and not result.response.components)
+        await until(env, lambda: core.queue.status().busy == 0)  # stopped between frames
+        assert not results_for(channel, alice)
