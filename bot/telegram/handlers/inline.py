@@ -16,6 +16,7 @@ import logging
 from telegram import (
     InlineKeyboardMarkup,
     InlineQueryResultCachedDocument,
+    InlineQueryResultCachedMpeg4Gif,
     InlineQueryResultCachedPhoto,
     InlineQueryResultsButton,
     Update,
@@ -36,19 +37,19 @@ log = logging.getLogger(__name__)
 
 INLINE_START = "inline"  # the start parameter of "Paint one": no catalog id, so /start greets
 CACHE_SECONDS = 10  # Telegram keeps an answer this long: a painting just made shows up soon
-FILE_KINDS = {2: "photo", 5: "document"}  # the first byte of a Bot API file id names its kind
+FILE_KINDS = {2: "photo", 5: "document", 10: "animation"}  # the first byte of a Bot API file id
 
-Result = InlineQueryResultCachedPhoto | InlineQueryResultCachedDocument
+Result = InlineQueryResultCachedPhoto | InlineQueryResultCachedDocument | InlineQueryResultCachedMpeg4Gif
 
 
 def file_kind(file_id: str) -> str | None:
-    """ "photo", "document" or None: what a file id was sent as.
+    """ "photo", "document", "animation" (a clip) or None: what a file id was sent as.
 
     A photo's id cannot be sent as a document nor the other way round (Telegram: "type of file
-    mismatch"), and a result may have gone either way (the person's setting, or a file when Telegram
-    refused the photo), so the kind is read where Telegram keeps it: the first byte of the id
-    (``AgAC...`` a photo, ``BQAC...`` a document). An id of another shape is left out of the list rather
-    than risk Telegram refusing the whole answer."""
+    mismatch"), and a result may have gone any of these ways (the person's setting, a file when Telegram
+    refused the photo, a clip), so the kind is read where Telegram keeps it: the first byte of the id
+    (``AgAC...`` a photo, ``BQAC...`` a document, ``CgAC...`` an animation). An id of another shape is
+    left out of the list rather than risk Telegram refusing the whole answer."""
     try:
         first = base64.urlsafe_b64decode(file_id[:4])[0]
     except (binascii.Error, ValueError, IndexError):
@@ -77,6 +78,15 @@ def result(lang: str, job: JobRecord, bot_username: str) -> Result | None:
                 id=str(job.id),
                 title=job.style_label,
                 document_file_id=file_id,
+                caption=caption,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+            )
+        case "animation":  # a clip sent with sendAnimation (Telegram keeps GIFs as MP4 animations)
+            return InlineQueryResultCachedMpeg4Gif(
+                id=str(job.id),
+                mpeg4_file_id=file_id,
+                title=job.style_label,
                 caption=caption,
                 parse_mode=ParseMode.HTML,
                 reply_markup=markup,

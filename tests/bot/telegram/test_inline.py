@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from telegram import InlineQueryResultCachedDocument, InlineQueryResultCachedPhoto
+from telegram import (
+    InlineQueryResultCachedDocument,
+    InlineQueryResultCachedMpeg4Gif,
+    InlineQueryResultCachedPhoto,
+)
 
 from bot.db import JobRecord
 from bot.services import styles
@@ -25,7 +29,8 @@ def job(file_id: str, refs: list[dict]) -> JobRecord:
 def test_the_kind_is_read_from_the_file_id() -> None:
     assert file_kind(PHOTO_ID) == "photo"
     assert file_kind(DOCUMENT_ID) == "document"
-    for other in ("CAACAgIAAxkBAA", "CgACAgIAAxkBAA", "", "!!!!", "Ag"):  # a sticker, a GIF, nonsense
+    assert file_kind("CgACAgIAAxkBAAIBaWFuaW1hdGlvbg") == "animation"  # a clip
+    for other in ("CAACAgIAAxkBAA", "BAACAgIAAxkBAA", "", "!!!!", "Ag"):  # a sticker, a video, nonsense
         assert file_kind(other) is None, other
 
 
@@ -41,6 +46,8 @@ def test_a_result_is_a_cached_photo_or_document_with_its_style_link() -> None:
     assert isinstance(document, InlineQueryResultCachedDocument)
     assert (document.title, document.document_file_id) == ("Udnie <&>", DOCUMENT_ID)
 
+    clip = result("en", job("CgACAgIAAxkBAAIBaWFuaW1hdGlvbg", udnie), "stylebot")
+    assert isinstance(clip, InlineQueryResultCachedMpeg4Gif)
     own = list(styles.own_image(PHOTO_ID, "own").refs)
     assert result("en", job(PHOTO_ID, own), "stylebot").reply_markup is None  # type: ignore[union-attr]
     assert result("en", job("CAACAgIAAxkBAA", udnie), "stylebot") is None
