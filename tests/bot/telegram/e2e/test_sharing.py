@@ -180,8 +180,7 @@ async def test_a_result_offers_its_style_as_a_link_unless_it_is_someones_picture
         assert urls(own.params["reply_markup"]) == []  # Alice's own picture travels in no link
         await delivered_file_id(core.db, job_of(own))
         listed = await tg.wait_for_answer(await tg.send_inline_query(alice, ""))
-        assert urls(listed.results[0]["reply_markup"]) == []
-        assert listed.results[0]["reply_markup"] is None
+        assert listed.results[0].get("reply_markup") is None  # nor in the inline list
 
         await tg.open_link(dave, link)  # whoever sees the link gets the same blend, weights and all
         await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == dave.id)
