@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import BotCommand, BotCommandScopeAllChatAdministrators, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults, TypeHandler
 
@@ -38,6 +38,9 @@ COMMANDS = (
     "start", "styles", "style", "surprise", "strip", "layers", "forming", "settings", "preset", "queue",
     "cancel", "help",
 )  # fmt: skip
+# In the menu of groups' administrators only, after the public ones (bot/telegram/handlers/admin.py); the
+# bot's own admin commands (/stats, /block, /unblock) are in no menu.
+GROUP_ADMIN_COMMANDS = ("bot_off", "bot_on")
 ALLOWED_UPDATES = Update.ALL_TYPES  # what polling asks for and setWebhook registers: one list for both
 
 
@@ -159,9 +162,15 @@ async def _post_init(application: Application) -> None:
 
 
 async def _set_commands(application: Application) -> None:
+    """The command menu in each language; groups' administrators also see how to switch the bot off."""
     for language in LANGUAGES:
+        code = None if language == "en" else language
         commands = [BotCommand(name, text(language, f"command_{name}")) for name in COMMANDS]
-        await application.bot.set_my_commands(commands, language_code=None if language == "en" else language)
+        await application.bot.set_my_commands(commands, language_code=code)
+        admins = [BotCommand(name, text(language, f"command_{name}")) for name in GROUP_ADMIN_COMMANDS]
+        await application.bot.set_my_commands(
+            commands + admins, scope=BotCommandScopeAllChatAdministrators(), language_code=code
+        )
 
 
 async def _post_shutdown(application: Application) -> None:

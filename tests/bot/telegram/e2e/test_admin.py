@@ -4,6 +4,7 @@ its owner and the group's administrators only."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,21 @@ async def test_a_block_cancels_refuses_and_holds_across_a_restart(
         await tg.wait_for("sendMessage", says("Starting"))
         await tg.send_text(admin, tg.private_chat(admin), f"/unblock {bob.id}")
         assert "wasn't blocked" in (await tg.wait_for("sendMessage", says("blocked"))).params["text"]
+
+
+def menu(tg: FakeTelegram, scope: str, language: str = "") -> list[str]:
+    key = (json.dumps({"type": scope}, sort_keys=True), language)
+    return [command["command"] for command in tg.commands[key]]
+
+
+async def test_only_groups_administrators_see_the_switch_in_their_menu(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot():
+        for language in ("", "ru"):
+            public = menu(tg, "default", language)
+            assert not {"bot_off", "bot_on", "stats", "block", "unblock"} & set(public)
+            assert menu(tg, "all_chat_administrators", language) == [*public, "bot_off", "bot_on"]
 
 
 async def test_a_groups_admins_switch_the_bot_off_and_on_across_a_restart(
