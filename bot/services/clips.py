@@ -60,15 +60,19 @@ def clip_weight(frames_by_pixels: int, quality: str) -> float:
     return max(1.0, frames_by_pixels / PIXELS_PER_JOB[quality])
 
 
-def quality_in(words: str) -> tuple[str | None, str]:
-    """A caption's quality word ("painted" or "instant") taken out; (None, words) when it has none."""
-    kept, quality = [], None
+def clip_words(words: str) -> tuple[str | None, str | None, str]:
+    """A caption's quality word ("painted" or "instant") and format word ("gif" or "mp4") taken out of
+    the words naming the painting: (quality, format, the rest); None for a word not there."""
+    kept, quality, fmt = [], None, None
     for word in words.split():
-        if word.lower() in QUALITY_WORDS and quality is None:
-            quality = word.lower()
+        lower = word.lower()
+        if lower in QUALITY_WORDS and quality is None:
+            quality = lower
+        elif lower in (MP4, GIF) and fmt is None:
+            fmt = lower
         else:
             kept.append(word)
-    return quality, " ".join(kept)
+    return quality, fmt, " ".join(kept)
 
 
 class ClipService:

@@ -38,8 +38,13 @@ def result(
     and (given the bot's username) "Share this style" when the style is catalog paintings only.
 
     Every callback button names the job; the handlers check who presses it (its owner; for Delete, the
-    chat's moderators too).
+    chat's moderators too). Under a clip only Delete and the link: another style and the figures paint
+    photos.
     """
+    if job.kind == "clip":
+        delete = InlineKeyboardButton(text(language, "delete_button"), callback_data=f"del:{job.id}")
+        link = share(language, job, bot_username)
+        return InlineKeyboardMarkup([[delete]] + ([[link]] if link is not None else []))
     first = [InlineKeyboardButton(text(language, "again_button"), callback_data=f"again:{job.id}")]
     if full_resolution:
         full = InlineKeyboardButton(text(language, "full_resolution"), callback_data=f"full:{job.id}")

@@ -2,7 +2,8 @@
 
 Telegram sends a GIF as an MP4 "animation" (with a document beside it); a video, a video note, or a GIF,
 MP4 or WebM sent as a file come in too. The caption names the painting as a photo's does (``udnie``,
-``/style udnie``), and the word ``painted`` asks for the slower painted quality (instant otherwise). With
+``/style udnie``), the word ``painted`` asks for the slower painted quality (instant otherwise) and
+``gif`` for a GIF back (an MP4 otherwise). With
 no painting named: in private the style a link picked, else a word on how to name one; in a group, a clip
 without a caption is left alone (the group's GIFs are not all for the bot), and ``/style`` alone takes the
 group's default. Everything else is the core's (``ClipService.start``): the header read, the limits, the
@@ -20,7 +21,7 @@ from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.clips import MP4, ClipFormat, quality_in
+from bot.services.clips import MP4, ClipFormat, clip_words
 from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
@@ -41,8 +42,7 @@ from bot.telegram.handlers.paint import show_queued
 log = logging.getLogger(__name__)
 
 CLIP_MIME_TYPES = ("image/gif", "video/mp4", "video/webm")
-# What comes back: an MP4 for sendAnimation, which takes up to 50 MB from a bot.
-TELEGRAM_CLIP = ClipFormat(MP4, 50 * 2**20)
+TELEGRAM_UPLOAD = 50 * 2**20  # what sendAnimation takes from a bot
 CLIPS = (
     filters.ANIMATION
     | filters.VIDEO
@@ -106,7 +106,7 @@ async def _start(
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     assert message is not None and chat is not None and user is not None
     private = is_private(update)
-    quality, words = quality_in(args)
+    quality, fmt, words = clip_words(args)
     s = services(context)
     choice: StyleChoice | None = None  # in a group: its default style (``PaintService`` decides)
     if words:
@@ -137,7 +137,7 @@ async def _start(
                 style=choice,
                 fetch_file=lambda file_id: download(message, ImageRef(file_id, None, ref.message_id, None)),
             ),
-            TELEGRAM_CLIP,
+            ClipFormat(fmt or MP4, TELEGRAM_UPLOAD),  # an MP4 unless the caption said "gif"
             quality,
         )
     except REFUSALS as err:

@@ -16,7 +16,7 @@ from bot import replies
 from bot.db import Database
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.clips import ClipFormat, ClipService, clip_weight, quality_in
+from bot.services.clips import ClipFormat, ClipService, clip_weight, clip_words
 from bot.services.jobs import JobService, Limits
 from bot.services.paint import PaintRequest, PaintService
 from bot.services.presets import PresetService
@@ -162,10 +162,10 @@ async def test_what_cannot_be_a_clip_is_refused(
     assert queue.submitted == []
 
 
-def test_a_quality_word_is_taken_out_of_a_caption() -> None:
-    assert quality_in("starry_night Painted") == ("painted", "starry_night")
-    assert quality_in("instant udnie") == ("instant", "udnie")
-    assert quality_in("udnie") == (None, "udnie")
+def test_quality_and_format_words_are_taken_out_of_a_caption() -> None:
+    assert clip_words("starry_night Painted") == ("painted", None, "starry_night")
+    assert clip_words("instant udnie GIF") == ("instant", "gif", "udnie")
+    assert clip_words("starry_night + udnie") == (None, None, "starry_night + udnie")
 
 
 def test_a_clip_never_counts_less_than_a_photo() -> None:

@@ -52,6 +52,20 @@ async def test_a_clip_comes_back_as_an_animation_with_every_frame(
         assert (job.kind, job.state) == ("clip", "done")
         assert job.result_file_id == result.result["animation"]["file_id"]  # delivered, not sent again
         assert not tg.calls_to("sendPhoto")
+        rows = result.params["reply_markup"]["inline_keyboard"]
+        callbacks = [b["callback_data"] for row in rows for b in row if "callback_data" in b]
+        assert callbacks == [f"del:{job.id}"]  # another style and the figures paint photos
+
+
+async def test_a_gif_comes_back_when_the_caption_asks(tg: FakeTelegram, start_bot: StartBot) -> None:
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_video(alice, chat, clips.mp4(5), width=64, height=48, duration=1, caption="udnie gif")
+        result = await tg.wait_for("sendAnimation")
+        assert result.files["animation"].filename.endswith(".gif")
+        assert sent_clip(result).startswith(b"GIF8")
+        assert clips.frame_count(sent_clip(result)) == 5
 
 
 async def test_a_clip_over_the_limit_is_refused_with_one_clear_answer(
