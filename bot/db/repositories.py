@@ -429,6 +429,27 @@ class JobRepository(_Repository):
             row = await session.get(Job, job_id)
             return None if row is None else _job(row)
 
+    async def job_for_message(
+        self, platform: str, user_id: int, chat_id: int, source_message_id: int
+    ) -> JobRecord | None:
+        """The first job a user's message in a chat made, if any: a platform that sends the same message
+        again (an update the bot had not confirmed when it died) finds the job its first handling made.
+        (By user first: the index on ``user_id`` keeps it cheap.)"""
+        stmt = (
+            select(Job)
+            .where(
+                Job.user_id == user_id,
+                Job.platform == platform,
+                Job.chat_id == chat_id,
+                Job.source_message_id == source_message_id,
+            )
+            .order_by(Job.id)
+            .limit(1)
+        )
+        async with self.session() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+            return None if row is None else _job(row)
+
     async def _jobs(
         self, *where: ColumnElement[bool], newest_first: bool = False, limit: int | None = None
     ) -> list[JobRecord]:
