@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import replies
-from bot.discord.failures import FAILURES, describe, retried
+from bot.discord.failures import FAILURES, describe, worth_retrying
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
+from bot.retrying import retried
 from bot.services.refusals import Refused
 from bot.texts import language_for, text
 from engine.errors import StylebotError
@@ -86,7 +87,12 @@ async def answer(interaction: discord.Interaction, message: str) -> None:
     harmless); the first response has 3 seconds and one try. An answer Discord would not take is logged."""
     try:
         if interaction.response.is_done():
-            await retried(lambda: interaction.followup.send(message, ephemeral=True), what="answer")
+            await retried(
+                lambda: interaction.followup.send(message, ephemeral=True),
+                passing=worth_retrying,
+                describe=describe,
+                what="answer",
+            )
         else:
             await interaction.response.send_message(message, ephemeral=True)
     except FAILURES as err:

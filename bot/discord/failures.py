@@ -6,9 +6,9 @@ follow-ups) sleep out a 429 for its ``retry_after`` and try again, and retry a 5
 tries in all. What reaches the bot is what is left:
 
 - *passing*: a 429 or a 5xx that outlasted those tries, a 503 (the HTTP client does not retry it), a timeout,
-  a dropped connection. Worth trying again: ``retried`` tries a call three times in all, pausing
-  ``RETRY_DELAYS`` between, except a 429 (discord.py just waited it out five times; a second round of
-  retries on top would be the storm). After that the caller gives "not now".
+  a dropped connection. Worth trying again (``worth_retrying``, the rule of ``bot.retrying.retried``),
+  except a 429 (discord.py just waited it out five times; a second round of retries on top would be the
+  storm). After that the caller gives "not now", except for a job's last status, which is kept trying.
 - *refused*: 403 (Missing Access 50001, Missing Permissions 50013, Cannot send messages to this user 50007)
   or 404 (Unknown Channel 10003, Unknown Message 10008, Unknown User 10013): the channel, message or user is
   out of reach for good; no retry.
@@ -26,17 +26,8 @@ HTTP session's five minutes), so a retry never races a send still under way.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import aiohttp
 import discord
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
@@ -45,8 +36,6 @@ UNKNOWN_WEBHOOK = 10015
 UNKNOWN_INTERACTION = 10062
 CANNOT_DM = 50007
 INVALID_WEBHOOK_TOKEN = 50027
-
-RETRY_DELAYS = (1.0, 4.0)  # seconds before the second and the third try of a passing failure
 
 # Everything a Discord call may raise for a reason of the platform's or the network's.
 # (A timeout is an OSError, as is a connection reset that outlasted discord.py's own retries.)
@@ -58,6 +47,13 @@ def is_passing(err: BaseException) -> bool:
     if isinstance(err, discord.HTTPException):
         return err.status == 429 or err.status >= 500
     return isinstance(err, aiohttp.ClientError | OSError)
+
+
+def worth_retrying(err: BaseException) -> bool:
+    """The classifier the bot's retries (``bot.retrying.retried``) use on Discord: a passing failure, but
+    not a 429, which discord.py already waited out five times (a second round on top would be the storm)."""
+    rate_limited = isinstance(err, discord.HTTPException) and err.status == 429
+    return is_passing(err) and not rate_limited
 
 
 def unknown_outcome(err: BaseException) -> bool:
@@ -86,20 +82,3 @@ def describe(err: BaseException) -> str:
     if isinstance(err, discord.HTTPException):
         return f"{err.status} (code {err.code}): {err.text}"[:200]
     return type(err).__name__
-
-
-async def retried(call: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """``call()``, tried again after a passing failure other than a 429, at most ``len(RETRY_DELAYS)``
-    more times; the last failure, or any other, is raised. Only for calls that are safe to repeat: edits,
-    and sends with a nonce (or whose duplicate is the accepted price, see the module's docstring)."""
-    delays = RETRY_DELAYS
-    for attempt in range(len(delays) + 1):
-        try:
-            return await call()
-        except FAILURES as err:
-            rate_limited = isinstance(err, discord.HTTPException) and err.status == 429
-            if attempt == len(delays) or rate_limited or not is_passing(err):
-                raise
-            log.info("%s failed (%s); trying again in %.1f s", what, describe(err), delays[attempt])
-            await asyncio.sleep(delays[attempt])
-    raise AssertionError("unreachable")

@@ -30,11 +30,12 @@ import discord
 from bot.db import JobRecord
 from bot.discord import messages
 from bot.discord.attachments import fit_upload
-from bot.discord.failures import FAILURES, describe, is_passing, is_refused, retried, token_refused
+from bot.discord.failures import FAILURES, describe, is_passing, is_refused, token_refused, worth_retrying
 from bot.discord.figures import result_view
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD, Undeliverable
+from bot.retrying import retried
 from bot.services.throttle import Slot, StatusThrottle
 from bot.texts import duration, language_for, text
 
@@ -160,7 +161,12 @@ class DiscordFrontend:
                     fields["attachments"] = []
                 try:
                     if view.final:  # the last word: nothing comes after it to put it right
-                        await retried(lambda: self._edit(job, live, **fields), what=f"job {job.id}: status")
+                        await retried(
+                            lambda: self._edit(job, live, **fields),
+                            passing=worth_retrying,
+                            describe=describe,
+                            what=f"job {job.id}: status",
+                        )
                     else:
                         await self._edit(job, live, **fields)
                 except FAILURES as err:
@@ -224,6 +230,8 @@ class DiscordFrontend:
             try:
                 await retried(
                     lambda: self._edit(job, live, content=done, view=None, attachments=[]),
+                    passing=worth_retrying,
+                    describe=describe,
                     what=f"job {job.id}: status",
                 )
             except FAILURES as err:

@@ -17,10 +17,11 @@ from bot import replies
 from bot.db import JobRecord
 from bot.discord.attachments import download
 from bot.discord.common import client_of, core_of, lang, refusal, refuse, remember, say
-from bot.discord.failures import FAILURES, describe, retried, unknown_outcome
+from bot.discord.failures import FAILURES, describe, unknown_outcome, worth_retrying
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
+from bot.retrying import retried
 from bot.services.jobs import Placement
 from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS, NeedsStyleError
@@ -105,6 +106,8 @@ async def show_queued(interaction: discord.Interaction, job: JobRecord, placemen
     try:
         response = await retried(
             lambda: interaction.edit_original_response(content=content, view=cancel_view(job)),
+            passing=worth_retrying,
+            describe=describe,
             what=f"job {job.id}: status",
         )
     except FAILURES as err:  # the job runs all the same; its token edits the response when it can

@@ -20,8 +20,16 @@ from dataclasses import dataclass
 import discord
 
 from bot.db import JobRecord
-from bot.discord.failures import FAILURES, describe, is_refused, retried, token_refused, unknown_outcome
+from bot.discord.failures import (
+    FAILURES,
+    describe,
+    is_refused,
+    token_refused,
+    unknown_outcome,
+    worth_retrying,
+)
 from bot.frontend import Undeliverable
+from bot.retrying import retried
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +83,7 @@ async def send_result(
                 raise
 
         try:
-            return Sent(await retried(follow_up, what=what))
+            return Sent(await retried(follow_up, passing=worth_retrying, describe=describe, what=what))
         except FAILURES as err:
             if not (token_refused(err) or is_refused(err)):
                 return _later(job, err)
@@ -85,6 +93,8 @@ async def send_result(
     try:
         sent = await retried(
             lambda: channel.send(content, file=upload(), allowed_mentions=mentions, view=view, nonce=nonce),
+            passing=worth_retrying,
+            describe=describe,
             what=what,
         )
         return Sent(sent, refused_token)
@@ -94,8 +104,15 @@ async def send_result(
         in_channel = describe(err)
         log.info("job %d: the channel refused the result (%s); sending it as a DM", job.id, in_channel)
     try:
-        user = await retried(lambda: client.fetch_user(job.user_id), what=what)
-        sent = await retried(lambda: user.send(content, file=upload(), view=view, nonce=nonce), what=what)
+        user = await retried(
+            lambda: client.fetch_user(job.user_id), passing=worth_retrying, describe=describe, what=what
+        )
+        sent = await retried(
+            lambda: user.send(content, file=upload(), view=view, nonce=nonce),
+            passing=worth_retrying,
+            describe=describe,
+            what=what,
+        )
         return Sent(sent, refused_token)
     except FAILURES as err:
         if not is_refused(err):
@@ -117,7 +134,9 @@ async def _landed(client: discord.Client, job: JobRecord) -> discord.Message | N
         return None
 
     try:
-        return await retried(look, what=f"job {job.id}: looking for the result")
+        return await retried(
+            look, passing=worth_retrying, describe=describe, what=f"job {job.id}: looking for the result"
+        )
     except FAILURES as err:
         log.info("job %d: the channel could not be read to see if the result came: %s", job.id, describe(err))
         return None
@@ -138,7 +157,7 @@ async def send_animation(client: discord.Client, job: JobRecord, data: bytes) ->
         )
 
     try:
-        await retried(send, what=f"job {job.id}: animation")
+        await retried(send, passing=worth_retrying, describe=describe, what=f"job {job.id}: animation")
     except FAILURES as err:
         log.warning("job %d: the animation could not be sent: %s", job.id, describe(err))
 
@@ -152,6 +171,8 @@ async def tell(client: discord.Client, job: JobRecord, content: str) -> None:
     try:
         await retried(
             lambda: channel.send(message, allowed_mentions=owner_only(job), nonce=nonce),
+            passing=worth_retrying,
+            describe=describe,
             what=f"job {job.id}: message",
         )
     except FAILURES as err:

@@ -16,7 +16,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.discord import failures
+from bot import retrying
 from tests.bot.discord.conftest import (
     art_channel,
     discord_world,
@@ -40,7 +40,9 @@ STATUS_BY_TOKEN = "PATCH /webhooks/{id}/{token}/messages/@original"
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot's own pauses between tries, shortened (discord.py's own are real)."""
-    monkeypatch.setattr(failures, "RETRY_DELAYS", (0.05, 0.1))
+    monkeypatch.setattr(retrying, "PAUSES", (0.05, 0.1, 0.1))
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 0.05)
+    monkeypatch.setattr(retrying, "PATIENT_CAP", 0.2)
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
