@@ -52,7 +52,11 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--quality-tiers", nargs="+", default=["draft", "normal", "high"])
     parser.add_argument("--quality-pairs", type=int, help="only the first N photo/painting pairs")
+    parser.add_argument(
+        "--quality-only", nargs="+", metavar="PHOTO:PAINTING", help="quality: only these pairs"
+    )
     parser.add_argument("--yardstick", action="store_true", help="quality: fp32 on one thread too")
+    parser.add_argument("--jitter", type=int, default=0, help="quality: N runs of each from jittered starts")
     parser.add_argument("--tiers", nargs="+", choices=TIER_RUNS, default=TIER_RUNS, help="tiers: only these")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)  # internal: one process per precision
     args = parser.parse_args()
@@ -66,7 +70,9 @@ def main() -> int:
         started = time.perf_counter()
         load = os.getloadavg()
         if section == "quality":
-            rows = _quality(args.quality_tiers, args.quality_pairs, args.yardstick)
+            rows = _quality(
+                args.quality_tiers, args.quality_pairs, args.yardstick, args.quality_only, args.jitter
+            )
         else:
             rows = SECTION_RUNS[section]()
         seconds, after = round(time.perf_counter() - started, 1), os.getloadavg()
@@ -423,12 +429,17 @@ def pairs() -> list[tuple[Path, Path]]:
     return [(photo, painting) for painting in paintings for photo in photos]
 
 
-def _quality(tiers: list[str], limit: int | None, yardstick: bool) -> list[dict[str, object]]:
+def _quality(
+    tiers: list[str], limit: int | None, yardstick: bool, only: list[str] | None = None, jitter: int = 0
+) -> list[dict[str, object]]:
     """Each pair at each tier in fp32 and in bf16: the fixed evaluator's distances and bf16's difference.
 
     With ``yardstick``, fp32 on one thread too: the same arithmetic summed in another order, which shows
-    how far rounding alone moves an L-BFGS run's distances. Results are kept in
-    bench/results/precision-quality-runs.json as they come, and a run skips what is there.
+    how far rounding alone moves an L-BFGS run's distances; with ``jitter`` N, N more runs of each
+    precision, each from the photo plus its own noise of at most half a grey level (seeds 1..N): starts no
+    eye can tell apart. Together they show each precision's own spread and mean, against which bf16's
+    difference is judged. Results are kept in bench/results/precision-quality-runs.json as they come, and
+    a run skips what is there.
     """
     import torch
 
@@ -440,9 +451,10 @@ def _quality(tiers: list[str], limit: int | None, yardstick: bool) -> list[dict[
     engines: dict[str, Engine] = {}
     images = RESULTS / "precision"
     images.mkdir(parents=True, exist_ok=True)
+    chosen = [(p, s) for p, s in pairs()[:limit] if only is None or f"{p.stem}:{s.stem}" in only]
     for tier in tiers:
-        for photo, painting in pairs()[:limit]:
-            for run in ("fp32", "bf16", "fp32/1t") if yardstick else ("fp32", "bf16"):
+        for photo, painting in chosen:
+            for run in _runs(yardstick, jitter):
                 key = f"{tier}|{photo.stem}|{painting.stem}|{run}"
                 if key in done:
                     continue
@@ -458,7 +470,8 @@ def _quality(tiers: list[str], limit: int | None, yardstick: bool) -> list[dict[
                     StyleSettings(quality=tier, output_format="png"),
                 )  # fmt: skip
                 started = time.perf_counter()
-                result = engines[precision].stylize(request)
+                with _jittered(engines[precision], run):
+                    result = engines[precision].stylize(request)
                 seconds = time.perf_counter() - started
                 torch.set_num_threads(threads)
                 name = f"{tier}-{photo.stem}-{painting.stem}-{run.replace('/', '-')}.png"
@@ -469,15 +482,16 @@ def _quality(tiers: list[str], limit: int | None, yardstick: bool) -> list[dict[
                     "seconds": round(seconds, 1),
                     **_distances(result.image, photo, painting),
                 }
+                if store.is_file():  # another run may have added its own meanwhile: keep them
+                    done = json.loads(store.read_text()) | done
                 store.write_text(json.dumps(done, indent=1))
                 print(key, done[key], flush=True)
     rows: list[dict[str, object]] = []
     for tier in tiers:
-        for photo, painting in pairs()[:limit]:
-            runs = {
-                r: done.get(f"{tier}|{photo.stem}|{painting.stem}|{r}") for r in ("fp32", "bf16", "fp32/1t")
-            }
+        for photo, painting in chosen:
+            runs = {r: done.get(f"{tier}|{photo.stem}|{painting.stem}|{r}") for r in _runs(True, jitter)}
             fp32, bf16, one = runs["fp32"], runs["bf16"], runs["fp32/1t"]
+            found = {p: [v for r, v in runs.items() if r.split("/")[0] == p and v] for p in ("fp32", "bf16")}
             if fp32 is None or bf16 is None:
                 continue
             row: dict[str, object] = {"tier": tier, "photo": photo.stem, "painting": painting.stem}
@@ -491,8 +505,42 @@ def _quality(tiers: list[str], limit: int | None, yardstick: bool) -> list[dict[
                 }
                 if one is not None:
                     row[f"{measure}_fp32_1_thread_change"] = _change(before, one[f"{measure}_distance"])
+                if len(found["fp32"]) > 2:  # several starts: each precision's runs, and their means
+                    values = {p: [v[f"{measure}_distance"] for v in vs] for p, vs in found.items()}
+                    for p, vs in values.items():
+                        row[f"{measure}_{p}_runs"] = f"{min(vs):.4f}..{max(vs):.4f} ({len(vs)})"
+                    means = {p: statistics.mean(vs) for p, vs in values.items()}
+                    row[f"{measure}_bf16_mean_change"] = _change(means["fp32"], means["bf16"])
             rows.append(row)
     return rows
+
+
+def _runs(yardstick: bool, jitter: int) -> tuple[str, ...]:
+    jittered = (f"{p}/jitter{i}" for i in range(1, jitter + 1) for p in ("fp32", "bf16"))
+    return ("fp32", "bf16", *(("fp32/1t",) if yardstick else ()), *jittered)
+
+
+@contextlib.contextmanager
+def _jittered(engine: Any, run: str) -> Iterator[None]:
+    """For a ``fp32/jitterN`` or ``bf16/jitterN`` run: the first scale starts from the photo plus uniform
+    noise of at most half a grey level (1/510), seeded N; any other run is left alone."""
+    import torch
+
+    if "/jitter" not in run:
+        yield
+        return
+    seed, real = int(run.split("/jitter")[1]), engine._initial_image
+
+    def start(job: Any, photo: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        noise = (torch.rand(photo.shape, generator=generator, dtype=photo.dtype) - 0.5) / 255.0
+        return (real(job, photo) + noise.to(photo.device)).clamp(0.0, 1.0)
+
+    engine._initial_image = start
+    try:
+        yield
+    finally:
+        del engine._initial_image  # the class's method again
 
 
 def _strips() -> list[dict[str, object]]:
@@ -534,50 +582,78 @@ def _strips() -> list[dict[str, object]]:
 
 def _refine() -> list[dict[str, object]]:
     """The high tier's last scale on the CPU, step by step: its 1024 px picture's distances every five
-    steps up to 40 (bf16), against the normal tier's 512 px picture of the same code, to choose how many
-    steps high spends at 1024 px."""
-    import dataclasses
-
+    steps (bf16), at the job's own style weight and at twice it in those steps (what a stronger style at
+    1024 px would buy), against the normal tier's 512 px picture of the same code; the style distance split
+    by layer, since the evaluator weighs conv5_1, which the default leaves out, a fifth."""
     import engine.api
     from engine.api import Engine
     from engine.protocol import StyleSettings, StyleSource, StylizeRequest
-    from engine.schedule import Budget
 
     painting_image, photo_image = _open(PAINTING), _open(PHOTO)
     painter = Engine(device="cpu", precision="bf16", styles_dir=SHARED / "styles")
     styles = (StyleSource(image=PAINTING.read_bytes()),)
     normal = painter.stylize(StylizeRequest(PHOTO.read_bytes(), styles, StyleSettings(quality="normal")))
     rows: list[dict[str, object]] = [
-        {"picture": "normal, 512 px", **_distances(normal.image, PHOTO, PAINTING)}
+        {
+            "picture": "normal, 512 px",
+            **_layer_distances(_open_bytes(normal.image), photo_image, painting_image),
+        }
     ]
-    real_optimize, tier = engine.api.optimize, engine.api.TIERS["high"]
+    real_optimize = engine.api.optimize
+    boost = {"style": 1.0}  # the style weight at 1024 px, times the job's
 
     def optimize(image: torch.Tensor, objective: Any, **options: Any) -> Any:
         on_step = options["on_step"]
         final = max(image.shape[-2:]) >= 1000
+        if final:
+            content, style, tv = objective.weights
+            objective.weights = (content, style * boost["style"], tv)
 
         def measured(info: Any) -> Any:
             stops = on_step(info)
             if final and info.step % 5 == 0:
                 picture = engine.api.to_pil(info.image[:1])
                 rows.append(
-                    {"picture": f"high, 1024 px, step {info.step}",
-                     "style_distance": round(style_distance(picture, painting_image), 4),
-                     "content_distance": round(content_distance(picture, photo_image), 4)}
+                    {"picture": f"high, 1024 px, style x{boost['style']:g}, step {info.step}",
+                     **_layer_distances(picture, photo_image, painting_image)}
                 )  # fmt: skip
             return stops
 
         return real_optimize(image, objective, **{**options, "on_step": measured})
 
-    from engine.metrics import content_distance, style_distance
-
     engine.api.optimize = optimize
-    engine.api.TIERS["high"] = dataclasses.replace(tier, cpu_budget=Budget(20, 20, 40))
     try:
-        painter.stylize(StylizeRequest(PHOTO.read_bytes(), styles, StyleSettings(quality="high")))
+        for boost["style"] in (1.0, 2.0):
+            painter.stylize(StylizeRequest(PHOTO.read_bytes(), styles, StyleSettings(quality="high")))
     finally:
-        engine.api.optimize, engine.api.TIERS["high"] = real_optimize, tier
+        engine.api.optimize = real_optimize
     return rows
+
+
+def _layer_distances(picture: Image.Image, photo: Image.Image, painting: Image.Image) -> dict[str, object]:
+    """engine.metrics' two distances, and the style distance's term at each layer (its mean)."""
+    from PIL import Image
+
+    from engine.images import fit_within
+    from engine.losses import gram_matrix, relative_mse
+    from engine.metrics import _features, content_distance, style_distance
+
+    seen = painting.resize(fit_within(*painting.size, max(picture.size)), Image.Resampling.LANCZOS)
+    ours, theirs = _features(picture, LAYERS), _features(seen, LAYERS)
+    return {
+        "style_distance": round(style_distance(picture, painting), 4),
+        "content_distance": round(content_distance(picture, photo), 4),
+        **{
+            layer: round(relative_mse(gram_matrix(ours[layer]), gram_matrix(theirs[layer])).item(), 4)
+            for layer in LAYERS
+        },
+    }
+
+
+def _open_bytes(data: bytes) -> Image.Image:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def _open(path: Path) -> Image.Image:
