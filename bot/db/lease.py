@@ -48,6 +48,10 @@ POLL_SECONDS = 1.0  # how often a waiting process tries again: it takes over abo
 CHECK_SECONDS = 1.0  # how often the holder makes sure it still holds the lease
 CHECK_TIMEOUT = 10.0  # a check that takes longer counts as a lost lease
 CLOSE_TIMEOUT = 5.0
+# After taking the lease from a holder it saw, a process waits one check interval and this long before it
+# recovers anything: a holder that lost the lease without dying (its connection terminated, its lock file
+# replaced) notices at its next check and exits, so the two never work the jobs at the same time.
+TAKEOVER_HOLDOFF = 1.0
 # The advisory lock's key: one per database, the same in every Stylebot (31 bits: pg_locks shows it as objid).
 PG_LOCK_KEY = (
     int.from_bytes(hashlib.sha256(b"stylebot: one process works the jobs").digest()[:4]) & 0x7FFFFFFF
@@ -93,6 +97,9 @@ class Lease(ABC):
                 if holder is None and not stop.is_set():
                     self.held = True
                     self._watch = asyncio.create_task(self._watch_forever(), name="lease-watch")
+            if self.held and told is not None and not await self._held_off(stop):
+                await self.release()  # stopped while holding off: nothing was recovered
+                return False
             if self.held:
                 log.info(
                     "this process (%s) holds the database's lease%s; it alone recovers and dispatches jobs",
@@ -113,6 +120,13 @@ class Lease(ABC):
         async with self._lock:  # a waiting connection, or a lease taken just as the stop came
             await self._give_back()
         return False
+
+    async def _held_off(self, stop: asyncio.Event) -> bool:
+        """Give the holder just seen the time to notice it lost the lease (see ``TAKEOVER_HOLDOFF``);
+        False if ``stop`` came meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.check_seconds + TAKEOVER_HOLDOFF)
+        return not stop.is_set()
 
     async def release(self) -> None:
         """Give the lease back (at a stop, after the queue put its jobs back): a waiting process takes over
@@ -135,6 +149,8 @@ class Lease(ABC):
                     reason = await self._lost()
             except TimeoutError:
                 reason = f"the lease's check took over {CHECK_TIMEOUT:g} s"
+            except Exception as err:  # a check that cannot tell proves nothing: the lease may be gone
+                reason = f"the lease's check failed: {type(err).__name__}: {err}"
             if reason is not None:
                 self.held = False
                 log.critical("lost the database's lease: %s", reason)

@@ -249,3 +249,55 @@ async def test_a_dropped_connection_is_a_lost_lease(
             await lease.release()
         leases.clear()
         postgres_server.drop_database(url)
+
+
+async def test_a_check_that_fails_is_a_lost_lease(tmp_path: Path, leases: list[Lease]) -> None:
+    """A check that cannot tell (an OSError reading the lock file, a driver error) proves nothing: the lease
+    counts as lost rather than the watch ending quietly and never checking again."""
+    lost = Lost()
+    lease = make(leases, f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}", lost)
+    assert await lease.acquire(asyncio.Event())
+
+    async def broken() -> str | None:
+        raise PermissionError("lock file unreadable")
+
+    lease._lost = broken  # type: ignore[method-assign]
+    async with asyncio.timeout(WAIT):
+        await lost.called.wait()
+    assert lost.reasons == ["the lease's check failed: PermissionError: lock file unreadable"]
+    assert not lease.held
+
+
+async def test_a_takeover_waits_a_check_before_it_counts_as_held(url: str, leases: list[Lease]) -> None:
+    """Taking the lease from a holder it saw, a process holds off one check interval and more, so that a
+    holder which lost the lease without dying has noticed (and exited) before the jobs are touched."""
+    first = make(leases, url)
+    second = lease_for(url, on_lost=Lost(), poll_seconds=POLL, check_seconds=3.0)
+    leases.append(second)
+    assert await first.acquire(asyncio.Event())
+    waiting = asyncio.create_task(second.acquire(asyncio.Event()))
+    await attempts_after(second, 2)
+    await first.release()
+    await asyncio.sleep(0.3)  # the second has taken the lock by now (POLL) but holds off for 4 s
+    assert not waiting.done()
+    async with asyncio.timeout(WAIT):
+        assert await waiting
+
+
+async def test_a_stop_while_holding_off_gives_the_lease_back(url: str, leases: list[Lease]) -> None:
+    first = make(leases, url)
+    second = lease_for(url, on_lost=Lost(), poll_seconds=POLL, check_seconds=5.0)
+    leases.append(second)
+    assert await first.acquire(asyncio.Event())
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(second.acquire(stop))
+    await attempts_after(second, 2)
+    await first.release()
+    await asyncio.sleep(0.3)  # taken, holding off for 6 s
+    stop.set()
+    async with asyncio.timeout(WAIT):
+        assert not await waiting
+    assert not second.held
+    third = make(leases, url)
+    async with asyncio.timeout(WAIT):
+        assert await third.acquire(asyncio.Event())
