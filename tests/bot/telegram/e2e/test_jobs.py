@@ -20,7 +20,9 @@ SLOW = "tests.fakes.engine:slow_engine"
 
 def keyboard_data(call: Call) -> list[str]:
     markup = call.params.get("reply_markup") or {}
-    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
+    return [
+        b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row if "callback_data" in b
+    ]
 
 
 async def status_of(tg: FakeTelegram) -> Call:

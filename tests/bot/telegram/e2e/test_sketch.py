@@ -35,7 +35,9 @@ UNDECODABLE = (
 
 def buttons(call: Call) -> list[str]:
     markup = call.params.get("reply_markup") or {}
-    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
+    return [
+        b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row if "callback_data" in b
+    ]
 
 
 def is_sketch_status(call: Call) -> bool:
