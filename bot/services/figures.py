@@ -51,13 +51,14 @@ REPAINT_KEYS = {
     "not_done": "repaint_not_done",
     "failed": "repaint_failed",
     "expired": "repaint_expired",
+    "clip": "repaint_clip",
 }
 
 
 class RepaintRefusedError(Refused):
     """Why a job's photo cannot be painted again. ``kind``: "unknown" (no such job), "not_yours",
-    "not_done" (still queued or running), "failed" (it never made a picture) or "expired" (the photo is
-    no longer kept)."""
+    "not_done" (still queued or running), "failed" (it never made a picture), "expired" (the photo is
+    no longer kept) or "clip" (a GIF or video: another style and the figures paint photos)."""
 
     def __init__(self, kind: str) -> None:
         super().__init__(REPAINT_KEYS[kind])
@@ -95,6 +96,8 @@ class FigureService:
         if whose != "owner":
             raise RepaintRefusedError(whose)
         assert job is not None
+        if job.clip is not None:
+            raise RepaintRefusedError("clip")
         if job.is_active:
             raise RepaintRefusedError("not_done")
         if job.state != JobState.DONE:
@@ -104,9 +107,9 @@ class FigureService:
         return job
 
     async def latest_source(self, user_id: int, chat_id: int, *, platform: str) -> JobRecord | None:
-        """The user's latest finished job in this chat whose photo is still kept."""
+        """The user's latest finished job in this chat whose photo is still kept (a clip is no photo)."""
         for job in await self.db.recent_jobs(user_id, RECENT_JOBS, platform=platform):
-            if job.chat_id == chat_id and job.state == JobState.DONE and self._kept(job):
+            if job.chat_id == chat_id and job.state == JobState.DONE and job.clip is None and self._kept(job):
                 return job
         return None
 

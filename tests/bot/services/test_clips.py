@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bot.db import Database
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.clips import ClipFormat, ClipService, clip_weight, clip_words
+from bot.services.figures import FigureService, RepaintRefusedError
 from bot.services.jobs import JobService, Limits
 from bot.services.paint import PaintRequest, PaintService
 from bot.services.presets import PresetService
@@ -25,7 +27,7 @@ from bot.services.style_images import StyleImageService
 from engine.catalog import load_catalog
 from engine.clips import ClipLimits, media
 from engine.workers.clips import ClipOrder
-from tests.bot.services.test_jobs import RecordingQueue
+from tests.bot.services.test_jobs import RecordingQueue, photo_job
 from tests.fakes import clips
 
 TELEGRAM_MP4 = ClipFormat("mp4", 50 * 2**20)
@@ -171,3 +173,22 @@ def test_quality_and_format_words_are_taken_out_of_a_caption() -> None:
 def test_a_clip_never_counts_less_than_a_photo() -> None:
     assert clip_weight(1, "instant") == 1.0
     assert dataclasses.replace(TELEGRAM_MP4, format="gif").format == "gif"
+
+
+async def test_a_clip_is_no_photo_to_paint_again(db: Database, queue: RecordingQueue, tmp_path: Path) -> None:
+    """Another style, the figures and "my latest photo" paint photos: a finished clip is none of them."""
+    clips_here = service(db, queue, tmp_path)
+    photo, _ = await clips_here.paint.jobs.submit(dataclasses.replace(photo_job(1), chat_id=7))
+    clip, _ = await clips_here.start(request(clips.gif(3)), TELEGRAM_MP4)
+    for job in (photo, clip):
+        await db.claim_job(job.id, "worker")
+        await db.finish_job(job.id)
+    jobs, catalog = clips_here.paint.jobs, load_catalog()
+    paintings = None  # "Surprise me" only; not asked here
+    figures = FigureService(db, jobs, catalog, retention=timedelta(days=1), paintings=paintings)  # type: ignore[arg-type]
+    latest = await figures.latest_source(7, 7, platform=TELEGRAM)
+    assert latest is not None
+    assert latest.id == photo.id  # the clip came later, and is skipped
+    with pytest.raises(RepaintRefusedError) as refused:
+        await figures.source(clip.id, 7, platform=TELEGRAM)
+    assert refused.value.key == "repaint_clip"
