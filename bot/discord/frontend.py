@@ -10,8 +10,9 @@ message after, a DM when the channel cannot be written. The response then says t
 drops its picture: in a busy channel each request leaves one picture, the painting, as on Telegram.
 
 What Discord refuses or fails is sorted once (``bot.discord.failures``): a status Discord says is gone or out
-of reach is forgotten (no more edits), a passing failure of a status update is left to the next one (the last
-word is tried again). The messages themselves (result, animation, a word for the owner) are
+of reach is forgotten (no more edits), a passing failure of a status update is left to the next one, and the
+last word (failed, cancelled, done), which has no next one, is tried again until Discord shows it or refuses
+it for good (``bot.retrying.patient``). The messages themselves (result, animation, a word for the owner) are
 ``bot.discord.messages``'.
 """
 
@@ -35,7 +36,7 @@ from bot.discord.figures import result_view
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD, Undeliverable
-from bot.retrying import retried
+from bot.retrying import patient, retried
 from bot.services.throttle import Slot, StatusThrottle
 from bot.texts import duration, language_for, text
 
@@ -159,27 +160,74 @@ class DiscordFrontend:
                     fields["attachments"] = [discord.File(io.BytesIO(target.preview), "preview.jpg")]
                 elif view.final:  # also a picture from before a restart, which this run never saw
                     fields["attachments"] = []
-                try:
-                    if view.final:  # the last word: nothing comes after it to put it right
-                        await retried(
-                            lambda: self._edit(job, live, **fields),
-                            passing=worth_retrying,
-                            describe=describe,
-                            what=f"job {job.id}: status",
-                        )
-                    else:
+                if view.final:  # the last word: nothing comes after it to put it right
+                    if await self._say_last(job, live, fields):
+                        live.shown = target
+                        self.throttle.shown(live)
+                else:
+                    try:
                         await self._edit(job, live, **fields)
-                except FAILURES as err:
-                    self._failed_edit(job, live, err)
-                    if not view.final:
+                    except FAILURES as err:
+                        self._failed_edit(job, live, err)
                         if is_passing(err) and live.pending is None and not live.gone:
                             live.pending = view  # the next update shows it (its picture) instead
                         return
-                else:
                     live.shown = target
                     self.throttle.shown(live)
-            if view.final:
+            if view.final and live.timer is None:  # else ``_keep_trying`` has it
                 self._live.pop(job.id, None)
+
+    async def _say_last(self, job: JobRecord, live: _Live, fields: dict[str, object]) -> bool:
+        """The status's last word (failed, cancelled, result pending, done): tried a few times at once
+        (``bot.retrying.PAUSES``); when Discord still fails for a passing reason, ``_keep_trying`` goes on
+        in the background, so a short outage cannot leave a finished job saying "painting" with a live
+        Cancel button. True when it is shown now. Called under ``live.lock``."""
+        try:
+            await retried(
+                lambda: self._edit(job, live, **fields),
+                passing=worth_retrying,
+                describe=describe,
+                what=f"job {job.id} (user {job.user_id}): last status",
+            )
+            return True
+        except FAILURES as err:
+            self._failed_edit(job, live, err)
+            if is_passing(err) and not live.gone:
+                log.warning(
+                    "job %d (user %d): its last status is kept and tried again later", job.id, job.user_id
+                )
+                live.timer = asyncio.create_task(
+                    self._keep_trying(job, live, fields), name=f"discord-last-status-{job.id}"
+                )
+            return False
+
+    async def _keep_trying(self, job: JobRecord, live: _Live, fields: dict[str, object]) -> None:
+        """The last word, tried with growing pauses (``bot.retrying.patient``) until Discord shows it or
+        refuses it for good; a newer last word (``show_status``, ``remove_status``: ``throttle.stop`` or an
+        ``offer``), the status being forgotten, or shutdown cancel it (it is ``live.timer``)."""
+
+        async def edit() -> None:
+            async with live.lock:  # never beside another edit of the status
+                await self._edit(job, live, **fields)
+
+        pauses = patient()
+        await asyncio.sleep(next(pauses))  # the quick tries have just failed
+        try:
+            await retried(
+                edit,
+                passing=is_passing,  # a 429 too: the pauses here are long enough not to add to a storm
+                describe=describe,
+                what=f"job {job.id} (user {job.user_id}): last status",
+                pauses=pauses,
+            )
+        except FAILURES as err:
+            live.timer = None  # done: forgetting the status must not cancel this task
+            self._failed_edit(job, live, err)
+        else:
+            log.info("job %d (user %d): its last status is shown after all", job.id, job.user_id)
+        live.timer = None
+        if self._live.get(job.id) is live:
+            self._live.pop(job.id)
 
     def _failed_edit(self, job: JobRecord, live: _Live, err: BaseException) -> None:
         """A status Discord says is deleted or out of reach is forgotten: no more edits to it, however
@@ -227,16 +275,9 @@ class DiscordFrontend:
         async with live.lock:  # after any edit under way, so nothing lands after the last word
             self.throttle.take(live)  # dropped: the last word is this one
             done = markdown(text(language_for(job.language_code), "discord_done"))
-            try:
-                await retried(
-                    lambda: self._edit(job, live, content=done, view=None, attachments=[]),
-                    passing=worth_retrying,
-                    describe=describe,
-                    what=f"job {job.id}: status",
-                )
-            except FAILURES as err:
-                self._failed_edit(job, live, err)
-        self._live.pop(job.id, None)
+            await self._say_last(job, live, {"content": done, "view": None, "attachments": []})
+        if live.timer is None:  # else ``_keep_trying`` has it
+            self._live.pop(job.id, None)
 
     async def close(self) -> None:
         await self.throttle.close(self._live.values())

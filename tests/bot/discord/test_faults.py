@@ -490,3 +490,66 @@ async def test_random_faults_leave_every_painting_delivered_once(
         for j in jobs:
             assert (await core.db.get_job(j.id)).result_file_id is not None
     assert tracebacks(caplog) == []
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_the_last_word_of_a_status_outlasts_an_outage(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discord fails the "Done" edit for longer than the quick tries (an outage of a minute, say): the last
+    word is kept and tried again with growing pauses until it is shown, never dropped."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        outage = len(retrying.PAUSES) + 1 + 5  # the quick tries, and five patient ones
+        faults.set(
+            "PATCH",
+            "/webhooks/*/messages/@original",
+            share=1.0,
+            kinds=("timeout",),
+            times=outage,
+            where=lambda body: "Done" in str(body.get("content")),
+        )
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: results_for(channel, alice))
+        await until(env, lambda: "Done" in result.response.content)
+        assert faults.outcomes(STATUS_BY_TOKEN)["timeout"] == outage
+        assert not result.response.components  # no Cancel button left on a finished job
+        retried = bot_warnings(caplog, "last status failed")
+        assert len(retried) == outage - 1
+        assert all(f"(user {alice.id})" in line for line in retried)
+    assert errors_logged(caplog) == []
+    assert tracebacks(caplog) == []
+
+
+async def test_a_kept_last_word_gives_way_to_a_newer_one(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "Could not send it just now" cannot be shown (Discord keeps timing out on it) and is kept trying;
+    the result then goes out on redelivery and "Done" replaces it: the old word is tried no more."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("429",), retry_after=0.01, times=5)
+        faults.set(
+            "PATCH",
+            "/webhooks/*/messages/@original",
+            share=1.0,
+            kinds=("timeout",),
+            where=lambda body: "could not send" in str(body.get("content")),
+        )
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: faults.outcomes(STATUS_BY_TOKEN)["timeout"] > len(retrying.PAUSES) + 1)
+        await core.notifier.redeliver()
+        await until(env, lambda: "Done" in result.response.content)
+        tried = faults.outcomes(STATUS_BY_TOKEN)["timeout"]
+        await asyncio.sleep(3 * retrying.PATIENT_CAP)
+        assert faults.outcomes(STATUS_BY_TOKEN)["timeout"] == tried
+        assert "Done" in result.response.content
+    assert errors_logged(caplog) == []
+    assert tracebacks(caplog) == []

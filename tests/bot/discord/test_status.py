@@ -26,7 +26,9 @@ class FakeInteraction:
 
 
 def job(status_message_id: int | None = 1) -> Any:
-    return SimpleNamespace(id=7, status_message_id=status_message_id, language_code="en", chat_type="guild")
+    return SimpleNamespace(
+        id=7, user_id=42, status_message_id=status_message_id, language_code="en", chat_type="guild"
+    )
 
 
 def pictures(edit: dict[str, Any]) -> list[str] | None:
