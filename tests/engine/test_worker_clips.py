@@ -62,6 +62,8 @@ def test_the_fake_paints_each_frame_as_its_negative(tmp_path: Path) -> None:
     result = run_clip(FakeEngine(), request, ORDER, progress=lambda _: None, should_cancel=lambda: False)
     source = decode(data, 480).frames[0].convert("RGB").getpixel((2, 2))
     painted = decode(result.image, 480).frames[0].convert("RGB").getpixel((2, 2))
+    assert isinstance(source, tuple)
+    assert isinstance(painted, tuple)
     assert all(abs(a + b - 255) < 40 for a, b in zip(source, painted, strict=True))
 
 

@@ -52,7 +52,7 @@ async def test_a_gif_comes_back_when_asked(discord_settings) -> None:
 async def test_what_is_not_a_clip_or_over_the_limits_is_refused_ephemerally(discord_settings) -> None:
     async with discord_bot(discord_settings(clip_max_seconds=1)) as (env, core):
         _, channel, alice = art_channel(env)
-        cases: list[tuple[dict[str, Any], str]] = [
+        cases: list[tuple[dict[str, Any], str | None]] = [
             ({"clip": ("photo.png", b"\x89PNG\r\n\x1a\n")}, "can't read that clip"),
             ({"clip": ("dance.mp4", b"not really an mp4"), "style": "udnie"}, "can't read that clip"),
             ({"clip": ("long.mp4", clips.mp4(24)), "style": "udnie"}, "at most 1 s"),

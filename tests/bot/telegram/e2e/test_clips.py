@@ -46,7 +46,7 @@ async def test_a_clip_comes_back_as_an_animation_with_every_frame(
         assert result.ok
         assert clips.frame_count(sent_clip(result)) == 6
         assert "Udnie" in result.params["caption"]  # the result's caption, as under a painting
-        assert result.files["animation"].filename.endswith(".mp4")
+        assert (result.files["animation"].filename or "").endswith(".mp4")
         await tg.wait_for("deleteMessage")  # the status goes once the send is confirmed
         job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert (job.kind, job.state) == ("clip", "done")
@@ -63,7 +63,7 @@ async def test_a_gif_comes_back_when_the_caption_asks(tg: FakeTelegram, start_bo
         chat = tg.private_chat(alice)
         await tg.send_video(alice, chat, clips.mp4(5), width=64, height=48, duration=1, caption="udnie gif")
         result = await tg.wait_for("sendAnimation")
-        assert result.files["animation"].filename.endswith(".gif")
+        assert (result.files["animation"].filename or "").endswith(".gif")
         assert sent_clip(result).startswith(b"GIF8")
         assert clips.frame_count(sent_clip(result)) == 5
 
