@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from bot.frontend import PLATFORMS, TELEGRAM
@@ -130,6 +130,17 @@ class Settings(EngineSettings, QueueSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> Settings:
+        """The webhook's server and the health endpoint cannot share a port: say so at start-up rather
+        than as "address in use" after the webhook bound it (port 0 is any free port, never a clash)."""
+        webhook = self.telegram_webhook_url is not None and self.telegram_bot_token is not None
+        if webhook and self.health_port and self.telegram_webhook_port == self.health_port:
+            raise ValueError(
+                f"TELEGRAM_WEBHOOK_PORT and HEALTH_PORT are both {self.health_port}: give each its own port"
+            )
+        return self
 
     @property
     def frontends(self) -> tuple[str, ...]:
