@@ -12,7 +12,7 @@ import pytest
 from engine.clips import CLIP_TIERS, ClipLimits, decode
 from engine.workers.clips import ClipOrder, run_clip
 from engine.workers.runner import run_job
-from engine.workers.wire import ImageInput, ResultReport, Style, Ticket, check_image
+from engine.workers.wire import BadReportError, ImageInput, ResultReport, Style, Ticket, check_image
 from tests.engine.samples import encode as encode_image
 from tests.engine.samples import painting
 from tests.engine.test_workers import Recorder
@@ -137,3 +137,23 @@ def test_the_real_instant_path_paints_a_tiny_clip(tmp_path: Path) -> None:
     assert run_job(_Catalogued(), ticket, reports, lambda _: False)
     assert reports.sent[-1][0] == "done", reports.sent[-1]
     assert clips.frame_count((tmp_path / "result").read_bytes()) == 4
+
+
+def test_by_value_the_clip_comes_back_in_the_report(tmp_path: Path) -> None:
+    """A Celery worker elsewhere: the clip travels in the ticket and back in the report, which the bot
+    checks as it checks a painting (its format, its signature)."""
+    ticket = clip_ticket(tmp_path, clips.gif(4)).by_value()
+    ticket = Ticket.from_dict({**ticket.to_dict(), "result_path": None})
+    assert ticket.carries_its_images
+    reports = Recorder()
+    assert run_job(FakeEngine(), ticket, reports, lambda _: False)
+    kind, _, report = reports.sent[-1]
+    assert kind == "done"
+    carried = ResultReport.from_dict(report.to_dict())
+    assert carried.format == "mp4"
+    assert carried.suffix == "mp4"
+    assert carried.image is not None
+    check_image("mp4", carried.image[:16], len(carried.image))
+    assert clips.frame_count(carried.image) == 4
+    with pytest.raises(BadReportError, match="not an mp4"):
+        check_image("mp4", encode_image(painting(8, 8, seed=1))[:16], 100)  # a PNG calling itself a clip
