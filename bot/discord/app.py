@@ -29,7 +29,8 @@ from bot.config import Settings
 from bot.context import Services
 from bot.discord.admin import DeleteButton, admin, switch
 from bot.discord.clips import clip_command
-from bot.discord.common import refuse, say
+from bot.discord.common import report
+from bot.discord.failures import FAILURES, describe, is_passing, worth_retrying
 from bot.discord.figures import AgainButton, FigureButton, forming_command, layers_command, strip_command
 from bot.discord.frontend import DiscordFrontend
 from bot.discord.paint import paint, paint_this, surprise_command
@@ -42,6 +43,7 @@ from bot.discord.sync import CommandSync
 from bot.discord.translator import TextsTranslator
 from bot.health import Metrics
 from bot.redaction import protect
+from bot.retrying import retried
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,9 @@ def use_endpoints(settings: Settings) -> None:
 
 class StylebotTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """An unexpected error: logged with the user, an ephemeral apology with a reference."""
-        import secrets
-
-        reference = secrets.token_hex(4).upper()
-        log.error(
-            "unexpected error (ref %s) for discord user %s", reference, interaction.user.id, exc_info=error
-        )
-        with contextlib.suppress(discord.HTTPException):
-            await refuse(interaction, say(interaction, "apology", ref=reference))  # ephemeral, even deferred
+        """A command that raised: ``common.report`` (a WARNING when Discord failed it, a traceback for a
+        bug, an apology with a reference either way)."""
+        await report(interaction, error)
 
 
 def command_tree(client: discord.Client) -> StylebotTree:
@@ -113,11 +109,13 @@ class StylebotClient(discord.AutoShardedClient):
         # The buttons of jobs from before a restart work too: each carries its job in its custom id.
         self.add_dynamic_items(CancelButton, KeepButton, AgainButton, FigureButton, DeleteButton)
         await self.tree.set_translator(TextsTranslator())  # Russian command names for Russian clients
-        try:
-            await self.commands.sync()
-        except discord.HTTPException as err:
-            log.error(
-                "Discord commands not synced (%s): the ones synced before stay; next start retries", err
+        try:  # best effort: the commands synced before still work, and the bot must not stay down for it
+            await retried(self.commands.sync, passing=worth_retrying, describe=describe, what="commands sync")
+        except FAILURES as err:
+            log.log(
+                logging.WARNING if is_passing(err) else logging.ERROR,  # a refusal is the bot's to fix
+                "Discord commands not synced (%s): the ones synced before stay; next start retries",
+                describe(err),
             )
         self.core.notifier.frontends[DiscordFrontend.platform] = self.frontend
 

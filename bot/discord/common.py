@@ -8,10 +8,14 @@ Thin on purpose: the rules are the core's (``bot.services``); a refusal is one o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from typing import TYPE_CHECKING
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
+from discord import app_commands
 
 from bot import replies
 from bot.discord.failures import FAILURES, describe, worth_retrying
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     from bot.discord.app import StylebotClient
 
 log = logging.getLogger(__name__)
+
+ItemT = TypeVar("ItemT")
 
 MESSAGE_LIMIT = 2000  # characters in one message's content
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
@@ -114,3 +120,44 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     finally:
         with contextlib.suppress(*FAILURES):
             await interaction.delete_original_response()
+
+
+async def report(interaction: discord.Interaction, error: BaseException) -> None:
+    """The one way a command's or a button's failure ends (``StylebotTree.on_error``, ``StylebotView``,
+    ``guarded`` buttons): Discord failing the bot (``failures.FAILURES``: a 503, a timeout) is one WARNING
+    line with the user, anything else is a bug and logged with its traceback; either way the user gets an
+    apology with a reference to the log line, if Discord takes it."""
+    if isinstance(error, app_commands.CommandInvokeError):  # a command's own exception, wrapped
+        error = error.original
+    reference = secrets.token_hex(4).upper()
+    user = interaction.user.id
+    if isinstance(error, FAILURES):
+        log.warning("Discord failed a call for user %d (ref %s): %s", user, reference, describe(error))
+    else:
+        log.error("unexpected error (ref %s) for discord user %d", reference, user, exc_info=error)
+    with contextlib.suppress(*FAILURES):
+        await refuse(interaction, say(interaction, "apology", ref=reference))  # ephemeral, even deferred
+
+
+class StylebotView(discord.ui.View):
+    """A view whose items fail as commands do (``report``), not as discord.py's "Ignoring exception in
+    view" traceback."""
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, item: Any, /) -> None:
+        await report(interaction, error)
+
+
+def guarded(
+    callback: Callable[[ItemT, discord.Interaction], Coroutine[Any, Any, None]],
+) -> Callable[[ItemT, discord.Interaction], Coroutine[Any, Any, None]]:
+    """For a ``DynamicItem``'s ``callback``: discord.py runs those outside any view (a press after a
+    restart) and logs what they raise itself; this sends it through ``report`` instead."""
+
+    @functools.wraps(callback)
+    async def run(item: ItemT, interaction: discord.Interaction) -> None:
+        try:
+            await callback(item, interaction)
+        except Exception as err:
+            await report(interaction, err)
+
+    return run

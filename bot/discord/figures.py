@@ -13,7 +13,7 @@ from discord import app_commands
 from bot.db import JobRecord
 from bot.discord.admin import DeleteButton
 from bot.discord.attachments import precheck
-from bot.discord.common import MAX_CHOICES, answer, core_of, refusal, refuse, say
+from bot.discord.common import MAX_CHOICES, StylebotView, answer, core_of, guarded, refusal, refuse, say
 from bot.discord.jobs import show_queued, start_job
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
@@ -37,6 +37,7 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button], template=r"again:(?
     ) -> AgainButton:
         return cls(int(match["job"]))
 
+    @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         await again_pressed(interaction, self.job_id)
 
@@ -57,6 +58,7 @@ class FigureButton(
     ) -> FigureButton:
         return cls(match["kind"], int(match["job"]))
 
+    @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         await figure_pressed(interaction, self.job_id, self.figure)
 
@@ -66,7 +68,7 @@ def result_view(job: JobRecord) -> discord.ui.View:
     Delete (as Telegram's ``bot.telegram.buttons.result``); under a clip Delete alone (the others paint
     photos)."""
     language = language_for(job.language_code)
-    view = discord.ui.View(timeout=None)
+    view = StylebotView(timeout=None)
     if job.kind == "clip":
         view.add_item(DeleteButton(job.id, text(language, "delete_button")))
         return view
@@ -78,7 +80,7 @@ def result_view(job: JobRecord) -> discord.ui.View:
     return view
 
 
-class RepaintPicker(discord.ui.View):
+class RepaintPicker(StylebotView):
     """The ephemeral picker of "Another style": a catalog painting for a job's kept photo."""
 
     def __init__(self, job_id: int, options: list[tuple[str, str]]) -> None:

@@ -11,8 +11,8 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.attachments import image_of, precheck
-from bot.discord.common import MAX_CHOICES, answer, core_of, lang, refusal, refuse, say
+from bot.discord.attachments import image_of, is_clip, is_image, precheck
+from bot.discord.common import MAX_CHOICES, StylebotView, answer, core_of, lang, refusal, refuse, say
 from bot.discord.jobs import start_job
 from bot.discord.markdown import markdown
 from bot.discord.styles import choose, style_choices
@@ -51,6 +51,9 @@ async def paint(
         overrides["quality"] = quality.value
     if preserve_colors is not None:
         overrides["preserve_colors"] = preserve_colors.value
+    if is_clip(image) and not is_image(image):  # a video: /clip paints it (a GIF here: its first frame)
+        await refuse(interaction, say(interaction, "discord_clip_hint"))
+        return
     try:
         precheck(interaction, image, style_image)
         choice = await choose(interaction, style) if style and style_image is None else None
@@ -74,7 +77,7 @@ async def surprise_command(interaction: discord.Interaction, image: discord.Atta
         await interaction.followup.send(markdown(replies.surprise(lang(interaction), pick)))
 
 
-class StylePicker(discord.ui.View):
+class StylePicker(StylebotView):
     """The ephemeral picker of "Paint this": the user's presets and personal styles, then the catalog."""
 
     def __init__(self, message: discord.Message, options: list[app_commands.Choice[str]]) -> None:

@@ -11,7 +11,7 @@ from discord import app_commands
 
 from bot import replies
 from bot.db import JobRecord
-from bot.discord.common import answer, core_of, lang, refusal, say
+from bot.discord.common import StylebotView, answer, core_of, guarded, lang, refusal, say
 from bot.discord.markdown import markdown
 from bot.discord.sketch import KeepButton
 from bot.frontend import DISCORD
@@ -35,6 +35,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:
     ) -> CancelButton:
         return cls(int(match["job"]))
 
+    @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         await cancel_pressed(interaction, self.job_id)
 
@@ -42,7 +43,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:
 def cancel_view(job: JobRecord, *, keep: bool = False) -> discord.ui.View:
     """Under an active job's status: "Keep the sketch" (while offered), then Cancel."""
     language = language_for(job.language_code)
-    view = discord.ui.View(timeout=None)
+    view = StylebotView(timeout=None)
     if keep:
         view.add_item(KeepButton(job.id, text(language, "keep_button")))
     view.add_item(CancelButton(job.id, text(language, "cancel_button")))

@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.common import answer, core_of, lang, refusal, remember
+from bot.discord.common import StylebotView, answer, core_of, lang, refusal, remember
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences
@@ -62,7 +62,7 @@ def settings_view(
     return markdown(body), view
 
 
-class SettingsView(discord.ui.View):
+class SettingsView(StylebotView):
     """The ephemeral /settings panel (only its owner sees it); each item says which setting it changes
     to what (``UserService.change``'s names: a quality, a strength's name, a colour mode, on/off)."""
 

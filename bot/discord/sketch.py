@@ -9,7 +9,7 @@ from typing import Any
 import discord
 
 from bot import replies
-from bot.discord.common import answer, core_of, lang
+from bot.discord.common import answer, core_of, guarded, lang
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services.sketches import Kept
@@ -30,6 +30,7 @@ class KeepButton(discord.ui.DynamicItem[discord.ui.Button], template=r"keep:(?P<
     ) -> KeepButton:
         return cls(int(match["job"]))
 
+    @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         await keep_pressed(interaction, self.job_id)
 

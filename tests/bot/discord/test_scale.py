@@ -18,6 +18,7 @@ import simcord
 from discord import app_commands
 
 import bot.__main__ as entry
+from bot import retrying
 from bot.config import load_settings
 from bot.discord import app, translator
 from bot.discord.app import CommandsClient, running
@@ -26,6 +27,7 @@ from bot.discord.sync import STATE_FILE, CommandSync
 from bot.health import Metrics
 from tests.bot.discord.conftest import art_channel, discord_bot, discord_world, requests, results_for, until
 from tests.fakes import images
+from tests.fakes.discord_faults import DiscordFaults
 
 PHOTO = images.pattern(64, 48)
 LOUD = "**@everyone** _x_"  # a style image's file name: Markdown and a mention
@@ -103,9 +105,11 @@ async def test_a_refused_upload_leaves_the_bot_up_and_is_tried_at_the_next_start
         env = bot.env
         assert len(uploads(env)) == 1
         (settings.data_dir / STATE_FILE).write_text("{not json")  # lost: as if never uploaded
-        env.inject_error("PUT", "/applications/*/commands", status=500)
+        env.inject_error(
+            "PUT", "/applications/*/commands", status=400, code=50035, message="Invalid Form Body"
+        )
         await bot.restart()
-        assert len(uploads(env)) == 2
+        assert len(uploads(env)) == 2  # a refusal is not tried again
         assert "Discord commands not synced" in caplog.text
         assert "{not json" in (settings.data_dir / STATE_FILE).read_text()  # no hash of a failed upload
         _, channel, alice = art_channel(env)
@@ -356,3 +360,28 @@ def test_the_scale_settings_empty_is_unset_and_a_count_is_positive(monkeypatch, 
     monkeypatch.setenv("DISCORD_SHARD_COUNT", "0")
     with pytest.raises(SystemExit, match="DISCORD_SHARD_COUNT"):
         load_settings()
+
+
+@pytest.mark.parametrize("failures", [1, len(retrying.PAUSES) + 1])
+async def test_a_network_failure_of_the_upload_is_tried_again_and_never_stops_the_start(
+    discord_settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    """A timeout of the upload (not an ``HTTPException``) is tried again by the retry rule; when Discord
+    keeps failing, one WARNING and the bot starts with the commands uploaded before."""
+    monkeypatch.setattr(retrying, "PAUSES", (0.01,) * len(retrying.PAUSES))
+    caplog.set_level(logging.INFO)
+    settings = discord_settings()
+    async with discord_world(settings) as bot:
+        env = bot.env
+        (settings.data_dir / STATE_FILE).unlink()  # as if never uploaded
+        faults = DiscordFaults(env)
+        faults.set("PUT", "/applications/*/commands", share=1.0, kinds=("timeout",), times=failures)
+        await bot.restart()
+        faults.close()
+        synced = failures <= len(retrying.PAUSES)
+        assert len(uploads(env)) == (2 if synced else 1)
+        assert (settings.data_dir / STATE_FILE).exists() == synced
+        lost = [r for r in caplog.records if "Discord commands not synced" in r.getMessage()]
+        assert [r.levelno for r in lost] == ([] if synced else [logging.WARNING])
+        _, channel, alice = art_channel(env)
+        assert (await alice.slash(channel, "queue")).ephemeral  # up

@@ -1,0 +1,85 @@
+"""Discord failing the bot outside a job's way (issue 19): a command's or a button's call that Discord fails
+(a timeout, a 503) is one WARNING line naming the user, never discord.py's "Ignoring exception" traceback;
+a real bug still logs its traceback; the user hears an apology with a reference either way."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot import retrying
+from tests.bot.discord.conftest import art_channel, faulty_world, until
+from tests.bot.discord.test_faults import PHOTO, THREE_SECONDS, latest_job, tracebacks
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retrying, "PAUSES", (0.05, 0.1, 0.1))
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 0.05)
+    monkeypatch.setattr(retrying, "PATIENT_CAP", 0.2)
+
+
+def records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.name.startswith(("bot.", "discord"))]
+
+
+async def test_a_command_whose_answer_discord_fails_is_a_warning_with_the_user(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        _, channel, alice = art_channel(bot.env)
+        faults.set("POST", "/webhooks/*", share=1.0, kinds=("timeout",), times=1)  # /styles' follow-up
+        result = await alice.slash(channel, "styles")
+        assert [f.ephemeral for f in result.followups] == [True]
+        assert "Reference" in result.followups[0].content  # the apology, ephemeral
+        assert [type(e.__cause__) for e in bot.env.errors] == [TimeoutError]  # seen (and let go) by SimCord
+    (warning,) = [r for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()]
+    assert f"user {alice.id}" in warning.getMessage()
+    assert "TimeoutError" in warning.getMessage()
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
+
+
+async def test_a_button_whose_answer_discord_fails_is_a_warning_with_the_user(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancel is a ``DynamicItem``: discord.py runs it outside any view and would log its exception itself."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        job = await latest_job(core, alice.id)
+        faults.set("POST", "/interactions/*", share=1.0, kinds=("timeout",), times=1)  # the press's deferral
+        await alice.click(result.response, custom_id=f"cancel:{job.id}")
+        await until(env, lambda: records(caplog, logging.WARNING) and "ancel" in result.response.content)
+        assert (await core.db.get_job(job.id)).state == "cancelled"
+    warnings = [
+        r.getMessage() for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert f"user {alice.id}" in warnings[0]
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
+
+
+async def test_a_bug_in_a_command_is_still_an_error_with_its_traceback(
+    discord_settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, _):
+        _, channel, alice = art_channel(bot.env)
+
+        async def broken(**_: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(bot.core.paintings, "overview", broken)
+        result = await alice.slash(channel, "styles")
+        assert "Reference" in result.followups[0].content
+        assert [type(e.__cause__) for e in bot.env.errors] == [RuntimeError]
+    (error,) = records(caplog, logging.ERROR)
+    assert error.exc_info is not None
+    assert isinstance(error.exc_info[1], RuntimeError)
+    assert f"discord user {alice.id}" in error.getMessage()
