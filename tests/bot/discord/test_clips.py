@@ -72,6 +72,16 @@ async def test_what_is_not_a_clip_or_over_the_limits_is_refused_ephemerally(disc
         assert [j.clip["quality"] for j in jobs] == ["painted"]
 
 
+async def test_a_video_sent_to_paint_is_pointed_to_clip(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, core):
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("dance.mp4", clips.mp4(4)), style="udnie")
+        answers = ([result.response] if result.response else []) + result.followups
+        assert [a.ephemeral for a in answers] == [True]
+        assert "/clip" in answers[0].content
+        assert await core.db.recent_jobs(alice.id, platform="discord") == []
+
+
 async def test_progress_counts_frames_and_cancel_stops_a_clip(discord_settings) -> None:
     async with discord_bot(discord_settings(discord_status_interval=0.0), engine=SLOW) as (env, core):
         _, channel, alice = art_channel(env)
