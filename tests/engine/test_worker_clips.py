@@ -157,3 +157,21 @@ def test_by_value_the_clip_comes_back_in_the_report(tmp_path: Path) -> None:
     assert clips.frame_count(carried.image) == 4
     with pytest.raises(BadReportError, match="not an mp4"):
         check_image("mp4", encode_image(painting(8, 8, seed=1))[:16], 100)  # a PNG calling itself a clip
+
+
+def test_the_real_instant_path_finds_a_catalog_painting(tmp_path: Path) -> None:
+    """A preset's picture comes from the engine's own store (on disk here: no download)."""
+    from engine.api import Engine
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    (styles / "udnie.png").write_bytes(encode_image(painting(64, 64, seed=5)))
+    engine = Engine(device="cpu", styles_dir=styles, precision="fp32")
+    source = tmp_path / "clip"
+    source.write_bytes(clips.mp4(3, (48, 32)))
+    request = Ticket(
+        3, ImageInput(path=str(source)), (Style(1.0, preset="udnie"),), {"quality": "instant"}
+    ).request()
+    result = run_clip(engine, request, ORDER, progress=lambda _: None, should_cancel=lambda: False)
+    assert (result.format, result.steps) == ("mp4", 3)
+    assert clips.frame_count(result.image) == 3
