@@ -33,15 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         from bot.discord.app import sync_commands
 
         return asyncio.run(sync_commands(settings))
-    platforms = require_a_front_end(settings)
-    if platforms == ("telegram",) and settings.telegram_webhook_url is None:
-        # Telegram alone, polling: PTB's own loop and signal handling, as always (a webhook is served by
-        # our aiohttp server, which run_all runs; PTB's run_webhook would need tornado)
-        from bot.telegram.app import ALLOWED_UPDATES, build_application
+    require_a_front_end(settings)
+    from bot.telegram.app import PollingEnded
 
-        build_application(settings).run_polling(allowed_updates=ALLOWED_UPDATES)
-        return 0
-    asyncio.run(run_all(settings))
+    try:
+        asyncio.run(run_all(settings))
+    except PollingEnded:  # logged where it happened; non-zero, so that compose or systemd notice
+        return 1
     return 0
 
 
@@ -65,7 +63,7 @@ async def run_all(
             if settings.telegram_bot_token is not None:
                 from bot.telegram.app import build_application, running
 
-                await stack.enter_async_context(running(build_application(settings, core=core)))
+                await stack.enter_async_context(running(build_application(settings, core=core), stop=stop))
             if settings.discord_bot_token is not None:
                 from bot.discord.app import running as discord_running
 

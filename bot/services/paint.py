@@ -27,6 +27,15 @@ from bot.texts import language_for, text
 log = logging.getLogger(__name__)
 
 
+class RepeatedRequest(Exception):
+    """The message that asks for this job made one already: the platform sent it again (an update the
+    bot had not confirmed when it died). Not a refusal: the user has the job, and hears nothing more."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} exists for this message")
+        self.job = job
+
+
 @dataclass(frozen=True)
 class ClipPlan:
     """A clip's job (``bot.services.clips``): the worker's order and the weight its header gave."""
@@ -56,6 +65,10 @@ class PaintRequest:
     # group's default, are kept as file ids): whichever style is chosen here, its images come in.
     fetch_file: Callable[[str], Awaitable[bytes]] | None = None
     clip: ClipPlan | None = None  # ``content`` is a GIF or video (``ClipService.start`` sets it)
+    # The source message is the request itself (a photo with its caption): a job made for it already
+    # means the platform repeated the message, and ``start`` raises ``RepeatedRequest`` instead of a twin.
+    # (Not for a button or a reply naming an earlier photo: "another style" paints the same photo again.)
+    once_per_message: bool = False
 
 
 class PaintService:
@@ -74,8 +87,14 @@ class PaintService:
 
     async def start(self, request: PaintRequest) -> tuple[JobRecord, Placement | None]:
         """Queue the job the request asks for; its placement (None: it starts at once). Raises
-        NeedsStyleError when nothing is named and the group has no default, and what
-        ``JobService.submit`` raises."""
+        NeedsStyleError when nothing is named and the group has no default, RepeatedRequest for a message
+        that made its job already (``once_per_message``), and what ``JobService.submit`` raises."""
+        if request.once_per_message:
+            made = await self.jobs.db.job_for_message(
+                request.platform, request.user_id, request.chat_id, request.source_message_id
+            )
+            if made is not None:
+                raise RepeatedRequest(made)
         language = language_for(request.language)
         choice = request.style
         if choice is None and request.group_id is not None:

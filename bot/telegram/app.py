@@ -9,24 +9,29 @@ long polling, or by webhook when ``TELEGRAM_WEBHOOK_URL`` is set (``bot.telegram
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
 from telegram import BotCommand, BotCommandScopeAllChatAdministrators, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults, TypeHandler
 
+from bot import retrying
 from bot.config import Settings
 from bot.context import Services
 from bot.frontend import TELEGRAM
 from bot.redaction import protect
 from bot.runtime import QueueFactory, Runtime, build_services
 from bot.services.albums import AlbumCollector
+from bot.telegram import failures
 from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
 from bot.telegram.frontend import TelegramFrontend
 from bot.telegram.handlers import paint, register
-from bot.telegram.handlers.errors import polling_failed
+from bot.telegram.polling import Poller
 from bot.telegram.request import TelegramRequest, quiet_rate_limiter
 from bot.telegram.status import StatusBoard
 from bot.telegram.webhook import WEBHOOK, WebhookConfig, WebhookServer, webhook_config
@@ -47,7 +52,7 @@ ALLOWED_UPDATES = Update.ALL_TYPES  # what polling asks for and setWebhook regis
 def build_application(
     settings: Settings, queue_factory: QueueFactory | None = None, *, core: Services | None = None
 ) -> Application:
-    """The Telegram bot, ready for ``run_polling``; without ``core`` it builds and runs its own."""
+    """The Telegram bot, ready for ``running``; without ``core`` it builds and runs its own."""
     token = settings.telegram_bot_token
     if token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -65,6 +70,7 @@ def build_application(
         .rate_limiter(AIORateLimiter(max_retries=3))
         .request(TelegramRequest(connection_pool_size=256))  # PTB's own pool size; 5xx pages quieter
         .get_updates_request(TelegramRequest())
+        .updater(None)  # our own polling (bot.telegram.polling) confirms an update once it is handled
         .concurrent_updates(True)  # a slow download for one user must not hold up everyone else
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -90,40 +96,52 @@ def build_application(
     return application
 
 
+class PollingEnded(RuntimeError):
+    """Polling stopped by itself (Telegram refused the token): the process should end, not stay deaf."""
+
+
 @contextlib.asynccontextmanager
-async def running(application: Application) -> AsyncIterator[None]:
-    """What ``run_polling`` does, as a context manager: the same hooks in the same order, for running the
-    bot inside another program's event loop (the end-to-end tests, the load benchmark, ``python -m bot``).
-    With a webhook configured, the webhook server takes the updater's place (polling's start deletes
-    the webhook, which is how going back to polling works)."""
+async def running(application: Application, *, stop: asyncio.Event | None = None) -> AsyncIterator[None]:
+    """The bot running inside another program's event loop (``python -m bot``, the end-to-end tests, the
+    load benchmark): PTB's hooks in ``run_polling``'s order, with our own polling (``bot.telegram.polling``:
+    an update is confirmed only once its handler finished) or, with a webhook configured, the webhook
+    server (polling's start deletes the webhook, which is how going back to polling works). Polling that
+    ends by itself (a revoked token) sets ``stop`` and raises ``PollingEnded`` on the way out."""
     webhook: WebhookConfig | None = application.bot_data.get(WEBHOOK)
     async with application:
         assert application.post_init is not None
         assert application.post_shutdown is not None
         await application.post_init(application)
         try:
-            assert application.updater is not None
+            poller = Poller(application, ALLOWED_UPDATES) if webhook is None else None
             server = None if webhook is None else WebhookServer(application, webhook, ALLOWED_UPDATES)
-            if server is None:
-                await application.updater.start_polling(
-                    poll_interval=0.0,
-                    timeout=1,
-                    allowed_updates=ALLOWED_UPDATES,
-                    error_callback=polling_failed,
-                )
             await application.start()
+            watch = None
             try:
                 if server is not None:
                     await server.start()
+                if poller is not None:
+                    await poller.start()
+                    if stop is not None:
+                        watch = asyncio.create_task(_stop_when_ended(poller, stop), name="polling-watch")
                 yield
             finally:
+                if watch is not None:
+                    watch.cancel()
                 if server is not None:
                     await server.stop()
-                else:
-                    await application.updater.stop()
+                if poller is not None:
+                    await poller.stop()
                 await application.stop()
+            if poller is not None and poller.failed is not None:
+                raise PollingEnded(str(poller.failed))
         finally:
             await application.post_shutdown(application)
+
+
+async def _stop_when_ended(poller: Poller, stop: asyncio.Event) -> None:
+    await poller.ended.wait()
+    stop.set()
 
 
 async def track_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -162,15 +180,29 @@ async def _post_init(application: Application) -> None:
 
 
 async def _set_commands(application: Application) -> None:
-    """The command menu in each language; groups' administrators also see how to switch the bot off."""
-    for language in LANGUAGES:
-        code = None if language == "en" else language
-        commands = [BotCommand(name, text(language, f"command_{name}")) for name in COMMANDS]
-        await application.bot.set_my_commands(commands, language_code=code)
-        admins = [BotCommand(name, text(language, f"command_{name}")) for name in GROUP_ADMIN_COMMANDS]
-        await application.bot.set_my_commands(
-            commands + admins, scope=BotCommandScopeAllChatAdministrators(), language_code=code
-        )
+    """The command menu in each language; groups' administrators also see how to switch the bot off.
+
+    Best effort: passing failures are tried again (``bot.retrying``), then one WARNING and the start goes
+    on with the menu of the last start (a start that died here would crash-loop through an outage)."""
+    try:
+        for language in LANGUAGES:
+            code = None if language == "en" else language
+            commands = [BotCommand(name, text(language, f"command_{name}")) for name in COMMANDS]
+            admins = [BotCommand(name, text(language, f"command_{name}")) for name in GROUP_ADMIN_COMMANDS]
+            for menu, scope in (
+                (commands, None),
+                (commands + admins, BotCommandScopeAllChatAdministrators()),
+            ):
+                await retrying.retried(
+                    functools.partial(application.bot.set_my_commands, menu, scope=scope, language_code=code),
+                    passing=failures.passing,
+                    asked=failures.asked,
+                    what="setting the command menu",
+                )
+    except TelegramError as err:
+        if not failures.is_passing(err):
+            raise  # a refused menu is a bug in COMMANDS or the texts: say so at once
+        log.warning("the command menu was not updated (%s); the last one stays", err)
 
 
 async def _post_shutdown(application: Application) -> None:

@@ -23,7 +23,19 @@ from telegram.error import (
 )
 
 # 400s that mean the chat itself is out of reach (403s always do)
-_UNREACHABLE = ("chat not found", "user is deactivated", "peer_id_invalid", "group chat was deactivated")
+# (a chat where the bot may not post, e.g. "not enough rights to send photos to the chat", is out of reach for
+# the job too: the rights come back only when an administrator gives them)
+_UNREACHABLE = (
+    "chat not found",
+    "user is deactivated",
+    "peer_id_invalid",
+    "group chat was deactivated",
+    "not enough rights",
+    "have no rights",
+    "chat_write_forbidden",
+)
+# 400s that answer a button press too late: Telegram forgets a query after a while (about 15 minutes)
+_EXPIRED_QUERY = ("query is too old", "query id is invalid")
 # 400s that mean the message is gone or can no longer be changed: forget it, the job goes on
 _GONE = (
     "message to edit not found",
@@ -38,6 +50,25 @@ def is_passing(err: TelegramError) -> bool:
     if isinstance(err, RetryAfter):
         return True
     return isinstance(err, NetworkError) and not isinstance(err, BadRequest)
+
+
+def passing(err: BaseException) -> bool:
+    """``is_passing`` for ``bot.retrying.retried``, which sees every exception."""
+    return isinstance(err, TelegramError) and is_passing(err)
+
+
+def asked(err: BaseException) -> float | None:
+    """The pause flood control asked for (``bot.retrying.retried``'s ``asked``), if any."""
+    if not isinstance(err, RetryAfter):
+        return None
+    seconds = err.retry_after
+    return float(seconds if isinstance(seconds, int) else seconds.total_seconds())
+
+
+def is_expired_query(err: BaseException) -> bool:
+    """A button press answered too late (the bot was down or busy): the press still counts, only its
+    answer (the little notice on the user's screen) cannot be shown."""
+    return isinstance(err, BadRequest) and any(reason in str(err).lower() for reason in _EXPIRED_QUERY)
 
 
 def is_unreachable(err: TelegramError) -> bool:
@@ -56,11 +87,3 @@ def is_gone(err: TelegramError) -> bool:
 def is_dead_token(err: TelegramError) -> bool:
     """The bot's token was revoked: nothing will work until someone changes it."""
     return isinstance(err, InvalidToken)
-
-
-def pause(err: TelegramError, attempt: int, backoff: float) -> float:
-    """Seconds before the next try: what flood control asks, else ``backoff`` doubling per attempt."""
-    if isinstance(err, RetryAfter):
-        seconds = err.retry_after
-        return float(seconds if isinstance(seconds, int) else seconds.total_seconds())
-    return backoff * 2 ** (attempt - 1)

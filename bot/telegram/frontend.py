@@ -2,11 +2,13 @@
 reply to the user's photo, and plain replies. The core (``bot.notifier``) decides what to say and when.
 
 When Telegram fails (``bot.telegram.failures``): flood control is waited out (PTB's ``AIORateLimiter``
-first, then here), passing failures are tried again a few times with growing pauses, and a chat that
-blocked the bot or is gone ends it at once: the result raises ``Undeliverable`` and the job's animation
-and replies are not sent. A result's send waits up to ``RESULT_READ_TIMEOUT`` for Telegram's answer, so a
-slow answer is never raced by a second send; a send is tried again only after a failure, so a result comes
-twice only where Telegram carried a send out and its answer was lost on the way (a dropped connection).
+first, then here), passing failures are tried again a few times with growing pauses (``bot.retrying``'s
+one rule), and a chat that blocked the bot, is gone or where the bot may not post ends it at once: the
+result raises ``Undeliverable`` and the job's animation and replies are not sent. A result Telegram
+refuses in every form is ``Undeliverable`` too: sending it again later would meet the same refusal.
+A result's send waits up to ``RESULT_READ_TIMEOUT`` for Telegram's answer, so a slow answer is never
+raced by a second send; a send is tried again only after a failure, so a result comes twice only where
+Telegram carried a send out and its answer was lost on the way (a dropped connection).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from typing import TypeVar
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
-from bot import replies
+from bot import replies, retrying
 from bot.db import JobRecord
 from bot.frontend import TELEGRAM, Undeliverable
 from bot.notifier import Notifier
 from bot.services.users import UserService
-from bot.telegram import buttons
-from bot.telegram.failures import is_dead_token, is_passing, is_unreachable, pause
+from bot.telegram import buttons, failures
+from bot.telegram.failures import is_dead_token, is_unreachable
 from bot.telegram.status import StatusBoard
 from bot.texts import language_for
 
@@ -38,8 +40,6 @@ log = logging.getLogger(__name__)
 PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limits for sendPhoto; larger results go as a file
 PHOTO_MAX_DIMENSIONS = 10_000
 CAPTION_LIMIT = 1024  # Telegram's limit on a caption's visible text, in UTF-16 code units
-DELIVERY_ATTEMPTS = 4  # sends of one form that fail for a passing reason (a timeout, a network error)
-DELIVERY_BACKOFF = 2.0  # seconds before the second attempt; doubles for each one after
 RESULT_READ_TIMEOUT = 60.0  # seconds a result's upload waits for its answer (PTB's default: 5)
 
 T = TypeVar("T")
@@ -93,7 +93,8 @@ class TelegramFrontend:
         A passing failure is tried again with growing pauses; a refusal (``BadRequest``: a caption or photo
         Telegram will not take) falls back to the next form: without the caption, then as a file. The file
         id of a confirmed send comes back; ``None`` when it could not be sent now (the notifier tries again
-        later); ``Undeliverable`` when the chat cannot be written to (blocked, kicked, gone).
+        later); ``Undeliverable`` when the chat cannot be written to (blocked, kicked, gone, no right to
+        post) or Telegram refused every form.
         """
         language = language_for(job.language_code)
         caption = fit_caption(language, job.style_label, job.engine_seconds, notes)
@@ -104,6 +105,7 @@ class TelegramFrontend:
             as_photo = prefs.result_as == "photo" and _fits_photo(job, path)
             forms = [(as_photo, caption), (as_photo, None)] + ([(False, None)] if as_photo else [])
         data = await asyncio.to_thread(path.read_bytes)
+        refusal: TelegramError | None = None
         for photo, form_caption in forms:
             try:
                 return await self._patiently(
@@ -119,6 +121,7 @@ class TelegramFrontend:
                 if not isinstance(err, BadRequest):
                     self._unsent(job, "the result", err, path)
                     return None
+                refusal = err
                 log.warning(
                     "job %d: Telegram refused the result as a %s%s: %s",
                     job.id,
@@ -126,8 +129,7 @@ class TelegramFrontend:
                     " with a caption" if form_caption else "",
                     err,
                 )
-        log.error("job %d: Telegram refused the result in every form; it stays in %s", job.id, path)
-        return None
+        raise Undeliverable(f"Telegram refused the result in every form ({refusal})")
 
     async def _send_result(
         self, job: JobRecord, path: Path, data: bytes, *, photo: bool, caption: str | None
@@ -199,20 +201,14 @@ class TelegramFrontend:
             self._unsent(job, "the animation", err)
 
     async def _patiently(self, job: JobRecord, what: str, send: Callable[[], Awaitable[T]]) -> T:
-        """``send``, tried again through passing failures (``DELIVERY_ATTEMPTS`` in all, with growing
+        """``send``, tried again through passing failures (``bot.retrying``: a few tries with growing
         pauses, or the pause flood control asks); any other failure, or the last one, is raised."""
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-            try:
-                return await send()
-            except TelegramError as err:
-                if not is_passing(err) or attempt == DELIVERY_ATTEMPTS:
-                    raise
-                delay = pause(err, attempt, DELIVERY_BACKOFF)
-                log.warning(
-                    "job %d: sending %s failed (%s); trying again in %.1f s", job.id, what, err, delay
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        return await retrying.retried(
+            send,
+            passing=failures.passing,
+            asked=failures.asked,
+            what=f"job {job.id} (user {job.user_id}): sending {what}",
+        )
 
     def _unsent(self, job: JobRecord, what: str, err: TelegramError, path: Path | None = None) -> None:
         """One line for something that was not sent, at the level its cause deserves."""

@@ -7,11 +7,13 @@ replaced once by a photo message whose picture and caption are then edited; late
 and keep the picture. A picture shown ``now`` (the job's sketch) skips the interval, and one that comes
 before the status message is up is shown as soon as it is.
 
-When Telegram fails (``bot.telegram.failures``): a passing failure keeps the update for a later try, a
-few times, with growing pauses; a status a user or moderator deleted is forgotten (no more edits, the
-painting still comes); a chat that blocked the bot, or is gone, hears nothing more about the job
-(``unreachable``: the front end skips its animation and replies too), so a blocked user's waiting job costs
-one refused call, not one per update.
+When Telegram fails (``bot.telegram.failures``, pauses from ``bot.retrying``): a passing failure keeps the
+update for a later try with growing pauses: a progress view a few times (``retrying.PAUSES``; then the next
+one supersedes it), the job's last view until it is shown, refused for good or gone (``retrying.patient``:
+a user must learn how the job ended, and the Cancel button must go); a status a user or moderator deleted
+is forgotten (no more edits, the painting still comes); a chat that blocked the bot, or is gone, hears
+nothing more about the job (``unreachable``: the front end skips its animation and replies too), so a
+blocked user's waiting job costs one refused call, not one per update.
 """
 
 from __future__ import annotations
@@ -19,21 +21,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import logging
 from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
+from bot import retrying
 from bot.db import JobRecord
 from bot.services.jobs import JobService
 from bot.services.throttle import Slot, StatusThrottle
-from bot.telegram.failures import is_dead_token, is_gone, is_passing, is_unreachable, pause
+from bot.telegram import failures
+from bot.telegram.failures import is_dead_token, is_gone, is_passing, is_unreachable
 
 log = logging.getLogger(__name__)
-
-STATUS_ATTEMPTS = 4  # tries of one status update (or of putting the status up) through passing failures
-STATUS_BACKOFF = 1.0  # seconds before the second try; doubles for each one after
 
 
 @dataclass
@@ -83,20 +85,19 @@ class StatusBoard:
         replaces the picture.
         """
         is_photo = bool(reuse is not None and reuse.photo)
-        for attempt in range(1, STATUS_ATTEMPTS + 1):
-            try:
-                message_id = await self._put_up(job, text, buttons, reuse)
-                break
-            except TelegramError as err:
-                if is_passing(err) and attempt < STATUS_ATTEMPTS:
-                    log.warning("job %d: its status could not be put up (%s); trying again", job.id, err)
-                    await asyncio.sleep(pause(err, attempt, STATUS_BACKOFF))
-                    continue
-                if is_unreachable(err):
-                    self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
-                else:
-                    self._forget(job, f"its status could not be put up ({err}); the job goes on without one")
-                return
+        try:
+            message_id = await retrying.retried(
+                lambda: self._put_up(job, text, buttons, reuse),
+                passing=failures.passing,
+                asked=failures.asked,
+                what=f"job {job.id} (user {job.user_id}): putting its status up",
+            )
+        except TelegramError as err:
+            if is_unreachable(err):
+                self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
+            else:
+                self._forget(job, f"its status could not be put up ({err}); the job goes on without one")
+            return
         entry = self._entries[job.id] = self._new_entry(job, message_id, is_photo=is_photo)
         entry.shown = _View(text, buttons).key()
         self.throttle.shown(entry)
@@ -200,15 +201,15 @@ class StatusBoard:
 
     async def _delete(self, job: JobRecord, message_id: int) -> None:
         """Delete a status message: tried again through passing failures; gone already is fine."""
-        for attempt in range(1, STATUS_ATTEMPTS + 1):
-            try:
-                await self.bot.delete_message(job.chat_id, message_id)
-                return
-            except TelegramError as err:
-                if not is_passing(err) or attempt == STATUS_ATTEMPTS:
-                    log.info("job %d: status message %d not deleted: %s", job.id, message_id, err)
-                    return
-                await asyncio.sleep(pause(err, attempt, STATUS_BACKOFF))
+        try:
+            await retrying.retried(
+                lambda: self.bot.delete_message(job.chat_id, message_id),
+                passing=failures.passing,
+                asked=failures.asked,
+                what=f"job {job.id} (user {job.user_id}): deleting its status",
+            )
+        except TelegramError as err:
+            log.info("job %d: status message %d not deleted: %s", job.id, message_id, err)
 
     def _entry(self, job: JobRecord) -> _Entry | None:
         """The job's tracked message; a job from before a restart is picked up from its row."""
@@ -257,10 +258,16 @@ class StatusBoard:
             self._forget(job, f"its status message is gone ({err})")
         elif is_dead_token(err):
             self._forget(job, "Telegram no longer accepts the bot's token")
-        elif is_passing(err) and entry.failures + 1 < STATUS_ATTEMPTS:
+        elif is_passing(err) and (delay := _pause(entry, err)) is not None:
             entry.failures += 1
-            delay = pause(err, entry.failures, STATUS_BACKOFF)
-            log.warning("job %d: status update failed (%s); trying again in %.1f s", job.id, err, delay)
+            log.warning(
+                "job %d (user %d): status update failed (%s, try %d); trying again in %.1f s",
+                job.id,
+                job.user_id,
+                err,
+                entry.failures,
+                delay,
+            )
             pending = entry.pending
             if pending is None:
                 entry.pending = view
@@ -268,9 +275,14 @@ class StatusBoard:
                 entry.pending = dataclasses.replace(pending, preview=view.preview)
             if entry.timer is None:
                 entry.timer = asyncio.create_task(self._flush_later(entry, delay), name=f"status-{job.id}")
+        elif is_passing(err):  # a progress view: the next one supersedes it
+            log.warning("job %d: status update not shown (%s); the next one takes its place", job.id, err)
+            entry.failures = 0
         else:
             log.error("job %d: Telegram refused a status update: %s", job.id, err)
             entry.failures = 0
+            if entry.final:  # refused for good: nothing more will be shown
+                self._entries.pop(job.id, None)
         return False
 
     async def _flush_later(self, entry: _Entry, delay: float) -> None:
@@ -315,3 +327,16 @@ class StatusBoard:
         entry.message_id, entry.is_photo = message.message_id, True
         await self.jobs.record_status(job.id, message.message_id)
         await self._delete(job, old_id)
+
+
+def _pause(entry: _Entry, err: TelegramError) -> float | None:
+    """Seconds before the next try of a view that met a passing failure, or None to let it go: the job's
+    last view is tried until it is shown (``retrying.patient``), a progress view ``retrying.PAUSES``."""
+    if entry.final:
+        pause = next(itertools.islice(retrying.patient(), entry.failures, None))
+    elif entry.failures < len(retrying.PAUSES):
+        pause = retrying.PAUSES[entry.failures]
+    else:
+        return None
+    asked = failures.asked(err)
+    return pause if asked is None else asked

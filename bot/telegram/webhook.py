@@ -2,14 +2,18 @@
 
 ``TELEGRAM_WEBHOOK_URL`` switches it on. Telegram sends the secret given to setWebhook with every request
 (``X-Telegram-Bot-Api-Secret-Token``); a request without it, or with another, is refused with 403 before
-its body is read, so nothing it says reaches a handler. A good request is answered at once: the update
-goes on the Application's ``update_queue`` and is handled in the background like a polled one
-(``concurrent_updates``), so a slow download never makes Telegram wait and retry. PTB's own webhook
+its body is read, so nothing it says reaches a handler. A good request is answered once its handler
+finished (the job made, or the refusal sent): Telegram forgets an update it got 200 for, so a bot that died
+after an early 200 would lose the photo. Handlers are quick (a download at most); requests are handled side
+by side (up to ``max_connections`` of Telegram's), and one Telegram gave up on and sent again while its
+handler still runs waits for that handling (``bot.telegram.polling.InHand``); one sent again after it
+finished, or after a crash, makes no second job (``bot.services.paint.RepeatedRequest``). PTB's own webhook
 server needs tornado; this one is aiohttp, which the health endpoint already uses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -25,8 +29,11 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import Application
 
+from bot import retrying
 from bot.config import WEBHOOK_SECRET_SHAPE, Settings
 from bot.redaction import protect
+from bot.telegram import failures
+from bot.telegram.polling import STOP_WAIT, InHand
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,7 @@ class WebhookServer:
         self._refused = 0  # refusals not yet logged
         self._refusal_logged: float | None = None
         self._runner: web.AppRunner | None = None
+        self.in_hand = InHand(application)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)  # an update is a few kB; a photo is a file id
@@ -118,8 +126,8 @@ class WebhookServer:
         return app
 
     async def receive(self, request: web.Request) -> web.Response:
-        """One update from Telegram: 403 without the secret, 400 for what is not an update, else 200 at
-        once with the update queued for the Application."""
+        """One update from Telegram: 403 without the secret, 400 for what is not an update, else 200 once
+        its handler finished."""
         given = request.headers.get(SECRET_HEADER)
         if given is None or not hmac.compare_digest(given.encode(errors="replace"), self._secret):
             self._note_refusal(request, "no" if given is None else "a wrong")
@@ -135,7 +143,7 @@ class WebhookServer:
             update = Update.de_json(data, self.application.bot)
         except Exception:  # PTB's parsers raise whatever a malformed field trips on
             return self._bad_request(f"update {update_id}, which python-telegram-bot cannot read")
-        await self.application.update_queue.put(update)
+        await asyncio.shield(self.in_hand.handle(update))  # a dropped request does not stop the handler
         return web.Response(status=200)
 
     def _note_refusal(self, request: web.Request, which: str) -> None:
@@ -165,12 +173,17 @@ class WebhookServer:
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.config.listen, self.config.port).start()
-            await self.application.bot.set_webhook(
-                url=self.config.url,
-                secret_token=self.config.secret,
-                allowed_updates=self.allowed_updates,
-                max_connections=self.config.max_connections,
-                drop_pending_updates=False,
+            await retrying.retried(  # a passing failure at start is tried again before the start fails
+                lambda: self.application.bot.set_webhook(
+                    url=self.config.url,
+                    secret_token=self.config.secret,
+                    allowed_updates=self.allowed_updates,
+                    max_connections=self.config.max_connections,
+                    drop_pending_updates=False,
+                ),
+                passing=failures.passing,
+                asked=failures.asked,
+                what="registering the Telegram webhook",
             )
         except BaseException:
             await self.stop()
@@ -184,8 +197,9 @@ class WebhookServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening; the webhook stays registered, so Telegram keeps the updates until the next
-        start (polling's start deletes it)."""
+        """Stop listening (the handlers under way finish first); the webhook stays registered, so Telegram
+        keeps the updates until the next start (polling's start deletes it)."""
+        await self.in_hand.drain(STOP_WAIT)
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

@@ -8,13 +8,14 @@ import logging
 import re
 from dataclasses import dataclass
 
-from telegram import InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError
 
 from bot import replies
 from bot.services.refusals import Refused
 from bot.services.uploads import DOWNLOAD_FAILED, check_size, looks_like_image
+from bot.telegram.failures import is_expired_query
 from bot.texts import language_for, text
 from engine.errors import StylebotError
 
@@ -136,6 +137,22 @@ async def reply(
         reply_parameters=ReplyParameters(target.message_id, allow_sending_without_reply=True),
         reply_markup=reply_markup,
     )
+
+
+async def answer(query: CallbackQuery, message: str | None = None, *, show_alert: bool = False) -> None:
+    """Answer a button press (the notice on the presser's screen). A press that waited too long (the bot
+    was down, restarting or held up by flood control) can no longer be answered: Telegram says "query is
+    too old". That is said at INFO and the handler goes on, so the press still does what it asks."""
+    try:
+        await query.answer(message, show_alert=show_alert)
+    except BadRequest as err:
+        if not is_expired_query(err):
+            raise
+        log.info(
+            "button press by user %d answered too late (%s); acting on it all the same",
+            query.from_user.id,
+            err,
+        )
 
 
 def say(update: Update, key: str, **values: object) -> str:

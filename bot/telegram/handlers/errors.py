@@ -3,8 +3,8 @@ apology with a reference to quote, never silence.
 
 Telegram's own failures are not bugs and get no traceback: a passing one (a 5xx, a timeout, flood control
 that outlasted the rate limiter) is one WARNING line, and the user still gets the apology; a user who
-blocked the bot is an INFO line; another instance polling with the same token (409 Conflict) is one ERROR
-line, repeated only after ``CONFLICT_QUIET`` seconds while it lasts.
+blocked the bot, or a button press answered too late, is an INFO line; another instance polling with the
+same token (409 Conflict) is one ERROR line, repeated only after ``CONFLICT_QUIET`` seconds while it lasts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from telegram import Update
 from telegram.error import Conflict, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.telegram.failures import is_passing
+from bot.telegram.failures import is_expired_query, is_passing
 from bot.telegram.handlers.common import reply, say
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
         if error is not None:
             polling_failed(error)
         return
-    if isinstance(error, Forbidden):  # the user blocked the bot: nobody to tell
+    if isinstance(error, Forbidden) or (error is not None and is_expired_query(error)):
+        # the user blocked the bot (nobody to tell), or a press answered too late (no way to answer it)
         log.info("update %s: %s", update.update_id, error)
         return
     reference = secrets.token_hex(4).upper()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.telegram.handlers.common import escape, is_private, reply, say, split_command
+from bot.telegram.handlers.common import answer, escape, is_private, reply, say, split_command
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -27,7 +27,7 @@ async def private_chatter(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def expired_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     assert query is not None
-    await query.answer(say(update, "button_expired"))
+    await answer(query, say(update, "button_expired"))
 
 
 def handlers() -> list:

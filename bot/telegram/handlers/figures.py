@@ -23,6 +23,7 @@ from bot.services.styles import StyleChoice
 from bot.telegram.context import services
 from bot.telegram.handlers.common import (
     ImageRef,
+    answer,
     image_in,
     language,
     refusal,
@@ -136,7 +137,7 @@ async def on_figure_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     _, figure, job_id = query.data.split(":")
     source = await _source(update, context, int(job_id))
     if source is not None:
-        await query.answer()
+        await answer(query)
         await _repaint(update, context, source, figure, None, on_error=_Answer(update))
 
 
@@ -147,7 +148,7 @@ async def on_again_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     source = await _source(update, context, int(query.data.split(":")[1]))
     if source is None or not isinstance(query.message, Message):
         return
-    await query.answer()
+    await answer(query)
     s = services(context)
     lang = language(update)
     keyboard, page, pages = gallery_keyboard(s, lang, 0, source.id)
@@ -165,12 +166,12 @@ async def on_repaint_pick(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     _, job_id, style_id = query.data.split(":")
     s = services(context)
     if style_id not in s.catalog:
-        await query.answer(say(update, "button_expired"))
+        await answer(query, say(update, "button_expired"))
         return
     source = await _source(update, context, int(job_id))
     if source is None:
         return
-    await query.answer()
+    await answer(query)
     status = query.message if isinstance(query.message, Message) else None
     choice = styles.paintings([style_id], s.catalog)
     await _repaint(update, context, source, None, choice, status=status, on_error=_Answer(update, status))
@@ -183,7 +184,7 @@ async def on_repaint_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
     source = await _source(update, context, int(query.data.split(":")[1]))
     if source is None:
         return
-    await query.answer()
+    await answer(query)
     s = services(context)
     pick = await _surprise(update, context, source.user_id)
     if pick is None:
@@ -200,12 +201,12 @@ async def on_gallery_surprise(update: Update, context: ContextTypes.DEFAULT_TYPE
     message = query.message if isinstance(query.message, Message) else None
     photo = image_in(message.reply_to_message) if message is not None else None
     if message is None or photo is None:
-        await query.answer(say(update, "error_photo_gone"), show_alert=True)
+        await answer(query, say(update, "error_photo_gone"), show_alert=True)
         return
     if photo.sender_id is not None and photo.sender_id != query.from_user.id:
-        await query.answer(say(update, "not_your_photo"))
+        await answer(query, say(update, "not_your_photo"))
         return
-    await query.answer()
+    await answer(query)
     s = services(context)
     pick = await _surprise(update, context, query.from_user.id)
     if pick is None:
@@ -220,7 +221,7 @@ async def _source(update: Update, context: ContextTypes.DEFAULT_TYPE, job_id: in
     try:
         return await services(context).figures.source(job_id, query.from_user.id, platform=TELEGRAM)
     except RepaintRefusedError as err:
-        await query.answer(refusal(update, err), show_alert=err.kind == "expired")
+        await answer(query, refusal(update, err), show_alert=err.kind == "expired")
         return None
 
 

@@ -38,13 +38,14 @@ from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.jobs import Placement
-from bot.services.paint import PaintRequest
+from bot.services.paint import PaintRequest, RepeatedRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
 from bot.telegram import buttons
 from bot.telegram.context import albums, frontend, services
 from bot.telegram.handlers.common import (
     ImageRef,
+    answer,
     download,
     escape,
     image_in,
@@ -106,8 +107,12 @@ async def start_job(
                 style=choice,
                 figure=figure,
                 fetch_file=fetch_file,
+                once_per_message=content.message_id == message.message_id,
             )
         )
+    except RepeatedRequest as err:  # Telegram sent the photo again after a crash: its job is under way
+        log.info("user %d: message %d again: %s", sender_id(update), message.message_id, err)
+        return
     except REFUSALS as err:
         log.info("user %d: refused: %s", sender_id(update), err)
         await _refuse(update, status, refusal(update, err))
@@ -153,7 +158,8 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     assert message is not None
     if message.media_group_id:
-        albums(context).add((message.chat_id, message.media_group_id), (update, context))
+        # held until the album's job exists, so Telegram is not told the photo arrived before that
+        await albums(context).add((message.chat_id, message.media_group_id), (update, context))
         return
     command, args = split_command(message.caption, context.bot.username)
     if command == "":
@@ -318,10 +324,10 @@ async def _gallery_photo(update: Update) -> ImageRef | None:
     assert query is not None
     photo = image_in(query.message.reply_to_message) if isinstance(query.message, Message) else None
     if photo is None:
-        await query.answer(say(update, "error_photo_gone"), show_alert=True)
+        await answer(query, say(update, "error_photo_gone"), show_alert=True)
         return None
     if photo.sender_id is not None and photo.sender_id != query.from_user.id:
-        await query.answer(say(update, "not_your_photo"))
+        await answer(query, say(update, "not_your_photo"))
         return None
     return photo
 
@@ -337,7 +343,7 @@ async def on_gallery_page(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     parts = query.data.split(":")
     job_id = int(parts[1]) if parts[0] == "rg" else None
     keyboard, page, pages = gallery_keyboard(s, lang, int(parts[-1]), job_id)
-    await query.answer()
+    await answer(query)
     prompt = "gallery_prompt" if job_id is None else "again_prompt"
     caption = text(lang, prompt, page=page + 1, pages=pages)
     message = query.message
@@ -374,9 +380,9 @@ async def on_gallery_pick(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     s = services(context)
     style_id = query.data.split(":", 1)[1]
     if style_id not in s.catalog:
-        await query.answer(say(update, "button_expired"))
+        await answer(query, say(update, "button_expired"))
         return
-    await query.answer()
+    await answer(query)
     status = query.message if isinstance(query.message, Message) else None
     await start_job(update, context, photo, styles.paintings([style_id], s.catalog), status=status)
 
@@ -391,7 +397,7 @@ async def own_style_start(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     photo = await _gallery_photo(update)
     if photo is None:
         return ConversationHandler.END
-    await query.answer()
+    await answer(query)
     _waiting(update, context)[_chat_id(update)] = photo
     assert isinstance(query.message, Message)  # _gallery_photo found the photo it replies to
     await _say_instead(query.message, say(update, "own_style_prompt"))

@@ -10,7 +10,7 @@ from bot.frontend import TELEGRAM
 from bot.services.refusals import Refused
 from bot.services.sketches import Kept
 from bot.telegram.context import frontend, services
-from bot.telegram.handlers.common import language, refusal, reply, say, sender_id
+from bot.telegram.handlers.common import answer, language, refusal, reply, say, sender_id
 
 
 async def queue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -34,9 +34,9 @@ async def on_cancel_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM
         )
     except Refused as err:
-        await query.answer(refusal(update, err))
+        await answer(query, refusal(update, err))
         return
-    await query.answer(say(update, "cancelled"))
+    await answer(query, say(update, "cancelled"))
 
 
 async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -47,9 +47,9 @@ async def on_keep_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     s = services(context)
     job = await s.sketches.may_keep(int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM)
     if isinstance(job, Kept):
-        await query.answer(replies.kept(language(update), job))
+        await answer(query, replies.kept(language(update), job))
         return
-    await query.answer(replies.kept(language(update), await s.sketches.keep(job)))
+    await answer(query, replies.kept(language(update), await s.sketches.keep(job)))
 
 
 async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -58,16 +58,16 @@ async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE)
     assert query is not None and query.data is not None
     message = query.message
     if not isinstance(message, Message):
-        await query.answer(say(update, "button_expired"))
+        await answer(query, say(update, "button_expired"))
         return
     try:
         job = await services(context).jobs.owned(
             int(query.data.split(":")[1]), query.from_user.id, platform=TELEGRAM
         )
     except Refused as err:
-        await query.answer(refusal(update, err))
+        await answer(query, refusal(update, err))
         return
-    await query.answer()
+    await answer(query)
     if not await frontend(context).send_full_resolution(job, reply_to=message.message_id):
         await reply(update, say(update, "full_resolution_gone"))
 

@@ -11,7 +11,7 @@ from bot.frontend import TELEGRAM
 from bot.services.preferences import COLOR_CHOICES, RESULT_AS, STRENGTHS, Preferences
 from bot.services.refusals import Refused
 from bot.telegram.context import services
-from bot.telegram.handlers.common import language, refusal, reply, say, sender_id
+from bot.telegram.handlers.common import answer, language, refusal, reply, say, sender_id
 from bot.texts import text
 from engine.protocol import QUALITIES
 
@@ -72,15 +72,15 @@ async def on_setting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     assert query is not None and query.data is not None
     _, owner, key, value = query.data.split(":", 3)
     if int(owner) != query.from_user.id:
-        await query.answer(say(update, "not_your_settings"))
+        await answer(query, say(update, "not_your_settings"))
         return
     s = services(context)
     try:
         prefs, changed = await s.users.change(query.from_user.id, KEYS.get(key, ""), value, platform=TELEGRAM)
     except Refused as err:
-        await query.answer(refusal(update, err))
+        await answer(query, refusal(update, err))
         return
-    await query.answer(say(update, "settings_saved"))
+    await answer(query, say(update, "settings_saved"))
     if not changed:
         return  # the button of the current choice: nothing to save, and Telegram refuses an unchanged edit
     body, keyboard = render(language(update), query.from_user.id, prefs, sketches=s.settings.sketch_preview)

@@ -43,3 +43,25 @@ async def test_close_drops_pending_albums() -> None:
     await albums.close()
     await asyncio.sleep(0.1)
     assert done == []
+
+
+async def test_each_item_hears_when_its_album_was_handled() -> None:
+    """The front end holds an item's update until the album's job exists (nothing confirmed before)."""
+    done: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def complete(items: list[int]) -> None:
+        await gate.wait()
+        done.append(items)
+
+    albums = AlbumCollector(0.01, complete)
+    first, second = albums.add("a", 1), albums.add("a", 2)
+    assert first is second
+    await asyncio.sleep(0.05)
+    assert not first.done()  # handed over, still being handled
+    gate.set()
+    await asyncio.wait_for(first, 1)
+    assert done == [[1, 2]]
+    dropped = albums.add("b", 3)
+    await albums.close()
+    assert dropped.cancelled()  # dropped at close: the platform sends it again

@@ -41,7 +41,9 @@ class Jobs:
 async def test_a_status_removed_during_its_switch_to_a_photo_leaves_no_photo_behind() -> None:
     telegram = SlowTelegram()
     board = StatusBoard(telegram, Jobs(), interval_private=3.0, interval_group=10.0)  # type: ignore[arg-type]
-    job = SimpleNamespace(id=1, chat_id=7, chat_type="private", source_message_id=5, status_message_id=None)
+    job = SimpleNamespace(
+        id=1, user_id=7, chat_id=7, chat_type="private", source_message_id=5, status_message_id=None
+    )
     await board.open(job, "queued", None)  # type: ignore[arg-type]
     showing = asyncio.create_task(board.show(job, "queued", preview=b"sketch", now=True))  # type: ignore[arg-type]
     await asyncio.sleep(0)  # the photo is on its way

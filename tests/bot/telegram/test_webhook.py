@@ -19,6 +19,7 @@ from telegram.ext import Application
 
 import bot.__main__ as entry
 from bot.config import Settings
+from bot.telegram.app import PollingEnded
 from bot.telegram.webhook import (
     SECRET_FILE,
     SECRET_HEADER,
@@ -48,6 +49,18 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
 )
 def test_webhook_urls_telegram_can_post_to(tmp_path: Path, url: str) -> None:
     assert settings(tmp_path, telegram_webhook_url=url).telegram_webhook_url == url
+
+
+def test_the_webhook_and_the_health_endpoint_need_ports_of_their_own(tmp_path: Path) -> None:
+    """Before: the webhook bound the port, then the health server failed with "address in use"."""
+    url = "https://bot.example.org/telegram"
+    with pytest.raises(ValidationError, match="TELEGRAM_WEBHOOK_PORT and HEALTH_PORT are both 8443"):
+        settings(tmp_path, telegram_webhook_url=url, telegram_webhook_port=8443, health_port=8443)
+    assert (
+        settings(tmp_path, telegram_webhook_url=url, telegram_webhook_port=8443, health_port=0).health_port
+        == 0
+    )
+    assert settings(tmp_path, telegram_webhook_port=8080, health_port=8080).health_port == 8080  # no webhook
 
 
 @pytest.mark.parametrize(
@@ -125,11 +138,41 @@ class Clock:
         return self.now
 
 
+class Handlers:
+    """A stand-in Application's update handling: each update goes on ``queue``, after ``release`` is set."""
+
+    def __init__(self, queue: asyncio.Queue[object]) -> None:
+        self.queue = queue
+        self.release = asyncio.Event()
+        self.release.set()
+        self.started = 0
+
+    async def process_update(self, update: object) -> None:
+        self.started += 1
+        await self.release.wait()
+        await self.queue.put(update)
+
+
+class Processor:
+    """PTB's update processor, as the Application's: it runs the handling it is given."""
+
+    async def process_update(self, update: object, coroutine: Any) -> None:
+        await coroutine
+
+
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[TestClient, asyncio.Queue[object], Clock]]:
-    """A WebhookServer's app over a stand-in Application (just its update queue and no bot)."""
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    application = cast(Application, SimpleNamespace(bot=None, update_queue=queue))
+async def handlers() -> Handlers:
+    return Handlers(asyncio.Queue())
+
+
+@pytest.fixture
+async def served(handlers: Handlers) -> AsyncIterator[tuple[TestClient, asyncio.Queue[object], Clock]]:
+    """A WebhookServer's app over a stand-in Application (its update handling and no bot)."""
+    queue = handlers.queue
+    application = cast(
+        Application,
+        SimpleNamespace(bot=None, process_update=handlers.process_update, update_processor=Processor()),
+    )
     config = WebhookConfig("https://bot.example.org/telegram", SECRET, "127.0.0.1", 0, 40)
     clock = Clock()
     server = WebhookServer(application, config, ["message"], clock=clock)
@@ -147,7 +190,30 @@ UPDATE = {
 }  # fmt: skip
 
 
-async def test_a_signed_update_is_queued_and_answered_at_once(served: Any) -> None:
+async def test_a_signed_update_is_answered_once_it_is_handled(served: Any, handlers: Handlers) -> None:
+    """Telegram forgets an update it got 200 for: the 200 comes after the handler, so a bot that dies
+    while handling it gets it again. Telegram repeating it meanwhile waits for the same handling."""
+    client, queue, _ = served
+    handlers.release.clear()
+    headers = {SECRET_HEADER: SECRET}
+    first = asyncio.create_task(client.post("/telegram", json=UPDATE, headers=headers))
+    repeat = asyncio.create_task(client.post("/telegram", json=UPDATE, headers=headers))
+    for _ in range(100):
+        if handlers.started:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert handlers.started == 1
+    assert not first.done()
+    assert not repeat.done()
+    handlers.release.set()
+    assert (await first).status == 200
+    assert (await repeat).status == 200
+    assert queue.qsize() == 1
+    assert handlers.started == 1
+
+
+async def test_a_signed_update_is_queued_and_answered(served: Any) -> None:
     client, queue, _ = served
     response = await client.post("/telegram", json=UPDATE, headers={SECRET_HEADER: SECRET})
     assert response.status == 200
@@ -210,14 +276,12 @@ async def test_refusals_are_logged_at_most_once_a_minute(
     assert "forged" not in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("webhook", "path"), [("", "polling"), ("https://bot.example.org/telegram", "run_all")]
-)
-def test_telegram_alone_polls_in_ptbs_loop_and_serves_a_webhook_in_run_all(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, webhook: str, path: str
+@pytest.mark.parametrize("webhook", ["", "https://bot.example.org/telegram"])
+def test_telegram_alone_runs_in_run_all_either_way(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, webhook: str
 ) -> None:
-    """run_polling would need no webhook server; PTB's run_webhook would need tornado: a webhook runs in
-    ``run_all``, whose ``running`` serves it."""
+    """Polling and the webhook both run in ``run_all`` (PTB's run_polling confirmed updates before their
+    handlers ran; run_webhook would need tornado); polling that ends by itself exits non-zero."""
     monkeypatch.chdir(tmp_path)
     for name, value in {
         "TELEGRAM_BOT_TOKEN": TOKEN, "DISCORD_BOT_TOKEN": "", "TELEGRAM_WEBHOOK_URL": webhook,
@@ -226,14 +290,15 @@ def test_telegram_alone_polls_in_ptbs_loop_and_serves_a_webhook_in_run_all(
         monkeypatch.setenv(name, value)
     taken: list[str] = []
 
-    class PollingApplication:
-        def run_polling(self, **_: Any) -> None:
-            taken.append("polling")
-
     async def run_all(settings: Any, *_: Any) -> None:
         taken.append("run_all")
 
-    monkeypatch.setattr("bot.telegram.app.build_application", lambda settings, **_: PollingApplication())
     monkeypatch.setattr(entry, "run_all", run_all)
     assert entry.main([]) == 0
-    assert taken == [path]
+    assert taken == ["run_all"]
+
+    async def deaf(settings: Any, *_: Any) -> None:
+        raise PollingEnded("Unauthorized")
+
+    monkeypatch.setattr(entry, "run_all", deaf)
+    assert entry.main([]) == 1

@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
+from bot import retrying
 from bot.config import Settings
 from bot.db import Database
 from bot.queue import embedded, ledger
-from bot.telegram import frontend as notifier
 from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import Chat, FakeTelegram, User
 
+ATTEMPTS = 4  # sends of a result through passing failures: the first and one after each of 3 pauses
 ROOT = Path(__file__).resolve().parents[4]
 SLOW = "tests.fakes.engine:slow_engine"
 FAST = "tests.fakes.engine:fake_engine"
@@ -119,14 +120,14 @@ async def test_a_result_that_could_not_be_sent_goes_out_after_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Telegram fails (5xx) for every attempt; later, and across a restart, the result still arrives."""
-    monkeypatch.setattr(notifier, "DELIVERY_BACKOFF", 0.05)
+    monkeypatch.setattr(retrying, "PAUSES", (0.05, 0.1, 0.2))
     settings = settings_for()
     alice = tg.user("Alice")
     chat = tg.private_chat(alice)
-    tg.fail_next("sendPhoto", times=notifier.DELIVERY_ATTEMPTS, code=500, description="Internal Server Error")
+    tg.fail_next("sendPhoto", times=ATTEMPTS, code=500, description="Internal Server Error")
     async with start_bot(settings) as services:
         await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
-        await until(lambda: len(tg.calls_to("sendPhoto")) == notifier.DELIVERY_ATTEMPTS)
+        await until(lambda: len(tg.calls_to("sendPhoto")) == ATTEMPTS)
         job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         assert job.state == "done"
         await asyncio.sleep(0.3)
@@ -142,7 +143,7 @@ async def test_a_stop_while_sending_loses_nothing(
     settings_for: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(notifier, "DELIVERY_BACKOFF", 60.0)  # the bot stops while it waits to try again
+    monkeypatch.setattr(retrying, "PAUSES", (60.0,))  # the bot stops while it waits to try again
     monkeypatch.setattr(embedded, "STOP_TIMEOUT", 0.5)
     settings = settings_for()
     alice = tg.user("Alice")

@@ -12,10 +12,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bot import retrying
 from bot.config import Settings
 from bot.context import Services
-from bot.telegram import frontend, status
-from tests.bot.telegram.e2e.conftest import StartBot
+from bot.telegram import frontend
+from bot.telegram.app import PollingEnded, build_application, running
+from tests.bot.telegram.e2e.conftest import StartBot, fake_queue
+from tests.bot.telegram.e2e.test_figures import button, painted
 from tests.fakes import images
 from tests.fakes.telegram_api import Call, Chat, FakeTelegram
 
@@ -26,8 +29,9 @@ STEADY = "tests.fakes.engine:steady_engine"  # 1 s a job
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pauses between tries of a fraction of a second: the rules are the same, the tests short."""
-    monkeypatch.setattr(frontend, "DELIVERY_BACKOFF", 0.2)
-    monkeypatch.setattr(status, "STATUS_BACKOFF", 0.1)
+    monkeypatch.setattr(retrying, "PAUSES", (0.1, 0.2, 0.4))
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 0.1)
+    monkeypatch.setattr(retrying, "PATIENT_CAP", 0.4)
 
 
 def is_result(call: Call) -> bool:
@@ -363,3 +367,140 @@ async def test_flood_control_that_outlasts_the_rate_limiter_is_waited_out_quietl
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
     assert not [r for r in caplog.records if r.exc_info and r.name.startswith("telegram")]
+
+
+async def test_a_final_status_is_tried_until_telegram_is_back(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telegram answers 502 to the job's last word more times than a progress view is tried. Before: the
+    fourth failure was logged at ERROR as "refused", the view dropped, and the status stayed on its last
+    progress with a live Cancel button. Now it is tried (pauses growing) until it shows, at WARNING."""
+    caplog.set_level(logging.INFO)
+    async with start_bot(engine="tests.fakes.engine:offline_engine") as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        tg.faults.set("editMessageText", share=1.0, kinds=["5xx"])
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await state_of(services, alice.id, "failed")
+        failed_at = len(tg.calls)
+        tries = len(retrying.PAUSES) + 3
+        await until(lambda: sum(c.status == 502 for c in tg.calls[failed_at:]) >= tries)
+        tg.faults.off()
+        final = await tg.wait_for("editMessageText", lambda c: c.ok and "download" in c.params["text"])
+        assert not (final.params.get("reply_markup") or {}).get("inline_keyboard")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize(
+    "refusals",
+    [
+        [("sendPhoto", "Bad Request: not enough rights to send photos to the chat")],
+        [
+            ("sendPhoto", "Bad Request: PHOTO_INVALID_DIMENSIONS"),
+            ("sendPhoto", "Bad Request: PHOTO_INVALID_DIMENSIONS"),
+            ("sendDocument", "Bad Request: not enough rights to send documents to the chat"),
+        ],
+        [
+            ("sendPhoto", "Bad Request: PHOTO_INVALID_DIMENSIONS"),
+            ("sendPhoto", "Bad Request: PHOTO_INVALID_DIMENSIONS"),
+            ("sendDocument", "Bad Request: wrong file identifier"),
+        ],
+    ],
+    ids=["no-right-to-post", "no-right-to-post-files", "every-form-refused"],
+)
+async def test_a_result_refused_for_good_is_given_up_once(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture, refusals: list[tuple[str, str]]
+) -> None:
+    """Before: None ("later"), an ERROR line, and the same refused sends again every REDELIVERY_INTERVAL
+    for REDELIVERY_WINDOW."""
+    caplog.set_level(logging.INFO)
+    for method, description in refusals:
+        tg.fail_next(method, code=400, description=description)
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_photo(alice, chat, images.pattern(), caption="udnie")
+        await state_of(services, alice.id, "done")
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
+        async with asyncio.timeout(10):
+            while (row := await services.db.get_job(job.id)) is None or row.delivery_given_up_at is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        sends = len([c for c in tg.calls if c.method in ("sendPhoto", "sendDocument")])
+        await services.notifier.redeliver()
+        await asyncio.sleep(0.3)
+        assert len([c for c in tg.calls if c.method in ("sendPhoto", "sendDocument")]) == sends
+        assert sends == len(refusals)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+TOO_OLD = "Bad Request: query is too old and response timeout expired or query id is invalid"
+
+
+@pytest.mark.parametrize("prefix", ["fig:strength:", "again:", "full:"])
+async def test_a_button_press_answered_too_late_still_does_what_it_asks(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture, prefix: str
+) -> None:
+    """A press that waited (the bot was down or restarting) can no longer be answered. Before: the answer
+    came first, its 400 skipped the action and errors.py logged ERROR with a traceback."""
+    caplog.set_level(logging.INFO)
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        _, result = await painted(tg, alice, chat)
+        before = len(tg.calls)
+        tg.fail_next("answerCallbackQuery", code=400, description=TOO_OLD)
+        await tg.press_button(alice, result, button(result, prefix))
+        if prefix == "full:":
+            await tg.wait_for("sendDocument", lambda c: c.ok and tg.calls.index(c) > before)
+        elif prefix == "again:":  # the gallery
+            await tg.wait_for("sendPhoto", lambda c: c.ok and tg.calls.index(c) > before)
+        else:
+            await tg.wait_for("sendPhoto", lambda c: c.ok and "strength strip" in c.params["caption"])
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert any("too late" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_start_goes_on_when_the_command_menu_cannot_be_set(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """setMyCommands keeps failing (502) at the start: one WARNING, and the bot paints. Before: the
+    failure escaped post_init and the start died (a crash loop through an outage)."""
+    caplog.set_level(logging.INFO)
+    tg.fail_next("setMyCommands", code=502, description="Bad Gateway", times=len(retrying.PAUSES) + 1)
+    async with start_bot():
+        alice = tg.user("Alice")
+        await tg.send_photo(alice, tg.private_chat(alice), images.pattern(), caption="udnie")
+        await tg.wait_for("sendPhoto", is_result)
+    said = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "menu" in r.getMessage()
+    ]
+    assert len([line for line in said if "not updated" in line]) == 1, said
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_revoked_token_ends_polling_and_the_process_with_one_line(
+    tg: FakeTelegram, settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: PTB's polling loop stopped on InvalidToken with a traceback and the process stayed up,
+    deaf, its /healthz still 200. Now polling says so once, sets the stop, and ``running`` raises
+    ``PollingEnded`` (``python -m bot`` exits 1)."""
+    caplog.set_level(logging.INFO)
+    stop = asyncio.Event()
+    application = build_application(settings_for(), queue_factory=fake_queue(STEADY))
+
+    async def run() -> None:
+        async with running(application, stop=stop):
+            await tg.wait_for("getUpdates")
+            tg.token = "999:revoked"
+            await asyncio.wait_for(stop.wait(), 15)
+
+    with pytest.raises(PollingEnded):
+        await run()
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert "token" in said[0].getMessage()
+    assert said[0].exc_info is None
