@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.failures import FAILURES, describe, worth_retrying
+from bot.discord.failures import FAILURES, already_acknowledged, describe, worth_retrying
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.retrying import retried
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
 
+DEFERRED = (
+    "stylebot.deferred"  # ``interaction.extras`` key: a deferral sent whose answer was lost (``responded``)
+)
 MESSAGE_LIMIT = 2000  # characters in one message's content
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
 
@@ -87,20 +90,38 @@ def fitting(message: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return [*parts, current] if current else parts
 
 
+def responded(interaction: discord.Interaction) -> bool:
+    """The interaction's first response is made: discord.py's record of it, or a deferral whose answer
+    was lost (``mark_deferred``), which Discord may well have; either way later answers go through the
+    token (follow-ups, edits), not as a second first response that Discord refuses (40060)."""
+    return interaction.response.is_done() or bool(interaction.extras.get(DEFERRED))
+
+
+def mark_deferred(interaction: discord.Interaction) -> None:
+    """The deferral was sent but its answer lost (a timeout, a dropped connection): see ``responded``."""
+    interaction.extras[DEFERRED] = True
+
+
 async def answer(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer, whether or not the interaction was deferred (ephemerally). A follow-up is tried
     again after a passing failure (``bot.discord.failures``; seen by the user alone, a rare duplicate is
-    harmless); the first response has 3 seconds and one try. An answer Discord would not take is logged."""
+    harmless); the first response has 3 seconds and one try, and when Discord says the interaction was
+    acknowledged already the answer is a follow-up. An answer Discord would not take is logged."""
     try:
-        if interaction.response.is_done():
-            await retried(
-                lambda: interaction.followup.send(message, ephemeral=True),
-                passing=worth_retrying,
-                describe=describe,
-                what="answer",
-            )
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
+        if not responded(interaction):
+            try:
+                await interaction.response.send_message(message, ephemeral=True)
+                return
+            except discord.HTTPException as err:
+                if not already_acknowledged(err):
+                    raise
+                log.info("discord user %d: already acknowledged; answering by follow-up", interaction.user.id)
+        await retried(
+            lambda: interaction.followup.send(message, ephemeral=True),
+            passing=worth_retrying,
+            describe=describe,
+            what=f"answer to discord user {interaction.user.id}",
+        )
     except FAILURES as err:
         log.warning("discord user %d: the answer could not be sent: %s", interaction.user.id, describe(err))
 
@@ -110,7 +131,7 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     too many pixels, a limit reached meanwhile): the public "thinking" response is first completed (while
     it loads, a followup would only edit it, public), then the refusal follows ephemerally and the public
     response is deleted: only the user sees why."""
-    if not interaction.response.is_done():
+    if not responded(interaction):
         await answer(interaction, message)
         return
     with contextlib.suppress(*FAILURES):

@@ -36,6 +36,7 @@ UNKNOWN_WEBHOOK = 10015
 UNKNOWN_INTERACTION = 10062
 CANNOT_DM = 50007
 INVALID_WEBHOOK_TOKEN = 50027
+ALREADY_ACKNOWLEDGED = 40060  # a second first response to an interaction (its deferral had arrived)
 
 # Everything a Discord call may raise for a reason of the platform's or the network's.
 # (A timeout is an OSError, as is a connection reset that outlasted discord.py's own retries.)
@@ -74,6 +75,12 @@ def token_refused(err: BaseException) -> bool:
     if err.status == 401 or err.code == INVALID_WEBHOOK_TOKEN:
         return True
     return err.status == 404 and err.code not in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL)
+
+
+def already_acknowledged(err: BaseException) -> bool:
+    """Discord had the interaction's first response already (a deferral whose answer was lost): the
+    answer goes through the token (a follow-up) instead."""
+    return isinstance(err, discord.HTTPException) and err.code == ALREADY_ACKNOWLEDGED
 
 
 def describe(err: BaseException) -> str:

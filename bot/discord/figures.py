@@ -13,7 +13,17 @@ from discord import app_commands
 from bot.db import JobRecord
 from bot.discord.admin import DeleteButton
 from bot.discord.attachments import precheck
-from bot.discord.common import MAX_CHOICES, StylebotView, answer, core_of, guarded, refusal, refuse, say
+from bot.discord.common import (
+    MAX_CHOICES,
+    StylebotView,
+    answer,
+    core_of,
+    guarded,
+    refusal,
+    refuse,
+    responded,
+    say,
+)
 from bot.discord.jobs import show_queued, start_job
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
@@ -117,7 +127,7 @@ async def repaint(
     interaction: discord.Interaction, source: JobRecord, figure: str | None, style: StyleChoice | None
 ) -> None:
     """A kept photo painted again (``FigureService.repaint``); the interaction's response is its status."""
-    if not interaction.response.is_done():
+    if not responded(interaction):
         await interaction.response.defer(thinking=True)
     try:
         job, placement = await core_of(interaction).figures.repaint(source, figure=figure, style=style)

@@ -16,7 +16,17 @@ import discord
 from bot import replies
 from bot.db import JobRecord
 from bot.discord.attachments import download
-from bot.discord.common import client_of, core_of, lang, refusal, refuse, remember, say
+from bot.discord.common import (
+    client_of,
+    core_of,
+    lang,
+    mark_deferred,
+    refusal,
+    refuse,
+    remember,
+    responded,
+    say,
+)
 from bot.discord.failures import FAILURES, describe, unknown_outcome, worth_retrying
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
@@ -84,7 +94,7 @@ async def start_job(
 async def begin(interaction: discord.Interaction) -> bool:
     """Defer the interaction (Discord's 3 seconds) and keep the user's row current; False when Discord
     refused the deferral, so that nothing starts (the user may ask again)."""
-    if not interaction.response.is_done():
+    if not responded(interaction):
         try:
             await interaction.response.defer(thinking=True)
         except FAILURES as err:  # its 3 seconds leave no time to try again
@@ -94,6 +104,7 @@ async def begin(interaction: discord.Interaction) -> bool:
                 return False
             # No answer: Discord may well have it. The job starts; without it, the painting still comes.
             log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
+            mark_deferred(interaction)  # answers from now on go through the token, not a first response
     await remember(interaction)
     return True
 

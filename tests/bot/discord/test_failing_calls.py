@@ -83,3 +83,28 @@ async def test_a_bug_in_a_command_is_still_an_error_with_its_traceback(
     assert error.exc_info is not None
     assert isinstance(error.exc_info[1], RuntimeError)
     assert f"discord user {alice.id}" in error.getMessage()
+
+
+async def test_a_refusal_after_a_deferral_whose_answer_was_lost_reaches_the_user(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discord had the deferral but its answer was lost: discord.py thinks nothing was answered, yet a
+    first response now would be refused (40060 "already acknowledged") and leave "thinking…" up for
+    good. The refusal (one job at a time) comes as an ephemeral follow-up, and the public response goes."""
+    caplog.set_level(logging.INFO)
+    settings = discord_settings(max_active_jobs=1)
+    async with faulty_world(settings, engine=THREE_SECONDS) as (bot, faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        assert first.response is not None
+        faults.set("POST", "/interactions/*", share=1.0, kinds=("lost",), times=1)
+        second = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: second.followups)
+        assert [f.ephemeral for f in second.followups] == [True]
+        assert "in progress" in second.followups[0].content
+        assert faults.outcomes("POST /interactions/{id}/{token}/callback") == {"ok": 1, "lost": 1}
+        await alice.slash(channel, "cancel")
+    assert "40060" not in caplog.text
+    assert not [r for r in caplog.records if "could not be sent" in r.getMessage()]
+    assert tracebacks(caplog) == []
