@@ -175,3 +175,29 @@ def test_the_real_instant_path_finds_a_catalog_painting(tmp_path: Path) -> None:
     result = run_clip(engine, request, ORDER, progress=lambda _: None, should_cancel=lambda: False)
     assert (result.format, result.steps) == ("mp4", 3)
     assert clips.frame_count(result.image) == 3
+
+
+@pytest.mark.slow
+def test_the_real_painted_path_paints_a_tiny_clip(tmp_path: Path) -> None:
+    """Gatys per frame through the worker's path, on the CPU, at a tiny size: every frame comes back."""
+    from engine.api import Engine
+
+    style = tmp_path / "style.png"
+    style.write_bytes(encode_image(painting(48, 48, seed=4)))
+    source = tmp_path / "clip"
+    source.write_bytes(clips.mp4(2, (48, 32)))
+    request = Ticket(
+        4,
+        ImageInput(path=str(source)),
+        (Style(1.0, image=ImageInput(path=str(style))),),
+        {"quality": "draft"},
+    ).request()
+    engine = Engine(device="cpu", styles_dir=tmp_path / "styles", precision="fp32")
+    frames: list[int] = []
+    order = ClipOrder("painted", "gif", 2**20, 10.0, 12.0)
+    result = run_clip(
+        engine, request, order, progress=lambda p: frames.append(p.step), should_cancel=lambda: False
+    )
+    assert frames == [1, 2]
+    assert result.format == "gif"
+    assert clips.frame_count(result.image) == 2
