@@ -100,7 +100,9 @@ class SharingService:
     async def recent(self, user_id: int, query: str, offset: str, *, platform: str) -> Page:
         """A page of the person's results matching ``query`` from ``offset`` (the previous page's
         ``next_offset``; "" for the first). An offset we never gave is an empty last page."""
-        start = int(offset) if offset.isdigit() and len(offset) < 6 else (0 if offset == "" else None)
+        # isascii: "²".isdigit() is true, and int() refuses it
+        start = int(offset) if offset.isascii() and offset.isdigit() and len(offset) < 6 else None
+        start = 0 if offset == "" else start
         if start is None or await self.db.is_blocked(platform, user_id):
             return Page((), "")
         since = self.clock() - self.retention

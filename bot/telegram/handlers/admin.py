@@ -113,7 +113,12 @@ async def _switch(update: Update, context: ContextTypes.DEFAULT_TYPE, *, on: boo
         """An anonymous admin of this group, or a member whose status says admin."""
         if sender_is_the_group(update):
             return True
-        return (await context.bot.get_chat_member(chat.id, user)).status in ADMIN_STATUSES
+        try:
+            member = await context.bot.get_chat_member(chat.id, user)
+        except TelegramError as err:  # e.g. someone posting as a channel: no member to ask about
+            log.warning("bot switch: getChatMember for user %d in chat %d failed: %s", user, chat.id, err)
+            return False
+        return member.status in ADMIN_STATUSES
 
     try:
         changed = await services(context).moderation.switch(

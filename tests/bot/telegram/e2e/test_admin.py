@@ -145,6 +145,20 @@ async def test_a_groups_admins_switch_the_bot_off_and_on_across_a_restart(
         ]
 
 
+async def test_a_switch_telegram_cannot_check_is_refused_not_crashed(
+    tg: FakeTelegram, start_bot: StartBot, settings_for: Callable[..., Settings]
+) -> None:
+    """Someone posting as a channel, or a member Telegram no longer knows: getChatMember fails, and the
+    answer is the plain refusal rather than the error handler's apology."""
+    member = tg.user("Max")
+    group = tg.group("Art club", [member])
+    async with start_bot(settings_for()):
+        tg.fail_next("getChatMember", code=400, description="Bad Request: user not found")
+        await tg.send_text(member, group, "/bot_off@stylebot_test_bot")
+        refused = await tg.wait_for("sendMessage")
+        assert refused.params["text"] == "Only this group's admins can switch me off or on here."
+
+
 def result_in(tg: FakeTelegram, call: Call) -> Message:
     chat = tg.chats[call.params["chat_id"]]
     return next(m for m in tg.messages_in(chat) if m.message_id == call.result["message_id"])
