@@ -34,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(sync_commands(settings))
     require_a_front_end(settings)
+    from bot.discord.app import GatewayEnded
     from bot.telegram.app import PollingEnded
 
     try:
         asyncio.run(run_all(settings))
-    except PollingEnded:  # logged where it happened; non-zero, so that compose or systemd notice
+    except (PollingEnded, GatewayEnded):  # deaf: logged where it happened; non-zero for compose or systemd
         return 1
     return 0
 
@@ -67,7 +68,7 @@ async def run_all(
             if settings.discord_bot_token is not None:
                 from bot.discord.app import running as discord_running
 
-                await stack.enter_async_context(discord_running(settings, core))
+                await stack.enter_async_context(discord_running(settings, core, stop=stop))
             await runtime.start()
             await stop.wait()
     finally:

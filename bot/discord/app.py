@@ -186,9 +186,18 @@ def build_client(settings: Settings, core: Services) -> StylebotClient:
     return StylebotClient(settings, core)
 
 
+class GatewayEnded(RuntimeError):
+    """Discord closed the gateway for good (4004 authentication failed, 4014 disallowed intents, ...):
+    discord.py reconnects after everything else, so the process should end, not stay up and deaf."""
+
+
 @contextlib.asynccontextmanager
-async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotClient]:
-    """The client logged in and connected (in the background) for as long as the block runs."""
+async def running(
+    settings: Settings, core: Services, *, stop: asyncio.Event | None = None
+) -> AsyncIterator[StylebotClient]:
+    """The client logged in and connected (in the background) for as long as the block runs. A connection
+    that ends by itself, with an error, is logged once, sets ``stop`` and raises ``GatewayEnded`` on the
+    way out (``python -m bot`` then exits non-zero, so that compose or systemd notice)."""
     token = _token(settings)
     client = StylebotClient(settings, core)
     try:
@@ -201,13 +210,41 @@ async def running(settings: Settings, core: Services) -> AsyncIterator[StylebotC
     except BaseException:
         await client.close()  # its HTTP session, before the start fails
         raise
+    ended: list[BaseException] = []  # what ended the connection by itself, if anything did
+    closing = asyncio.Event()
+
+    def connection_ended(task: asyncio.Task[None]) -> None:
+        failure = None if task.cancelled() else task.exception()
+        if failure is None or closing.is_set():  # closed by us, or ended cleanly
+            return
+        ended.append(failure)
+        log.error(
+            "Discord closed the gateway for good (%s): the bot cannot hear Discord; stopping", _why(failure)
+        )
+        if stop is not None:
+            stop.set()
+
     connection = asyncio.create_task(client.connect(), name="discord-gateway")
+    connection.add_done_callback(connection_ended)
     try:
         yield client
     finally:
+        closing.set()
         await client.close()
         connection.cancel()
         await asyncio.gather(connection, return_exceptions=True)
+    if ended:
+        raise GatewayEnded(_why(ended[0])) from ended[0]
+
+
+def _why(failure: BaseException) -> str:
+    """A gateway failure in words: its close code when it has one (``ConnectionClosed``)."""
+    code = getattr(failure, "code", None)
+    return (
+        f"{type(failure).__name__}, close code {code}: {failure}"
+        if code
+        else f"{type(failure).__name__}: {failure}"
+    )
 
 
 async def sync_commands(settings: Settings) -> int:

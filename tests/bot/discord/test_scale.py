@@ -385,3 +385,79 @@ async def test_a_network_failure_of_the_upload_is_tried_again_and_never_stops_th
         assert [r.levelno for r in lost] == ([] if synced else [logging.WARNING])
         _, channel, alice = art_channel(env)
         assert (await alice.slash(channel, "queue")).ephemeral  # up
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (discord.ConnectionClosed(SimpleNamespace(close_code=4004), shard_id=0), "4004"),  # type: ignore[arg-type]
+        (discord.PrivilegedIntentsRequired(0), "privileged intents"),
+    ],
+)
+async def test_a_gateway_closed_for_good_stops_the_bot_with_one_line(
+    discord_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failure, words: str
+) -> None:
+    """Authentication failed (4004) or intents refused (4014): discord.py gives up and so must the process
+    (``stop`` set, ``GatewayEnded`` on the way out: ``python -m bot`` exits 1), not stay up and deaf."""
+    caplog.set_level(logging.INFO)
+
+    async def login(self: discord.Client, token: str) -> None:
+        return None
+
+    async def connect(self: discord.AutoShardedClient, *, reconnect: bool = True) -> None:
+        await asyncio.sleep(0)
+        raise failure
+
+    async def close(self: discord.AutoShardedClient) -> None:
+        return None
+
+    monkeypatch.setattr(discord.Client, "login", login)
+    monkeypatch.setattr(discord.AutoShardedClient, "connect", connect)
+    monkeypatch.setattr(discord.AutoShardedClient, "close", close)
+    stop = asyncio.Event()
+    with pytest.raises(app.GatewayEnded) as raised:
+        async with running(
+            discord_settings(discord_shard_count=1), SimpleNamespace(metrics=Metrics()), stop=stop
+        ):
+            await asyncio.wait_for(stop.wait(), 5)
+    assert raised.value.__cause__ is failure
+    (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "gateway for good" in line.getMessage()
+    assert words in line.getMessage()
+    assert line.exc_info is None  # one line, no traceback
+
+
+def test_python_m_bot_exits_1_when_the_gateway_ended(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async def gateway_ended(settings: Any, *_: Any) -> None:
+        raise app.GatewayEnded("ConnectionClosed, close code 4004")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "discord.test.token")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(entry, "run_all", gateway_ended)
+    assert entry.main([]) == 1
+
+
+async def test_a_gateway_closed_by_the_bot_itself_is_no_failure(
+    discord_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def login(self: discord.Client, token: str) -> None:
+        return None
+
+    async def connect(self: discord.AutoShardedClient, *, reconnect: bool = True) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self: discord.AutoShardedClient) -> None:
+        return None
+
+    monkeypatch.setattr(discord.Client, "login", login)
+    monkeypatch.setattr(discord.AutoShardedClient, "connect", connect)
+    monkeypatch.setattr(discord.AutoShardedClient, "close", close)
+    stop = asyncio.Event()
+    async with running(
+        discord_settings(discord_shard_count=1), SimpleNamespace(metrics=Metrics()), stop=stop
+    ):
+        await asyncio.sleep(0)
+    assert not stop.is_set()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
