@@ -115,6 +115,21 @@ async def test_a_clip_in_a_group_without_a_word_for_the_bot_is_left_alone(
         assert len(tg.calls_to("sendMessage")) == 1
 
 
+async def test_a_clip_in_a_group_captioned_for_the_bot_is_painted(
+    tg: FakeTelegram, start_bot: StartBot
+) -> None:
+    async with start_bot() as services:
+        alice = tg.user("Alice")
+        group = tg.group("Friends", [alice, tg.user("Bob")])
+        caption = "/style@stylebot_test_bot udnie"
+        await tg.send_animation(alice, group, clips.mp4(4), width=64, height=48, duration=1, caption=caption)
+        result = await tg.wait_for("sendAnimation")
+        assert int(result.params["chat_id"]) == group.id
+        assert clips.frame_count(sent_clip(result)) == 4
+        job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
+        assert (job.chat_type, job.kind) == ("supergroup", "clip")
+
+
 async def test_progress_counts_frames_and_cancel_stops_a_clip_mid_way(
     tg: FakeTelegram, start_bot: StartBot
 ) -> None:
