@@ -61,6 +61,8 @@ async def clip_command(
     guild_id = interaction.guild_id
     output = ClipFormat(format.value if format is not None else MP4, DISCORD_UPLOAD)
     try:
+        # Moderation before the download: a blocked person's clip (a switched-off server's) costs nothing.
+        await core_of(interaction).jobs.check_admitted(DISCORD, interaction.user.id, group=guild_id)
         data = await download_clip(clip)
         job, placement = await core_of(interaction).clips.start(
             PaintRequest(

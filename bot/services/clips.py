@@ -88,9 +88,12 @@ class ClipService:
     async def start(
         self, request: PaintRequest, output: ClipFormat, quality: str | None = None
     ) -> tuple[JobRecord, Placement | None]:
-        """Queue the clip as one job. Refused (``Refused``, its text naming the limit) when the header
-        says it is too long, too large or too small, or it is not a clip; then what ``PaintService.start``
-        raises."""
+        """Queue the clip as one job. Refused first, before a byte of the clip is parsed, for a blocked
+        person or a switched-off group (``JobService.check_admitted``); then (``Refused``, its text naming
+        the limit) when the header says it is too long, too large or too small, or it is not a clip; then
+        what ``PaintService.start`` raises."""
+        # request.group_id is the group whose admins may switch the bot off (None in private), as group_of
+        await self.paint.jobs.check_admitted(request.platform, request.user_id, group=request.group_id)
         quality = quality or DEFAULT_QUALITY
         limits = CLIP_TIERS[quality].limits(self.limits, self.accelerated)
         who = f"{request.platform} user {request.user_id}"

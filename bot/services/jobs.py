@@ -113,7 +113,7 @@ class JobService:
         photos sent at once cannot all slip under them; the platform's admins (``Admins``) have none,
         decided here so that no front end can forget it. Its sketch starts here too; an ``instant`` job is
         not queued, since its sketch is its result (``bot.services.sketches``), and has no placement."""
-        await self._check_admitted(new)
+        await self.check_admitted(new.platform, new.user_id, group=group_of(new))
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         await asyncio.to_thread(self._validate, new)
         folder = self.jobs_dir / uuid.uuid4().hex
@@ -155,14 +155,15 @@ class JobService:
             await self.queue.submit(job.id)
         return job, None if settled_by_sketch else (await self.placements()).get(job.id)
 
-    async def _check_admitted(self, new: NewJob) -> None:
-        """Moderation (``bot.services.moderation``), here where every job comes in: a person the bot's
-        admins blocked is refused, and so is everyone in a group or server its admins switched off."""
-        if await self.db.is_blocked(new.platform, new.user_id):
-            log.info("%s user %d is blocked: job refused", new.platform, new.user_id)
+    async def check_admitted(self, platform: str, user_id: int, *, group: int | None) -> None:
+        """Moderation (``bot.services.moderation``), checked by ``submit`` where every job comes in: a
+        person the bot's admins blocked is refused (``BlockedError``), and so is everyone in a group or
+        server its admins switched off (``ChatOffError``; ``group`` as ``group_of`` gives it). Public so
+        that a request costing work before its job exists (a clip's download and header) asks first."""
+        if await self.db.is_blocked(platform, user_id):
+            log.info("%s user %d is blocked: job refused", platform, user_id)
             raise BlockedError()
-        group = group_of(new)
-        if group is not None and not await self.db.is_chat_enabled(new.platform, group):
+        if group is not None and not await self.db.is_chat_enabled(platform, group):
             raise ChatOffError()
 
     def _validate(self, new: NewJob) -> None:

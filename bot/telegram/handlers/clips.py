@@ -122,7 +122,10 @@ async def _start(
         if choice is None:
             await reply(update, say(update, "clip_needs_style"))
             return
+    group = None if chat.type == ChatType.PRIVATE else chat.id
     try:
+        # Moderation before the download: a blocked person's clip (a switched-off group's) costs nothing.
+        await s.jobs.check_admitted(TELEGRAM, sender_id(update), group=group)
         data = await download(message, ref)
         job, placement = await s.clips.start(
             PaintRequest(
@@ -130,7 +133,7 @@ async def _start(
                 user_id=sender_id(update),
                 chat_id=chat.id,
                 chat_type=chat.type,
-                group_id=None if chat.type == ChatType.PRIVATE else chat.id,
+                group_id=group,
                 language=user.language_code,
                 source_message_id=ref.message_id,
                 content=data,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.discord import clips as clip_command_module
 from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, requests, results_for, until
 from tests.fakes import clips
 
@@ -98,3 +99,22 @@ async def test_progress_counts_frames_and_cancel_stops_a_clip(discord_settings) 
         await until(env, lambda: "ancel" in result.response.content and not result.response.components)
         await until(env, lambda: core.queue.status().busy == 0)  # stopped between frames
         assert not results_for(channel, alice)
+
+
+async def test_a_switched_off_server_s_clip_is_refused_before_it_is_downloaded(
+    discord_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moderation comes first (reviewer2 #6): "switched off", not "too long", and nothing is fetched."""
+
+    async def fetched(attachment: object) -> bytes:
+        raise AssertionError("the clip was downloaded")
+
+    monkeypatch.setattr(clip_command_module, "download_clip", fetched)
+    async with discord_bot(discord_settings(clip_max_seconds=1)) as (env, core):
+        guild, channel, alice = art_channel(env)
+        await core.db.set_chat_enabled("discord", guild.id, False, by=1)
+        result = await alice.slash(channel, "clip", clip=("long.mp4", clips.mp4(24)), style="udnie")
+        answers = ([result.response] if result.response else []) + result.followups
+        assert [a.ephemeral for a in answers] == [True]
+        assert "switched off here" in answers[0].content
+        assert await core.db.recent_jobs(alice.id, platform="discord") == []

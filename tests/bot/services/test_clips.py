@@ -16,13 +16,14 @@ import pytest
 from bot import replies
 from bot.db import Database
 from bot.frontend import TELEGRAM
+from bot.services import clips as clip_service_module
 from bot.services import styles
 from bot.services.clips import ClipFormat, ClipService, clip_weight, clip_words
 from bot.services.figures import FigureService, RepaintRefusedError
 from bot.services.jobs import JobService, Limits
 from bot.services.paint import PaintRequest, PaintService
 from bot.services.presets import PresetService
-from bot.services.refusals import Refused
+from bot.services.refusals import BlockedError, ChatOffError, Refused
 from bot.services.style_images import StyleImageService
 from engine.catalog import load_catalog
 from engine.clips import ClipLimits, media
@@ -192,3 +193,27 @@ async def test_a_clip_is_no_photo_to_paint_again(db: Database, queue: RecordingQ
     with pytest.raises(RepaintRefusedError) as refused:
         await figures.source(clip.id, 7, platform=TELEGRAM)
     assert refused.value.key == "repaint_clip"
+
+
+@pytest.mark.parametrize("who", ["blocked", "group-off"])
+async def test_moderation_refuses_a_clip_before_its_header_is_read(
+    db: Database, queue: RecordingQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, who: str
+) -> None:
+    """A blocked person, or anyone in a group switched off, hears that, not "too long": the bot does not
+    parse their untrusted media at all (reviewer2 #6)."""
+
+    def probed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the clip's header was read")
+
+    monkeypatch.setattr(clip_service_module, "probe", probed)
+    too_long = request(clips.mp4(132, fps=12))
+    if who == "blocked":
+        await db.block_user(TELEGRAM, 7, by=1)
+        expected: type[Refused] = BlockedError
+    else:
+        await db.set_chat_enabled(TELEGRAM, -100, False, by=1)
+        too_long = dataclasses.replace(too_long, chat_id=-100, chat_type="supergroup", group_id=-100)
+        expected = ChatOffError
+    with pytest.raises(expected):
+        await service(db, queue, tmp_path).start(too_long, TELEGRAM_MP4)
+    assert queue.submitted == []

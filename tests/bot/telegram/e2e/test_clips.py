@@ -151,3 +151,18 @@ async def test_progress_counts_frames_and_cancel_stops_a_clip_mid_way(
             await asyncio.sleep(0.1)
         assert services.queue.status().busy == 0
         assert not tg.calls_to("sendAnimation")
+
+
+async def test_a_blocked_person_s_clip_is_refused_before_it_is_downloaded(
+    tg: FakeTelegram, start_bot: StartBot, settings_for
+) -> None:
+    """Moderation comes first (reviewer2 #6): "blocked", not "too long", and the clip is never fetched."""
+    async with start_bot(settings_for(clip_max_seconds=1)) as services:
+        alice = tg.user("Alice")
+        await services.db.block_user("telegram", alice.id, by=1)
+        chat = tg.private_chat(alice)
+        await tg.send_video(alice, chat, clips.mp4(24), width=64, height=48, duration=2, caption="udnie")
+        answer = await tg.wait_for("sendMessage")
+        assert answer.params["text"] == "Sorry, you can't use this bot: its admins have blocked you."
+        assert not tg.calls_to("getFile")
+        assert await services.db.recent_jobs(alice.id, 1, platform="telegram") == []
