@@ -416,15 +416,18 @@ async def test_a_gateway_closed_for_good_stops_the_bot_with_one_line(
     monkeypatch.setattr(discord.AutoShardedClient, "close", close)
     stop = asyncio.Event()
     with pytest.raises(app.GatewayEnded) as raised:
-        async with running(
-            discord_settings(discord_shard_count=1), SimpleNamespace(metrics=Metrics()), stop=stop
-        ):
+        async with running(discord_settings(discord_shard_count=1), bare_core(), stop=stop):
             await asyncio.wait_for(stop.wait(), 5)
     assert raised.value.__cause__ is failure
     (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "gateway for good" in line.getMessage()
     assert words in line.getMessage()
     assert line.exc_info is None  # one line, no traceback
+
+
+def bare_core() -> Any:
+    """What the client asks of the core before it logs in: a registry for its shards' metrics."""
+    return SimpleNamespace(metrics=Metrics())
 
 
 def test_python_m_bot_exits_1_when_the_gateway_ended(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -455,9 +458,7 @@ async def test_a_gateway_closed_by_the_bot_itself_is_no_failure(
     monkeypatch.setattr(discord.AutoShardedClient, "connect", connect)
     monkeypatch.setattr(discord.AutoShardedClient, "close", close)
     stop = asyncio.Event()
-    async with running(
-        discord_settings(discord_shard_count=1), SimpleNamespace(metrics=Metrics()), stop=stop
-    ):
+    async with running(discord_settings(discord_shard_count=1), bare_core(), stop=stop):
         await asyncio.sleep(0)
     assert not stop.is_set()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
