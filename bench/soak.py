@@ -93,16 +93,19 @@ def shorten_redelivery() -> None:
 
 
 def serve_telegram() -> int:
-    """``--serve-telegram``: the bot as ``python -m bot`` runs it (settings from the environment, PTB's
-    polling loop and signal handling), with the fake engine."""
-    from bot.__main__ import configure_logging
+    """``--serve-telegram``: the bot as ``python -m bot`` runs it (settings from the environment, ``run_all``
+    with its polling and signal handling), with the fake engine."""
+    from bot.__main__ import configure_logging, run_all
     from bot.config import load_settings
-    from bot.telegram.app import ALLOWED_UPDATES, build_application
+    from bot.telegram.app import PollingEnded
 
     settings = load_settings()
     configure_logging(settings)
     shorten_redelivery()
-    build_application(settings, queue_factory=soak_queue).run_polling(allowed_updates=ALLOWED_UPDATES)
+    try:
+        asyncio.run(run_all(settings, queue_factory=soak_queue))
+    except PollingEnded:
+        return 1
     return 0
 
 
