@@ -22,6 +22,7 @@ from bot.health import Metrics
 from bot.queue.base import JobResult
 from bot.queue.ledger import who
 from bot.services.jobs import JobService, Placement
+from bot.services.results import result_path
 from bot.texts import language_for, text
 from engine.protocol import Progress
 
@@ -257,11 +258,8 @@ class Notifier:
         return delivery
 
     def result_path(self, job: JobRecord) -> Path | None:
-        for suffix in ("mp4", "gif") if job.kind == "clip" else ("png", "jpg"):
-            path = self.results_dir / f"{job.id}.{suffix}"
-            if path.is_file():
-                return path
-        return None
+        """The job's kept result (``bot.services.results``), for the front ends sending it again."""
+        return result_path(self.results_dir, job)
 
     async def redeliver(self, *, settled: timedelta = timedelta(0)) -> None:
         """Results that were painted but not confirmed sent (the bot stopped while sending, the platform
@@ -273,7 +271,7 @@ class Notifier:
                 return
             if job.finished_at is not None and job.finished_at > now - settled:
                 continue
-            path = self.result_path(job)
+            path = result_path(self.results_dir, job)
             if path is not None and job.id not in self._delivering:
                 log.info("%s: delivering a result that was not sent yet", who(job))
                 await self._send_result(job, path)

@@ -23,6 +23,7 @@ from bot.db import Database, JobRecord, JobState
 from bot.services.access import Admins, ownership
 from bot.services.jobs import JobService
 from bot.services.refusals import NotBotAdminError, NotChatAdminError, Refused
+from bot.services.results import result_files
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,12 @@ class ModerationService:
         return job, remover
 
     def _remove_files(self, job: JobRecord) -> int:
-        """The painting in every format kept (``<job id>.png``, ``.jpg``, ``.gif``) and the job's inputs
-        folder, only where the bot keeps them."""
+        """The result in every file kept (``bot.services.results``: a photo's painting and animation, a
+        clip's MP4 or GIF) and the job's inputs folder, only where the bot keeps them."""
         removed = 0
-        for path in self.results_dir.glob(f"{job.id}.*"):
-            if path.stem == str(job.id):
-                path.unlink(missing_ok=True)
-                removed += 1
+        for path in result_files(self.results_dir, job):
+            path.unlink(missing_ok=True)
+            removed += 1
         inputs = Path(job.content_path).parent
         if inputs.parent.resolve() == self.jobs_dir.resolve() and inputs.is_dir():
             shutil.rmtree(inputs, ignore_errors=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bot.db import Database, JobRecord
 from bot.services import styles
+from bot.services.results import result_path
 from bot.services.styles import StyleChoice
 from engine.catalog import Catalog
 from engine.errors import StylebotError
@@ -33,7 +34,6 @@ SEPARATOR = "-"  # between a blend's paintings: catalog ids are [a-z0-9_]
 PAGE_SIZE = 20  # results per inline page (Telegram takes at most 50)
 MAX_OFFERED = 100  # the newest results looked at: an inline list is for recent ones
 CHOICE_TTL = timedelta(hours=1)  # how long a style picked by a link waits for a photo
-RESULT_SUFFIXES = ("png", "jpg")  # how the notifier keeps a result: DATA_DIR/results/<job id>.<suffix>
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,12 @@ class SharingService:
         since = self.clock() - self.retention
         jobs = await self.db.delivered_jobs(user_id, platform=platform, since=since, limit=MAX_OFFERED)
         wanted = [job for job in jobs if matches(job, query)]
-        kept = await asyncio.to_thread(lambda: [job for job in wanted if self._kept(job)])
+        kept = await asyncio.to_thread(
+            lambda: [job for job in wanted if result_path(self.results_dir, job) is not None]
+        )
         shown = tuple(kept[start : start + PAGE_SIZE])
         more = start + PAGE_SIZE < len(kept)
         return Page(shown, str(start + PAGE_SIZE) if more else "")
-
-    def _kept(self, job: JobRecord) -> bool:
-        return any((self.results_dir / f"{job.id}.{suffix}").is_file() for suffix in RESULT_SUFFIXES)
 
     def choose(self, user_id: int, choice: StyleChoice, *, platform: str) -> None:
         """Remember the style a link picked until the person's next photo (or ``CHOICE_TTL``)."""

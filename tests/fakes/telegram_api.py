@@ -1073,7 +1073,10 @@ class FakeTelegram:
 
     def _new_file(self, data: bytes, folder: str, ext: str, kind: str) -> StoredFile:
         n = next(self._ids)
-        prefix, unique = ("AgACAgIAAxkBAA", "AQAD") if kind == "photo" else ("BQACAgIAAxkBAA", "AgAD")
+        # the decoded id's first byte is the file's kind, as Telegram's: 2 photo, 5 document, 10 animation
+        prefix, unique = {"photo": ("AgACAgIAAxkBAA", "AQAD"), "animation": ("CgACAgIAAxkBAA", "AgAD")}.get(
+            kind, ("BQACAgIAAxkBAA", "AgAD")
+        )
         stored = StoredFile(f"{prefix}{n:010d}", f"{unique}{n:06d}", data, f"{folder}/file_{n}{ext}")
         self._files[stored.file_id] = stored
         return stored
@@ -1110,9 +1113,11 @@ class FakeTelegram:
             self._photo_sets[size["file_id"]] = sizes
         return sizes
 
-    def _store_document(self, data: bytes, file_name: str | None, mime_type: str | None) -> dict[str, Any]:
+    def _store_document(
+        self, data: bytes, file_name: str | None, mime_type: str | None, kind: str = "document"
+    ) -> dict[str, Any]:
         ext = mimetypes.guess_extension(mime_type or "") or ""
-        stored = self._new_file(data, "documents", ext, "document")
+        stored = self._new_file(data, "documents", ext, kind)
         document = {
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
@@ -1147,12 +1152,12 @@ class FakeTelegram:
             return [dict(size) for size in self._photo_sets[value]]
         raise self._unknown_file(value)
 
-    def _document(self, value: Upload | str) -> dict[str, Any]:
+    def _document(self, value: Upload | str, kind: str = "document") -> dict[str, Any]:
         if isinstance(value, Upload):
             if len(value.data) > MAX_UPLOAD_BYTES:
                 raise ApiError(413, "Request Entity Too Large")
             mime = mimetypes.guess_type(value.filename or "")[0] or value.content_type
-            return self._store_document(value.data, value.filename, mime)
+            return self._store_document(value.data, value.filename, mime, kind)
         if value in self._documents:
             return dict(self._documents[value])
         raise self._unknown_file(value)
@@ -1313,7 +1318,7 @@ class FakeTelegram:
         caption, entities = self._formatted(
             p.get("caption"), p.get("parse_mode"), p.get("caption_entities"), caption=True
         )
-        document = self._document(self._input_file(p.get("animation"), p, "animation"))
+        document = self._document(self._input_file(p.get("animation"), p, "animation"), "animation")
         animation = {**document, "width": 0, "height": 0, "duration": 0}
         data = io.BytesIO(self._files[document["file_id"]].data)
         with contextlib.suppress(OSError), Image.open(data) as picture:

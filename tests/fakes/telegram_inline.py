@@ -122,6 +122,8 @@ class InlineTelegram(FakeTelegram):
         content: dict[str, Any] = {"caption": caption, "caption_entities": entities}
         if result["type"] == "photo":
             content["photo"] = self._photo(result["photo_file_id"])
+        elif result["type"] == "mpeg4_gif":
+            content["document"] = content["animation"] = self._document(result["mpeg4_file_id"])
         else:
             content["document"] = self._document(result["document_file_id"])
         # the bot gets no update for it (the user sent it; Telegram shows "via @bot")
@@ -171,13 +173,17 @@ class InlineTelegram(FakeTelegram):
         if kind == "photo" and "photo_file_id" in result:
             if result["photo_file_id"] not in self._photo_sets:
                 raise self._unknown_file(result["photo_file_id"])
+        elif kind == "mpeg4_gif" and "mpeg4_file_id" in result:
+            file_id = str(result["mpeg4_file_id"])
+            if file_id not in self._documents or not file_id.startswith("CgAC"):  # an animation's id
+                raise self._unknown_file(file_id)
         elif kind == "document" and "document_file_id" in result:
             if not result.get("title"):
                 raise _bad("RESULT_TITLE_EMPTY")
             if result["document_file_id"] not in self._documents:
                 raise self._unknown_file(result["document_file_id"])
         else:
-            raise _bad("RESULT_TYPE_INVALID")  # this stand-in serves cached photos and documents only
+            raise _bad("RESULT_TYPE_INVALID")  # this stand-in serves cached photos, documents, animations
         self._formatted(
             result.get("caption"), result.get("parse_mode"), result.get("caption_entities"), caption=True
         )

@@ -16,8 +16,9 @@ from bot.services import sharing
 from bot.telegram.handlers.inline import INLINE_START
 from bot.texts import text
 from tests.bot.telegram.e2e.conftest import StartBot
+from tests.bot.telegram.e2e.test_admin import result_in, stored
 from tests.bot.telegram.e2e.test_delivery import delivered_file_id
-from tests.fakes import images
+from tests.fakes import clips, images
 from tests.fakes.telegram_api import Call, User
 from tests.fakes.telegram_inline import InlineTelegram
 
@@ -218,3 +219,38 @@ async def test_an_inline_answer_telegram_refuses_is_one_line_and_the_next_query_
     lines = [r for r in caplog.records if "inline answer not given" in r.getMessage()]
     assert [r.levelno for r in lines] == [logging.INFO]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_inline_mode_lists_a_delivered_clip_as_an_animation(
+    tg: InlineTelegram, start_bot: StartBot
+) -> None:
+    """A clip sent back with sendAnimation (a CgAC... file id) is offered as a cached MPEG-4 animation;
+    once its owner deletes it, it is gone from the list (reviewer2 #5)."""
+    async with start_bot() as core:
+        alice = tg.user("Alice")
+        await tg.send_video(
+            alice, tg.private_chat(alice), clips.mp4(4), width=64, height=48, duration=1, caption="udnie"
+        )
+        sent = await tg.wait_for("sendAnimation", lambda c: c.ok)
+        rows = sent.params["reply_markup"]["inline_keyboard"]
+        delete = next(
+            b["callback_data"] for row in rows for b in row if b["callback_data"].startswith("del:")
+        )
+        job_id = int(delete.split(":")[1])
+        file_id = await delivered_file_id(core.db, job_id)
+        assert file_id.startswith("CgAC")
+
+        query = await tg.send_inline_query(alice, "udnie")
+        answer = await tg.wait_for_answer(query)
+        assert [(r["id"], r["type"], r["mpeg4_file_id"]) for r in answer.results] == [
+            (str(job_id), "mpeg4_gif", file_id)
+        ]
+        group = tg.group("Friends", [alice])
+        posted = await tg.choose_result(alice, group, query, str(job_id))
+        assert posted.animation is not None
+
+        await tg.press_button(alice, result_in(tg, sent), delete)
+        await tg.wait_for("answerCallbackQuery", lambda c: c.params.get("text") == "Deleted.")
+        assert stored(core.settings.results_dir, job_id) == []  # the clip's file went too
+        gone = await tg.wait_for_answer(await tg.send_inline_query(alice, "udnie"))
+        assert gone.results == []
