@@ -110,4 +110,8 @@ def error_from_code(code: str, message: str) -> StylebotError:
         StylebotError.__init__(err, message)
         err.style_id, err.suggestions = "", ()
         return err
-    return _BY_CODE.get(code, StylebotError)(message)
+    if code in _BY_CODE:
+        return _BY_CODE[code](message)
+    from engine.clips.errors import clip_error_from_code  # it imports this module: looked up when needed
+
+    return clip_error_from_code(code, message) or StylebotError(message)

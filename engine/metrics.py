@@ -20,6 +20,10 @@ from engine.losses import gram_matrix, relative_mse
 from engine.protocol import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from engine.vgg import feature_extractor
 
+# A mean change (0..1) from frame to frame below this is a still clip (a quarter of a grey level):
+# ``flicker`` divides by it instead, so a still source gives no infinity.
+STILL_CHANGE = 1e-3
+
 
 def _tensor(image: Image.Image) -> torch.Tensor:
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
@@ -86,6 +90,10 @@ def flicker(
     size) is taken out of both first. A perfectly steady painting of a pan still changes more than the
     photo uncompensated (its strokes are sharper than the photo's detail), so the plain ratio bounds
     flicker from above; the compensated one is the residue, and small sources make it noisy.
+
+    A source that changes less than ``STILL_CHANGE`` counts as changing that much, so a still source
+    gives a finite number: a still painting of it scores its own change over ``STILL_CHANGE`` (0 when it
+    does not change at all), a moving one a large number (a mean change of 0.1 scores 100).
     """
     if len(painted) != len(source):
         raise ValueError("the painting and its source must have as many frames")
@@ -95,4 +103,4 @@ def flicker(
     if compensate:
         motions = [STILL] + [estimate(a, b) for a, b in itertools.pairwise(source)]
     base = temporal_change(source, motions)
-    return temporal_change(painted, motions) / base if base > 0 else float("inf")
+    return temporal_change(painted, motions) / max(base, STILL_CHANGE)

@@ -19,6 +19,7 @@ from engine.clips.errors import (
     ClipTooBigToSendError,
     ClipTooLargeError,
     ClipTooLongError,
+    ClipTooManyFramesError,
     ClipTooSmallError,
     UnsupportedClipError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "ClipTooBigToSendError",
     "ClipTooLargeError",
     "ClipTooLongError",
+    "ClipTooManyFramesError",
     "ClipTooSmallError",
     "EncodedClip",
     "UnsupportedClipError",

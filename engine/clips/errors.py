@@ -6,6 +6,8 @@ Each refusal names the limit it hit (``limit``) and what the clip had (``value``
 
 from __future__ import annotations
 
+import math
+
 from engine.errors import StylebotError
 
 
@@ -60,3 +62,39 @@ class ClipTooBigToSendError(ClipLimitError):
 
     code = "clip_too_big_to_send"
     unit = "bytes"
+
+
+class ClipTooManyFramesError(ClipLimitError, UnsupportedClipError):
+    """More source frames than ``engine.clips.media.MAX_SOURCE_FPS`` for each second of the time limit:
+    frames packed microseconds apart, made to keep a worker decoding. Also an ``UnsupportedClipError``, as
+    no camera makes such a clip."""
+
+    code = "clip_too_many_frames"
+    unit = "frames"
+
+
+CLIP_ERRORS: dict[str, type[ClipError]] = {
+    cls.code: cls
+    for cls in (
+        ClipError,
+        UnsupportedClipError,
+        ClipLimitError,
+        ClipTooLongError,
+        ClipTooLargeError,
+        ClipTooSmallError,
+        ClipTooBigToSendError,
+        ClipTooManyFramesError,
+    )
+}
+
+
+def clip_error_from_code(code: str, message: str) -> ClipError | None:
+    """The clip error ``code`` names, rebuilt on the far side of a process boundary (for
+    ``engine.errors.error_from_code``); ``None`` for a code that is not a clip's. A limit error's ``limit``
+    and ``value`` do not cross the boundary: they are NaN there (its message names both)."""
+    cls = CLIP_ERRORS.get(code)
+    if cls is None:
+        return None
+    if issubclass(cls, ClipLimitError):
+        return cls(math.nan, math.nan, message)
+    return cls(message)

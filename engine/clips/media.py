@@ -1,11 +1,13 @@
 """A clip's bytes in and out: the header read alone, frames decoded at a capped rate and size, frames
 encoded as MP4 (H.264) or GIF under a byte limit.
 
-PyAV opens every container FFmpeg knows (Telegram's MP4 animations, videos and round video notes,
-Discord's GIF/MP4/WebM, plain GIF files). ``probe`` reads only the header and refuses a clip that is too
-long or too large before a frame is decoded; ``decode`` still counts time as it goes, since a header can
-lack the duration (some WebM) or be wrong, and stops at the limit. Sound is never decoded: only the first
-video stream is opened.
+Three containers are read, told apart by their first bytes: GIF, MP4/MOV (Telegram's animations, videos
+and round video notes) and WebM/Matroska (Discord's WebM). FFmpeg is told which one and may open no other
+file: left to guess, it takes a text file for its "concat" (or HLS) playlist and reads the files it names,
+such as another user's painting. ``probe`` reads only the header and refuses a clip that is too long, too
+large or has too many frames before a frame is decoded; ``decode`` still counts time and frames as it
+goes, since a header can lack them (some WebM) or lie, and stops at the limits; the last frame is cut at
+the time limit. Sound is never decoded: only the first video stream is opened.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -27,9 +29,11 @@ from engine.clips.errors import (
     ClipTooBigToSendError,
     ClipTooLargeError,
     ClipTooLongError,
+    ClipTooManyFramesError,
     ClipTooSmallError,
     UnsupportedClipError,
 )
+from engine.errors import Cancelled
 from engine.images import MAX_ASPECT, MIN_SIDE, fit_within
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,19 @@ DEFAULT_MAX_SECONDS = 10.0  # CLIP_MAX_SECONDS
 DEFAULT_MAX_FPS = 12.0  # CLIP_MAX_FPS
 DEFAULT_MAX_SOURCE_PIXELS = 3840 * 2160  # per frame: 4K UHD and below are read, then scaled down
 GRACE_SECONDS = 0.1  # containers round: a clip recorded as 10 s often says 10.03
+# Source frames read at most, per second of the time limit: a GIF's fastest frames are 100 a second, a
+# phone's slow motion 120 or 240 (half the limit of it fits). Without it, frames packed microseconds
+# apart keep a worker decoding for half an hour (a 1080p frame repeating the last: 62 bytes, 6 ms).
+MAX_SOURCE_FPS = 120
+# The containers we read, by their first bytes, and the FFmpeg demuxer each is opened with.
+CONTAINERS = (
+    ("gif", (b"GIF87a", b"GIF89a"), 0),
+    ("mp4", (b"ftyp",), 4),  # FFmpeg's mov demuxer: MP4, MOV, 3GP
+    ("matroska", (b"\x1a\x45\xdf\xa3",), 0),  # EBML: Matroska and WebM
+)
+# No protocol for a file the container names (an MP4's data references): a second wall behind the
+# sniffing, so FFmpeg reads nothing but the bytes it is given.
+OPEN_OPTIONS = {"protocol_whitelist": "none"}
 MP4_CRFS = (23, 28, 33)  # x264 quality steps tried before the size is lowered (higher: smaller, blurrier)
 GIF_COLOURS = (256, 64)  # palette sizes tried before the size is lowered
 SHRINK = 0.75  # each further try's side, at most, against the last
@@ -104,33 +121,44 @@ def probe(data: bytes, limits: ClipLimits | None = None) -> ClipInfo:
     """The clip's header, checked against ``limits`` before anything is decoded.
 
     Raises ``UnsupportedClipError`` (not a clip we read), ``ClipTooLongError``, ``ClipTooLargeError``,
-    ``ClipTooSmallError``.
-    """
-    limits = limits or ClipLimits()
-    with _open(data) as container:
-        info = _info(container, _video_stream(container))
-    _check(info, limits)
-    return info
-
-
-def decode(data: bytes, side: int, limits: ClipLimits | None = None) -> Clip:
-    """The clip's frames at ``min(its rate, max_fps)`` frames a second, at most ``side`` px on the longest
-    side (more for a narrow clip, whose shorter side keeps ``MIN_SIDE``), without sound.
-
-    Frames are taken by time (each output instant shows the source frame on screen then), so a GIF whose
-    frames last unequal times plays at its own pace. Checked as ``probe`` does first; a clip whose frames
-    run past ``max_seconds`` although its header said otherwise is refused as soon as they do.
+    ``ClipTooSmallError``, ``ClipTooManyFramesError`` (also an ``UnsupportedClipError``).
     """
     limits = limits or ClipLimits()
     with _open(data) as container:
         stream = _video_stream(container)
         info = _info(container, stream)
-        _check(info, limits)
+        _check(info, limits, stream.frames)
+    return info
+
+
+def decode(
+    data: bytes,
+    side: int,
+    limits: ClipLimits | None = None,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Clip:
+    """The clip's frames at ``min(its rate, max_fps)`` frames a second, at most ``side`` px on the longest
+    side (more for a narrow clip, whose shorter side keeps ``MIN_SIDE``), without sound.
+
+    Frames are taken by time (each output instant shows the source frame on screen then), so a GIF whose
+    frames last unequal times plays at its own pace. Checked as ``probe`` does first; a clip whose frames
+    start past ``max_seconds`` or number more than ``MAX_SOURCE_FPS`` a second of it, although its header
+    said otherwise, is refused as soon as they do; the last frame is cut at the limit (its length is the
+    one time no later frame checks). ``should_cancel`` is asked at every source frame (``Cancelled``).
+    """
+    limits = limits or ClipLimits()
+    with _open(data) as container:
+        stream = _video_stream(container)
+        info = _info(container, stream)
+        _check(info, limits, stream.frames)
         stream.thread_type = "AUTO"
         fps = min(limits.max_fps, info.fps or limits.max_fps)
         short, long = sorted((info.width, info.height))
         side = max(side, math.ceil(MIN_SIDE * long / short))  # a narrow clip keeps MIN_SIDE across
-        frames = list(_resampled(_timed_frames(container, stream, info, limits), fps, side))
+        most = math.ceil(limits.max_seconds * fps - 1e-9) + 1  # the instants 0 .. max_seconds
+        timed = _timed_frames(container, stream, info, limits, should_cancel)
+        frames = list(_resampled(timed, fps, side, most))
     if not frames:
         raise UnsupportedClipError("the clip has no frames")
     notes = []
@@ -187,9 +215,18 @@ def encode(
 # -- reading --------------------------------------------------------------------------------------
 
 
+def container_format(data: bytes) -> str:
+    """The FFmpeg demuxer for ``data`` by its first bytes; ``UnsupportedClipError`` for any other file."""
+    for name, magics, offset in CONTAINERS:
+        if any(data[offset : offset + len(magic)] == magic for magic in magics):
+            return name
+    raise UnsupportedClipError("not a GIF, MP4/MOV or WebM/Matroska file")
+
+
 def _open(data: bytes) -> av.container.InputContainer:
+    fmt = container_format(data)
     try:
-        return av.open(io.BytesIO(data), mode="r")
+        return av.open(io.BytesIO(data), mode="r", format=fmt, options=OPEN_OPTIONS)
     except (av.error.FFmpegError, ValueError, OSError) as err:
         raise UnsupportedClipError(f"not a clip we can read: {err}") from err
 
@@ -225,7 +262,9 @@ def _info(container: av.container.InputContainer, stream: av.video.stream.VideoS
     )
 
 
-def _check(info: ClipInfo, limits: ClipLimits) -> None:
+def _check(info: ClipInfo, limits: ClipLimits, counted: int) -> None:
+    """``info`` against ``limits``; ``counted``: the frames the container itself counts (0: unknown), not
+    the estimate in ``info.frames``, which a guessed rate can inflate."""
     if info.width <= 0 or info.height <= 0:
         raise UnsupportedClipError("the clip's header gives no picture size")
     pixels = info.width * info.height
@@ -250,6 +289,16 @@ def _check(info: ClipInfo, limits: ClipLimits) -> None:
             info.duration,
             f"{info.duration:.1f} s is longer than {limits.max_seconds:g} s",
         )
+    most = max_source_frames(limits)
+    if counted > most:
+        raise ClipTooManyFramesError(
+            most, counted, f"{counted} frames is more than {most} for {limits.max_seconds:g} s"
+        )
+
+
+def max_source_frames(limits: ClipLimits) -> int:
+    """The source frames a clip may hold: ``MAX_SOURCE_FPS`` for each second of the time limit."""
+    return math.ceil(limits.max_seconds * MAX_SOURCE_FPS)
 
 
 def _timed_frames(
@@ -257,19 +306,29 @@ def _timed_frames(
     stream: av.video.stream.VideoStream,
     info: ClipInfo,
     limits: ClipLimits,
+    should_cancel: Callable[[], bool] | None,
 ) -> Iterator[tuple[float, float, av.VideoFrame]]:
-    """(start, end, frame) in seconds from the first frame; refused once past the limit."""
+    """(start, end, frame) in seconds from the first frame, every end at most the limit; refused once a
+    frame starts past the limit or there are too many frames."""
     start: float | None = None
     previous: tuple[float, av.VideoFrame] | None = None
     default = 1.0 / (info.fps or limits.max_fps)
+    latest = limits.max_seconds + GRACE_SECONDS
+    most = max_source_frames(limits)
     count = 0
     try:
         for frame in container.decode(stream):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"cancelled while decoding, after {count} frames")
+            if count >= most:
+                raise ClipTooManyFramesError(
+                    most, count + 1, f"more than {most} frames in {limits.max_seconds:g} s"
+                )
             moment = frame.time if frame.time is not None else count * default
             count += 1
             start = moment if start is None else start
             moment -= start
-            if moment > limits.max_seconds + GRACE_SECONDS:
+            if moment > latest:
                 raise ClipTooLongError(
                     limits.max_seconds, moment, f"the clip runs past {limits.max_seconds:g} s"
                 )
@@ -286,17 +345,20 @@ def _timed_frames(
     if previous is not None:
         last = previous[1]
         length = float(last.duration * last.time_base) if last.duration and last.time_base else default
-        yield previous[0], previous[0] + length, last
+        yield previous[0], min(previous[0] + length, latest), last  # a long last frame ends at the limit
 
 
 def _resampled(
-    timed: Iterator[tuple[float, float, av.VideoFrame]], fps: float, side: int
+    timed: Iterator[tuple[float, float, av.VideoFrame]], fps: float, side: int, most: int
 ) -> Iterator[Image.Image]:
-    """One picture every 1/fps seconds: the source frame on screen at that instant, converted once."""
+    """One picture every 1/fps seconds, ``most`` at most: the source frame on screen at that instant,
+    converted once."""
     index = 0
     for _begin, end, frame in timed:
         picture: Image.Image | None = None
         while index / fps < end - 1e-6:  # the instants from ``begin`` (where the last frame ended) on
+            if index >= most:
+                return
             picture = picture or _picture(frame, side)
             yield picture
             index += 1

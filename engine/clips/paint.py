@@ -24,7 +24,6 @@ optimizer step, so a cancel stops a clip mid-frame.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -137,7 +136,7 @@ def painted(
     following = base.replace(steps=plan.next_steps, multiscale=False, init="content")
     frames = [f.convert("RGB") for f in clip.frames]
     follow = plan.start == "carried"
-    motions = [STILL] + [estimate(a, b) if follow else STILL for a, b in itertools.pairwise(frames)]
+    motions = [STILL]  # motions[i]: frame i-1 to frame i, estimated a chunk at a time, after its cancel check
     _check_cancel(should_cancel, 0)
     (picture,) = _paint(engine, [_request(frames[0], styles, first)], [None], should_cancel)
     out = [picture]
@@ -146,6 +145,7 @@ def painted(
     while index < len(frames):
         chunk = list(range(index, min(index + batch_size, len(frames))))
         _check_cancel(should_cancel, index)
+        motions += [estimate(frames[i - 1], frames[i]) if follow else STILL for i in chunk]
         starts: list[Image.Image | None] = [None] * len(chunk)
         if plan.start != "frame":
             carried = STILL

@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.api import Engine
@@ -21,6 +23,7 @@ from engine.clips import (
     ClipTooBigToSendError,
     ClipTooLargeError,
     ClipTooLongError,
+    ClipTooManyFramesError,
     ClipTooSmallError,
     UnsupportedClipError,
     clip_weight,
@@ -30,10 +33,12 @@ from engine.clips import (
     planned_weight,
     probe,
 )
+from engine.clips import paint as clip_paint
+from engine.clips.errors import CLIP_ERRORS, ClipLimitError
 from engine.clips.media import Clip
 from engine.clips.motion import Motion, estimate, warp
 from engine.clips.paint import PaintedPlan, instant, painted, steadied
-from engine.errors import Cancelled
+from engine.errors import Cancelled, error_from_code
 from engine.metrics import flicker, temporal_change
 from engine.protocol import Progress, StyleSettings, StyleSource
 from engine.sketch import Sketcher, SketchStyle
@@ -85,6 +90,30 @@ def raw_h264(count: int, rate: int) -> bytes:
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+def mkv(times_ms: list[int], last_ms: int = 100, size: tuple[int, int] = (32, 32)) -> bytes:
+    """A Matroska (H.264) clip whose header gives no duration (the muxer's ``live``, as a stream would):
+    frames starting at ``times_ms``, each lasting until the next, the last ``last_ms``."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska", options={"live": "1"}) as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"bf": "0"}  # packets in the frames' order
+        stream.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for i, moment in enumerate(times_ms):
+            picture = np.full((size[1], size[0], 3), i * 8 % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = moment, Fraction(1, 1000)
+            packets += stream.encode(frame)
+        packets += stream.encode()
+        ends = [*times_ms[1:], times_ms[-1] + last_ms]
+        for packet in packets:
+            assert packet.pts is not None
+            packet.duration = ends[times_ms.index(packet.pts)] - packet.pts
             out.mux(packet)
     return buffer.getvalue()
 
@@ -191,11 +220,65 @@ def test_a_clip_a_tenth_of_a_second_over_is_not_refused() -> None:
 
 
 def test_a_clip_whose_header_says_no_length_is_refused_once_it_runs_past_the_limit() -> None:
-    data = raw_h264(30, 10)
+    data = mkv(list(range(0, 3000, 100)))  # 30 frames, 10 a second
     assert probe(data).duration is None
     with pytest.raises(ClipTooLongError):
         decode(data, 32, ClipLimits(max_seconds=0.5))
-    assert len(decode(data, 32).frames) > 0
+    assert len(decode(data, 32).frames) == 30
+
+
+def test_a_last_frame_lasting_hours_is_cut_at_the_limit() -> None:
+    """Only the frames' starts are checked against the limit as they come; the last one's length would
+    otherwise be repeated at the output rate (60000 s: 600,000 frames)."""
+    data = mkv([0, 100, 200], last_ms=60_000_000)
+    info = probe(data, ClipLimits(max_seconds=2))
+    assert (info.duration, info.frames) == (None, None)
+    clip = decode(data, 32, ClipLimits(max_seconds=2, max_fps=10))
+    assert len(clip.frames) == 21  # 0.0 .. 2.0 s
+    assert [int(np.asarray(f)[0, 0, 0] > 0) for f in clip.frames[:3]] == [0, 1, 1]
+
+
+def test_frames_packed_closer_than_any_camera_makes_are_refused_as_they_come() -> None:
+    data = mkv(list(range(30)))  # 30 frames a millisecond apart, nothing in the header says how many
+    limits = ClipLimits(max_seconds=0.1)  # at most 12 source frames (MAX_SOURCE_FPS a second)
+    assert media.max_source_frames(limits) == 12
+    probe(data, limits)
+    with pytest.raises(ClipTooManyFramesError) as refused:
+        decode(data, 32, limits)
+    assert (refused.value.limit, refused.value.value, refused.value.unit) == (12, 13, "frames")
+    assert isinstance(refused.value, UnsupportedClipError)  # what the bot refuses as "not a clip we read"
+    assert len(decode(data, 32, ClipLimits(max_seconds=0.5)).frames) == 2  # 0.13 s at 10 a second
+
+
+def test_a_header_counting_too_many_frames_is_refused_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = encode(gray_frames(30), 300, "mp4").data  # 0.1 s, 30 frames
+    limits = ClipLimits(max_seconds=0.1)
+    with pytest.raises(ClipTooManyFramesError) as refused:
+        probe(data, limits)
+    assert (refused.value.limit, refused.value.value, refused.value.code) == (12, 30, "clip_too_many_frames")
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded a clip its header refuses")
+
+    monkeypatch.setattr(media, "_timed_frames", no_decoding)
+    with pytest.raises(ClipTooManyFramesError):
+        decode(data, 32, limits)
+
+
+def test_decoding_stops_when_cancelled() -> None:
+    data = encode(gray_frames(10), 10, "mp4").data
+    asked = []
+
+    def cancel() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled, match="after 3 frames"):
+        decode(data, 32, should_cancel=cancel)
+    assert len(asked) == 4
+    assert len(decode(data, 32, should_cancel=lambda: False).frames) == 10
 
 
 @pytest.mark.parametrize(
@@ -223,8 +306,17 @@ def test_a_clip_with_too_many_pixels_is_refused_from_its_header() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"not a clip", encode_image(photo(), "PNG")[:20], b""],
-    ids=["text", "truncated", "empty"],
+    [
+        b"not a clip",
+        encode_image(photo(), "PNG")[:20],
+        b"",
+        encode_image(photo(), "PNG"),
+        b"#EXTM3U\n#EXTINF:1,\nsecret.mp4\n",
+        raw_h264(4, 10),
+        b"GIF89a" + b"\0" * 10,
+        encode(gray_frames(4), 10, "mp4").data[:40],
+    ],
+    ids=["text", "truncated", "empty", "png", "hls", "raw-h264", "gif-magic-alone", "mp4-header-alone"],
 )
 def test_what_is_not_a_clip_is_refused(data: bytes) -> None:
     with pytest.raises(UnsupportedClipError):
@@ -233,9 +325,61 @@ def test_what_is_not_a_clip_is_refused(data: bytes) -> None:
         decode(data, 32)
 
 
+@pytest.mark.parametrize("name", ["secret.mp4", "secret.png"])
+def test_a_playlist_naming_another_users_result_reads_nothing(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FFmpeg, left to guess, takes this text for its concat demuxer's playlist and reads the file it
+    names, relative to the worker's directory: where the results of other people's jobs are kept."""
+    secret = [Image.new("RGB", (96, 96), (10, 200, 30))] * 4
+    if name.endswith(".mp4"):
+        (tmp_path / name).write_bytes(encode(secret, 12, "mp4").data)
+    else:
+        secret[0].save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    payload = f"ffconcat version 1.0\nfile {name}\n".encode()
+    with pytest.raises(UnsupportedClipError, match="not a GIF, MP4/MOV or WebM/Matroska"):
+        probe(payload)
+    with pytest.raises(UnsupportedClipError, match="not a GIF, MP4/MOV or WebM/Matroska"):
+        decode(payload, 480)
+
+
+def test_ffmpeg_may_open_no_file_a_container_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall behind the sniffing: with ``OPEN_OPTIONS`` a demuxer that reads other files gets none."""
+    (tmp_path / "secret.mp4").write_bytes(encode(gray_frames(4), 12, "mp4").data)
+    monkeypatch.chdir(tmp_path)
+    payload = b"ffconcat version 1.0\nfile secret.mp4\n"
+    with av.open(io.BytesIO(payload), "r", format="concat") as container:  # what it would read otherwise
+        assert len(list(container.decode(video=0))) == 4
+    with pytest.raises(av.error.FFmpegError):
+        av.open(io.BytesIO(payload), "r", format="concat", options=media.OPEN_OPTIONS)
+
+
+def test_each_container_is_opened_by_its_own_demuxer() -> None:
+    gif = encode(gray_frames(3), 10, "gif").data
+    mp4 = encode(gray_frames(3), 10, "mp4").data
+    mov = io.BytesIO()
+    with av.open(mov, "w", format="mov") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 40, 32, "yuv420p"
+        for frame in gray_frames(3):
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    clips = {"gif": gif, "mp4": mp4, "mov": mov.getvalue(), "mkv": mkv([0, 100, 200])}
+    assert {kind: probe(data).container for kind, data in clips.items()} == {
+        "gif": "gif",
+        "mp4": "mp4",
+        "mov": "mp4",
+        "mkv": "matroska",
+    }
+    assert all(len(decode(data, 32).frames) == 3 for data in clips.values())
+
+
 def test_sound_alone_is_refused() -> None:
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as out:
+    with av.open(buffer, "w", format="matroska") as out:
         stream = out.add_stream("pcm_s16le", rate=8000)
         samples = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
         samples.sample_rate = 8000
@@ -328,10 +472,20 @@ def test_flicker_tells_a_steady_painting_from_a_flickering_one() -> None:
     assert flicker(flickering, source, compensate=True) > 2 * flicker(steady, source, compensate=True)
     assert flicker(flickering, source) > flicker(steady, source)
     assert temporal_change(gray_frames(1)) == 0.0
-    still = [source[0]] * 3
-    assert flicker(still, still) == float("inf")  # nothing changes in the source: no ratio to give
     with pytest.raises(ValueError, match="as many frames"):
         flicker(steady, source[:3])
+
+
+@pytest.mark.parametrize("compensate", [False, True])
+def test_flicker_of_a_still_source_is_finite(compensate: bool) -> None:
+    """A still source changes by nothing: its change counts as ``STILL_CHANGE``, so a still painting
+    scores 0 and a moving one a large number instead of 0/0 and x/0."""
+    still = [texture(64, 40)] * 3
+    assert flicker(still, still, compensate=compensate) == 0.0
+    moving = [Image.new("RGB", (64, 40), (v, v, v)) for v in (0, 26, 0)]  # a mean change of about 0.1
+    score = flicker(moving, still, compensate=compensate)
+    assert 90 < score < 110
+    assert flicker(moving, moving, compensate=compensate) == pytest.approx(1.0)
 
 
 # -- painting -------------------------------------------------------------------------------------
@@ -384,6 +538,41 @@ def test_instant_stops_between_frames_when_cancelled(sketcher: Sketcher) -> None
 
     with pytest.raises(Cancelled, match="after 2 frames"):
         instant(clip, sketcher, [SketchStyle(painting())], should_cancel=cancel)
+
+
+def test_painted_asks_to_cancel_before_estimating_any_motion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Motion is estimated a chunk at a time after each cancel check, not for every pair up front."""
+    estimated = []
+
+    def estimate_counted(a: Image.Image, b: Image.Image) -> Motion:
+        estimated.append(1)
+        return estimate(a, b)
+
+    monkeypatch.setattr(clip_paint, "estimate", estimate_counted)
+    clip = Clip(pan(texture(), 6, (48, 32), 4), 12)
+    nothing = cast(Engine, SimpleNamespace(device=torch.device("cpu")))  # asked nothing before the cancel
+    with pytest.raises(Cancelled, match="after 0 frames"):
+        painted(clip, nothing, (StyleSource(preset="udnie"),), should_cancel=lambda: True)
+    assert estimated == []
+
+
+def test_clip_errors_cross_a_process_boundary_typed() -> None:
+    for code, cls in CLIP_ERRORS.items():
+        err = error_from_code(code, "the reason")
+        assert (type(err), err.code, str(err)) == (cls, code, "the reason")
+        if isinstance(err, ClipLimitError):
+            assert np.isnan(err.limit)  # not carried: the message names the limit and the value
+            assert np.isnan(err.value)
+    assert set(CLIP_ERRORS) >= {
+        "bad_clip",
+        "unsupported_clip",
+        "clip_too_long",
+        "clip_too_large",
+        "clip_too_small",
+        "clip_too_big_to_send",
+        "clip_too_many_frames",
+    }
+    assert type(error_from_code("no_such_code", "x")).__name__ == "StylebotError"
 
 
 @pytest.mark.slow
