@@ -12,21 +12,21 @@ import discord
 from PIL import Image
 
 from bot.discord.common import core_of
+from bot.services.clips import CLIP_MIME_TYPES
 from bot.services.refusals import Refused
 from bot.services.uploads import DOWNLOAD_FAILED, check_size, check_upload, looks_like_image
 
 log = logging.getLogger(__name__)
 
 CLIP_SUFFIXES = (".mp4", ".gif")  # a clip's result (bot.services.clips)
-CLIP_CONTENT_TYPES = ("image/gif", "video/mp4", "video/webm")  # what /clip takes
 
 
 def is_clip(attachment: discord.Attachment) -> bool:
     """A GIF, MP4 or WebM by its content type (or its name, when Discord gives none)."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type:
-        return content_type in CLIP_CONTENT_TYPES
-    return attachment.filename.lower().endswith((".gif", ".mp4", ".webm"))
+        return content_type in CLIP_MIME_TYPES
+    return attachment.filename.lower().endswith(tuple(CLIP_MIME_TYPES.values()))
 
 
 async def download_clip(attachment: discord.Attachment) -> bytes:

@@ -45,6 +45,9 @@ DEFAULT_QUALITY = INSTANT  # seconds on any machine; "painted" is asked for
 # seconds per frame are in docs/benchmarks.md.
 PIXELS_PER_JOB = {INSTANT: 300 * 480 * 480, PAINTED: 30 * 512 * 512}
 MP4, GIF = "mp4", "gif"
+# What is taken as a clip, on every platform: its MIME type (a Telegram document's, a Discord attachment's
+# content type) and the file name's suffix where a platform gives no type.
+CLIP_MIME_TYPES = {"image/gif": ".gif", "video/mp4": ".mp4", "video/webm": ".webm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +58,9 @@ class ClipFormat:
     max_bytes: int
 
 
-def clip_weight(frames_by_pixels: int, quality: str) -> float:
-    """A clip's weight in ordinary jobs: at least one (a clip is never cheaper than a photo in the limits)."""
+def jobs_worth(frames_by_pixels: int, quality: str) -> float:
+    """How many ordinary jobs a clip of ``frames_by_pixels`` (``engine.clips.clip_weight``, the work it
+    plans) counts as in the limits and the waiting times: at least one (never cheaper than a photo)."""
     return max(1.0, frames_by_pixels / PIXELS_PER_JOB[quality])
 
 
@@ -119,7 +123,7 @@ class ClipService:
             raise Refused("clip_unsupported") from None
         limit = self.limits
         order = ClipOrder(quality, output.format, output.max_bytes, limit.max_seconds, limit.max_fps)
-        weight = clip_weight(planned_weight(info, quality, self.limits, self.accelerated), quality)
+        weight = jobs_worth(planned_weight(info, quality, self.limits, self.accelerated), quality)
         overrides = {**request.overrides, "quality": INSTANT if quality == INSTANT else "draft"}
         plan = ClipPlan(order.to_dict(), weight)
         return await self.paint.start(dataclasses.replace(request, overrides=overrides, clip=plan))

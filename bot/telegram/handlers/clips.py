@@ -13,7 +13,9 @@ The result comes back through the front end's ``deliver`` as an animation.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 
 from telegram import Message, Update
 from telegram.constants import ChatType
@@ -21,7 +23,7 @@ from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.clips import MP4, ClipFormat, clip_words
+from bot.services.clips import CLIP_MIME_TYPES, MP4, ClipFormat, clip_words
 from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
@@ -41,15 +43,11 @@ from bot.telegram.handlers.paint import show_queued
 
 log = logging.getLogger(__name__)
 
-CLIP_MIME_TYPES = ("image/gif", "video/mp4", "video/webm")
 TELEGRAM_UPLOAD = 50 * 2**20  # what sendAnimation takes from a bot
-CLIPS = (
-    filters.ANIMATION
-    | filters.VIDEO
-    | filters.VIDEO_NOTE
-    | filters.Document.MimeType("image/gif")
-    | filters.Document.MimeType("video/mp4")
-    | filters.Document.MimeType("video/webm")
+CLIPS = functools.reduce(
+    operator.or_,
+    [filters.Document.MimeType(mime) for mime in CLIP_MIME_TYPES],
+    filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE,
 )
 
 

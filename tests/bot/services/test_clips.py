@@ -18,7 +18,7 @@ from bot.db import Database
 from bot.frontend import TELEGRAM
 from bot.services import clips as clip_service_module
 from bot.services import styles
-from bot.services.clips import ClipFormat, ClipService, clip_weight, clip_words
+from bot.services.clips import ClipFormat, ClipService, clip_words, jobs_worth
 from bot.services.figures import FigureService, RepaintRefusedError
 from bot.services.jobs import JobService, Limits
 from bot.services.paint import PaintRequest, PaintService
@@ -114,7 +114,7 @@ async def test_a_clip_weighs_its_frames_times_pixels(
     job, _ = await service(db, queue, tmp_path, accelerated=True).start(
         request(content), TELEGRAM_MP4, "painted"
     )
-    assert job.weight == pytest.approx(clip_weight(60 * 512 * 384, "painted"))
+    assert job.weight == pytest.approx(jobs_worth(60 * 512 * 384, "painted"))
     assert job.weight == pytest.approx(60 * 512 * 384 / (30 * 512 * 512))
     assert job.settings["quality"] == "draft"
 
@@ -172,7 +172,7 @@ def test_quality_and_format_words_are_taken_out_of_a_caption() -> None:
 
 
 def test_a_clip_never_counts_less_than_a_photo() -> None:
-    assert clip_weight(1, "instant") == 1.0
+    assert jobs_worth(1, "instant") == 1.0
     assert dataclasses.replace(TELEGRAM_MP4, format="gif").format == "gif"
 
 
