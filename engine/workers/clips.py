@@ -6,7 +6,7 @@ frame; "painted": Gatys per frame, warm-started), the output format, the platfor
 clip limits the bot probed the header with. The result is a ``StylizeResult`` whose ``image`` is the
 encoded clip (``format`` "mp4" or "gif"), so the runner, the wire and the ledger keep it as they keep a
 painting. Progress is in frames (``Progress.step`` of ``total_steps`` frames); cancel is asked between
-frames (and at every optimizer step when painted).
+frames (and at every optimizer step when painted), and at every source frame while decoding.
 
 An engine may paint clips itself (``ClipPainter``: the tests' fake engine inverts each frame); otherwise
 the real paths of ``engine.clips.paint`` run, the sketch network loaded on the first instant clip. This
@@ -106,7 +106,8 @@ def run_clip(
     started = time.monotonic()
     accelerated = is_accelerated(str(engine.device_name))
     tier = CLIP_TIERS[order.quality]
-    clip = decode(request.content, tier.side(accelerated), tier.limits(order.limits, accelerated))
+    limits = tier.limits(order.limits, accelerated)
+    clip = decode(request.content, tier.side(accelerated), limits, should_cancel=should_cancel)
     painter = engine if isinstance(engine, ClipPainter) else _RealPainter(engine)
     painted = painter.paint_clip(clip, order.quality, request, progress=progress, should_cancel=should_cancel)
     out = encode(painted.frames, painted.fps, order.format, max_bytes=order.max_bytes)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine.clips import CLIP_TIERS, ClipLimits, decode
+from engine.errors import Cancelled
 from engine.workers.clips import ClipOrder, run_clip
 from engine.workers.runner import run_job
 from engine.workers.wire import BadReportError, ImageInput, ResultReport, Style, Ticket, check_image
@@ -68,17 +69,29 @@ def test_the_fake_paints_each_frame_as_its_negative(tmp_path: Path) -> None:
 
 
 def test_a_clip_cancelled_mid_way_stops_between_frames(tmp_path: Path) -> None:
-    asked: list[int] = []
-
-    def should_cancel(job_id: int) -> bool:
-        asked.append(job_id)
-        return len(asked) > 2
-
     reports = Recorder()
+
+    def should_cancel(job_id: int) -> bool:  # after two frames painted
+        return len([e for e in reports.sent if e[0] == "progress"]) >= 2
+
     assert run_job(FakeEngine(), clip_ticket(tmp_path, clips.gif(8)), reports, should_cancel)
     assert [e[2] for e in reports.sent if e[0] == "progress"] == [1, 2]
     assert reports.sent[-1][:3] == ("failed", 9, "cancelled")
     assert not (tmp_path / "result-9").exists()
+
+
+def test_a_clip_cancelled_while_it_is_decoded_stops_there(tmp_path: Path) -> None:
+    """Cancel and /block reach a worker still decoding (a long or dense clip): decode asks at each
+    source frame."""
+    request = clip_ticket(tmp_path, clips.mp4(12)).request()
+    asked: list[int] = []
+
+    def should_cancel() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled, match="while decoding, after 3 frames"):
+        run_clip(FakeEngine(), request, ORDER, progress=lambda _: None, should_cancel=should_cancel)
 
 
 @pytest.mark.parametrize(
