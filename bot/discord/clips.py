@@ -16,11 +16,10 @@ from discord import app_commands
 
 from bot.discord.attachments import download_clip, is_clip
 from bot.discord.common import core_of, refusal, refuse, say
-from bot.discord.jobs import begin, show_queued
+from bot.discord.jobs import begin, paint_request, show_queued
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
 from bot.services.clips import GIF, INSTANT, MP4, PAINTED, ClipFormat
-from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS, NeedsStyleError
 from bot.services.uploads import check_size
 
@@ -58,27 +57,14 @@ async def clip_command(
         return
     if not await begin(interaction):
         return
-    guild_id = interaction.guild_id
     output = ClipFormat(format.value if format is not None else MP4, DISCORD_UPLOAD)
     try:
         # Moderation before the download: a blocked person's clip (a switched-off server's) costs nothing.
-        await core_of(interaction).jobs.check_admitted(DISCORD, interaction.user.id, group=guild_id)
+        core = core_of(interaction)
+        await core.jobs.check_admitted(DISCORD, interaction.user.id, group=interaction.guild_id)
         data = await download_clip(clip)
-        job, placement = await core_of(interaction).clips.start(
-            PaintRequest(
-                platform=DISCORD,
-                user_id=interaction.user.id,
-                chat_id=interaction.channel_id or interaction.user.id,
-                chat_type="guild" if guild_id is not None else "private",
-                group_id=guild_id,
-                language=str(interaction.locale),
-                source_message_id=interaction.id,
-                content=data,
-                style=choice,
-            ),
-            output,
-            quality.value if quality is not None else None,
-        )
+        asked = quality.value if quality is not None else None
+        job, placement = await core.clips.start(paint_request(interaction, data, choice), output, asked)
     except NeedsStyleError:
         await refuse(interaction, say(interaction, "discord_needs_style"))
         return

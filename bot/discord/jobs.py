@@ -10,6 +10,7 @@ delivered."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 
@@ -55,7 +56,6 @@ async def start_job(
     instead of ``choice``. The job, or None after a refusal (told privately)."""
     if not await begin(interaction):
         return None
-    guild_id = interaction.guild_id
     try:
         content_bytes = await download(interaction, content)
         style_bytes: tuple[bytes, ...] = ()
@@ -65,16 +65,10 @@ async def start_job(
                 refs=({"image": 0, "weight": 1.0},), label=text(lang(interaction), "preset_own_image")
             )
         job, placement = await core_of(interaction).paint.start(
-            PaintRequest(
-                platform=DISCORD,
-                user_id=interaction.user.id,
-                chat_id=interaction.channel_id or interaction.user.id,
-                chat_type="guild" if guild_id is not None else "private",
-                group_id=guild_id,
-                language=str(interaction.locale),
-                source_message_id=interaction.id,
-                content=content_bytes,
-                style=choice,
+            paint_request(
+                interaction,
+                content_bytes,
+                choice,
                 style_images=style_bytes,
                 overrides=overrides or {},
                 figure=figure,
@@ -89,6 +83,27 @@ async def start_job(
         return None
     await show_queued(interaction, job, placement)
     return job
+
+
+def paint_request(
+    interaction: discord.Interaction, content: bytes, choice: StyleChoice | None, **extra: Any
+) -> PaintRequest:
+    """What an interaction asks the core for (``extra``: more ``PaintRequest`` fields), the one place
+    that says where a Discord job belongs: its channel (a DM: the user), a server's channel "guild" with
+    the server as its group (whose default style, settings and switch apply), a DM "private"."""
+    guild_id = interaction.guild_id
+    return PaintRequest(
+        platform=DISCORD,
+        user_id=interaction.user.id,
+        chat_id=interaction.channel_id or interaction.user.id,
+        chat_type="guild" if guild_id is not None else "private",
+        group_id=guild_id,
+        language=str(interaction.locale),
+        source_message_id=interaction.id,
+        content=content,
+        style=choice,
+        **extra,
+    )
 
 
 async def begin(interaction: discord.Interaction) -> bool:
