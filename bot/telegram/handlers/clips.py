@@ -39,7 +39,7 @@ from bot.telegram.handlers.common import (
     sender_id,
     split_command,
 )
-from bot.telegram.handlers.paint import show_queued
+from bot.telegram.handlers.paint import show_queued, unnamed_style
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ async def _start(
             if not plain or private:
                 await reply(update, refusal(update, err))
             return
-    elif private:
-        choice = s.sharing.take_chosen(sender_id(update), platform=TELEGRAM)
-        if choice is None:
+    else:  # a link's style in private, the group's default (with none: the core's refusal)
+        choice = await unnamed_style(update, context)
+        if choice is None and private:
             await reply(update, say(update, "clip_needs_style"))
             return
     group = None if chat.type == ChatType.PRIVATE else chat.id

@@ -222,22 +222,24 @@ async def _paint_with_text(
 async def _no_style_named(
     update: Update, context: ContextTypes.DEFAULT_TYPE, image: ImageRef, reply_to: Message | None = None
 ) -> None:
-    """No painting named: in private a style picked by a link (``/start <style>``) if one waits, in a group
-    its default style if it has one; else the gallery."""
+    """No painting named: the style ``unnamed_style`` gives; else the gallery."""
+    choice = await unnamed_style(update, context)
+    if choice is not None:
+        await start_job(update, context, image, choice)
+        return
+    await send_gallery(update, context, image.message_id)
+
+
+async def unnamed_style(update: Update, context: ContextTypes.DEFAULT_TYPE) -> StyleChoice | None:
+    """The style of a photo or clip whose message names none: in private one a link picked
+    (``/start <style>``), taken by this message; in a group its default style; None when neither."""
     s = services(context)
     chat = update.effective_chat
     assert chat is not None
     if chat.type == ChatType.PRIVATE:
-        chosen = s.sharing.take_chosen(sender_id(update), platform=TELEGRAM)
-        if chosen is not None:
-            await start_job(update, context, image, chosen)
-            return
-    else:
-        choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
-        if choice is not None:
-            await start_job(update, context, image, choice)
-            return
-    await send_gallery(update, context, image.message_id)
+        return s.sharing.take_chosen(sender_id(update), platform=TELEGRAM)
+    choice, _ = await s.presets.chat_default(chat.id, say(update, "preset_own_image"), platform=TELEGRAM)
+    return choice
 
 
 # -- albums --------------------------------------------------------------------------------------

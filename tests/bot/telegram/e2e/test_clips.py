@@ -166,3 +166,22 @@ async def test_a_blocked_person_s_clip_is_refused_before_it_is_downloaded(
         assert answer.params["text"] == "Sorry, you can't use this bot: its admins have blocked you."
         assert not tg.calls_to("getFile")
         assert await services.db.recent_jobs(alice.id, 1, platform="telegram") == []
+
+
+async def test_a_style_picked_by_a_link_paints_the_next_clip(tg: FakeTelegram, start_bot: StartBot) -> None:
+    """t.me/<bot>?start=udnie, then a video note (no caption): painted in Udnie; the link's style is
+    taken once, so the next clip is told how to name one."""
+    async with start_bot():
+        alice = tg.user("Alice")
+        chat = tg.private_chat(alice)
+        await tg.send_text(alice, chat, "/start udnie")
+        await tg.wait_for("sendMessage")
+        await tg.send_video_note(alice, chat, clips.video_note(4), side=64, duration=1)
+        result = await tg.wait_for("sendAnimation")
+        assert "Udnie" in result.params["caption"]
+        await tg.send_video_note(alice, chat, clips.video_note(4), side=64, duration=1)
+        told = await tg.wait_for(
+            "sendMessage", lambda c: c.params.get("text", "").startswith("Which painting?")
+        )
+        assert len(tg.calls_to("sendAnimation")) == 1
+        assert told.ok
