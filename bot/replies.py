@@ -28,6 +28,8 @@ ERROR_KEYS = {
     "clip_too_long": "error_clip_unreadable",
     "clip_too_large": "error_clip_unreadable",
     "clip_too_small": "error_clip_unreadable",
+    "clip_too_many_frames": "error_clip_unreadable",  # frames packed denser than a real clip's
+    "clip_limit": "error_clip_unreadable",  # the limits' base class, should one come as it is
     "clip_too_big_to_send": "error_clip_too_big_to_send",
     "unsupported_image": "error_unsupported_image",
     "corrupt_image": "error_corrupt_image",

@@ -49,3 +49,11 @@ async def test_a_clip_not_sent_at_once_is_sent_again_as_its_mp4(core) -> None:  
     await notifier.redeliver()
     assert ("deliver", job.id, f"{job.id}.mp4") in telegram.calls
     assert (await db.get_job(job.id)).result_file_id == "telegram-1"
+
+
+def test_every_clip_error_a_worker_reports_has_its_own_answer() -> None:
+    """A code the worker sends (engine.clips.CLIP_ERRORS) never falls to the generic apology."""
+    from bot.replies import ERROR_KEYS
+    from engine.clips.errors import CLIP_ERRORS
+
+    assert set(CLIP_ERRORS) <= set(ERROR_KEYS), set(CLIP_ERRORS) - set(ERROR_KEYS)
