@@ -17,7 +17,7 @@ from bot import replies
 from bot.frontend import TELEGRAM
 from bot.services.refusals import REFUSALS
 from bot.telegram.context import services
-from bot.telegram.handlers.common import language, refusal, reply, say, sender_id, sender_is_the_group
+from bot.telegram.handlers.common import answer, language, refusal, reply, say, sender_id, sender_is_the_group
 from bot.telegram.handlers.presets import ADMIN_STATUSES
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     assert query is not None and query.data is not None
     message = query.message
     if not isinstance(message, Message):
-        await query.answer(say(update, "button_expired"))
+        await answer(query, say(update, "button_expired"))
         return
     chat, user = message.chat, query.from_user.id
 
@@ -161,16 +161,16 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             int(query.data.split(":")[1]), user, platform=TELEGRAM, chat_id=chat.id, moderates=moderates
         )
     except REFUSALS as err:
-        await query.answer(refusal(update, err))
+        await answer(query, refusal(update, err))
         return
     try:
         await message.delete()
     except (BadRequest, Forbidden) as err:  # e.g. older than Telegram lets a bot delete
         if "not found" not in str(err).lower():  # else deleted meanwhile: what was asked
             log.warning("delete: message %d in chat %d stays: %s", message.message_id, chat.id, err)
-            await query.answer(say(update, "delete_message_stays"))
+            await answer(query, say(update, "delete_message_stays"))
             return
-    await query.answer(say(update, "deleted"))
+    await answer(query, say(update, "deleted"))
 
 
 def handlers() -> list:

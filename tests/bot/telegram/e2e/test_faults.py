@@ -438,7 +438,7 @@ async def test_a_result_refused_for_good_is_given_up_once(
 TOO_OLD = "Bad Request: query is too old and response timeout expired or query id is invalid"
 
 
-@pytest.mark.parametrize("prefix", ["fig:strength:", "again:", "full:"])
+@pytest.mark.parametrize("prefix", ["fig:strength:", "again:", "full:", "del:"])
 async def test_a_button_press_answered_too_late_still_does_what_it_asks(
     tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture, prefix: str
 ) -> None:
@@ -454,6 +454,8 @@ async def test_a_button_press_answered_too_late_still_does_what_it_asks(
         await tg.press_button(alice, result, button(result, prefix))
         if prefix == "full:":
             await tg.wait_for("sendDocument", lambda c: c.ok and tg.calls.index(c) > before)
+        elif prefix == "del:":  # the result goes, and its painting
+            await tg.wait_for("deleteMessage", lambda c: c.ok and tg.calls.index(c) > before)
         elif prefix == "again:":  # the gallery
             await tg.wait_for("sendPhoto", lambda c: c.ok and tg.calls.index(c) > before)
         else:
