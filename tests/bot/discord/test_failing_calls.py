@@ -108,3 +108,27 @@ async def test_a_refusal_after_a_deferral_whose_answer_was_lost_reaches_the_user
     assert "40060" not in caplog.text
     assert not [r for r in caplog.records if "could not be sent" in r.getMessage()]
     assert tracebacks(caplog) == []
+
+
+async def test_a_view_item_whose_answer_discord_fails_is_a_warning_with_the_user(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The /settings panel is a ``StylebotView``: its items' failures go through ``report``, not through
+    discord.py's "Ignoring exception in view" traceback."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, faults):
+        _, channel, alice = art_channel(bot.env)
+        panel = await alice.slash(channel, "settings")
+        faults.set("POST", "/interactions/*", share=1.0, kinds=("timeout",), times=1)  # the panel's edit
+        await alice.select(panel.response, ["high"], custom_id="set:quality")
+        await until(bot.env, lambda: records(caplog, logging.WARNING))
+        user = await bot.core.db.get_user(alice.id, platform="discord")
+        assert user.settings["quality"] == "high"  # changed; only showing it failed
+        assert [type(e) for e in bot.env.errors] == [TimeoutError]  # seen (and let go) by SimCord
+    warnings = [
+        r.getMessage() for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert f"user {alice.id}" in warnings[0]
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
