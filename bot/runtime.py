@@ -44,7 +44,6 @@ from engine.catalog import load_catalog
 from engine.clips import ClipLimits
 from engine.settings import SKETCH_CACHE_FOLDER, EngineSettings
 from engine.style_store import StyleStore
-from engine.workers.clips import is_accelerated
 from engine.workers.sketcher import SketchPool
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,6 @@ def build_services(settings: Settings, queue_factory: QueueFactory | None = None
         clips=ClipService(
             paint,
             limits=ClipLimits(settings.clip_max_seconds, settings.clip_max_fps),
-            accelerated=is_accelerated(settings.engine_device),
         ),
     )
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.db import SKETCH_WORKER, JobRecord
 from engine.protocol import Progress
+from engine.workers.clips import is_accelerated
 from engine.workers.wire import ResultReport
 
 if TYPE_CHECKING:
@@ -69,10 +70,21 @@ class QueueStatus:
     # Per quality tier, the most jobs one worker paints at once (the smallest among the workers); see
     # ``batch_size``.
     batch_limits: Mapping[str, int] = field(default_factory=dict)
+    # Every worker that said what it paints on (its hello or heartbeat) is on a GPU, and one at least
+    # did: ``accelerated`` below. Clips take longer painted ones then (``bot.services.clips``).
+    accelerated: bool = False
 
     def batch_size(self, quality: str) -> int:
         """Jobs of this tier a worker paints together (``ENGINE_BATCH_SIZE``); 1 when nobody said."""
         return max(1, self.batch_limits.get(quality, 1))
+
+
+def accelerated(devices: Iterable[str]) -> bool:
+    """Whether these workers' devices (as each reported it, e.g. "cuda:0 (NVIDIA H100)") are all GPUs;
+    False for none: until a worker says, the bot assumes the slower CPU (a job a CPU worker would refuse
+    is never accepted)."""
+    every = list(devices)
+    return bool(every) and all(is_accelerated(device) for device in every)
 
 
 def smallest_limits(workers: Iterable[Mapping[str, int]]) -> dict[str, int]:

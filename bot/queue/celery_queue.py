@@ -50,7 +50,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.db import Database, JobRecord, JobState
-from bot.queue.base import QueueStatus, smallest_limits
+from bot.queue.base import QueueStatus, accelerated, smallest_limits
 from bot.queue.broker_link import BrokerSends, Event, Link, Listener
 from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.heartbeats import WorkerSeen, capacity, drop_silent, record_heartbeat
@@ -143,6 +143,7 @@ class CeleryQueue(Dispatcher):
             busy=len({d.worker for d in self._dispatches.values() if d.worker is not None}),
             healthy=self._connected and bool(self._workers) and not self._stopping,
             batch_limits=smallest_limits(w.batch_limits for w in self._workers.values()),
+            accelerated=accelerated(w.device for w in self._workers.values()),
         )
 
     def workers(self) -> list[WorkerSeen]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.db import Database, JobRecord
-from bot.queue.base import QueueStatus, smallest_limits
+from bot.queue.base import QueueStatus, accelerated, smallest_limits
 from bot.queue.dispatcher import STOP_TIMEOUT, Dispatcher, Held
 from bot.queue.ledger import discard
 from bot.queue.scheduling import batch_limit, fair_order, next_batch
@@ -166,6 +166,7 @@ class EmbeddedQueue(Dispatcher):
             busy=sum(s.state is State.BUSY for s in self._slots),
             healthy=bool(usable) and not self._stopping,
             batch_limits=smallest_limits([s.batch_limits for s in usable]),
+            accelerated=accelerated(s.description or "" for s in usable),
         )
 
     def worker_info(self) -> list[WorkerInfo]:

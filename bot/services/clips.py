@@ -80,10 +80,15 @@ def clip_words(words: str) -> tuple[str | None, str | None, str]:
 
 
 class ClipService:
-    def __init__(self, paint: PaintService, *, limits: ClipLimits, accelerated: bool) -> None:
+    def __init__(self, paint: PaintService, *, limits: ClipLimits) -> None:
         self.paint = paint
         self.limits = limits
-        self.accelerated = accelerated  # the workers paint on a GPU (ENGINE_DEVICE): longer painted clips
+
+    @property
+    def accelerated(self) -> bool:
+        """The workers paint on a GPU, as they reported it (``QueueStatus.accelerated``; ENGINE_DEVICE
+        ``auto`` says nothing until they start): longer painted clips. A CPU until they say so."""
+        return self.paint.jobs.queue.status().accelerated
 
     def max_seconds(self, quality: str) -> float:
         """The longest clip this quality takes here (the painted one is shorter on a CPU)."""
@@ -99,7 +104,8 @@ class ClipService:
         # request.group_id is the group whose admins may switch the bot off (None in private), as group_of
         await self.paint.jobs.check_admitted(request.platform, request.user_id, group=request.group_id)
         quality = quality or DEFAULT_QUALITY
-        limits = CLIP_TIERS[quality].limits(self.limits, self.accelerated)
+        accelerated = self.accelerated
+        limits = CLIP_TIERS[quality].limits(self.limits, accelerated)
         who = f"{request.platform} user {request.user_id}"
         try:
             info = await asyncio.to_thread(probe, request.content, limits)
@@ -123,7 +129,7 @@ class ClipService:
             raise Refused("clip_unsupported") from None
         limit = self.limits
         order = ClipOrder(quality, output.format, output.max_bytes, limit.max_seconds, limit.max_fps)
-        weight = jobs_worth(planned_weight(info, quality, self.limits, self.accelerated), quality)
+        weight = jobs_worth(planned_weight(info, quality, self.limits, accelerated), quality)
         overrides = {**request.overrides, "quality": INSTANT if quality == INSTANT else "draft"}
         plan = ClipPlan(order.to_dict(), weight)
         return await self.paint.start(dataclasses.replace(request, overrides=overrides, clip=plan))

@@ -16,6 +16,7 @@ import pytest
 from bot import replies
 from bot.db import Database
 from bot.frontend import TELEGRAM
+from bot.queue.base import QueueStatus, accelerated
 from bot.services import clips as clip_service_module
 from bot.services import styles
 from bot.services.clips import ClipFormat, ClipService, clip_words, jobs_worth
@@ -62,7 +63,10 @@ def service(db: Database, queue: RecordingQueue, tmp_path: Path, *, accelerated:
         StyleImageService(db, max_image_pixels=4_000_000),
         default_quality="normal",
     )
-    return ClipService(paint, limits=ClipLimits(10.0, 12.0), accelerated=accelerated)
+    # What the workers reported (their hello or heartbeat), as the queue's status says it.
+    status = QueueStatus("test", workers=1, busy=0, healthy=True, accelerated=accelerated)
+    queue.status = lambda: status  # type: ignore[method-assign]
+    return ClipService(paint, limits=ClipLimits(10.0, 12.0))
 
 
 def request(content: bytes) -> PaintRequest:
@@ -217,3 +221,24 @@ async def test_moderation_refuses_a_clip_before_its_header_is_read(
     with pytest.raises(expected):
         await service(db, queue, tmp_path).start(too_long, TELEGRAM_MP4)
     assert queue.submitted == []
+
+
+@pytest.mark.usefixtures("no_decoding")
+async def test_the_painted_limit_follows_what_the_workers_report(
+    db: Database, queue: RecordingQueue, tmp_path: Path
+) -> None:
+    """ENGINE_DEVICE=auto says nothing: five seconds painted are taken once the workers said they are on a
+    GPU, refused (3 s) while they are on a CPU or have not said (reviewer2, clips' device rule)."""
+    five_seconds = request(clips.mp4(60, fps=12))
+    with pytest.raises(Refused):
+        await service(db, queue, tmp_path, accelerated=False).start(five_seconds, TELEGRAM_MP4, "painted")
+    job, _ = await service(db, queue, tmp_path, accelerated=True).start(five_seconds, TELEGRAM_MP4, "painted")
+    assert job.clip is not None
+    assert job.clip["quality"] == "painted"
+
+
+def test_workers_are_accelerated_only_when_every_one_reported_a_gpu() -> None:
+    assert accelerated(["cuda:0 (NVIDIA H100 80GB HBM3)", "cuda:1 (NVIDIA H100 80GB HBM3)"])
+    assert accelerated(["mps"])
+    assert not accelerated(["cuda:0 (NVIDIA H100 80GB HBM3)", "cpu (12 threads)"])  # a CPU might take it
+    assert not accelerated([])  # nobody said yet
