@@ -70,7 +70,7 @@ async def start_job(
                 content_bytes,
                 choice,
                 style_images=style_bytes,
-                overrides=overrides or {},
+                overrides=overrides,
                 figure=figure,
             )
         )
@@ -86,11 +86,17 @@ async def start_job(
 
 
 def paint_request(
-    interaction: discord.Interaction, content: bytes, choice: StyleChoice | None, **extra: Any
+    interaction: discord.Interaction,
+    content: bytes,
+    choice: StyleChoice | None,
+    *,
+    style_images: tuple[bytes, ...] = (),
+    overrides: dict[str, Any] | None = None,
+    figure: str | None = None,
 ) -> PaintRequest:
-    """What an interaction asks the core for (``extra``: more ``PaintRequest`` fields), the one place
-    that says where a Discord job belongs: its channel (a DM: the user), a server's channel "guild" with
-    the server as its group (whose default style, settings and switch apply), a DM "private"."""
+    """What an interaction asks the core for, the one place that says where a Discord job belongs: its
+    channel (a DM: the user), a server's channel "guild" with the server as its group (whose default
+    style, settings and switch apply), a DM "private"."""
     guild_id = interaction.guild_id
     return PaintRequest(
         platform=DISCORD,
@@ -102,7 +108,9 @@ def paint_request(
         source_message_id=interaction.id,
         content=content,
         style=choice,
-        **extra,
+        style_images=style_images,
+        overrides=overrides or {},
+        figure=figure,
     )
 
 
