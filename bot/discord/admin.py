@@ -14,10 +14,11 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.common import answer, core_of, lang, refusal, say
+from bot.discord.common import answer, core_of, guarded, lang, refusal, say
+from bot.discord.failures import FAILURES, describe
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
-from bot.services.refusals import REFUSALS
+from bot.services.refusals import REFUSALS, Refused
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,28 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"delete:
     ) -> DeleteButton:
         return cls(int(match["job"]))
 
+    @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         await delete_pressed(interaction, self.job_id)
 
 
 async def delete_pressed(interaction: discord.Interaction, job_id: int) -> None:
     """The owner, or a member who may manage messages in this channel, deletes the result (the service
-    decides; the channel's permission is asked only of others); anyone else hears why, privately."""
+    decides; the channel's permission is asked only of others); anyone else hears why, privately. Only
+    the job's own result message is deleted: a button naming another job is refused as expired."""
 
     async def moderates() -> bool:
         return interaction.guild_id is not None and interaction.permissions.manage_messages
 
+    core = core_of(interaction)
+    message = interaction.message  # a button is always pressed on a message; None only in theory
+    job = await core.jobs.job(job_id)
+    if job is not None and message is not None and job.result_file_id != str(message.id):
+        log.warning("job %d: Delete pressed on message %d, not its result", job_id, message.id)
+        await answer(interaction, refusal(interaction, Refused("button_expired")))
+        return
     try:
-        await core_of(interaction).moderation.remove_result(
+        await core.moderation.remove_result(
             job_id,
             interaction.user.id,
             platform=DISCORD,
@@ -140,16 +150,38 @@ async def delete_pressed(interaction: discord.Interaction, job_id: int) -> None:
     except REFUSALS as err:
         await answer(interaction, refusal(interaction, err))
         return
-    message = interaction.message  # a button is always pressed on a message; None only in theory
-    if message is not None:
-        try:
-            await message.delete()
-        except discord.NotFound:
-            pass  # deleted meanwhile: what was asked
-        except discord.HTTPException as err:
-            log.warning(
-                "job %d: result message not deleted for discord user %d: %s", job_id, interaction.user.id, err
-            )
-            await answer(interaction, say(interaction, "delete_message_stays"))
-            return
+    if message is not None and not await _delete_message(interaction, message, job_id):
+        await answer(interaction, say(interaction, "delete_message_stays"))
+        return
     await answer(interaction, say(interaction, "deleted"))
+
+
+async def _delete_message(interaction: discord.Interaction, message: discord.Message, job_id: int) -> bool:
+    """The pressed message, through the interaction first (its token needs no membership: a result of a
+    user-installed "Paint this" in a server without the bot), then as the bot's own message. False when
+    it stays."""
+    try:
+        await interaction.response.defer()  # a component's deferral: its original response is the message
+        await interaction.delete_original_response()
+        return True
+    except discord.NotFound:
+        return True  # deleted meanwhile: what was asked
+    except FAILURES as err:
+        log.info(
+            "job %d: result not deleted through the interaction (%s); trying the channel",
+            job_id,
+            describe(err),
+        )
+    try:
+        await message.delete()
+    except discord.NotFound:
+        pass
+    except FAILURES as err:
+        log.warning(
+            "job %d: result message not deleted for discord user %d: %s",
+            job_id,
+            interaction.user.id,
+            describe(err),
+        )
+        return False
+    return True

@@ -8,8 +8,12 @@ import asyncio
 from typing import Any
 
 import discord
+import pytest
 
-from tests.bot.discord.conftest import art_channel, discord_world, results_for, until
+from tests.bot.discord.conftest import art_channel, discord_world, faulty_world, results_for, until
+from tests.bot.discord.test_faults import latest_job
+from tests.bot.discord.test_sharing import PHOTO as SHARED_PHOTO
+from tests.bot.discord.test_sharing import user_installed  # noqa: F401  (a fixture)
 from tests.fakes import images
 
 PHOTO = images.pattern(64, 48)
@@ -169,10 +173,53 @@ async def test_delete_when_discord_keeps_the_message(discord_settings) -> None:
         await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         (result,) = await until(bot.env, lambda: results_for(channel, alice))
         (job,) = (await delivered(bot, alice.id, 1)).values()
-        bot.env.inject_error(
-            "DELETE", "/channels/*/messages/*", status=403, code=50013, message="Missing Permissions", times=1
-        )
+        for path in (
+            "/webhooks/*/messages/@original",
+            "/channels/*/messages/*",
+        ):  # the token, then the channel
+            bot.env.inject_error(
+                "DELETE", path, status=403, code=50013, message="Missing Permissions", times=1
+            )
         kept = await alice.click(result, custom_id=f"delete:{job.id}")
         assert "couldn't delete the message" in said(kept)
         assert [m.id for m in results_for(channel, alice)] == [result.id]
         assert list(settings.results_dir.glob(f"{job.id}.*")) == []  # the painting went all the same
+
+
+@pytest.mark.usefixtures("user_installed")
+async def test_delete_where_the_bot_is_not_in_the_server(discord_settings) -> None:
+    """A user-installed "Paint this" result in a server without the bot: the channel is out of reach, the
+    interaction's token is not, and the message goes through it."""
+    async with faulty_world(discord_settings()) as (bot, faults):
+        env, core = bot.env, bot.core
+        guild = env.create_guild()
+        channel = guild.create_text_channel("art")
+        alice = guild.add_member(env.create_user("alice"))
+        bob = guild.add_member(env.create_user("bob"))
+        posted = await bob.send(channel, "look", attachments=[("holiday.jpg", SHARED_PHOTO)])
+        faults.refuse_channel(channel.id)  # a server without the bot
+        picker = await alice.context_menu(channel, "Paint this", posted)
+        painting = await alice.select(picker.response, ["udnie"])
+        (message,) = await until(env, lambda: [m for m in painting.followups if m.attachments])
+        job = await latest_job(core, alice.id)
+        pressed = await alice.click(message, custom_id=f"delete:{job.id}")
+        assert said(pressed) == "Deleted."
+        assert (await core.db.get_job(job.id)).result_removed_at is not None
+        assert not [m for m in channel.history() if m.id == message.id]
+
+
+async def test_delete_pressed_on_a_message_that_is_not_the_jobs_result_is_refused(discord_settings) -> None:
+    """The job a Delete button names must have the pressed message as its result (here the job's result
+    is recorded as another message): nothing is removed."""
+    settings = discord_settings()
+    async with discord_world(settings) as bot:
+        _, channel, alice = art_channel(bot.env)
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        (result,) = await until(bot.env, lambda: results_for(channel, alice))
+        (job,) = (await delivered(bot, alice.id, 1)).values()
+        await bot.core.db.record_result_file(job.id, str(result.id + 1))
+        refused = await alice.click(result, custom_id=f"delete:{job.id}")
+        assert said(refused) == "This button has expired."
+        assert (await bot.core.db.get_job(job.id)).result_removed_at is None
+        assert list(settings.results_dir.glob(f"{job.id}.*"))
+        assert [m.id for m in results_for(channel, alice)] == [result.id]
