@@ -199,6 +199,7 @@ async def test_delete_where_the_bot_is_not_in_the_server(discord_settings) -> No
         posted = await bob.send(channel, "look", attachments=[("holiday.jpg", SHARED_PHOTO)])
         faults.refuse_channel(channel.id)  # a server without the bot
         picker = await alice.context_menu(channel, "Paint this", posted)
+        assert picker.response is not None
         painting = await alice.select(picker.response, ["udnie"])
         (message,) = await until(env, lambda: [m for m in painting.followups if m.attachments])
         job = await latest_job(core, alice.id)
