@@ -20,7 +20,8 @@ PLATFORMS = (TELEGRAM, DISCORD)
 class Undeliverable(Exception):
     """The platform says a result can never reach its owner (they blocked the bot, the chat is gone, the
     bot was removed from it): ``deliver`` raises it so that the notifier gives the result up, once, instead
-    of trying again every few minutes. A passing failure (429, 5xx, a timeout) is not this: it returns None."""
+    of trying again every few minutes. A passing failure (429, 5xx, a timeout) is not this: it returns
+    None."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
