@@ -24,7 +24,7 @@ from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.clips import CLIP_MIME_TYPES, MP4, ClipFormat, clip_words
-from bot.services.paint import PaintRequest
+from bot.services.paint import PaintRequest, RepeatedRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
 from bot.telegram.context import services
@@ -137,10 +137,14 @@ async def _start(
                 content=data,
                 style=choice,
                 fetch_file=lambda file_id: download(message, ImageRef(file_id, None, ref.message_id, None)),
+                once_per_message=ref.message_id == message.message_id,
             ),
             ClipFormat(fmt or MP4, TELEGRAM_UPLOAD),  # an MP4 unless the caption said "gif"
             quality,
         )
+    except RepeatedRequest as err:  # Telegram sent the clip again after a crash: its job is under way
+        log.info("user %d: message %d again: %s", sender_id(update), message.message_id, err)
+        return
     except REFUSALS as err:
         log.info("user %d: clip refused: %s", sender_id(update), err)
         await reply(update, refusal(update, err))
