@@ -4,8 +4,8 @@ waits, polls nobody and takes nothing while the first runs; it takes over within
 SIGKILLed mid-job, and every job is painted to the end and delivered once.
 
 ``python -m tests.bot.test_authority FACTORY`` is ``python -m bot`` (the same ``main``: settings from the
-environment, PTB's ``run_polling`` and its signal handling) with the workers running the fake engine
-``FACTORY``.
+environment, ``run_all`` with the bot's own polling loop and signal handling) with the workers running the
+fake engine ``FACTORY``.
 """
 
 from __future__ import annotations
