@@ -28,7 +28,7 @@ from bot.discord.common import (
     responded,
     say,
 )
-from bot.discord.failures import FAILURES, describe, unknown_outcome, worth_retrying
+from bot.discord.failures import FAILURES, UNKNOWN_INTERACTION, describe, unknown_outcome, worth_retrying
 from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
@@ -116,18 +116,31 @@ def paint_request(
 
 async def begin(interaction: discord.Interaction) -> bool:
     """Defer the interaction (Discord's 3 seconds) and keep the user's row current; False when Discord
-    refused the deferral, so that nothing starts (the user may ask again)."""
+    refused the deferral, so that nothing starts (the user may ask again). An interaction that expired
+    before its deferral arrived (Unknown Interaction) is painted all the same: the photo is here."""
     if not responded(interaction):
         try:
             await interaction.response.defer(thinking=True)
         except FAILURES as err:  # its 3 seconds leave no time to try again
             who = interaction.user.id
-            if not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
+            if isinstance(err, discord.HTTPException) and err.code == UNKNOWN_INTERACTION:
+                # Discord dropped the interaction: its 3 seconds ran out while the deferral was on its way
+                # (a rate limit, a retried 5xx). The user saw "did not respond", but the photo is here: it is
+                # painted all the same, and its result comes as a channel message (or a DM).
+                log.warning(
+                    "discord user %d: the interaction expired before its deferral (%s); painting it all the "
+                    "same",
+                    who,
+                    describe(err),
+                )
+                mark_deferred(interaction)
+            elif not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
                 log.warning("discord user %d: the request could not be answered: %s", who, describe(err))
                 return False
-            # No answer: Discord may well have it. The job starts; without it, the painting still comes.
-            log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
-            mark_deferred(interaction)  # answers from now on go through the token, not a first response
+            else:
+                # No answer: Discord may well have it. The job starts; without it, the painting still comes.
+                log.warning("discord user %d: no answer to the deferral (%s); going on", who, describe(err))
+                mark_deferred(interaction)  # answers from now on go through the token, not a first response
     await remember(interaction)
     return True
 

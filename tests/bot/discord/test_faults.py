@@ -350,6 +350,26 @@ async def test_a_deferral_without_an_answer_still_starts_the_job(
     assert tracebacks(caplog) == []
 
 
+async def test_an_interaction_that_expired_before_its_deferral_is_painted_all_the_same(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deferral came after Discord's 3 seconds (slowed by a rate limit and retried 5xx): Discord says
+    Unknown Interaction and shows the user "did not respond". The photo is here, so it is painted and
+    delivered (found in the soak: before, no job was made and the photo was lost)."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, _faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        env.inject_error("POST", "/interactions/*", status=404, code=10062, message="Unknown interaction")
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        delivered = await until(env, lambda: results_for(channel, alice))
+        job = await recorded(core, alice.id)
+        assert job.result_file_id == str(delivered[0].id)
+        assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
+    assert any("expired before its deferral" in r.getMessage() for r in caplog.records)
+    assert tracebacks(caplog) == []
+
+
 async def test_the_animation_comes_once_through_a_server_error_and_a_lost_answer(
     discord_settings, caplog: pytest.LogCaptureFixture
 ) -> None:
