@@ -14,11 +14,10 @@ from PIL import Image
 from bot.discord.common import core_of
 from bot.services.clips import CLIP_MIME_TYPES
 from bot.services.refusals import Refused
+from bot.services.results import RESULT_SUFFIXES
 from bot.services.uploads import DOWNLOAD_FAILED, check_size, check_upload, looks_like_image
 
 log = logging.getLogger(__name__)
-
-CLIP_SUFFIXES = (".mp4", ".gif")  # a clip's result (bot.services.clips)
 
 
 def is_clip(attachment: discord.Attachment) -> bool:
@@ -32,11 +31,7 @@ def is_clip(attachment: discord.Attachment) -> bool:
 async def download_clip(attachment: discord.Attachment) -> bytes:
     """A clip's bytes, within the size the bot downloads (its header is the core's to read)."""
     check_size(attachment.size)
-    try:
-        return await attachment.read()
-    except discord.HTTPException as err:
-        log.warning("download of attachment %d failed: %s", attachment.id, err)
-        raise Refused(DOWNLOAD_FAILED) from err
+    return await _read(attachment)
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -66,6 +61,11 @@ def precheck(interaction: discord.Interaction, *attachments: discord.Attachment 
 async def download(interaction: discord.Interaction, attachment: discord.Attachment) -> bytes:
     """The attachment's bytes (checked as ``precheck`` does first; the header is the core's to probe)."""
     precheck(interaction, attachment)
+    return await _read(attachment)
+
+
+async def _read(attachment: discord.Attachment) -> bytes:
+    """The attachment from Discord's CDN; a failure is the core's "could not download" refusal."""
     try:
         return await attachment.read()
     except discord.HTTPException as err:
@@ -77,7 +77,7 @@ def fit_upload(path: Path, limit: int) -> tuple[bytes, str]:
     """The result as it is when it fits the upload limit, else re-encoded as JPEG (then smaller) until it
     does. A clip (MP4 or GIF) goes as it is: its worker encoded it under Discord's limit already."""
     data = path.read_bytes()
-    if len(data) <= limit or path.suffix in CLIP_SUFFIXES:
+    if len(data) <= limit or path.suffix.lstrip(".") in RESULT_SUFFIXES["clip"]:
         return data, f"stylebot{path.suffix}"
     with Image.open(path) as opened:
         image = opened.convert("RGB")
