@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import re
@@ -13,6 +12,7 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError
 
 from bot import replies
+from bot.retrying import retried
 from bot.services.refusals import Refused
 from bot.services.uploads import DOWNLOAD_FAILED, check_size, looks_like_image
 from bot.telegram.failures import is_expired_query
@@ -21,8 +21,7 @@ from engine.errors import StylebotError
 
 log = logging.getLogger(__name__)
 
-DOWNLOAD_ATTEMPTS = 3
-DOWNLOAD_BACKOFF = 0.5  # seconds before the second attempt; doubled before the third
+DOWNLOAD_PAUSES = (0.5, 1.0)  # seconds before a download's second and third try (bot.retrying)
 _COMMAND = re.compile(
     r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL
 )
@@ -97,18 +96,25 @@ async def download(message: Message, ref: ImageRef) -> bytes:
     a failed download; a refusal (BadRequest: an unknown or too big file) is not retried.
     """
     check_size(ref.size)
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            file = await message.get_bot().get_file(ref.file_id)
-            return bytes(await file.download_as_bytearray())
-        except BadRequest:
-            raise
-        except NetworkError as err:  # TimedOut included
-            log.warning("download of %s failed (attempt %d): %s", ref.file_id, attempt, err)
-            if attempt == DOWNLOAD_ATTEMPTS:
-                raise Refused(DOWNLOAD_FAILED) from err
-            await asyncio.sleep(DOWNLOAD_BACKOFF * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+
+    async def fetch() -> bytes:
+        file = await message.get_bot().get_file(ref.file_id)
+        return bytes(await file.download_as_bytearray())
+
+    try:
+        return await retried(
+            fetch, passing=_download_passing, what=f"download of {ref.file_id}", pauses=DOWNLOAD_PAUSES
+        )
+    except BadRequest:
+        raise
+    except NetworkError as err:  # TimedOut included
+        log.warning("download of %s failed after %d tries: %s", ref.file_id, len(DOWNLOAD_PAUSES) + 1, err)
+        raise Refused(DOWNLOAD_FAILED) from err
+
+
+def _download_passing(err: BaseException) -> bool:
+    """A network error (a timeout, a dropped connection, a 5xx) but not Telegram's refusal (BadRequest)."""
+    return isinstance(err, NetworkError) and not isinstance(err, BadRequest)
 
 
 def split_command(caption: str | None, bot_username: str) -> tuple[str | None, str]:
