@@ -39,11 +39,12 @@ INSTANT = "instant"
 PAINTED = "painted"
 QUALITY_WORDS = (INSTANT, PAINTED)  # a caption's word (or a command's option) choosing the quality
 DEFAULT_QUALITY = INSTANT  # seconds on any machine; "painted" is asked for
-# A clip's frames times pixels that cost about one ordinary job (a photo at the normal quality): the
-# sketch network does a 480 px frame in a small fraction of a second, Gatys takes 20 steps a frame from
-# the last painting (60 for the first) where a photo takes hundreds. Provisional until bench/clips.py's
-# seconds per frame are in docs/benchmarks.md.
-PIXELS_PER_JOB = {INSTANT: 300 * 480 * 480, PAINTED: 30 * 512 * 512}
+# A clip's frames times pixels that cost about one ordinary job (a photo at the normal quality, about 45 s on
+# two float32 cores), from the seconds per frame measured by ``python -m bench.clips --only speed``
+# (docs/benchmarks.md): the sketch network does a 480x360 frame in 0.14 s (about 300 frames a job),
+# Gatys a 256x192 frame in 3.1 s after the first (about 14 frames a job; 0.95 s at 128x96 gives the same
+# within a fifth). Measured on the CPU; an accelerator speeds photos and frames alike.
+PIXELS_PER_JOB = {INSTANT: 300 * 480 * 360, PAINTED: 14 * 256 * 192}
 MP4, GIF = "mp4", "gif"
 # What is taken as a clip, on every platform: its MIME type (a Telegram document's, a Discord attachment's
 # content type) and the file name's suffix where a platform gives no type.
