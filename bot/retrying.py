@@ -53,6 +53,7 @@ async def retried(
     pauses: Iterable[float] | None = None,
     asked: Callable[[BaseException], float | None] | None = None,
     describe: Callable[[BaseException], str] = _type_and_text,
+    quiet: bool = False,
 ) -> T:
     """``call()``, tried again after each failure that ``passing`` says is worth it, pausing ``pauses``
     (``PAUSES`` when not given; ``patient()`` for a call that must not be lost) between tries; any other
@@ -60,7 +61,9 @@ async def retried(
 
     ``what`` names the call for the log lines, with its job and user ids ("job 7 (user 42): status");
     ``asked`` gives the pause the platform asked for, if any; ``describe`` turns a failure into log text
-    (a front end's own, never a URL or a token). Each retry is one WARNING line: the platform misbehaved.
+    (a front end's own, never a URL or a token). Each retry is one WARNING line: the platform misbehaved;
+    with ``quiet`` only the first is (the later ones are DEBUG), so an outage waited out with ``patient()``
+    is one line however long it lasts.
     """
     remaining = iter(PAUSES if pauses is None else pauses)
     for attempt in itertools.count(1):
@@ -75,6 +78,9 @@ async def retried(
             wanted = asked(err) if asked is not None else None
             if wanted is not None:
                 pause = wanted
-            log.warning("%s failed (%s, try %d); trying again in %.1f s", what, describe(err), attempt, pause)
+            level = logging.DEBUG if quiet and attempt > 1 else logging.WARNING
+            log.log(
+                level, "%s failed (%s, try %d); trying again in %.1f s", what, describe(err), attempt, pause
+            )
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")

@@ -127,3 +127,15 @@ async def test_a_patient_call_still_ends_at_a_refusal(slept: list[float]) -> Non
     with pytest.raises(Refused):
         await retrying.retried(call, passing=passing, what="status", pauses=retrying.patient())
     assert len(tries) == 3
+
+
+async def test_a_quiet_call_logs_one_warning_per_outage(
+    slept: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long outage waited out (the database's lease) is one WARNING, not one per try."""
+    caplog.set_level(logging.DEBUG, logger="bot.retrying")
+    call, tries = failing(*(Passing("down") for _ in range(5)))
+    assert await retrying.retried(call, passing=passing, what="lease", pauses=retrying.patient(), quiet=True)
+    assert len(tries) == 6
+    levels = [r.levelno for r in caplog.records if r.name == "bot.retrying"]
+    assert levels == [logging.WARNING] + [logging.DEBUG] * 4
