@@ -13,7 +13,11 @@ second process on the same database waits for it:
 
 The holder says who it is (process id, host, since when) where a waiter can read it: in the lock file, and
 as its connection's ``application_name``. A waiter tries again every ``POLL_SECONDS`` and says that it
-waits, and for whom, in one line (another only if the holder changes).
+waits, and for whom, in one line (another only if the holder changes). A waiter may wait for hours, so
+once it has reached the database, a passing failure of it (a server restart, a dropped connection:
+``passing``) does not end the process: the attempt is tried again with ``bot.retrying``'s patient pauses,
+one WARNING naming the error's class per outage, and the wait goes on on a new connection. (The first
+attempt's errors still propagate: a bot that cannot reach its database at all does not start.)
 
 Once held, the lease is checked every ``CHECK_SECONDS``: a PostgreSQL connection that dropped (a server
 restart, a network cut, ``pg_terminate_backend``) or a lock file removed or replaced means another process
@@ -36,10 +40,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import URL, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bot import retrying
 from bot.db.database import is_sqlite_memory, normalize_url
 
 log = logging.getLogger(__name__)
@@ -57,8 +62,35 @@ PG_LOCK_KEY = (
     int.from_bytes(hashlib.sha256(b"stylebot: one process works the jobs").digest()[:4]) & 0x7FFFFFFF
 )
 APPLICATION_NAME_MAX = 63  # PostgreSQL's NAMEDATALEN - 1
+# SQLSTATE classes of a server going away or not taking connections yet: connection exceptions (08),
+# operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), and
+# insufficient resources (53: too many connections while the others reconnect).
+PASSING_SQLSTATES = ("08", "57P", "53")
 
 LostCallback = Callable[[str], None]
+
+
+def passing(err: BaseException) -> bool:
+    """A failure to wait out: the server unreachable, restarting or out of connections, the connection
+    dropped. Not: a refused login, a database that does not exist, a bug in a statement."""
+    if isinstance(err, OSError):  # refused, reset, unreachable (a TimeoutError is an OSError)
+        return True
+    if isinstance(err, DBAPIError):
+        state = str(getattr(err.orig, "sqlstate", None) or "")
+        return err.connection_invalidated or state.startswith(PASSING_SQLSTATES)
+    return False
+
+
+def describe(err: BaseException) -> str:
+    """An error for the log: its class, the driver's beneath it and the SQLSTATE, never its text (which may
+    quote the server's address, a role or the SQL)."""
+    names = [type(err).__name__]
+    orig = err.orig if isinstance(err, DBAPIError) else None
+    driver = orig.__cause__ if orig is not None and orig.__cause__ is not None else orig
+    if driver is not None and type(driver).__name__ not in names:
+        names.append(type(driver).__name__)
+    state = getattr(orig, "sqlstate", None)
+    return " / ".join(names) + (f" (SQLSTATE {state})" if state else "")
 
 
 def identity() -> str:
@@ -82,25 +114,36 @@ class Lease(ABC):
         self.poll_seconds = poll_seconds
         self.check_seconds = check_seconds
         self.held = False
+        self.holder: str | None = None  # who holds the lease while this process waits ("unknown" if unseen)
         self._lock = asyncio.Lock()  # an attempt and a release never overlap
         self._watch: asyncio.Task[None] | None = None
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait for the lease: ``True`` once held, ``False`` if ``stop`` is set first (then it is not held).
 
-        Errors reaching the database propagate: a bot that cannot reach its database does not start."""
+        Errors of the first attempt propagate: a bot that cannot reach its database does not start. After
+        that, passing ones (``passing``) are waited out (``_attempt``)."""
         told: str | None = None
         started = time.monotonic()
+        reached = False
         while not stop.is_set():
-            async with self._lock:
-                holder = await self._try()
-                if holder is None and not stop.is_set():
-                    self.held = True
-                    self._watch = asyncio.create_task(self._watch_forever(), name="lease-watch")
+            attempt = asyncio.create_task(self._attempt(stop, patient=reached), name="lease-attempt")
+            stopped = asyncio.create_task(stop.wait(), name="lease-stop")
+            try:  # a stop ends the attempt, even in one of its pauses
+                await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                attempt.cancel()  # nothing if it is done
+                await asyncio.wait({attempt, stopped})
+            if attempt.cancelled():
+                break
+            holder = attempt.result()  # a failure that is not passing ends the process, as at the start
+            reached = True
             if self.held and told is not None and not await self._held_off(stop):
                 await self.release()  # stopped while holding off: nothing was recovered
                 return False
             if self.held:
+                self.holder = None
                 log.info(
                     "this process (%s) holds the database's lease%s; it alone recovers and dispatches jobs",
                     identity(),
@@ -115,11 +158,48 @@ class Lease(ABC):
                     self.poll_seconds,
                 )
                 told = holder
+                self.holder = holder or "unknown"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_seconds)
         async with self._lock:  # a waiting connection, or a lease taken just as the stop came
             await self._give_back()
         return False
+
+    async def _attempt(self, stop: asyncio.Event, *, patient: bool) -> str | None:
+        """One attempt (``_try``), and the lease's watch if it was taken. ``patient``: the database was
+        reached before, so a passing failure is tried again (``bot.retrying``'s patient pauses, one
+        WARNING per outage) until it goes through or the stop cancels it."""
+        async with self._lock:
+            if not patient:
+                holder = await self._try()
+            else:
+                outage: list[float] = []  # when the first failure of this attempt came
+
+                async def attempt() -> str | None:
+                    try:
+                        return await self._try()
+                    except Exception:
+                        if not outage:
+                            outage.append(time.monotonic())
+                        raise
+
+                holder = await retrying.retried(
+                    attempt,
+                    passing=passing,
+                    what="waiting for the database's lease",
+                    pauses=retrying.patient(),
+                    describe=describe,
+                    quiet=True,
+                )
+                if outage:
+                    log.info(
+                        "reached the database again after %.1f s; still waiting for the lease",
+                        time.monotonic() - outage[0],
+                    )
+            if holder is None and not stop.is_set():
+                self.held = True
+                self._watch = asyncio.create_task(self._watch_forever(), name="lease-watch")
+            return holder
 
     async def _held_off(self, stop: asyncio.Event) -> bool:
         """Give the holder just seen the time to notice it lost the lease (see ``TAKEOVER_HOLDOFF``);
@@ -254,7 +334,13 @@ class PostgresLease(Lease):
         return self._conn
 
     async def _try(self) -> str | None:
-        conn = await self._connection()
+        try:
+            return await self._try_on(await self._connection())
+        except Exception:  # a dropped connection is useless: the next attempt makes a new one
+            await self._close_connection()
+            raise
+
+    async def _try_on(self, conn: AsyncConnection) -> str | None:
         if await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}):
             name = f"stylebot {identity()}"[:APPLICATION_NAME_MAX]
             await conn.execute(text("SELECT set_config('application_name', :name, false)"), {"name": name})
@@ -294,12 +380,15 @@ class PostgresLease(Lease):
             return f"its connection to PostgreSQL failed ({type(err).__name__}: {err})"
         return None if held else "PostgreSQL no longer shows the advisory lock as held"
 
-    async def _give_back(self) -> None:
+    async def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:  # closing the session frees its advisory locks
             with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await conn.close()
+
+    async def _give_back(self) -> None:
+        await self._close_connection()
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._engine.dispose()

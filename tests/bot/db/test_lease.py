@@ -15,8 +15,10 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
-from bot.db.lease import FileLease, Lease, PostgresLease, Unshared, lease_for
+from bot import retrying
+from bot.db.lease import FileLease, Lease, PostgresLease, Unshared, describe, lease_for, passing
 from tests.bot.db.conftest import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -301,3 +303,167 @@ async def test_a_stop_while_holding_off_gives_the_lease_back(url: str, leases: l
     third = make(leases, url)
     async with asyncio.timeout(WAIT):
         assert await third.acquire(asyncio.Event())
+
+
+def retry_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bot.retrying" and r.levelno == level and "database's lease" in r.getMessage()
+    ]
+
+
+@pytest.mark.postgres
+async def test_a_waiter_whose_connection_is_terminated_reconnects_and_takes_the_lease_when_free(
+    postgres_server: PostgresServer,
+    leases: list[Lease],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server drops the waiting process's connection (a restart, ``pg_terminate_backend``): the wait
+    goes on over a new connection, saying so once with the error's class, and takes the lease once the
+    holder is gone. (It used to raise out of ``acquire``, ending the standby process.)"""
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", POLL)
+    caplog.set_level(logging.INFO)
+    url = postgres_server.create_database()
+    holder = start_holder(url)
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), WAIT)
+        assert line == b"held\n"
+        lease = make(leases, url)
+        waiting = asyncio.create_task(lease.acquire(asyncio.Event()))
+        await attempts_after(lease, 2)
+        assert lease.holder is not None
+        assert f"pid {holder.pid} on " in lease.holder
+        admin = await asyncpg.connect(make_url(url).render_as_string(hide_password=False), timeout=5)
+        try:  # every backend of this database but the holder's (which names itself) and this one
+            terminated = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name NOT LIKE 'stylebot %'"
+            )
+        finally:
+            await admin.close()
+        assert terminated == 1  # the waiter's
+        await attempts_after(lease, 2)  # tried again over a new connection, and still waiting
+        assert not waiting.done()
+        (warning,) = retry_lines(caplog)  # one line for the outage
+        assert "InterfaceError" in warning
+        assert any("reached the database again" in r.getMessage() for r in caplog.records)
+        assert len(waiting_lines(caplog)) == 1  # the same holder: not said again
+        holder.send_signal(signal.SIGKILL)
+        async with asyncio.timeout(WAIT):
+            assert await waiting
+        assert lease.held
+    finally:
+        holder.kill()
+        holder.wait(WAIT)
+        for made in leases:
+            await made.release()
+        leases.clear()
+        postgres_server.drop_database(url)
+
+
+class Outage:
+    """A ``_try`` that fails with ``errors`` (one per call) after the first call, then works again."""
+
+    def __init__(self, lease: Lease, *errors: BaseException) -> None:
+        self.try_once, self.errors, self.calls = lease._try, list(errors), 0
+        self.began = asyncio.Event()  # the first failure came
+        self.over = asyncio.Event()  # the last failure came
+        lease._try = self  # type: ignore[method-assign]
+
+    async def __call__(self) -> str | None:
+        self.calls += 1
+        if self.calls > 1 and self.errors:
+            self.began.set()
+            error = self.errors.pop(0)
+            if not self.errors:
+                self.over.set()
+            raise error
+        return await self.try_once()
+
+
+async def test_a_long_outage_while_waiting_is_one_warning_and_the_wait_goes_on(
+    tmp_path: Path, leases: list[Lease], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 0.01)
+    caplog.set_level(logging.DEBUG)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    first, second = make(leases, url), make(leases, url)
+    assert await first.acquire(asyncio.Event())
+    outage = Outage(second, *(ConnectionRefusedError(111, "Connect call failed ('10.0.0.5', 5432)"),) * 5)
+    waiting = asyncio.create_task(second.acquire(asyncio.Event()))
+    async with asyncio.timeout(WAIT):
+        await outage.over.wait()
+    await attempts_after(second, 2)  # through, and still waiting
+    assert not waiting.done()
+    (warning,) = retry_lines(caplog)
+    assert "ConnectionRefusedError" in warning
+    assert "10.0.0.5" not in warning  # the class, not the text
+    assert len(retry_lines(caplog, logging.DEBUG)) == 4
+    await first.release()
+    async with asyncio.timeout(WAIT):
+        assert await waiting
+
+
+async def test_a_stop_ends_the_wait_in_a_pause_of_an_outage(
+    tmp_path: Path, leases: list[Lease], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 3600.0)  # the pause the stop must cut short
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    first, second = make(leases, url), make(leases, url)
+    assert await first.acquire(asyncio.Event())
+    outage = Outage(second, ConnectionResetError())
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(second.acquire(stop))
+    async with asyncio.timeout(WAIT):
+        await outage.began.wait()  # the attempt is in its hour-long pause by now
+    stop.set()
+    async with asyncio.timeout(WAIT):
+        assert not await waiting
+    assert not second.held
+
+
+async def test_a_failure_that_is_not_passing_still_ends_the_wait(tmp_path: Path, leases: list[Lease]) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    first, second = make(leases, url), make(leases, url)
+    assert await first.acquire(asyncio.Event())
+    Outage(second, ValueError("a bug"))
+    async with asyncio.timeout(WAIT):
+        with pytest.raises(ValueError, match="a bug"):
+            await second.acquire(asyncio.Event())
+
+
+def test_passing_failures_are_the_server_going_away_not_a_refused_login() -> None:
+    def dbapi(sqlstate: str | None, invalidated: bool = False) -> DBAPIError:
+        orig = Exception("driver")
+        orig.sqlstate = sqlstate  # type: ignore[attr-defined]
+        return DBAPIError("SELECT 1", {}, orig, connection_invalidated=invalidated)
+
+    assert passing(ConnectionRefusedError())
+    assert passing(TimeoutError())
+    assert passing(dbapi(None, invalidated=True))
+    for sqlstate in ("57P01", "57P03", "08006"):  # admin shutdown, starting up, connection failure
+        assert passing(dbapi(sqlstate))
+    assert passing(dbapi("53300"))  # too many connections, while everyone reconnects
+    assert not passing(dbapi("28P01"))  # password authentication failed
+    assert not passing(dbapi("3D000"))  # no such database
+    assert not passing(ValueError())
+    assert describe(dbapi("57P01")) == "DBAPIError / Exception (SQLSTATE 57P01)"
+
+
+async def test_the_first_attempt_s_failure_still_ends_the_start(unused_tcp_port: int) -> None:
+    """A bot that cannot reach its database at all does not start (compose or systemd say so)."""
+    lease = lease_for(
+        f"postgresql://stylebot:hunter2@127.0.0.1:{unused_tcp_port}/nothing",
+        on_lost=Lost(),
+        poll_seconds=POLL,
+    )
+    try:
+        async with asyncio.timeout(WAIT):
+            with pytest.raises(OSError, match="Connect call failed"):
+                await lease.acquire(asyncio.Event())
+    finally:
+        await lease.release()
