@@ -1,8 +1,8 @@
 """The services every front end shares: one database, one queue, one notifier, whatever platforms run.
 
 A front end calls the services (``jobs``, ``paint``, ``presets``, ``users``, ``figures``, ``sketches``,
-``style_images``, ``paintings``, ``moderation``, ``stats``, ``sharing``, ``clips``); ``db`` is here for the
-core's own parts, never for a handler.
+``style_images``, ``paintings``, ``moderation``, ``stats``, ``sharing``, ``clips``, ``chats``); ``db`` is
+here for the core's own parts, never for a handler.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bot.health import HealthServer, Metrics
 from bot.notifier import Notifier
 from bot.queue.base import JobQueue
 from bot.services.access import Admins
+from bot.services.chats import ChatService
 from bot.services.clips import ClipService
 from bot.services.figures import FigureService
 from bot.services.jobs import JobService
@@ -54,3 +55,4 @@ class Services:
     stats: StatsService
     sharing: SharingService
     clips: ClipService
+    chats: ChatService

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.repositories import (
     ChatDefaultsRepository,
+    ChatMoveRepository,
     JobRepository,
     ModerationRepository,
     PresetRepository,
@@ -120,6 +121,7 @@ class Database(
     UserRepository,
     PresetRepository,
     ChatDefaultsRepository,
+    ChatMoveRepository,
     JobRepository,
     StyleImageRepository,
     ModerationRepository,

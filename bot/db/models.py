@@ -37,6 +37,7 @@ PRESET_NAME_MAX = 32
 TELEGRAM = "telegram"  # every row from before the platforms (migration 0002) is Telegram's
 PLATFORM_LENGTH = 16
 GIVE_UP_REASON_MAX = 255
+REQUEST_KEY_MAX = 64  # "message:<chat>:<message>" or "callback:<query id>" (bot.telegram) fits with room
 
 # Named constraints: SQLite's batch migrations and every downgrade need to address them by name.
 NAMING_CONVENTION = {
@@ -165,12 +166,16 @@ class Job(Base):
         CheckConstraint(f"state IN ({_STATES})", name="state"),
         Index(None, "state", "created_at"),
         Index(None, "user_id", "created_at"),
+        Index(None, "platform", "request_key", unique=True),  # NULLs (no key) never collide
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     platform: Mapped[str] = _platform()
     user_id: Mapped[int] = mapped_column(BigInteger)
     chat_id: Mapped[int] = mapped_column(BigInteger)  # a Telegram chat, or a Discord channel (DMs too)
+    # What asked for the job on its platform (the message or button press): the same request sent again
+    # (an update the bot had not confirmed when it died) finds this job instead of making a second one.
+    request_key: Mapped[str | None] = mapped_column(String(REQUEST_KEY_MAX))
     guild_id: Mapped[int | None] = mapped_column(BigInteger)  # Discord: the channel's guild; None in a DM
     chat_type: Mapped[str] = mapped_column(String(16))
     language_code: Mapped[str | None] = mapped_column(String(35))

@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 SKETCH_WORKER = "sketch"  # the ``worker`` of a job the bot's sketch process claimed (``JobQueue.claim``)
 INSTANT_QUALITY = "instant"  # the tier whose result is the sketch (``engine.schedule``)
+# A job's ``source_message_id`` when no message of its chat stands for it: a job moved to a chat's new
+# id (``ChatRepository.move_chat``), whose message ids name nothing there. Never a real message's id.
+NO_MESSAGE = 0
 
 
 class JobState(StrEnum):
@@ -104,6 +107,7 @@ class JobRecord:
     delivery_given_up_reason: str | None = None  # what it said, shortened
     result_removed_at: datetime | None = None  # its owner or a moderator deleted the result
     clip: dict[str, Any] | None = None  # a moving picture's options (bot.services.clips); None: a photo
+    request_key: str | None = None  # the platform's request that made it (unique per platform), if known
 
     @property
     def is_active(self) -> bool:
@@ -113,6 +117,20 @@ class JobRecord:
     def kind(self) -> str:
         """What the job paints: "clip" (a GIF or video, frame by frame) or "photo"."""
         return "photo" if self.clip is None else "clip"
+
+
+@dataclass(frozen=True)
+class ChatMove:
+    """What ``move_chat`` moved from a chat's old id to its new one (all zero: moved already)."""
+
+    jobs: int  # jobs of the chat (any state), and jobs of the chat as a sender
+    defaults: bool  # the chat's default style and settings
+    switched_off: bool  # the bot switched off there
+    sender: bool  # the chat as a sender (a Telegram group's anonymous admins): settings, presets, images
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.jobs) or self.defaults or self.switched_off or self.sender
 
 
 @dataclass(frozen=True)

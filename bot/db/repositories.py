@@ -19,8 +19,21 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, case, delete, extract, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    case,
+    delete,
+    exists,
+    extract,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -38,8 +51,10 @@ from bot.db.models import (
 )
 from bot.db.records import (
     INSTANT_QUALITY,
+    NO_MESSAGE,
     SKETCH_WORKER,
     ChatDefaultsRecord,
+    ChatMove,
     JobRecord,
     JobState,
     PresetRecord,
@@ -68,6 +83,15 @@ class LimitExceededError(Exception):
     def __init__(self, kind: str, count: int, oldest: datetime | None = None) -> None:
         super().__init__(f"{kind} limit reached ({count})")
         self.kind, self.count, self.oldest = kind, count, oldest
+
+
+class RequestMadeError(Exception):
+    """``create_job`` with a ``request_key`` that made a job already: nothing was written; ``job`` is that
+    job (the platform sent the same request again)."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} was made for request {job.request_key!r}")
+        self.job = job
 
 
 def preset_key(name: str) -> str:
@@ -364,6 +388,91 @@ class ChatDefaultsRepository(_Repository):
             return result.rowcount > 0  # type: ignore[attr-defined]
 
 
+class ChatMoveRepository(_Repository):
+    async def move_chat(self, platform: str, old_chat_id: int, new_chat_id: int) -> ChatMove:
+        """Everything kept under a chat's id, moved to its new id in one transaction (a Telegram group
+        that became a supergroup): its jobs in any state, its default style and settings, the bot's
+        being switched off there, and the chat as a sender (a group's anonymous admins write as the
+        group: their jobs, settings, presets, style images, a block). What the new id has already
+        stays (a preset name or default set there since); the rest of the old id's goes.
+
+        The old chat's message ids name nothing in the new one: a moved job keeps no status message and
+        quotes no source (``NO_MESSAGE``). Idempotent: a second call finds nothing left to move."""
+        if old_chat_id == new_chat_id:
+            return ChatMove(0, False, False, False)
+        async with self.session() as session:
+            moved = await session.execute(
+                update(Job)
+                .where(Job.platform == platform, Job.chat_id == old_chat_id)
+                .values(chat_id=new_chat_id, source_message_id=NO_MESSAGE, status_message_id=None)
+            )
+            await session.execute(
+                update(Job)
+                .where(Job.platform == platform, Job.guild_id == old_chat_id)
+                .values(guild_id=new_chat_id)
+            )
+            defaults = await _move_row(session, ChatDefaults.chat_id, platform, old_chat_id, new_chat_id)
+            switched_off = await _move_row(session, DisabledChat.chat_id, platform, old_chat_id, new_chat_id)
+            sender = await _move_sender(session, platform, old_chat_id, new_chat_id)
+            return ChatMove(moved.rowcount, defaults, switched_off, sender)  # type: ignore[attr-defined]
+
+
+async def _move_row(session: AsyncSession, key: Any, platform: str, old: int, new: int) -> bool:
+    """The row of a table keyed by (platform, ``key``) moved from ``old`` to ``new``, unless ``new`` has
+    one (then the old one goes); False when ``old`` had none."""
+    table = key.class_
+    here = (table.platform == platform, key == old)
+    if await session.scalar(select(exists().where(*here))) is False:
+        return False
+    if await session.scalar(select(exists().where(table.platform == platform, key == new))):
+        await session.execute(delete(table).where(*here))
+    else:
+        await session.execute(update(table).where(*here).values({key.key: new}))
+    return True
+
+
+async def _move_sender(session: AsyncSession, platform: str, old: int, new: int) -> bool:
+    """The chat as a sender (``users`` row ``old``) becomes ``new``: its jobs, block, presets (but names
+    ``new`` has) and style images; its settings where ``new`` has none. False when ``old`` sent nothing."""
+    jobs = await session.execute(
+        update(Job).where(Job.platform == platform, Job.user_id == old).values(user_id=new)
+    )
+    blocked = await _move_row(session, BlockedUser.user_id, platform, old, new)
+    user = await session.get(User, (platform, old))
+    if user is None:
+        return bool(jobs.rowcount) or blocked  # type: ignore[attr-defined]
+    heir = await session.get(User, (platform, new))
+    if heir is None:
+        heir = User(
+            platform=platform,
+            id=new,
+            username=user.username,
+            first_name=user.first_name,
+            language_code=user.language_code,
+            settings=dict(user.settings or {}),
+            created_at=user.created_at,
+            last_seen_at=user.last_seen_at,
+        )
+        session.add(heir)
+    elif not heir.settings:
+        heir.settings = dict(user.settings or {})
+    await session.flush()  # the heir's row exists before its presets and images point at it
+    taken = select(Preset.name_key).where(Preset.platform == platform, Preset.user_id == new)
+    await session.execute(
+        update(Preset)
+        .where(Preset.platform == platform, Preset.user_id == old, Preset.name_key.not_in(taken))
+        .values(user_id=new)
+    )
+    await session.execute(
+        update(StyleImage)
+        .where(StyleImage.platform == platform, StyleImage.user_id == old)
+        .values(user_id=new)
+    )
+    await session.execute(delete(Preset).where(Preset.platform == platform, Preset.user_id == old))
+    await session.execute(delete(User).where(User.platform == platform, User.id == old))
+    return True
+
+
 class JobRepository(_Repository):
     async def create_job(
         self,
@@ -385,14 +494,19 @@ class JobRepository(_Repository):
         platform: str,
         guild_id: int | None = None,
         clip: dict[str, Any] | None = None,
+        request_key: str | None = None,
     ) -> JobRecord:
         """Store a new job in state ``queued``; with ``limits``, only if it breaks none of them (else
         ``LimitExceededError``), checked and inserted as one step. ``weight``: how many ordinary jobs it
-        counts as in the limits, its own weight included (a heavy job alone always gets in)."""
+        counts as in the limits, its own weight included (a heavy job alone always gets in).
+        ``request_key``: what asked for it on its platform; a key that made a job already raises
+        ``RequestMadeError`` with that job, before any limit is checked (the repeat is not a new job),
+        and the unique index makes two handlings of one request at once end the same way."""
         row = Job(
             platform=platform,
             user_id=user_id,
             chat_id=chat_id,
+            request_key=request_key,
             guild_id=guild_id,
             chat_type=chat_type,
             language_code=language_code,
@@ -410,13 +524,25 @@ class JobRepository(_Repository):
             clip=None if clip is None else dict(clip),
             created_at=utcnow(),
         )
-        if limits is None:
-            async with self.session() as session:
-                session.add(row)
-                await session.flush()
-                return _job(row)
-        async with self._serialized(select(func.pg_advisory_xact_lock(JOB_LOCK_KEY))) as session:
-            await _check_job_limits(session, platform, user_id, limits, row.weight)
+        try:
+            return await self._add_job(row, limits)
+        except IntegrityError:
+            made = None if request_key is None else await self.job_for_request(platform, request_key)
+            if made is None:
+                raise
+            raise RequestMadeError(made) from None
+
+    async def _add_job(self, row: Job, limits: JobLimits | None) -> JobRecord:
+        lock = None if limits is None else select(func.pg_advisory_xact_lock(JOB_LOCK_KEY))
+        async with self.session() if lock is None else self._serialized(lock) as session:
+            if row.request_key is not None:
+                made = await session.scalar(
+                    select(Job).where(Job.platform == row.platform, Job.request_key == row.request_key)
+                )
+                if made is not None:
+                    raise RequestMadeError(_job(made))
+            if limits is not None:
+                await _check_job_limits(session, row.platform, row.user_id, limits, row.weight)
             session.add(row)
             await session.flush()
             return _job(row)
@@ -429,25 +555,11 @@ class JobRepository(_Repository):
             row = await session.get(Job, job_id)
             return None if row is None else _job(row)
 
-    async def job_for_message(
-        self, platform: str, user_id: int, chat_id: int, source_message_id: int
-    ) -> JobRecord | None:
-        """The first job a user's message in a chat made, if any: a platform that sends the same message
-        again (an update the bot had not confirmed when it died) finds the job its first handling made.
-        (By user first: the index on ``user_id`` keeps it cheap.)"""
-        stmt = (
-            select(Job)
-            .where(
-                Job.user_id == user_id,
-                Job.platform == platform,
-                Job.chat_id == chat_id,
-                Job.source_message_id == source_message_id,
-            )
-            .order_by(Job.id)
-            .limit(1)
-        )
+    async def job_for_request(self, platform: str, request_key: str) -> JobRecord | None:
+        """The job a platform's request made (``create_job``'s ``request_key``), if any."""
+        stmt = select(Job).where(Job.platform == platform, Job.request_key == request_key)
         async with self.session() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
+            row = (await session.scalars(stmt)).first()
             return None if row is None else _job(row)
 
     async def _jobs(
@@ -865,11 +977,13 @@ class StatsRepository(_Repository):
 
 __all__ = [
     "ChatDefaultsRepository",
+    "ChatMoveRepository",
     "JobLimits",
     "JobRepository",
     "LimitExceededError",
     "ModerationRepository",
     "PresetRepository",
+    "RequestMadeError",
     "StatsRepository",
     "StyleImageRepository",
     "UserRepository",

@@ -124,12 +124,13 @@ class FigureService:
         figure: str | None = None,
         style: StyleChoice | None = None,
         label: str | None = None,
+        request_key: str | None = None,
     ) -> tuple[JobRecord, Placement | None]:
         """Queue a new job on ``source``'s photo, in its chat, replying to the same photo: with ``style``
         (else the source's own), as ``figure`` (else one painting), under ``label`` (else the style's
-        with the figure's name, in the job's language). Raises RepaintRefusedError("expired") when the
-        photo is gone, and what ``JobService.submit`` raises (limits with the admins' exemption, bad
-        images)."""
+        with the figure's name, in the job's language). ``request_key``: what asked for it on the platform
+        (``NewJob.request_key``). Raises RepaintRefusedError("expired") when the photo is gone, and what
+        ``JobService.submit`` raises (limits with the admins' exemption, bad images, RepeatedRequest)."""
         inputs = await self.jobs.kept_inputs(source)
         if inputs is None:
             raise RepaintRefusedError("expired")
@@ -154,6 +155,7 @@ class FigureService:
             weight=weight,
             platform=source.platform,
             guild_id=source.guild_id,
+            request_key=request_key,
         )
         log.info("job %d: painted again for user %d as %s", source.id, source.user_id, figure or "painting")
         return await self.jobs.submit(new)

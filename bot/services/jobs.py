@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError
+from bot.db import Database, JobLimits, JobRecord, JobState, LimitExceededError, RequestMadeError
 from bot.queue.base import JobQueue
 from bot.queue.scheduling import estimate_wait, fair_order
 from bot.services.access import Admins, ownership
@@ -51,6 +51,16 @@ class LimitReachedError(Refused):
         self.kind, self.count, self.retry_after = kind, count, retry_after
 
 
+class RepeatedRequest(Exception):
+    """The request (a platform's message or button press, ``NewJob.request_key``) made its job already:
+    the platform sent it again (an update the bot had not confirmed when it died). Not a refusal: the
+    user has the job; the front end shows it if it was never shown, and says nothing new."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} exists for this request")
+        self.job = job
+
+
 @dataclass(frozen=True)
 class NewJob:
     user_id: int
@@ -66,6 +76,9 @@ class NewJob:
     platform: str = field(kw_only=True)  # no default: a job never lands on a platform by omission
     guild_id: int | None = None  # Discord: the guild of the channel
     clip: dict[str, Any] | None = None  # a clip's order (bot.services.clips): ``content`` is a GIF or video
+    # What asked for it on its platform, unique there (Telegram: the message or the button press): a job
+    # made for it already means the platform repeated the request, and ``submit`` raises RepeatedRequest.
+    request_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,10 @@ class JobService:
         for a bad image. The limits are checked by the database in the step that adds the row, so
         photos sent at once cannot all slip under them; the platform's admins (``Admins``) have none,
         decided here so that no front end can forget it. Its sketch starts here too; an ``instant`` job is
-        not queued, since its sketch is its result (``bot.services.sketches``), and has no placement."""
+        not queued, since its sketch is its result (``bot.services.sketches``), and has no placement.
+        A ``request_key`` that made a job already raises ``RepeatedRequest`` (checked first, and again
+        by the database as the row is added, so two handlings of one request at once make one job)."""
+        await self.check_new(new.platform, new.request_key)
         await self.check_admitted(new.platform, new.user_id, group=group_of(new))
         check_blend(new.style)  # here, so no way of choosing a style (caption, preset, group) skips it
         await asyncio.to_thread(self._validate, new)
@@ -139,11 +155,14 @@ class JobService:
                 else JobLimits(limits.max_active, limits.max_per_hour, limits.max_queue),
                 weight=new.weight,
                 clip=new.clip,
+                request_key=new.request_key,
             )
         except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(err, LimitExceededError):
                 raise _refusal(err) from None
+            if isinstance(err, RequestMadeError):
+                raise RepeatedRequest(err.job) from None
             raise
         log.info(
             "job %d queued for user %d in chat %d: %s", job.id, job.user_id, job.chat_id, job.style_label
@@ -154,6 +173,15 @@ class JobService:
         if self.sketches is None or not settled_by_sketch:
             await self.queue.submit(job.id)
         return job, None if settled_by_sketch else (await self.placements()).get(job.id)
+
+    async def check_new(self, platform: str, request_key: str | None) -> None:
+        """``RepeatedRequest`` if the request made a job already (nothing to check without a key). Public
+        so that a request costing work before its job exists (downloads) asks first."""
+        if request_key is None:
+            return
+        made = await self.db.job_for_request(platform, request_key)
+        if made is not None:
+            raise RepeatedRequest(made)
 
     async def check_admitted(self, platform: str, user_id: int, *, group: int | None) -> None:
         """Moderation (``bot.services.moderation``), checked by ``submit`` where every job comes in: a

@@ -27,15 +27,6 @@ from bot.texts import language_for, text
 log = logging.getLogger(__name__)
 
 
-class RepeatedRequest(Exception):
-    """The message that asks for this job made one already: the platform sent it again (an update the
-    bot had not confirmed when it died). Not a refusal: the user has the job, and hears nothing more."""
-
-    def __init__(self, job: JobRecord) -> None:
-        super().__init__(f"job {job.id} exists for this message")
-        self.job = job
-
-
 @dataclass(frozen=True)
 class ClipPlan:
     """A clip's job (``bot.services.clips``): the worker's order and the weight its header gave."""
@@ -65,10 +56,10 @@ class PaintRequest:
     # group's default, are kept as file ids): whichever style is chosen here, its images come in.
     fetch_file: Callable[[str], Awaitable[bytes]] | None = None
     clip: ClipPlan | None = None  # ``content`` is a GIF or video (``ClipService.start`` sets it)
-    # The source message is the request itself (a photo with its caption): a job made for it already
-    # means the platform repeated the message, and ``start`` raises ``RepeatedRequest`` instead of a twin.
-    # (Not for a button or a reply naming an earlier photo: "another style" paints the same photo again.)
-    once_per_message: bool = False
+    # What asked for the job on the platform (``NewJob.request_key``): the message or the button press
+    # itself, not the photo it names ("another style" paints the same photo again). A job made for it
+    # already means the platform repeated the request: ``start`` raises ``RepeatedRequest``.
+    request_key: str | None = None
 
 
 class PaintService:
@@ -87,14 +78,10 @@ class PaintService:
 
     async def start(self, request: PaintRequest) -> tuple[JobRecord, Placement | None]:
         """Queue the job the request asks for; its placement (None: it starts at once). Raises
-        NeedsStyleError when nothing is named and the group has no default, RepeatedRequest for a message
-        that made its job already (``once_per_message``), and what ``JobService.submit`` raises."""
-        if request.once_per_message:
-            made = await self.jobs.db.job_for_message(
-                request.platform, request.user_id, request.chat_id, request.source_message_id
-            )
-            if made is not None:
-                raise RepeatedRequest(made)
+        NeedsStyleError when nothing is named and the group has no default, RepeatedRequest for a request
+        that made its job already (``request_key``; asked before any download), and what
+        ``JobService.submit`` raises."""
+        await self.jobs.check_new(request.platform, request.request_key)
         language = language_for(request.language)
         choice = request.style
         if choice is None and request.group_id is not None:
@@ -140,5 +127,6 @@ class PaintService:
                 platform=request.platform,
                 guild_id=request.group_id if request.group_id != request.chat_id else None,
                 clip=None if request.clip is None else request.clip.order,
+                request_key=request.request_key,
             )
         )

@@ -24,7 +24,8 @@ from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.clips import CLIP_MIME_TYPES, MP4, ClipFormat, clip_words
-from bot.services.paint import PaintRequest, RepeatedRequest
+from bot.services.jobs import RepeatedRequest
+from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
 from bot.telegram.context import services
@@ -35,11 +36,12 @@ from bot.telegram.handlers.common import (
     language,
     refusal,
     reply,
+    request_key,
     say,
     sender_id,
     split_command,
 )
-from bot.telegram.handlers.paint import show_queued, unnamed_style
+from bot.telegram.handlers.paint import show_queued, show_repeated, unnamed_style
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,9 @@ async def _start(
             return
     group = None if chat.type == ChatType.PRIVATE else chat.id
     try:
-        # Moderation before the download: a blocked person's clip (a switched-off group's) costs nothing.
+        # A repeat and moderation before the download: a clip Telegram sent again after a crash, a blocked
+        # person's clip (a switched-off group's) cost nothing.
+        await s.jobs.check_new(TELEGRAM, request_key(update))
         await s.jobs.check_admitted(TELEGRAM, sender_id(update), group=group)
         data = await download(message, ref)
         job, placement = await s.clips.start(
@@ -137,13 +141,13 @@ async def _start(
                 content=data,
                 style=choice,
                 fetch_file=lambda file_id: download(message, ImageRef(file_id, None, ref.message_id, None)),
-                once_per_message=ref.message_id == message.message_id,
+                request_key=request_key(update),
             ),
             ClipFormat(fmt or MP4, TELEGRAM_UPLOAD),  # an MP4 unless the caption said "gif"
             quality,
         )
-    except RepeatedRequest as err:  # Telegram sent the clip again after a crash: its job is under way
-        log.info("user %d: message %d again: %s", sender_id(update), message.message_id, err)
+    except RepeatedRequest as err:  # Telegram sent the request again after a crash: its job exists
+        await show_repeated(context, language(update), err.job)
         return
     except REFUSALS as err:
         log.info("user %d: clip refused: %s", sender_id(update), err)

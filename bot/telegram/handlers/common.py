@@ -53,6 +53,17 @@ def sender_id(update: Update) -> int:
     return user.id
 
 
+def request_key(update: Update) -> str:
+    """What identifies the request an update makes (``NewJob.request_key``), the same however often
+    Telegram sends the update: the button press (its query id), or the message (its chat and id). Not the
+    update id, which Telegram may hand out again after a quiet week."""
+    if update.callback_query is not None:
+        return f"callback:{update.callback_query.id}"
+    message = update.effective_message
+    assert message is not None
+    return f"message:{message.chat_id}:{message.message_id}"
+
+
 def sender_is_the_group(update: Update) -> bool:
     """An anonymous admin of this very group: only admins can write as the group."""
     message, chat = update.effective_message, update.effective_chat

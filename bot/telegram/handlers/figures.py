@@ -18,6 +18,7 @@ from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
 from bot.services.figures import RepaintRefusedError, Surprise
+from bot.services.jobs import RepeatedRequest
 from bot.services.refusals import REFUSALS, Refused
 from bot.services.styles import StyleChoice
 from bot.telegram.context import services
@@ -28,11 +29,12 @@ from bot.telegram.handlers.common import (
     language,
     refusal,
     reply,
+    request_key,
     say,
     sender_id,
     split_command,
 )
-from bot.telegram.handlers.paint import gallery_keyboard, show_queued, start_job
+from bot.telegram.handlers.paint import gallery_keyboard, show_queued, show_repeated, start_job
 from bot.texts import text
 
 log = logging.getLogger(__name__)
@@ -252,7 +254,12 @@ async def _repaint(
     status: Message | None = None,
 ) -> None:
     try:
-        job, placement = await services(context).figures.repaint(source, figure=figure, style=style)
+        job, placement = await services(context).figures.repaint(
+            source, figure=figure, style=style, request_key=request_key(update)
+        )
+    except RepeatedRequest as err:  # Telegram sent the press or command again after a crash
+        await show_repeated(context, language(update), err.job, status)
+        return
     except REFUSALS as err:
         await on_error(refusal(update, err))
         return

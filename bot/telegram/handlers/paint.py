@@ -37,8 +37,8 @@ from bot.context import Services
 from bot.db import JobRecord
 from bot.frontend import TELEGRAM
 from bot.services import styles
-from bot.services.jobs import Placement
-from bot.services.paint import PaintRequest, RepeatedRequest
+from bot.services.jobs import Placement, RepeatedRequest
+from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS
 from bot.services.styles import StyleChoice
 from bot.telegram import buttons
@@ -54,6 +54,7 @@ from bot.telegram.handlers.common import (
     language,
     refusal,
     reply,
+    request_key,
     say,
     sender_id,
     split_command,
@@ -107,11 +108,11 @@ async def start_job(
                 style=choice,
                 figure=figure,
                 fetch_file=fetch_file,
-                once_per_message=content.message_id == message.message_id,
+                request_key=request_key(update),
             )
         )
-    except RepeatedRequest as err:  # Telegram sent the photo again after a crash: its job is under way
-        log.info("user %d: message %d again: %s", sender_id(update), message.message_id, err)
+    except RepeatedRequest as err:  # Telegram sent the request again after a crash: its job exists
+        await show_repeated(context, language(update), err.job, status)
         return
     except REFUSALS as err:
         log.info("user %d: refused: %s", sender_id(update), err)
@@ -133,6 +134,18 @@ async def show_queued(
     current = await services(context).jobs.job(job.id)
     if current is not None and not current.is_active:
         await board.ended_early(current)
+
+
+async def show_repeated(
+    context: ContextTypes.DEFAULT_TYPE, lang: str, job: JobRecord, status: Message | None = None
+) -> None:
+    """A request Telegram sent again (the bot died before confirming it) made ``job`` the first time. If
+    that handling died before the job's status was up, it is put up now (in ``status`` if given), so the
+    user sees the job once; otherwise nothing new is said."""
+    log.info("job %d (user %d): its request came again; no second job", job.id, job.user_id)
+    if job.is_active and job.status_message_id is None:
+        placement = (await services(context).jobs.placements()).get(job.id)
+        await show_queued(context, lang, job, placement, status)
 
 
 async def _download_file(message: Message, file_id: str) -> bytes:

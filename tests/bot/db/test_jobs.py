@@ -6,7 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from bot.db import SKETCH_WORKER, Database, JobRecord, JobState
+import pytest
+
+from bot.db import SKETCH_WORKER, Database, JobLimits, JobRecord, JobState, RequestMadeError
 
 from .test_users_presets_chats import OWN, STARRY, assert_aware_utc, assert_recent
 
@@ -357,3 +359,37 @@ async def test_typical_job_seconds_leaves_out_sketches(database: Database, user:
     await database.finish_job(unset.id, width=64, height=48, engine_seconds=30.0)
     assert await database.typical_job_seconds() == 30.0  # the median of 10, 20, 30, 50
     assert await database.typical_job_seconds(limit=1) == 30.0
+
+
+async def test_a_request_makes_one_job_per_platform(database: Database, user: int) -> None:
+    """The same request again (the platform sent it twice) finds the first job, limits or not, even where
+    the limits would refuse a new one; the same key on another platform is another request."""
+    first = await new_job(database, user, request_key="message:1001:7")
+    assert first.request_key == "message:1001:7"
+    assert await database.job_for_request("telegram", "message:1001:7") == first
+    assert await database.job_for_request("discord", "message:1001:7") is None
+    tight = JobLimits(max_active=1, max_per_hour=1, max_queued=1)
+    for limits in (None, tight):
+        with pytest.raises(RequestMadeError) as made:
+            await new_job(database, user, request_key="message:1001:7", limits=limits)
+        assert made.value.job.id == first.id
+    await database.upsert_user(user, None, None, None, platform="discord")
+    other = await new_job(database, user, request_key="message:1001:7", platform="discord")
+    assert other.id != first.id
+    keyless = [await new_job(database, user) for _ in range(2)]  # no key: never a repeat
+    assert keyless[0].id != keyless[1].id
+    assert len(await database.recent_jobs(user, 10, platform="telegram")) == 3
+
+
+async def test_a_request_handled_twice_at_once_makes_one_job(database: Database, user: int) -> None:
+    """Two handlings racing past the first look: the unique index decides, the loser gets the job."""
+    outcomes = await asyncio.gather(
+        *(new_job(database, user, request_key="callback:42") for _ in range(4)), return_exceptions=True
+    )
+    made = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(made) == 1
+    for outcome in outcomes:
+        if isinstance(outcome, RequestMadeError):
+            assert outcome.job.id == made[0].id
+        else:
+            assert not isinstance(outcome, BaseException), outcome

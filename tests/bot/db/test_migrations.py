@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from bot.db import DEFAULT_URL, Database, alembic_config, normalize_url
 from bot.db.database import MIGRATIONS_DIR
@@ -186,3 +187,40 @@ def test_rows_from_before_the_platforms_are_telegrams_and_come_back_down(empty_u
     alembic("downgrade", empty_url, "0001_initial")
     assert run_async(lambda: run("SELECT id FROM users")) == [(7,)]
     assert run_async(lambda: run("SELECT user_id, name FROM presets")) == [(7, "Mine")]
+
+
+def test_request_keys_come_and_go_with_0008(empty_url: str) -> None:
+    """0008 gives every existing job no key (never a repeat) and keys unique per platform; going back
+    down keeps the jobs."""
+    alembic("upgrade", empty_url, "0007_result_removed")
+    now = "2025-01-01 00:00:00"
+
+    def job(platform: str, key: str | None = None) -> str:
+        columns, values = ("", "") if key is None else (", request_key", f", '{key}'")
+        return (
+            "INSERT INTO jobs (platform, user_id, chat_id, chat_type, source_message_id, state, styles, "
+            f"style_label, settings, content_path, style_paths, created_at{columns}) VALUES ('{platform}', "
+            f"7, 7, 'private', 1, 'done', '[]', 'x', '{{}}', 'c', '[]', '{now}'{values})"
+        )
+
+    async def run(*statements: str) -> list[tuple]:
+        db = Database(empty_url)
+        try:
+            async with db.engine.begin() as connection:
+                rows: list[tuple] = []
+                for statement in statements:
+                    result = await connection.execute(text(statement))
+                    if result.returns_rows:
+                        rows += [tuple(row) for row in result]
+                return rows
+        finally:
+            await db.dispose()
+
+    run_async(lambda: run(job("telegram")))
+    alembic("upgrade", empty_url, "head")
+    assert run_async(lambda: run("SELECT request_key FROM jobs")) == [(None,)]
+    run_async(lambda: run(job("telegram", "message:7:1"), job("discord", "message:7:1")))
+    with pytest.raises(IntegrityError):
+        run_async(lambda: run(job("telegram", "message:7:1")))
+    alembic("downgrade", empty_url, "0007_result_removed")
+    assert run_async(lambda: run("SELECT count(*) FROM jobs")) == [(3,)]

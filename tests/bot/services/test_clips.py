@@ -21,8 +21,8 @@ from bot.services import clips as clip_service_module
 from bot.services import styles
 from bot.services.clips import ClipFormat, ClipService, clip_words, jobs_worth
 from bot.services.figures import FigureService, RepaintRefusedError
-from bot.services.jobs import JobService, Limits
-from bot.services.paint import PaintRequest, PaintService, RepeatedRequest
+from bot.services.jobs import JobService, Limits, RepeatedRequest
+from bot.services.paint import PaintRequest, PaintService
 from bot.services.presets import PresetService
 from bot.services.refusals import BlockedError, ChatOffError, Refused
 from bot.services.style_images import StyleImageService
@@ -249,9 +249,9 @@ async def test_a_clip_sent_again_after_a_crash_makes_no_second_job(
     db: Database, queue: RecordingQueue, tmp_path: Path
 ) -> None:
     """Telegram repeats an update the bot had not confirmed when it died: the clip's message made its job
-    already, so the repeat is ``RepeatedRequest`` (heard by nobody), not a second painting."""
+    already (its request key), so the repeat is ``RepeatedRequest``, not a second painting."""
     clips_service = service(db, queue, tmp_path)
-    once = dataclasses.replace(request(clips.gif(6)), once_per_message=True)
+    once = dataclasses.replace(request(clips.gif(6)), request_key="message:5:9")
     job, _ = await clips_service.start(once, TELEGRAM_MP4)
     with pytest.raises(RepeatedRequest):
         await clips_service.start(once, TELEGRAM_MP4)
