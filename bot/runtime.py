@@ -1,9 +1,10 @@
 """Builds the shared core (database, queue, notifier, services) and runs it under every front end.
 
-Start-up: take the database's lease (``bot.db.lease``: while another bot process holds it, wait), then
-migrate the database; the front ends attach (each adds its ``Frontend`` to the notifier); then
-start the queue (which picks up the jobs of the last run), the health endpoint, the background fetch of the
-paintings, the redelivery of results the last run painted but never sent, and the retention sweep.
+Start-up: the health endpoint first, then take the database's lease (``bot.db.lease``: while another bot
+process holds it, wait, alive and saying so on ``/healthz``), then migrate the database; the front ends
+attach (each adds its ``Frontend`` to the notifier); then start the queue (which picks up the jobs of the
+last run), the background fetch of the paintings, the redelivery of results the last run painted but never
+sent, and the retention sweep; then the endpoint says the process serves.
 Shutdown stops them in the reverse order and gives the lease back last, once the queue has put its jobs
 back. A process that loses its lease while it runs exits at once with ``EXIT_LEASE_LOST`` (see
 ``lease_lost``).
@@ -201,12 +202,24 @@ class Runtime:
         """Take the database's lease, waiting while another bot process holds it, then migrate. ``False``:
         the stop came first; start nothing (no front end either: a second poller gets 409 from Telegram)."""
         self._preparing = asyncio.current_task()
+        health = self.services.health
+        health.stand_by(lambda: self.lease.holder)
+        try:  # before the wait: a standby process answers its liveness probe
+            await health.start()
+        except OSError as err:  # another bot on this host has the port: try again once this one starts
+            log.warning(
+                "health endpoint not up while waiting for the database's lease (port %d: %s); "
+                "trying again once this process holds it",
+                health.port,
+                err.strerror or type(err).__name__,
+            )
         try:
             if not await self.lease.acquire(self.stopping):
                 log.info("stopped before this process held the database's lease; nothing was started")
                 return False
         finally:
             self._preparing = None
+        health.starting()
         await self.services.db.migrate()
         return True
 
@@ -214,12 +227,13 @@ class Runtime:
         s = self.services
         await s.queue.start(s.notifier)
         s.sketches.start()  # the sketch process warms in the background (SKETCH_PREVIEW)
-        await s.health.start()
+        await s.health.start()  # up since prepare, unless its port was taken then
         s.paintings.start()  # in the background: the bot answers at once, paintings arrive as they come
         # Results not confirmed sent by the last run go out now, and any that fail to go out, later.
         self._redelivery = asyncio.create_task(s.notifier.redeliver_forever(), name="redelivery")
         await s.retention.start()  # tidies results and job inputs now, then every RETENTION_SWEEP_MINUTES
         await s.notifier.queue_changed()
+        s.health.serving()
         log.info(
             "Stylebot core is up (front ends: %s; queue: %s)",
             ", ".join(sorted(s.notifier.frontends)) or "none",
