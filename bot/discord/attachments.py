@@ -34,6 +34,15 @@ async def download_clip(attachment: discord.Attachment) -> bytes:
     return await _read(attachment)
 
 
+def is_animated(data: bytes) -> bool:
+    """A GIF of more than one frame (a still GIF is a picture; an unreadable one is the core's to refuse)."""
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            return getattr(opened, "n_frames", 1) > 1
+    except Exception:  # PIL raises many kinds on a broken file
+        return False
+
+
 def is_image(attachment: discord.Attachment) -> bool:
     return looks_like_image(attachment.content_type, attachment.filename)
 

@@ -10,13 +10,14 @@ delivered."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import discord
 
 from bot import replies
 from bot.db import JobRecord
-from bot.discord.attachments import download
+from bot.discord.attachments import download, download_clip, is_animated, is_image
 from bot.discord.common import (
     client_of,
     core_of,
@@ -33,6 +34,7 @@ from bot.discord.markdown import markdown
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
 from bot.retrying import retried
+from bot.services.clips import ClipFormat
 from bot.services.jobs import Placement
 from bot.services.paint import PaintRequest
 from bot.services.refusals import REFUSALS, NeedsStyleError
@@ -40,6 +42,16 @@ from bot.services.styles import StyleChoice
 from bot.texts import text
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AsClip:
+    """A moving picture given to a command that paints pictures (``/paint``, "Paint this"): painted as
+    ``/clip`` paints it (``ClipService.start``), in ``quality`` (None: the clip's default) and ``output``,
+    with the request's style and settings. A GIF of one frame stays a picture."""
+
+    output: ClipFormat
+    quality: str | None = None
 
 
 async def start_job(
@@ -50,30 +62,34 @@ async def start_job(
     style_image: discord.Attachment | None = None,
     overrides: dict | None = None,
     figure: str | None = None,
+    as_clip: AsClip | None = None,
 ) -> JobRecord | None:
     """Download and queue (``PaintService.start``: the style or the server's default, settings, limits);
     the interaction's response becomes the job's status. ``style_image``: a picture whose style to use
-    instead of ``choice``. The job, or None after a refusal (told privately)."""
+    instead of ``choice``; ``as_clip``: a GIF or video in ``content`` is painted as a clip. The job, or
+    None after a refusal (told privately)."""
     if not await begin(interaction):
         return None
+    video = as_clip is not None and not is_image(content)
     try:
-        content_bytes = await download(interaction, content)
+        if video:  # moderation before the download, as /clip does: a blocked person's video costs nothing
+            await core_of(interaction).jobs.check_admitted(
+                DISCORD, interaction.user.id, group=interaction.guild_id
+            )
+        content_bytes = await (download_clip(content) if video else download(interaction, content))
         style_bytes: tuple[bytes, ...] = ()
         if style_image is not None:
             style_bytes = (await download(interaction, style_image),)
             choice = StyleChoice(
                 refs=({"image": 0, "weight": 1.0},), label=text(lang(interaction), "preset_own_image")
             )
-        job, placement = await core_of(interaction).paint.start(
-            paint_request(
-                interaction,
-                content_bytes,
-                choice,
-                style_images=style_bytes,
-                overrides=overrides,
-                figure=figure,
-            )
+        request = paint_request(
+            interaction, content_bytes, choice, style_images=style_bytes, overrides=overrides, figure=figure
         )
+        if as_clip is not None and (video or is_animated(content_bytes)):
+            job, placement = await core_of(interaction).clips.start(request, as_clip.output, as_clip.quality)
+        else:
+            job, placement = await core_of(interaction).paint.start(request)
     except NeedsStyleError:
         await refuse(interaction, say(interaction, "discord_needs_style"))
         return None

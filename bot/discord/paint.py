@@ -1,7 +1,12 @@
 """Painting on Discord: ``/paint`` (a painting, preset or personal style, or a second picture's style,
 with this request's own strength, quality and colours), ``/surprise`` (a painting not tried yet), and the
 "Paint this" message menu with its ephemeral style picker (installable to a person as well as to a server).
-Each hands the job to ``jobs.start_job``."""
+Each hands the job to ``jobs.start_job``.
+
+A GIF or a video given to ``/paint`` or "Paint this" is painted as ``/clip`` paints it (as Telegram paints
+an animation sent with a painting's name), not as its first frame: the same style, strength and colours;
+``quality`` ``instant`` is the instant clip, a painted tier (draft, normal, high) the painted clip; an MP4
+comes back. A still GIF stays a picture."""
 
 from __future__ import annotations
 
@@ -12,19 +17,30 @@ from discord import app_commands
 
 from bot import replies
 from bot.discord.attachments import image_of, is_clip, is_image, precheck
+from bot.discord.clips import DISCORD_UPLOAD
 from bot.discord.common import MAX_CHOICES, StylebotView, answer, core_of, lang, refusal, refuse, say
-from bot.discord.jobs import start_job
+from bot.discord.jobs import AsClip, start_job
 from bot.discord.markdown import markdown
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
 from bot.services import styles
+from bot.services.clips import INSTANT, MP4, PAINTED, ClipFormat
 from bot.services.preferences import COLOR_CHOICES, STRENGTHS
 from bot.services.refusals import REFUSALS
+from bot.services.uploads import check_size
 from engine.protocol import QUALITIES
 
 QUALITY = [app_commands.Choice(name=q, value=q) for q in QUALITIES]
 STRENGTH = [app_commands.Choice(name=s, value=s) for s in STRENGTHS]
 COLORS = [app_commands.Choice(name=c, value=c) for c in COLOR_CHOICES]
+
+
+def as_clip(quality: str | None = None) -> AsClip:
+    """How a GIF or video given to a picture's command is painted: ``/paint``'s quality read as a clip's
+    (``instant`` the instant clip, any painted tier the painted clip, none the clip's default)."""
+    if quality is not None:
+        quality = INSTANT if quality == INSTANT else PAINTED
+    return AsClip(ClipFormat(MP4, DISCORD_UPLOAD), quality)
 
 
 @app_commands.command(name="paint", description="Paint a picture in the style of a painting")
@@ -51,16 +67,17 @@ async def paint(
         overrides["quality"] = quality.value
     if preserve_colors is not None:
         overrides["preserve_colors"] = preserve_colors.value
-    if is_clip(image) and not is_image(image):  # a video: /clip paints it (a GIF here: its first frame)
-        await refuse(interaction, say(interaction, "discord_clip_hint"))
-        return
+    video = is_clip(image) and not is_image(image)
     try:
-        precheck(interaction, image, style_image)
+        if video:  # the picture's checks do not apply; the clip's header is read after the download
+            check_size(image.size)
+        precheck(interaction, None if video else image, style_image)
         choice = await choose(interaction, style) if style and style_image is None else None
     except REFUSALS as err:
         await refuse(interaction, refusal(interaction, err))
         return
-    await start_job(interaction, image, choice, style_image=style_image, overrides=overrides)
+    clip = as_clip(quality.value if quality is not None else None) if is_clip(image) else None
+    await start_job(interaction, image, choice, style_image=style_image, overrides=overrides, as_clip=clip)
 
 
 @app_commands.command(name="surprise", description="Paint with a painting you haven't tried yet")
@@ -101,7 +118,7 @@ class StylePicker(StylebotView):
         if attachment is None:
             await refuse(interaction, say(interaction, "discord_no_image"))
             return
-        await start_job(interaction, attachment, choice)
+        await start_job(interaction, attachment, choice, as_clip=as_clip() if is_clip(attachment) else None)
 
 
 @app_commands.allowed_installs(guilds=True, users=True)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from bot.discord import clips as clip_command_module
+from bot.discord import jobs as jobs_module
+from bot.services.preferences import STRENGTHS
 from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, requests, results_for, until
 from tests.fakes import clips
 
@@ -73,13 +75,83 @@ async def test_what_is_not_a_clip_or_over_the_limits_is_refused_ephemerally(disc
         assert [j.clip["quality"] for j in jobs] == ["painted"]
 
 
-async def test_a_video_sent_to_paint_is_pointed_to_clip(discord_settings) -> None:
+@pytest.mark.parametrize(
+    ("name", "data"), [("dance.gif", clips.gif(5)), ("dance.mp4", clips.mp4(5))], ids=["gif", "mp4"]
+)
+async def test_a_gif_or_video_sent_to_paint_is_painted_as_a_clip(
+    discord_settings, name: str, data: bytes
+) -> None:
+    """Not its first frame (a GIF) nor a pointer to /clip (a video): the clip, every frame, in the style
+    /paint named, with its strength and colours; as Telegram paints an animation sent with a style."""
     async with discord_bot(discord_settings()) as (env, core):
         _, channel, alice = art_channel(env)
+        result = await alice.slash(
+            channel,
+            "paint",
+            image=(name, data),
+            style="udnie",
+            strength="strong",
+            preserve_colors="luminance",
+        )
+        assert result.response is not None
+        assert not result.ephemeral
+        delivered = await until(env, lambda: results_for(channel, alice))
+        attachment = delivered[0].attachments[0]
+        assert attachment.filename.endswith(".mp4")
+        assert clips.frame_count(downloaded(env, attachment)) == 5
+        assert "Udnie" in delivered[0].content
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        assert (job.kind, job.clip["quality"]) == ("clip", "instant")  # the clip's default quality
+        assert job.settings["strength"] == STRENGTHS["strong"]
+        assert job.settings["preserve_colors"] == "luminance"
+
+
+async def test_paint_s_painted_qualities_ask_for_the_painted_clip(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, core):
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "paint", image=("dance.gif", clips.gif(3)), style="udnie", quality="high")
+        await until(env, lambda: results_for(channel, alice))
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        assert job.clip["quality"] == "painted"
+
+
+async def test_a_still_gif_sent_to_paint_is_painted_as_a_picture(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, core):
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "paint", image=("still.gif", clips.gif(1)), style="udnie")
+        delivered = await until(env, lambda: results_for(channel, alice))
+        assert not delivered[0].attachments[0].filename.endswith((".mp4", ".gif"))
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        assert job.clip is None
+
+
+async def test_paint_this_on_a_gif_paints_the_clip(discord_settings) -> None:
+    async with discord_bot(discord_settings()) as (env, core):
+        guild, channel, alice = art_channel(env)
+        bob = guild.add_member(env.create_user("bob"))
+        posted = await bob.send(channel, "look", attachments=[("dance.gif", clips.gif(4))])
+        picker = await alice.context_menu(channel, "Paint this", posted)
+        await alice.select(picker.response, ["the_scream"])
+        delivered = await until(env, lambda: results_for(channel, alice))
+        assert clips.frame_count(downloaded(env, delivered[0].attachments[0])) == 4
+        job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
+        assert job.kind == "clip"
+
+
+async def test_a_switched_off_server_s_video_sent_to_paint_is_refused_before_it_is_downloaded(
+    discord_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def fetched(attachment: object) -> bytes:
+        raise AssertionError("the clip was downloaded")
+
+    monkeypatch.setattr(jobs_module, "download_clip", fetched)
+    async with discord_bot(discord_settings()) as (env, core):
+        guild, channel, alice = art_channel(env)
+        await core.db.set_chat_enabled("discord", guild.id, False, by=1)
         result = await alice.slash(channel, "paint", image=("dance.mp4", clips.mp4(4)), style="udnie")
         answers = ([result.response] if result.response else []) + result.followups
         assert [a.ephemeral for a in answers] == [True]
-        assert "/clip" in answers[0].content
+        assert "switched off here" in answers[0].content
         assert await core.db.recent_jobs(alice.id, platform="discord") == []
 
 
