@@ -123,7 +123,7 @@ class JobRecord:
 class ChatMove:
     """What ``move_chat`` moved from a chat's old id to its new one (all zero: moved already)."""
 
-    jobs: int  # jobs of the chat (any state), and jobs of the chat as a sender
+    jobs: tuple[int, ...]  # the ids of the chat's jobs (any state), in order
     defaults: bool  # the chat's default style and settings
     switched_off: bool  # the bot switched off there
     sender: bool  # the chat as a sender (a Telegram group's anonymous admins): settings, presets, images

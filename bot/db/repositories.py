@@ -399,13 +399,15 @@ class ChatMoveRepository(_Repository):
         The old chat's message ids name nothing in the new one: a moved job keeps no status message and
         quotes no source (``NO_MESSAGE``). Idempotent: a second call finds nothing left to move."""
         if old_chat_id == new_chat_id:
-            return ChatMove(0, False, False, False)
+            return ChatMove((), False, False, False)
         async with self.session() as session:
-            moved = await session.execute(
+            moved = await session.scalars(
                 update(Job)
                 .where(Job.platform == platform, Job.chat_id == old_chat_id)
                 .values(chat_id=new_chat_id, source_message_id=NO_MESSAGE, status_message_id=None)
+                .returning(Job.id)
             )
+            jobs = tuple(sorted(moved))
             await session.execute(
                 update(Job)
                 .where(Job.platform == platform, Job.guild_id == old_chat_id)
@@ -414,7 +416,7 @@ class ChatMoveRepository(_Repository):
             defaults = await _move_row(session, ChatDefaults.chat_id, platform, old_chat_id, new_chat_id)
             switched_off = await _move_row(session, DisabledChat.chat_id, platform, old_chat_id, new_chat_id)
             sender = await _move_sender(session, platform, old_chat_id, new_chat_id)
-            return ChatMove(moved.rowcount, defaults, switched_off, sender)  # type: ignore[attr-defined]
+            return ChatMove(jobs, defaults, switched_off, sender)
 
 
 async def _move_row(session: AsyncSession, key: Any, platform: str, old: int, new: int) -> bool:

@@ -27,11 +27,11 @@ class ChatService:
         move = await self.db.move_chat(platform, old_chat_id, new_chat_id)
         if move.anything:
             log.warning(
-                "%s chat %d is now chat %d: moved %d job(s)%s%s%s",
+                "%s chat %d is now chat %d: moved jobs %s%s%s%s",
                 platform,
                 old_chat_id,
                 new_chat_id,
-                move.jobs,
+                ", ".join(map(str, move.jobs)) or "(none)",
                 ", its defaults" if move.defaults else "",
                 ", its switch (off)" if move.switched_off else "",
                 ", the chat as a sender" if move.sender else "",

@@ -31,6 +31,7 @@ from bot.telegram import failures
 from bot.telegram.context import ALBUMS, FRONTEND, KEY, RUNTIME, services
 from bot.telegram.frontend import TelegramFrontend
 from bot.telegram.handlers import paint, register
+from bot.telegram.moves import ChatMoves
 from bot.telegram.polling import Poller
 from bot.telegram.request import TelegramRequest, quiet_rate_limiter
 from bot.telegram.status import StatusBoard
@@ -79,14 +80,18 @@ def build_application(
     if core is None:
         core = build_services(settings, queue_factory)
         application.bot_data[RUNTIME] = Runtime(core)
+    moves = ChatMoves(core.chats, core.jobs)
     board = StatusBoard(
         application.bot,
         core.jobs,
         interval_private=settings.status_interval_private,
         interval_group=settings.status_interval_group,
+        moves=moves,
     )
     application.bot_data[KEY] = core
-    application.bot_data[FRONTEND] = TelegramFrontend(application.bot, core.users, core.notifier, board)
+    application.bot_data[FRONTEND] = TelegramFrontend(
+        application.bot, core.users, core.notifier, board, moves
+    )
     application.bot_data[ALBUMS] = AlbumCollector(settings.album_wait_seconds, paint.on_album)
     webhook = webhook_config(settings)
     if webhook is not None:

@@ -8,7 +8,9 @@ result raises ``Undeliverable`` and the job's animation and replies are not sent
 refuses in every form is ``Undeliverable`` too: sending it again later would meet the same refusal.
 A result's send waits up to ``RESULT_READ_TIMEOUT`` for Telegram's answer, so a slow answer is never
 raced by a second send; a send is tried again only after a failure, so a result comes twice only where
-Telegram carried a send out and its answer was lost on the way (a dropped connection).
+Telegram carried a send out and its answer was lost on the way (a dropped connection). A group that
+became a supergroup (``ChatMigrated``) is moved (``bot.telegram.moves``) and the send made once more to its
+new id, so its results and replies reach it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from telegram import Bot, ReplyParameters
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from bot import replies, retrying
 from bot.db import JobRecord
@@ -32,6 +34,7 @@ from bot.notifier import Notifier
 from bot.services.users import UserService
 from bot.telegram import buttons, failures
 from bot.telegram.failures import is_dead_token, is_unreachable
+from bot.telegram.moves import ChatMoves, quote
 from bot.telegram.status import StatusBoard
 from bot.texts import language_for
 
@@ -50,11 +53,19 @@ class TelegramFrontend:
 
     platform = TELEGRAM
 
-    def __init__(self, bot: Bot, users: UserService, notifier: Notifier, board: StatusBoard) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        users: UserService,
+        notifier: Notifier,
+        board: StatusBoard,
+        moves: ChatMoves | None = None,
+    ) -> None:
         self.bot = bot
         self.users = users
         self.notifier = notifier
         self.board = board
+        self.moves = moves  # None: a ChatMigrated is a failure like another (tests of the front end alone)
 
     async def show_status(
         self,
@@ -75,10 +86,11 @@ class TelegramFrontend:
     async def tell(self, job: JobRecord, text: str) -> None:
         if job.id in self.board.unreachable:
             return
-        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
         try:
-            await self._patiently(
-                job, "a reply", lambda: self.bot.send_message(job.chat_id, text, reply_parameters=reply)
+            await self._to_chat(
+                job,
+                "a reply",
+                lambda job: self.bot.send_message(job.chat_id, text, reply_parameters=quote(job)),
             )
         except TelegramError as err:
             self._unsent(job, "a reply", err)
@@ -108,10 +120,12 @@ class TelegramFrontend:
         refusal: TelegramError | None = None
         for photo, form_caption in forms:
             try:
-                return await self._patiently(
+                return await self._to_chat(
                     job,
                     "the result",
-                    functools.partial(self._send_result, job, path, data, photo=photo, caption=form_caption),
+                    functools.partial(
+                        self._send_result, path=path, data=data, photo=photo, caption=form_caption
+                    ),
                 )
             except TelegramError as err:
                 if is_unreachable(err):
@@ -136,7 +150,7 @@ class TelegramFrontend:
     ) -> str:
         """One send of one form of the result; the file id Telegram gave it."""
         language = language_for(job.language_code)
-        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
+        reply = quote(job)
         if job.kind == "clip":  # MP4 (H.264) or GIF: Telegram plays both as an animation
             sent = await self.bot.send_animation(
                 job.chat_id,
@@ -184,21 +198,31 @@ class TelegramFrontend:
         except OSError as err:
             log.warning("job %d: the animation could not be read: %s", job.id, err)
             return
-        reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
         try:
-            await self._patiently(
+            await self._to_chat(
                 job,
                 "the animation",
-                lambda: self.bot.send_animation(
+                lambda job: self.bot.send_animation(
                     job.chat_id,
                     data,
                     filename=f"stylebot_{job.id}.gif",
-                    reply_parameters=reply,
+                    reply_parameters=quote(job),
                     read_timeout=RESULT_READ_TIMEOUT,
                 ),
             )
         except TelegramError as err:
             self._unsent(job, "the animation", err)
+
+    async def _to_chat(self, job: JobRecord, what: str, send: Callable[[JobRecord], Awaitable[T]]) -> T:
+        """``send(job)`` through passing failures (``_patiently``); a job whose group became a supergroup
+        is moved (``ChatMoves``) and sent once more, as it is now, to the new chat."""
+        try:
+            return await self._patiently(job, what, lambda: send(job))
+        except ChatMigrated as err:
+            if self.moves is None:
+                raise
+            moved = await self.moves.job_moved(job, err)
+            return await self._patiently(moved, what, lambda: send(moved))
 
     async def _patiently(self, job: JobRecord, what: str, send: Callable[[], Awaitable[T]]) -> T:
         """``send``, tried again through passing failures (``bot.retrying``: a few tries with growing
@@ -226,12 +250,17 @@ class TelegramFrontend:
         path = self.notifier.result_path(job)
         if path is None:
             return False
-        await self.bot.send_document(
-            job.chat_id,
-            await asyncio.to_thread(path.read_bytes),
-            filename=_file_name(job, path),
-            reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
-        )
+        data = await asyncio.to_thread(path.read_bytes)
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True)
+        try:
+            await self.bot.send_document(
+                job.chat_id, data, filename=_file_name(job, path), reply_parameters=reply
+            )
+        except ChatMigrated as err:  # pressed under a result left in a group that became a supergroup
+            if self.moves is None:
+                raise
+            job = await self.moves.job_moved(job, err)
+            await self.bot.send_document(job.chat_id, data, filename=_file_name(job, path))
         return True
 
 

@@ -13,7 +13,9 @@ one supersedes it), the job's last view until it is shown, refused for good or g
 a user must learn how the job ended, and the Cancel button must go); a status a user or moderator deleted
 is forgotten (no more edits, the painting still comes); a chat that blocked the bot, or is gone, hears
 nothing more about the job (``unreachable``: the front end skips its animation and replies too), so a
-blocked user's waiting job costs one refused call, not one per update.
+blocked user's waiting job costs one refused call, not one per update. A group that became a supergroup
+(``ChatMigrated``, ``bot.telegram.moves``) is moved, and the status, which cannot be edited in the old
+group, is put up afresh in the new one.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
-from telegram.error import BadRequest, TelegramError
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
+from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from bot import retrying
 from bot.db import JobRecord
@@ -34,6 +36,7 @@ from bot.services.jobs import JobService
 from bot.services.throttle import Slot, StatusThrottle
 from bot.telegram import failures
 from bot.telegram.failures import is_dead_token, is_gone, is_passing, is_unreachable
+from bot.telegram.moves import ChatMoves, quote
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,18 @@ class _Entry(Slot[_View]):
 
 
 class StatusBoard:
-    def __init__(self, bot: Bot, jobs: JobService, *, interval_private: float, interval_group: float) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        jobs: JobService,
+        *,
+        interval_private: float,
+        interval_group: float,
+        moves: ChatMoves | None = None,
+    ) -> None:
         self.bot = bot
         self.jobs = jobs
+        self.moves = moves  # None: a ChatMigrated is a refusal like another (tests of the board alone)
         self.throttle = StatusThrottle({"private": interval_private}, default=interval_group)
         self._entries: dict[int, _Entry] = {}
         self._early: dict[int, _View] = {}  # a picture for a job whose status message is not up yet
@@ -86,12 +98,14 @@ class StatusBoard:
         """
         is_photo = bool(reuse is not None and reuse.photo)
         try:
-            message_id = await retrying.retried(
-                lambda: self._put_up(job, text, buttons, reuse),
-                passing=failures.passing,
-                asked=failures.asked,
-                what=f"job {job.id} (user {job.user_id}): putting its status up",
-            )
+            try:
+                message_id = await self._put_up_patiently(job, text, buttons, reuse)
+            except ChatMigrated as err:  # the group became a supergroup meanwhile: a new status there
+                if self.moves is None:
+                    raise
+                job = await self.moves.job_moved(job, err)
+                is_photo = False
+                message_id = await self._put_up_patiently(job, text, buttons, None)
         except TelegramError as err:
             if is_unreachable(err):
                 self._forget(job, f"its chat cannot be written to ({err})", unreachable=True)
@@ -105,13 +119,22 @@ class StatusBoard:
         if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
             await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
 
+    async def _put_up_patiently(
+        self, job: JobRecord, text: str, buttons: InlineKeyboardMarkup | None, reuse: Message | None
+    ) -> int:
+        return await retrying.retried(
+            lambda: self._put_up(job, text, buttons, reuse),
+            passing=failures.passing,
+            asked=failures.asked,
+            what=f"job {job.id} (user {job.user_id}): putting its status up",
+        )
+
     async def _put_up(
         self, job: JobRecord, text: str, buttons: InlineKeyboardMarkup | None, reuse: Message | None
     ) -> int:
         if reuse is None:
-            reply = ReplyParameters(job.source_message_id, allow_sending_without_reply=True)
             message = await self.bot.send_message(
-                job.chat_id, text, reply_markup=buttons, reply_parameters=reply
+                job.chat_id, text, reply_markup=buttons, reply_parameters=quote(job)
             )
             return message.message_id
         try:
@@ -165,6 +188,9 @@ class StatusBoard:
             async with entry.lock:  # after an update under way: a photo status it sends is the one to go
                 entry.pending = None  # and a flush waiting behind us shows nothing
                 message_id = entry.message_id
+            if entry.job.chat_id != job.chat_id:  # left in a group that became a supergroup: no id there
+                log.info("job %d: its status stays in chat %d, which moved", job.id, entry.job.chat_id)
+                message_id = None
         if message_id is not None and job.id not in self._forgotten:
             await self._delete(job, message_id)
 
@@ -291,6 +317,33 @@ class StatusBoard:
         await self._flush(entry)
 
     async def _render(self, entry: _Entry, view: _View) -> None:
+        try:
+            await self._render_here(entry, view)
+        except ChatMigrated as err:  # the old group's message can no longer be edited: a new one
+            if self.moves is None:
+                raise
+            entry.job = await self.moves.job_moved(entry.job, err)
+            await self._put_up_afresh(entry, view)
+
+    async def _put_up_afresh(self, entry: _Entry, view: _View) -> None:
+        """The status as a new message in the job's (new) chat, remembered as the job's status."""
+        job = entry.job
+        if view.preview:
+            message = await self.bot.send_photo(
+                job.chat_id,
+                view.preview,
+                caption=view.text,
+                reply_markup=view.buttons,
+                reply_parameters=quote(job),
+            )
+        else:
+            message = await self.bot.send_message(
+                job.chat_id, view.text, reply_markup=view.buttons, reply_parameters=quote(job)
+            )
+        entry.message_id, entry.is_photo = message.message_id, bool(view.preview)
+        await self.jobs.record_status(job.id, message.message_id)
+
+    async def _render_here(self, entry: _Entry, view: _View) -> None:
         job = entry.job
         if view.preview and not entry.is_photo:
             await self._switch_to_photo(entry, view)
@@ -310,7 +363,7 @@ class StatusBoard:
                 if "no text in the message" not in str(err).lower():
                     raise
                 entry.is_photo = True  # a picture (the gallery's) whose status survived a restart of the bot
-                await self._render(entry, view)
+                await self._render_here(entry, view)
 
     async def _switch_to_photo(self, entry: _Entry, view: _View) -> None:
         """A text message cannot become a photo: send the photo status, then delete the text one."""
@@ -321,7 +374,7 @@ class StatusBoard:
             view.preview,
             caption=view.text,
             reply_markup=view.buttons,
-            reply_parameters=ReplyParameters(job.source_message_id, allow_sending_without_reply=True),
+            reply_parameters=quote(job),
         )
         old_id = entry.message_id
         entry.message_id, entry.is_photo = message.message_id, True

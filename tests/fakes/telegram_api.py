@@ -105,14 +105,25 @@ BAD_GATEWAY_PAGE = (  # what Telegram's front (nginx) answers when the Bot API s
 class ApiError(Exception):
     """A refusal, answered as Telegram does: HTTP status = error_code, plus the description."""
 
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        retry_after: int | None = None,
+        *,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.code, self.description, self.retry_after = code, description, retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def body(self) -> dict[str, Any]:
+        """Telegram's error answer; ``parameters`` (its ResponseParameters) only where there are some."""
         body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
+        if self.migrate_to_chat_id is not None:
+            body["parameters"] = {"migrate_to_chat_id": self.migrate_to_chat_id}
         return body
 
 
@@ -122,6 +133,13 @@ def _bad(description: str) -> ApiError:
 
 def _too_many(retry_after: int) -> ApiError:
     return ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+
+
+def _upgraded(chat: Chat) -> ApiError:
+    """What every method naming a group that became a supergroup answers: the new id to use instead."""
+    return ApiError(
+        400, "Bad Request: group chat was upgraded to a supergroup chat", migrate_to_chat_id=chat.migrated_to
+    )
 
 
 def _u16(text: str) -> int:
@@ -167,6 +185,9 @@ class Chat:
     bot_is_admin: bool = False
     known: bool = False
     last_message_id: int = 0
+    migrated_to: int | None = (
+        None  # a group upgraded to a supergroup: the supergroup's id (``upgrade_group``)
+    )
 
     def to_api(self) -> dict[str, Any]:
         if self.peer is None:
@@ -223,6 +244,8 @@ class Message:
     reply_to: Message | None = None
     reply_markup: dict[str, Any] | None = None
     sender_chat: Chat | None = None  # an anonymous admin's group, or the channel someone posts as
+    migrate_to_chat_id: int | None = None  # service messages of a group's upgrade (``upgrade_group``)
+    migrate_from_chat_id: int | None = None
     deleted: bool = False
     delivered: bool = False  # for users' messages: whether the bot got an update for it
     edit_count: int = 0
@@ -268,7 +291,7 @@ class Message:
             out["reply_to_message"] = self.reply_to.to_api(with_reply=False)
         fields = (
             "text", "entities", "photo", "document", "animation", "video", "video_note", "caption",
-            "caption_entities",
+            "caption_entities", "migrate_to_chat_id", "migrate_from_chat_id",
         )  # fmt: skip
         out.update({key: getattr(self, key) for key in fields if getattr(self, key) is not None})
         if self.inline_keyboard:  # Telegram echoes only inline keyboards
@@ -822,6 +845,7 @@ class FakeTelegram:
         self._photo_sets: dict[str, list[dict[str, Any]]] = {}  # any size's file_id -> all sizes
         self._documents: dict[str, dict[str, Any]] = {}
         self._updates: list[dict[str, Any]] = []
+        self.delivered: list[dict[str, Any]] = []  # every update ever offered, in order (``update_of``)
         self._allowed_updates: list[str] | None = None
         self._edit_times: defaultdict[int, list[float]] = defaultdict(list)
         self._armed: defaultdict[str, list[ApiError]] = defaultdict(list)
@@ -988,6 +1012,8 @@ class FakeTelegram:
             chat = None
         if chat is None or not chat.known:
             raise _bad("chat not found")
+        if chat.migrated_to is not None:
+            raise _upgraded(chat)
         return chat
 
     def _target(self, p: Params) -> Chat:
@@ -1543,6 +1569,29 @@ class FakeTelegram:
         self.chats[chat.id] = chat
         return chat
 
+    async def upgrade_group(self, chat: Chat, by: User, *, announce: bool = True) -> Chat:
+        """An admin upgrades a basic group to a supergroup, which Telegram gives a new id (a ``-100...``
+        one). Every method naming the old id then answers 400 "group chat was upgraded to a supergroup
+        chat" with ``parameters.migrate_to_chat_id`` (PTB raises ``ChatMigrated``); the old group's
+        messages stay there (the new chat counts its own from 1). The bot gets two service messages, in
+        the old group with ``migrate_to_chat_id`` and in the new one with ``migrate_from_chat_id``, unless
+        ``announce`` is False (a bot that was not in the group then, or lost those updates)."""
+        if chat.type != "group" or chat.migrated_to is not None:
+            raise AssertionError(f"{chat.title} is not a basic group")
+        new = Chat(
+            -1_000_000_000_000 - 100_000 - next(self._ids), "supergroup", title=chat.title,
+            members=set(chat.members), admins=set(chat.admins), owner=chat.owner,
+            bot_is_admin=chat.bot_is_admin, known=True,
+        )  # fmt: skip
+        self.chats[new.id] = new
+        old_notice = self._new_message(chat, by, migrate_to_chat_id=new.id)
+        chat.migrated_to = new.id
+        new_notice = self._new_message(new, by, migrate_from_chat_id=chat.id)
+        if announce:
+            for notice in (old_notice, new_notice):
+                await self._post(notice)
+        return new
+
     def block(self, user: User, blocked: bool = True) -> None:
         """The user blocks (or unblocks) the bot: sends to them, and edits in their chat, fail with 403."""
         user.blocked = blocked
@@ -1562,6 +1611,8 @@ class FakeTelegram:
             raise AssertionError(f"{user.first_name} can't write in {chat.peer.first_name}'s private chat")
         if chat.peer is None and user.id not in chat.members:
             raise AssertionError(f"{user.first_name} is not a member of {chat.title}")
+        if chat.migrated_to is not None:
+            raise AssertionError(f"{chat.title} is a supergroup now: write in chat {chat.migrated_to}")
         if reply_to is not None and (reply_to.chat is not chat or reply_to.deleted):
             raise AssertionError("reply_to must be a live message of the same chat")
         return self._new_message(chat, user, reply_to=reply_to, **content)
@@ -1570,6 +1621,8 @@ class FakeTelegram:
         """Privacy mode: in groups the bot sees only commands, mentions and replies to itself."""
         if message.chat.peer is not None or not self.privacy_mode:
             return True
+        if message.migrate_to_chat_id or message.migrate_from_chat_id:
+            return True  # service messages reach every bot in the group
         if message.reply_to is not None and message.reply_to.from_bot:
             return True
         text = message.text or message.caption or ""
@@ -1580,7 +1633,29 @@ class FakeTelegram:
 
     async def _deliver(self, kind: str, payload: dict[str, Any]) -> None:
         async with self._changed:
-            self._updates.append({"update_id": next(self._update_ids), kind: payload})
+            update = {"update_id": next(self._update_ids), kind: payload}
+            self._updates.append(update)
+            self.delivered.append(update)
+            self._changed.notify_all()
+
+    def update_of(self, sent: Message | CallbackQuery) -> dict[str, Any]:
+        """The update that brought a user's message or button press to the bot (as it was then)."""
+        for update in self.delivered:
+            if isinstance(sent, CallbackQuery):
+                if update.get("callback_query", {}).get("id") == sent.id:
+                    return update
+            elif (payload := update.get("message")) is not None and (
+                payload["chat"]["id"],
+                payload["message_id"],
+            ) == (sent.chat.id, sent.message_id):
+                return update
+        raise AssertionError(f"no update brought {sent!r} to the bot")
+
+    async def deliver_again(self, update: dict[str, Any]) -> None:
+        """Telegram sends an update again, id and all: what a bot that died before confirming it (a
+        getUpdates offset past it, or a webhook's 200) gets after its restart."""
+        async with self._changed:
+            self._updates.append(json.loads(json.dumps(update)))
             self._changed.notify_all()
 
     async def _post(self, message: Message) -> Message:

@@ -29,6 +29,7 @@ from telegram import (
 )
 from telegram.error import (
     BadRequest,
+    ChatMigrated,
     Conflict,
     EndPointNotFound,
     Forbidden,
@@ -789,3 +790,46 @@ async def test_a_ptb_application_answers_start_over_real_polling(tg: FakeTelegra
     assert command.delivered
     assert tg.messages_in(chat)[0].text == "Hello! Send me a photo."
     assert tg.pending_updates == []  # the final getUpdates confirmed the /start update
+
+
+# -- a group upgraded to a supergroup, an update sent again ---------------------------------------
+
+
+async def test_an_upgraded_group_answers_as_telegram_does_and_announces_both_ids(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    """The old id answers every method 400 with ``parameters.migrate_to_chat_id`` (PTB: ``ChatMigrated``);
+    the bot gets the two service messages, even in privacy mode; the new chat takes messages."""
+    alice = tg.user("Alice")
+    group = tg.group("Club", [alice], supergroup=False)
+    status = await bot.send_message(group.id, "queued")
+    supergroup = await tg.upgrade_group(group, alice)
+    assert supergroup.type == "supergroup"
+    assert str(supergroup.id).startswith("-100")
+    for call in (bot.send_message(group.id, "done"), bot.edit_message_text("x", group.id, status.message_id)):
+        with pytest.raises(ChatMigrated) as migrated:
+            await call
+        assert migrated.value.new_chat_id == supergroup.id
+    assert tg.calls[-1].error == "Bad Request: group chat was upgraded to a supergroup chat"
+    updates = await bot.get_updates(timeout=0)
+    notices = [message_in(u) for u in updates]
+    assert [(m.chat.id, m.migrate_to_chat_id, m.migrate_from_chat_id) for m in notices] == [
+        (group.id, supergroup.id, None),
+        (supergroup.id, None, group.id),
+    ]
+    sent = await bot.send_message(supergroup.id, "here")
+    assert sent.message_id == 2  # the supergroup counts its own messages, after its notice
+    with pytest.raises(AssertionError, match="supergroup now"):
+        await tg.send_text(alice, group, "hello?")
+    quiet = await tg.upgrade_group(tg.group("Quiet", [alice], supergroup=False), alice, announce=False)
+    assert await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0) == ()
+    assert quiet.type == "supergroup"
+
+
+async def test_an_update_is_sent_again_as_it_was(tg: FakeTelegram, bot: Bot, chat: Chat) -> None:
+    message = await tg.send_text(peer(chat), chat, "/start")
+    (first,) = await bot.get_updates(timeout=0)
+    await bot.get_updates(offset=first.update_id + 1, timeout=0)  # confirmed
+    await tg.deliver_again(tg.update_of(message))
+    (again,) = await bot.get_updates(timeout=0)
+    assert again.to_dict() == first.to_dict()

@@ -10,6 +10,7 @@ from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, Type
 
 from bot.telegram.handlers import (
     admin,
+    chats,
     clips,
     fallback,
     figures,
@@ -27,9 +28,9 @@ log = logging.getLogger(__name__)
 
 def register(application: Application) -> None:
     application.add_handler(TypeHandler(Update, only_new_messages), group=-2)  # before everything else
-    # clips before photos (Telegram sends a GIF with a document too); /preset and figure captions
-    # (/strip, /surprise...) before photos
-    for module in (clips, presets, figures, paint, start, settings, queue, admin, inline, fallback):
+    # a group's upgrade first; clips before photos (Telegram sends a GIF with a document too); /preset and
+    # figure captions (/strip, /surprise...) before photos
+    for module in (chats, clips, presets, figures, paint, start, settings, queue, admin, inline, fallback):
         application.add_handlers(module.handlers())
     application.add_error_handler(error_handler)
 

@@ -5,6 +5,8 @@ Telegram's own failures are not bugs and get no traceback: a passing one (a 5xx,
 that outlasted the rate limiter) is one WARNING line, and the user still gets the apology; a user who
 blocked the bot, or a button press answered too late, is an INFO line; another instance polling with the
 same token (409 Conflict) is one ERROR line, repeated only after ``CONFLICT_QUIET`` seconds while it lasts.
+A reply to a group that became a supergroup meanwhile (``ChatMigrated``) moves the group's jobs and settings
+to the new id (``ChatService.moved``), as the service message would, and says so at INFO.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import secrets
 import time
 
 from telegram import Update
-from telegram.error import Conflict, Forbidden, TelegramError
+from telegram.error import ChatMigrated, Conflict, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
+from bot.frontend import TELEGRAM
+from bot.telegram.context import services
 from bot.telegram.failures import is_expired_query, is_passing
 from bot.telegram.handlers.common import reply, say
 
@@ -67,6 +71,11 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
     if isinstance(error, Forbidden) or (error is not None and is_expired_query(error)):
         # the user blocked the bot (nobody to tell), or a press answered too late (no way to answer it)
         log.info("update %s: %s", update.update_id, error)
+        return
+    if isinstance(error, ChatMigrated) and update.effective_chat is not None:
+        user = update.effective_user.id if update.effective_user else None
+        log.info("update %s from user %s: %s", update.update_id, user, error)
+        await services(context).chats.moved(TELEGRAM, update.effective_chat.id, error.new_chat_id)
         return
     reference = secrets.token_hex(4).upper()
     user = update.effective_user.id if update.effective_user else None

@@ -9,7 +9,7 @@ from .test_jobs import new_job
 from .test_users_presets_chats import STARRY
 
 OLD, NEW = -4518810793, -1002471352452
-NOTHING = ChatMove(0, False, False, False)
+NOTHING = ChatMove((), False, False, False)
 
 
 async def test_jobs_defaults_and_the_switch_move_to_the_new_id(database: Database, user: int) -> None:
@@ -24,7 +24,7 @@ async def test_jobs_defaults_and_the_switch_move_to_the_new_id(database: Databas
 
     moved = await database.move_chat("telegram", OLD, NEW)
 
-    assert moved == ChatMove(2, True, True, False)
+    assert moved == ChatMove((waiting.id, done.id), True, True, False)
     assert moved.anything
     for job_id in (waiting.id, done.id):
         job = await database.get_job(job_id)
@@ -50,7 +50,7 @@ async def test_what_the_new_id_has_already_stays(database: Database, user: int) 
     await database.set_chat_enabled("telegram", OLD, False, by=user)
     await database.set_chat_enabled("telegram", NEW, False, by=user)
 
-    assert await database.move_chat("telegram", OLD, NEW) == ChatMove(0, True, True, False)
+    assert await database.move_chat("telegram", OLD, NEW) == ChatMove((), True, True, False)
 
     defaults = await database.get_chat_defaults(NEW, platform="telegram")
     assert defaults is not None
@@ -75,7 +75,7 @@ async def test_the_group_as_a_sender_moves_too(database: Database) -> None:
 
     moved = await database.move_chat("telegram", OLD, NEW)
 
-    assert moved == ChatMove(1, False, False, True)
+    assert moved == ChatMove((job.id,), False, False, True)
     assert await database.get_user(OLD, platform="telegram") is None
     heir = await database.get_user(NEW, platform="telegram")
     assert heir is not None
