@@ -37,6 +37,7 @@ ItemT = TypeVar("ItemT")
 DEFERRED = (
     "stylebot.deferred"  # ``interaction.extras`` key: a deferral sent whose answer was lost (``responded``)
 )
+EXPIRED = "stylebot.expired"  # ``interaction.extras`` key: Discord dropped it before its deferral came
 MESSAGE_LIMIT = 2000  # characters in one message's content
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
 
@@ -102,6 +103,17 @@ def mark_deferred(interaction: discord.Interaction) -> None:
     interaction.extras[DEFERRED] = True
 
 
+def mark_expired(interaction: discord.Interaction) -> None:
+    """Discord dropped the interaction before its deferral arrived (Unknown Interaction): the user saw
+    "did not respond", and nothing sent through it will arrive; its job goes on (``jobs.begin``)."""
+    mark_deferred(interaction)
+    interaction.extras[EXPIRED] = True
+
+
+def expired(interaction: discord.Interaction) -> bool:
+    return bool(interaction.extras.get(EXPIRED))
+
+
 async def answer(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer, whether or not the interaction was deferred (ephemerally). A follow-up is tried
     again after a passing failure (``bot.discord.failures``; seen by the user alone, a rare duplicate is
@@ -146,18 +158,24 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
 async def report(interaction: discord.Interaction, error: BaseException) -> None:
     """The one way a command's or a button's failure ends (``StylebotTree.on_error``, ``StylebotView``,
     ``guarded`` buttons): Discord failing the bot (``failures.FAILURES``: a 503, a timeout) is one WARNING
-    line with the user, anything else is a bug and logged with its traceback; either way the user gets an
-    apology with a reference to the log line, if Discord takes it."""
+    line with the user, anything else is a bug and logged with its traceback; either way the user gets a
+    word with a reference to the log line, if Discord takes it: an apology for a bug, and for Discord's
+    failure what happened. A handler acknowledges before it changes anything (or handles the failure of a
+    later acknowledgement itself, as Cancel does), so an interaction Discord failed to acknowledge has had
+    nothing done: the user is told so, and to ask again, instead of "something went wrong on my side"."""
     if isinstance(error, app_commands.CommandInvokeError):  # a command's own exception, wrapped
         error = error.original
     reference = secrets.token_hex(4).upper()
     user = interaction.user.id
+    key = "apology"
     if isinstance(error, FAILURES):
+        if not responded(interaction):  # the failure was the acknowledgement (its deferral, its answer)
+            key = "discord_not_acknowledged"
         log.warning("Discord failed a call for user %d (ref %s): %s", user, reference, describe(error))
     else:
         log.error("unexpected error (ref %s) for discord user %d", reference, user, exc_info=error)
     with contextlib.suppress(*FAILURES):
-        await refuse(interaction, say(interaction, "apology", ref=reference))  # ephemeral, even deferred
+        await refuse(interaction, say(interaction, key, ref=reference))  # ephemeral, even deferred
 
 
 class StylebotView(discord.ui.View):

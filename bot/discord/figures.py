@@ -21,10 +21,9 @@ from bot.discord.common import (
     guarded,
     refusal,
     refuse,
-    responded,
     say,
 )
-from bot.discord.jobs import show_queued, start_job
+from bot.discord.jobs import begin, show_queued, start_job
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
 from bot.services import styles
@@ -126,9 +125,10 @@ async def _source(interaction: discord.Interaction, job_id: int) -> JobRecord | 
 async def repaint(
     interaction: discord.Interaction, source: JobRecord, figure: str | None, style: StyleChoice | None
 ) -> None:
-    """A kept photo painted again (``FigureService.repaint``); the interaction's response is its status."""
-    if not responded(interaction):
-        await interaction.response.defer(thinking=True)
+    """A kept photo painted again (``FigureService.repaint``); the interaction's response is its status.
+    Acknowledged as every job is (``jobs.begin``): a press whose deferral came too late is painted too."""
+    if not await begin(interaction):
+        return
     try:
         job, placement = await core_of(interaction).figures.repaint(source, figure=figure, style=style)
     except REFUSALS as err:

@@ -21,8 +21,10 @@ from bot.discord.attachments import download, download_clip, is_animated, is_ima
 from bot.discord.common import (
     client_of,
     core_of,
+    expired,
     lang,
     mark_deferred,
+    mark_expired,
     refusal,
     refuse,
     remember,
@@ -31,6 +33,7 @@ from bot.discord.common import (
 )
 from bot.discord.failures import FAILURES, UNKNOWN_INTERACTION, describe, unknown_outcome, worth_retrying
 from bot.discord.markdown import markdown
+from bot.discord.messages import tell
 from bot.discord.queue import cancel_view
 from bot.frontend import DISCORD
 from bot.retrying import retried
@@ -149,7 +152,7 @@ async def begin(interaction: discord.Interaction) -> bool:
                     who,
                     describe(err),
                 )
-                mark_deferred(interaction)
+                mark_expired(interaction)
             elif not unknown_outcome(err):  # Discord said no: nothing starts, the user may ask again
                 log.warning("discord user %d: the request could not be answered: %s", who, describe(err))
                 return False
@@ -175,6 +178,8 @@ async def show_queued(interaction: discord.Interaction, job: JobRecord, placemen
         )
     except FAILURES as err:  # the job runs all the same; its token edits the response when it can
         log.warning("job %d: its status could not be put up: %s", job.id, describe(err))
+        if expired(interaction):  # the user saw "did not respond": say in the channel that it paints
+            await tell(client, job, say(interaction, "discord_expired_painting"))
         current = await client.core.jobs.job(job.id)
     else:
         current = await client.core.jobs.record_status(job.id, response.id)

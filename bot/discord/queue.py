@@ -3,6 +3,7 @@ under a job's status (the owner only: ``JobService.cancel_owned``)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -12,11 +13,14 @@ from discord import app_commands
 from bot import replies
 from bot.db import JobRecord
 from bot.discord.common import StylebotView, answer, core_of, guarded, lang, refusal, say
+from bot.discord.failures import FAILURES, describe
 from bot.discord.markdown import markdown
 from bot.discord.sketch import KeepButton
 from bot.frontend import DISCORD
 from bot.services.refusals import Refused
 from bot.texts import language_for, text
+
+log = logging.getLogger(__name__)
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"cancel:(?P<job>[0-9]{1,10})"):
@@ -58,7 +62,15 @@ async def cancel_pressed(interaction: discord.Interaction, job_id: int) -> None:
     except Refused as err:
         await answer(interaction, refusal(interaction, err))
         return
-    await interaction.response.defer()
+    try:
+        await interaction.response.defer()
+    except FAILURES as err:  # cancelled all the same, and its status says so: nothing else to tell
+        log.warning(
+            "discord user %d: job %d cancelled, but Discord failed its acknowledgement: %s",
+            interaction.user.id,
+            job_id,
+            describe(err),
+        )
 
 
 @app_commands.command(name="queue", description="Where your pictures are")

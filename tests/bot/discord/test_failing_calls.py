@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from bot import retrying
-from tests.bot.discord.conftest import art_channel, faulty_world, until
+from tests.bot.discord.conftest import art_channel, faulty_world, results_for, until
 from tests.bot.discord.test_faults import PHOTO, THREE_SECONDS, latest_job, tracebacks
 
 
@@ -57,9 +57,9 @@ async def test_a_button_whose_answer_discord_fails_is_a_warning_with_the_user(
         await until(env, lambda: records(caplog, logging.WARNING) and "ancel" in result.response.content)
         assert (await core.db.get_job(job.id)).state == "cancelled"
     warnings = [
-        r.getMessage() for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()
+        r.getMessage() for r in records(caplog, logging.WARNING) if "acknowledgement" in r.getMessage()
     ]
-    assert len(warnings) == 1
+    assert len(warnings) == 1  # the job is cancelled all the same: no apology, no "Discord failed a call"
     assert f"user {alice.id}" in warnings[0]
     assert records(caplog, logging.ERROR) == []
     assert tracebacks(caplog) == []
@@ -130,5 +130,72 @@ async def test_a_view_item_whose_answer_discord_fails_is_a_warning_with_the_user
     ]
     assert len(warnings) == 1
     assert f"user {alice.id}" in warnings[0]
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
+
+
+async def test_a_command_discord_failed_to_acknowledge_says_nothing_was_done(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/cancel's deferral times out: the command stops there, cancelling nothing, and the user hears that
+    Discord did not confirm the answer and to ask again, not "something went wrong on my side"."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        job = await latest_job(core, alice.id)
+        faults.set("POST", "/interactions/*", share=1.0, kinds=("timeout",), times=1)
+        result = await alice.slash(channel, "cancel")
+        answers = ([result.response] if result.response else []) + result.followups
+        assert [a.ephemeral for a in answers] == [True]
+        said = answers[0].content
+        assert "Discord didn't confirm my answer in time" in said
+        assert "nothing was done. Please try again." in said
+        assert "Reference" in said
+        assert "went wrong on my side" not in said
+        assert (await core.db.get_job(job.id)).state != "cancelled"  # as it says
+        assert [type(e.__cause__) for e in env.errors] == [TimeoutError]  # seen (and let go) by SimCord
+        await alice.slash(channel, "cancel")
+    assert records(caplog, logging.ERROR) == []
+
+
+async def test_a_cancel_whose_acknowledgement_discord_dropped_cancels_without_an_apology(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancel withdraws the job, then acknowledges the press; Discord dropping the press by then (Unknown
+    Interaction) leaves the job cancelled, its status saying so: no apology claiming something failed."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, _faults):
+        env, core = bot.env, bot.core
+        _, channel, alice = art_channel(env)
+        result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        job = await latest_job(core, alice.id)
+        env.inject_error("POST", "/interactions/*", status=404, code=10062, message="Unknown interaction")
+        press = await alice.click(result.response, custom_id=f"cancel:{job.id}")
+        await until(env, lambda: "ancel" in result.response.content)
+        assert (await core.db.get_job(job.id)).state == "cancelled"
+        said = ([press.response] if press.response else []) + press.followups
+        assert not [m for m in said if "Reference" in (m.content or "")]
+    assert records(caplog, logging.ERROR) == []
+
+
+async def test_a_painting_whose_interaction_expired_is_announced_in_the_channel(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/paint's deferral came after Discord's 3 seconds (Unknown Interaction): the user saw "did not
+    respond" and no status can go up, but the painting goes on; the channel hears so, pinging the user,
+    so they do not ask twice, and then the painting comes."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, _faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        env.inject_error("POST", "/interactions/*", status=404, code=10062, message="Unknown interaction")
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        await until(env, lambda: results_for(channel, alice))
+        told = [m for m in channel.history() if m.author.bot and "painted all the same" in m.content]
+        assert len(told) == 1
+        assert told[0].content.startswith(f"<@{alice.id}> Discord didn't pass my answer on in time")
+        assert "it will appear here" in told[0].content
     assert records(caplog, logging.ERROR) == []
     assert tracebacks(caplog) == []
