@@ -171,7 +171,7 @@ async def latest_job(core, user_id: int) -> Any:
 
 
 def bot_warnings(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
-    """The bot's own warnings holding ``fragment`` as a word: a pid such as 4293 in an info line is not a 429."""
+    """The bot's own warnings holding ``fragment`` as a word (a pid 4293 in an info line is no 429)."""
     word = re.compile(rf"(?<!\w){re.escape(fragment)}(?!\w)")
     return [
         r.getMessage()
