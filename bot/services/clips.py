@@ -39,11 +39,12 @@ INSTANT = "instant"
 PAINTED = "painted"
 QUALITY_WORDS = (INSTANT, PAINTED)  # a caption's word (or a command's option) choosing the quality
 DEFAULT_QUALITY = INSTANT  # seconds on any machine; "painted" is asked for
-# A clip's frames times pixels that cost about one ordinary job (a photo at the normal quality, about 45 s on
-# two float32 cores), from the seconds per frame measured by ``python -m bench.clips --only speed``
-# (docs/benchmarks.md): the sketch network does a 480x360 frame in 0.14 s (about 300 frames a job),
-# Gatys a 256x192 frame in 3.1 s after the first (about 14 frames a job; 0.95 s at 128x96 gives the same
-# within a fifth). Measured on the CPU; an accelerator speeds photos and frames alike.
+# A clip's frames times pixels that cost about one ordinary job (a photo at the normal quality: 44.8 s on
+# two float32 cores in docs/benchmarks.md's issue-22 table), from the seconds per frame that
+# ``python -m bench.clips --only speed`` measured (docs/benchmarks.md): the sketch network does a 480x360
+# frame in 0.14 s (about 300 frames a job), Gatys a 256x192 frame in 3.1 s after the first (about 14 frames
+# a job; 0.95 s at 128x96 gives the same within a fifth). Measured on the CPU; an accelerator speeds photos
+# and frames alike. The limits count this weight too, so a painted clip takes two or three of a person's.
 PIXELS_PER_JOB = {INSTANT: 300 * 480 * 360, PAINTED: 14 * 256 * 192}
 MP4, GIF = "mp4", "gif"
 # What is taken as a clip, on every platform: its MIME type (a Telegram document's, a Discord attachment's
