@@ -66,6 +66,7 @@ R = TypeVar("R")
 
 MAX_JOB_ID = 2**31 - 1  # jobs.id is a 32-bit INTEGER on PostgreSQL; ids arrive from (forgeable) buttons
 JOB_LOCK_KEY = 0x5374796C  # PostgreSQL advisory lock taken while a job is checked against limits and added
+CHAT_MOVE_LOCK_KEY = 0x5374796D  # PostgreSQL advisory lock a chat's move holds: two moves at once go in turn
 HOUR = timedelta(hours=1)
 
 
@@ -397,10 +398,14 @@ class ChatMoveRepository(_Repository):
         stays (a preset name or default set there since); the rest of the old id's goes.
 
         The old chat's message ids name nothing in the new one: a moved job keeps no status message and
-        quotes no source (``NO_MESSAGE``). Idempotent: a second call finds nothing left to move."""
+        quotes no source (``NO_MESSAGE``). Idempotent: a second call finds nothing left to move.
+
+        Moves take turns, in this process or any other (a lock from the first statement): Telegram's two
+        service messages of one upgrade arrive together, and a second move that read the old chat before
+        the first committed would create the new sender row twice."""
         if old_chat_id == new_chat_id:
             return ChatMove((), False, False, False)
-        async with self.session() as session:
+        async with self._serialized(select(func.pg_advisory_xact_lock(CHAT_MOVE_LOCK_KEY))) as session:
             moved = await session.scalars(
                 update(Job)
                 .where(Job.platform == platform, Job.chat_id == old_chat_id)
@@ -415,7 +420,7 @@ class ChatMoveRepository(_Repository):
             )
             defaults = await _move_row(session, ChatDefaults.chat_id, platform, old_chat_id, new_chat_id)
             switched_off = await _move_row(session, DisabledChat.chat_id, platform, old_chat_id, new_chat_id)
-            sender = await _move_sender(session, platform, old_chat_id, new_chat_id)
+            sender = await _move_sender(session, self._insert(User), platform, old_chat_id, new_chat_id)
             return ChatMove(jobs, defaults, switched_off, sender)
 
 
@@ -433,9 +438,11 @@ async def _move_row(session: AsyncSession, key: Any, platform: str, old: int, ne
     return True
 
 
-async def _move_sender(session: AsyncSession, platform: str, old: int, new: int) -> bool:
+async def _move_sender(session: AsyncSession, insert_user: Any, platform: str, old: int, new: int) -> bool:
     """The chat as a sender (``users`` row ``old``) becomes ``new``: its jobs, block, presets (but names
-    ``new`` has) and style images; its settings where ``new`` has none. False when ``old`` sent nothing."""
+    ``new`` has) and style images; its settings where ``new`` has none. False when ``old`` sent nothing.
+    ``new``'s row is inserted unless it exists (``insert_user``: the back end's INSERT ... ON CONFLICT), so
+    the new chat writing as a sender at the same moment is no duplicate key."""
     jobs = await session.execute(
         update(Job).where(Job.platform == platform, Job.user_id == old).values(user_id=new)
     )
@@ -443,9 +450,8 @@ async def _move_sender(session: AsyncSession, platform: str, old: int, new: int)
     user = await session.get(User, (platform, old))
     if user is None:
         return bool(jobs.rowcount) or blocked  # type: ignore[attr-defined]
-    heir = await session.get(User, (platform, new))
-    if heir is None:
-        heir = User(
+    await session.execute(
+        insert_user.values(
             platform=platform,
             id=new,
             username=user.username,
@@ -454,9 +460,11 @@ async def _move_sender(session: AsyncSession, platform: str, old: int, new: int)
             settings=dict(user.settings or {}),
             created_at=user.created_at,
             last_seen_at=user.last_seen_at,
-        )
-        session.add(heir)
-    elif not heir.settings:
+        ).on_conflict_do_nothing(index_elements=[User.platform, User.id])
+    )
+    heir = await session.get(User, (platform, new), populate_existing=True)
+    assert heir is not None  # inserted now or before
+    if not heir.settings:
         heir.settings = dict(user.settings or {})
     await session.flush()  # the heir's row exists before its presets and images point at it
     taken = select(Preset.name_key).where(Preset.platform == platform, Preset.user_id == new)

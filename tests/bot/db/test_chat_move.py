@@ -3,6 +3,8 @@ step, what the new id has already stays, and a second move finds nothing left; o
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.db import NO_MESSAGE, ChatMove, Database
 
 from .test_jobs import new_job
@@ -98,3 +100,36 @@ async def test_a_sender_the_new_id_has_not_seen_is_created_there(database: Datab
     assert (await database.move_chat("telegram", OLD, NEW)).sender
     assert [p.name for p in await database.list_presets(NEW, platform="telegram")] == ["Mine"]
     assert await database.get_user(NEW, platform="telegram") is not None
+
+
+async def test_two_moves_at_once_make_one_move(database: Database) -> None:
+    """Telegram's two service messages of one upgrade are handled at once: both moves end well, one
+    moves the chat as a sender and the other finds nothing left (on PostgreSQL both once read the old
+    sender and inserted the new one twice: pk_users). Many rounds, as the race is a matter of timing."""
+    for round_ in range(25):
+        old, new = OLD - round_, NEW - round_
+        await database.upsert_user(old, None, "Club", None, platform="telegram")
+        await database.update_user_settings(old, {"quality": "high"}, platform="telegram")
+
+        moves = await asyncio.gather(
+            database.move_chat("telegram", old, new), database.move_chat("telegram", old, new)
+        )
+
+        assert sorted(move.sender for move in moves) == [False, True]
+        heir = await database.get_user(new, platform="telegram")
+        assert heir is not None
+        assert heir.settings == {"quality": "high"}
+        assert await database.get_user(old, platform="telegram") is None
+
+
+async def test_a_sender_the_new_id_became_meanwhile_keeps_its_settings(database: Database) -> None:
+    await database.upsert_user(OLD, None, "Club", None, platform="telegram")
+    await database.update_user_settings(OLD, {"quality": "high"}, platform="telegram")
+    await database.upsert_user(NEW, None, "Club", None, platform="telegram")
+    await database.update_user_settings(NEW, {"quality": "draft"}, platform="telegram")
+
+    assert (await database.move_chat("telegram", OLD, NEW)).sender
+
+    heir = await database.get_user(NEW, platform="telegram")
+    assert heir is not None
+    assert heir.settings == {"quality": "draft"}
