@@ -127,6 +127,7 @@ class ChatMove:
     defaults: bool  # the chat's default style and settings
     switched_off: bool  # the bot switched off there
     sender: bool  # the chat as a sender (a Telegram group's anonymous admins): settings, presets, images
+    active: tuple[int, ...] = ()  # those of ``jobs`` queued or running
 
     @property
     def anything(self) -> bool:

@@ -406,13 +406,15 @@ class ChatMoveRepository(_Repository):
         if old_chat_id == new_chat_id:
             return ChatMove((), False, False, False)
         async with self._serialized(select(func.pg_advisory_xact_lock(CHAT_MOVE_LOCK_KEY))) as session:
-            moved = await session.scalars(
+            moved = await session.execute(
                 update(Job)
                 .where(Job.platform == platform, Job.chat_id == old_chat_id)
                 .values(chat_id=new_chat_id, source_message_id=NO_MESSAGE, status_message_id=None)
-                .returning(Job.id)
+                .returning(Job.id, Job.state)
             )
-            jobs = tuple(sorted(moved))
+            states: dict[int, str] = {job: state for job, state in moved}
+            jobs = tuple(sorted(states))
+            active = tuple(job for job in jobs if states[job] in _states(JobState.ACTIVE))
             await session.execute(
                 update(Job)
                 .where(Job.platform == platform, Job.guild_id == old_chat_id)
@@ -421,7 +423,7 @@ class ChatMoveRepository(_Repository):
             defaults = await _move_row(session, ChatDefaults.chat_id, platform, old_chat_id, new_chat_id)
             switched_off = await _move_row(session, DisabledChat.chat_id, platform, old_chat_id, new_chat_id)
             sender = await _move_sender(session, self._insert(User), platform, old_chat_id, new_chat_id)
-            return ChatMove(jobs, defaults, switched_off, sender)
+            return ChatMove(jobs, defaults, switched_off, sender, active)
 
 
 async def _move_row(session: AsyncSession, key: Any, platform: str, old: int, new: int) -> bool:

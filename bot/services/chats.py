@@ -26,12 +26,13 @@ class ChatService:
         ``Database.move_chat``). Idempotent; what was moved comes back (nothing: moved already)."""
         move = await self.db.move_chat(platform, old_chat_id, new_chat_id)
         if move.anything:
-            log.warning(
-                "%s chat %d is now chat %d: moved jobs %s%s%s%s",
+            log.info(
+                "%s chat %d is now chat %d: moved %d jobs (active: %s)%s%s%s",
                 platform,
                 old_chat_id,
                 new_chat_id,
-                ", ".join(map(str, move.jobs)) or "(none)",
+                len(move.jobs),
+                ", ".join(map(str, move.active)) or "none",
                 ", its defaults" if move.defaults else "",
                 ", its switch (off)" if move.switched_off else "",
                 ", the chat as a sender" if move.sender else "",

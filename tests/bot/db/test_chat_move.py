@@ -26,7 +26,7 @@ async def test_jobs_defaults_and_the_switch_move_to_the_new_id(database: Databas
 
     moved = await database.move_chat("telegram", OLD, NEW)
 
-    assert moved == ChatMove((waiting.id, done.id), True, True, False)
+    assert moved == ChatMove((waiting.id, done.id), True, True, False, active=(waiting.id,))
     assert moved.anything
     for job_id in (waiting.id, done.id):
         job = await database.get_job(job_id)
@@ -77,7 +77,7 @@ async def test_the_group_as_a_sender_moves_too(database: Database) -> None:
 
     moved = await database.move_chat("telegram", OLD, NEW)
 
-    assert moved == ChatMove((job.id,), False, False, True)
+    assert moved == ChatMove((job.id,), False, False, True, active=(job.id,))
     assert await database.get_user(OLD, platform="telegram") is None
     heir = await database.get_user(NEW, platform="telegram")
     assert heir is not None
