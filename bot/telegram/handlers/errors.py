@@ -6,7 +6,8 @@ that outlasted the rate limiter) is one WARNING line, and the user still gets th
 blocked the bot, or a button press answered too late, is an INFO line; another instance polling with the
 same token (409 Conflict) is one ERROR line, repeated only after ``CONFLICT_QUIET`` seconds while it lasts.
 A reply to a group that became a supergroup meanwhile (``ChatMigrated``) moves the group's jobs and settings
-to the new id (``ChatService.moved``), as the service message would, and says so at INFO.
+to the new id (``ChatService.moved``), as the service message would, and says so at INFO; only a basic group
+migrates, so the same refusal in any other chat came from a call to another chat and moves nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import secrets
 import time
 
 from telegram import Update
+from telegram.constants import ChatType
 from telegram.error import ChatMigrated, Conflict, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
@@ -74,8 +76,19 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     if isinstance(error, ChatMigrated) and update.effective_chat is not None:
         user = update.effective_user.id if update.effective_user else None
+        chat = update.effective_chat
+        if chat.type != ChatType.GROUP:  # only a basic group migrates: the refused call named another chat
+            log.warning(
+                "update %s from user %s: a call to another chat than %s %s was refused: %s; nothing moved",
+                update.update_id,
+                user,
+                chat.type,
+                chat.id,
+                error,
+            )
+            return
         log.info("update %s from user %s: %s", update.update_id, user, error)
-        await services(context).chats.moved(TELEGRAM, update.effective_chat.id, error.new_chat_id)
+        await services(context).chats.moved(TELEGRAM, chat.id, error.new_chat_id)
         return
     reference = secrets.token_hex(4).upper()
     user = update.effective_user.id if update.effective_user else None
