@@ -6,7 +6,7 @@ memory, a lost lease ending the process) loses that photo or command: no job, no
 Here the offset stays at the lowest update whose handler has not finished (``InHand``); the updates from it
 on come again with every poll and those already in hand or done are skipped. After a crash the restarted
 bot gets the unfinished ones again; a handler that had already made its job finds it
-(``bot.services.paint.RepeatedRequest``) and makes no second one.
+(``bot.services.jobs.RepeatedRequest``) and makes no second one.
 
 While a handler runs, each poll returns at once (its update is still there), so a poll that brought nothing
 new waits for a handler to finish or ``REPOLL_PAUSE``, whichever comes first: a new message then waits at

@@ -7,7 +7,7 @@ finished (the job made, or the refusal sent): Telegram forgets an update it got 
 after an early 200 would lose the photo. Handlers are quick (a download at most); requests are handled side
 by side (up to ``max_connections`` of Telegram's), and one Telegram gave up on and sent again while its
 handler still runs waits for that handling (``bot.telegram.polling.InHand``); one sent again after it
-finished, or after a crash, makes no second job (``bot.services.paint.RepeatedRequest``). PTB's own webhook
+finished, or after a crash, makes no second job (``bot.services.jobs.RepeatedRequest``). PTB's own webhook
 server needs tornado; this one is aiohttp, which the health endpoint already uses.
 """
 

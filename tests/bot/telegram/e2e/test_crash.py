@@ -1,7 +1,7 @@
 """A bot process that dies while a handler runs (SIGKILL, out of memory, a lost lease's ``os._exit``) loses
 no photo and paints none twice: an update is confirmed to Telegram only once its handler finished
 (``bot.telegram.polling``), and a photo whose job was made already makes no second one
-(``bot.services.paint.RepeatedRequest``)."""
+(``bot.services.jobs.RepeatedRequest``)."""
 
 from __future__ import annotations
 
