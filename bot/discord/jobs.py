@@ -9,6 +9,7 @@ delivered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,7 @@ async def start_job(
         request = paint_request(
             interaction, content_bytes, choice, style_images=style_bytes, overrides=overrides, figure=figure
         )
-        if as_clip is not None and (video or is_animated(content_bytes)):
+        if as_clip is not None and (video or await asyncio.to_thread(is_animated, content_bytes)):
             job, placement = await core_of(interaction).clips.start(request, as_clip.output, as_clip.quality)
         else:
             job, placement = await core_of(interaction).paint.start(request)

@@ -6,10 +6,12 @@ mid-clip."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
+from bot.discord import attachments
 from bot.discord import clips as clip_command_module
 from bot.discord import jobs as jobs_module
 from bot.services.preferences import STRENGTHS
@@ -115,7 +117,17 @@ async def test_paint_s_painted_qualities_ask_for_the_painted_clip(discord_settin
         assert job.clip["quality"] == "painted"
 
 
-async def test_a_still_gif_sent_to_paint_is_painted_as_a_picture(discord_settings) -> None:
+async def test_a_still_gif_sent_to_paint_is_painted_as_a_picture(
+    discord_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: the GIF is parsed off the event loop (its bytes can be the download limit's)."""
+    threads: list[bool] = []
+
+    def is_animated(data: bytes) -> bool:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return attachments.is_animated(data)
+
+    monkeypatch.setattr(jobs_module, "is_animated", is_animated)
     async with discord_bot(discord_settings()) as (env, core):
         _, channel, alice = art_channel(env)
         await alice.slash(channel, "paint", image=("still.gif", clips.gif(1)), style="udnie")
@@ -123,6 +135,7 @@ async def test_a_still_gif_sent_to_paint_is_painted_as_a_picture(discord_setting
         assert not delivered[0].attachments[0].filename.endswith((".mp4", ".gif"))
         job = (await core.db.recent_jobs(alice.id, platform="discord"))[0]
         assert job.clip is None
+        assert threads == [False]
 
 
 async def test_paint_this_on_a_gif_paints_the_clip(discord_settings) -> None:
