@@ -22,6 +22,11 @@ its own job (CRASH and HANG take the whole process, as they would). When the env
 
 Clips (``engine.workers.clips``): ``paint_clip`` inverts each frame, ``frame_seconds`` a frame, with a
 progress report per frame and cancel asked between frames.
+
+A test that races something against a running job holds its end instead of hoping a slow job lasts long
+enough: with ``gate`` (a ``Gate``'s file, which ``gated_engine`` reads from the environment's
+``STYLEBOT_FAKE_GATE``), each job waits after its first step until the test releases it, asking cancel all
+the while.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ SLOW_STEPS = 10_000
 STEP_SECONDS = 0.02
 CUDA_ERROR = "CUDA error: an illegal memory access was encountered"
 BATCH_LOG = "STYLEBOT_FAKE_BATCH_LOG"
+GATE = "STYLEBOT_FAKE_GATE"
+GATED_STEPS = 20  # a gated job's steps, one before its gate and the rest after
 
 
 def fingerprint(content: bytes) -> str:
@@ -99,6 +106,27 @@ def _first_time(flag: Path | None) -> bool:
     return True
 
 
+class Gate:
+    """Where a gated fake engine's jobs wait after their first step until the test lets them on, one job per
+    release, in the order they reach it. A file whose length counts the releases: the jobs run in worker
+    processes (which inherit ``STYLEBOT_FAKE_GATE`` naming it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_bytes(b"")
+
+    def release(self, jobs: int = 1) -> None:
+        with self.path.open("ab") as gate:
+            gate.write(b"+" * jobs)
+
+    @staticmethod
+    def released(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
 def _sleep_forever() -> None:
     while True:
         time.sleep(3600)
@@ -118,6 +146,7 @@ class FakeEngine:
         error: StylebotError | None = None,
         always: str | None = None,
         frame_seconds: float | None = None,
+        gate: Path | None = None,
     ):
         self.settings = settings
         self.device = "cpu" if device == "auto" else device
@@ -126,6 +155,8 @@ class FakeEngine:
         self.error = error  # every job fails with this after its first step
         self.always = always  # every unmarked photo behaves as if marked with this marker
         self.frame_seconds = step_seconds if frame_seconds is None else frame_seconds  # a clip's frame
+        self.gate = gate  # each job waits after its first step until the test releases it (``Gate``)
+        self.gated = 0  # jobs that reached the gate so far
         self.loaded = False
 
     @property
@@ -163,6 +194,8 @@ class FakeEngine:
             if self.error is not None:
                 raise self.error
             self._misbehave(act)
+            if step == 1:
+                self._wait_at_gate(should_cancel)
         data = invert(image) if image else invert(_blank())
         return StylizeResult(
             image=data,
@@ -233,6 +266,17 @@ class FakeEngine:
                         outcomes[i] = err
                         del runs[i]
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _wait_at_gate(self, should_cancel: Callable[[], bool] | None) -> None:
+        """Until the test releases this job (a gated engine only); a cancel ends the wait."""
+        if self.gate is None:
+            return
+        self.gated += 1
+        place = self.gated
+        while Gate.released(self.gate) < place:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled at the gate")
+            time.sleep(0.01)
 
     @staticmethod
     def _log_batch(contents: list[bytes]) -> None:
@@ -305,6 +349,8 @@ class _Run:
         if self.engine.error is not None:
             raise self.engine.error
         self.engine._misbehave(self.act)
+        if self.done == 1:
+            self.engine._wait_at_gate(self.should_cancel)
         return self.done >= self.steps
 
     def result(self) -> StylizeResult:
@@ -354,6 +400,13 @@ def long_engine(settings: Any, device: str = "cpu") -> FakeEngine:
 def steady_engine(settings: Any, device: str = "cpu") -> FakeEngine:
     """Every job (or batch) takes 20 steps of 50 ms (1 s): time for more photos to queue up behind it."""
     return FakeEngine(settings, device=device, step_seconds=0.05, steps=20)
+
+
+def gated_engine(settings: Any, device: str = "cpu") -> FakeEngine:
+    """Every job takes ``GATED_STEPS`` steps of 20 ms, waiting after the first until the test's ``Gate``
+    (named by ``STYLEBOT_FAKE_GATE``) releases it: the test queues or breaks things while a job paints, then
+    lets it end."""
+    return FakeEngine(settings, device=device, steps=GATED_STEPS, gate=Path(os.environ[GATE]))
 
 
 def crash_engine(settings: Any, device: str = "cpu") -> FakeEngine:

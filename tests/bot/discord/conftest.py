@@ -18,6 +18,9 @@ from bot.discord.app import build_client
 from bot.runtime import Runtime, build_services
 from tests.bot.telegram.e2e.conftest import fake_queue
 from tests.fakes.discord_faults import DiscordFaults
+from tests.fakes.engine import GATE, Gate
+
+GATED = "tests.fakes.engine:gated_engine"  # each job waits after its first step for ``gate.release()``
 
 
 @pytest.fixture
@@ -43,6 +46,16 @@ def discord_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gate:
+    """What the ``GATED`` engine's jobs wait at: the test releases each job when it has done what it races
+    against the job (queued another, broke the token). Named in the environment before the world starts,
+    so that the worker process inherits it."""
+    gate = Gate(tmp_path / "gate")
+    monkeypatch.setenv(GATE, str(gate.path))
+    return gate
 
 
 class DiscordBot:

@@ -9,8 +9,9 @@ import logging
 import pytest
 
 from bot import retrying
-from tests.bot.discord.conftest import art_channel, faulty_world, results_for, until
-from tests.bot.discord.test_faults import PHOTO, THREE_SECONDS, latest_job, tracebacks
+from tests.bot.discord.conftest import GATED, art_channel, faulty_world, results_for, until
+from tests.bot.discord.test_faults import PHOTO, latest_job, tracebacks
+from tests.fakes.engine import Gate
 
 
 @pytest.fixture(autouse=True)
@@ -43,11 +44,11 @@ async def test_a_command_whose_answer_discord_fails_is_a_warning_with_the_user(
 
 
 async def test_a_button_whose_answer_discord_fails_is_a_warning_with_the_user(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """Cancel is a ``DynamicItem``: discord.py runs it outside any view and would log its exception itself."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
@@ -86,14 +87,14 @@ async def test_a_bug_in_a_command_is_still_an_error_with_its_traceback(
 
 
 async def test_a_refusal_after_a_deferral_whose_answer_was_lost_reaches_the_user(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """Discord had the deferral but its answer was lost: discord.py thinks nothing was answered, yet a
     first response now would be refused (40060 "already acknowledged") and leave "thinking…" up for
     good. The refusal (one job at a time) comes as an ephemeral follow-up, and the public response goes."""
     caplog.set_level(logging.INFO)
     settings = discord_settings(max_active_jobs=1)
-    async with faulty_world(settings, engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(settings, engine=GATED) as (bot, faults):
         env = bot.env
         _, channel, alice = art_channel(env)
         first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
@@ -135,12 +136,12 @@ async def test_a_view_item_whose_answer_discord_fails_is_a_warning_with_the_user
 
 
 async def test_a_command_discord_failed_to_acknowledge_says_nothing_was_done(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """/cancel's deferral times out: the command stops there, cancelling nothing, and the user hears that
     Discord did not confirm the answer and to ask again, not "something went wrong on my side"."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
@@ -161,12 +162,12 @@ async def test_a_command_discord_failed_to_acknowledge_says_nothing_was_done(
 
 
 async def test_a_cancel_whose_acknowledgement_discord_dropped_cancels_without_an_apology(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """Cancel withdraws the job, then acknowledges the press; Discord dropping the press by then (Unknown
     Interaction) leaves the job cancelled, its status saying so: no apology claiming something failed."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, _faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, _faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")

@@ -18,6 +18,7 @@ import pytest
 
 from bot import retrying
 from tests.bot.discord.conftest import (
+    GATED,
     art_channel,
     discord_world,
     downloaded,
@@ -27,10 +28,10 @@ from tests.bot.discord.conftest import (
     until,
 )
 from tests.fakes import images
-from tests.fakes.engine import invert
+from tests.fakes.engine import Gate, invert
 
 PHOTO = images.pattern(64, 48)
-THREE_SECONDS = "tests.bot.discord.engines:three_second_engine"
+STEADY = "tests.fakes.engine:steady_engine"  # 20 steps of 50 ms: calls enough to meet the faults
 
 
 FOLLOW_UP = "POST /webhooks/{id}/{token}"
@@ -72,11 +73,11 @@ def token_dies(env) -> None:
 
 
 async def test_a_status_deleted_by_a_moderator_is_forgotten_and_the_painting_still_arrives(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     caplog.set_level(logging.INFO)
     settings = discord_settings(discord_status_interval=0.0)  # every event tries to edit
-    async with discord_world(settings, engine=THREE_SECONDS) as bot:
+    async with discord_world(settings, engine=GATED) as bot:
         env, core = bot.env, bot.core
         guild, channel, alice = art_channel(env)
         mods = guild.create_role("mods", permissions=discord.Permissions(manage_messages=True))
@@ -88,6 +89,7 @@ async def test_a_status_deleted_by_a_moderator_is_forgotten_and_the_painting_sti
         status_id = queued.response.id
         await moderator.delete(queued.response)
         since = len(env.http_requests)
+        gate.release(2)
 
         def painted() -> list:
             return [m for m in results_for(channel, alice) if "The Scream" in m.content]
@@ -98,7 +100,7 @@ async def test_a_status_deleted_by_a_moderator_is_forgotten_and_the_painting_sti
         second = await recorded(core, alice.id)
         assert second.state == "done"
         assert second.result_file_id == str(delivered[0].id)
-        # One edit found the status gone; none after it (the job ran 60 steps, each a progress event).
+        # One edit found the status gone; none after it (the job's steps were each a progress event).
         token = queued._interaction.token
         edits = [
             r
@@ -110,15 +112,16 @@ async def test_a_status_deleted_by_a_moderator_is_forgotten_and_the_painting_sti
 
 
 async def test_a_token_that_stops_working_falls_back_to_the_channel(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with discord_world(discord_settings(), engine=THREE_SECONDS) as bot:
+    async with discord_world(discord_settings(), engine=GATED) as bot:
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         assert result.response is not None
         token_dies(env)
+        gate.release()
 
         delivered = await until(env, lambda: results_for(channel, alice))
         assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
@@ -133,10 +136,10 @@ async def test_a_token_that_stops_working_falls_back_to_the_channel(
 
 
 async def test_with_no_token_and_a_channel_it_may_not_write_in_the_painting_comes_as_a_dm(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with discord_world(discord_settings(), engine=THREE_SECONDS) as bot:
+    async with discord_world(discord_settings(), engine=GATED) as bot:
         env, core = bot.env, bot.core
         guild = env.create_guild()
         channel = guild.create_text_channel("art")
@@ -152,6 +155,7 @@ async def test_with_no_token_and_a_channel_it_may_not_write_in_the_painting_come
             message="Missing Permissions",
             times=None,
         )
+        gate.release()
 
         delivered = await until(env, lambda: results_for(user.dm_channel, alice))
         assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
@@ -184,7 +188,8 @@ async def test_rate_limits_are_waited_out_by_discord_py_and_the_painting_arrives
     discord_settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    settings = discord_settings(discord_status_interval=0.0)  # each of the 20 steps' progress is an edit
+    async with faulty_world(settings, engine=STEADY) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         faults.set(share=0.3, kinds=("429",), retry_after=0.05)
@@ -229,14 +234,15 @@ async def test_a_rate_limit_that_outlasts_discord_py_is_not_retried_on_top(
 
 
 async def test_server_errors_are_retried_by_discord_py_and_then_by_the_bot(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         # A 502 on the follow-up: discord.py's webhook adapter tries again by itself (after 1 s).
         faults.set("POST", "/webhooks/*", share=1.0, kinds=("5xx",), server_errors=(502,), times=1)
+        gate.release()
         first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         await until(env, lambda: "Done" in first.response.content)
         assert len(first.followups) == 1
@@ -263,6 +269,7 @@ async def test_server_errors_are_retried_by_discord_py_and_then_by_the_bot(
             times=2,
             where=lambda body: "Done" in str(body.get("content")),
         )
+        gate.release()
         painted = await until(env, lambda: [m for m in results_for(channel, alice) if "Scream" in m.content])
         assert len(painted) == 1
         assert (await recorded(core, alice.id)).result_file_id == str(painted[0].id)
@@ -273,15 +280,16 @@ async def test_server_errors_are_retried_by_discord_py_and_then_by_the_bot(
 
 
 async def test_timeouts_on_status_edits_and_on_the_result_are_tried_again(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         faults.set("PATCH", "/webhooks/*/messages/@original", share=1.0, kinds=("timeout",), times=3)
         faults.set("POST", "/webhooks/*", share=1.0, kinds=("timeout",), times=2)
+        gate.release()
         delivered = await until(env, lambda: results_for(channel, alice))
         assert downloaded(env, delivered[0].attachments[0]) == invert(PHOTO)
         await until(env, lambda: "Done" in result.response.content)
@@ -293,17 +301,18 @@ async def test_timeouts_on_status_edits_and_on_the_result_are_tried_again(
 
 
 async def test_a_channel_send_whose_answer_was_lost_is_not_sent_twice(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """Discord created the message, the bot never heard: its retry carries the same nonce, and Discord
     (enforce_nonce) answers with the message it already created."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
         token_dies(env)
         faults.set("POST", f"/channels/{channel.id}/messages", share=1.0, kinds=("lost",), times=1)
+        gate.release()
         delivered = await until(env, lambda: results_for(channel, alice))
         await until(env, lambda: "Done" in result.response.content)
         assert len(results_for(channel, alice)) == 1
@@ -408,13 +417,13 @@ async def test_the_animation_comes_once_through_a_server_error_and_a_lost_answer
 
 
 async def test_an_ephemeral_refusal_comes_through_a_timeout(
-    discord_settings, caplog: pytest.LogCaptureFixture
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     """A refusal after the deferral (here: one job at a time) is an ephemeral follow-up: tried again after a
     timeout, not raised out of the command."""
     caplog.set_level(logging.INFO)
     settings = discord_settings(max_active_jobs=1)
-    async with faulty_world(settings, engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(settings, engine=GATED) as (bot, faults):  # the first job waits to be cancelled
         env = bot.env
         _, channel, alice = art_channel(env)
         first = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
@@ -432,12 +441,13 @@ async def test_an_ephemeral_refusal_comes_through_a_timeout(
     ("status", "code", "message"), [(403, 50001, "Missing Access"), (404, 10003, "Unknown Channel")]
 )
 async def test_with_every_way_refused_the_painting_is_given_up_and_the_status_left_alone(
-    discord_settings, caplog: pytest.LogCaptureFixture, status: int, code: int, message: str
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate, status: int, code: int, message: str
 ) -> None:
     """No token, a channel the bot was removed from (or that was deleted), a user whose DMs are closed: the
-    result is given up once, and the job's sixty progress events edit nothing after the first refusal."""
+    result is given up once, and the job's progress events edit nothing after the first refusal."""
     caplog.set_level(logging.INFO)
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    settings = discord_settings(discord_status_interval=0.0)  # every progress event would edit
+    async with faulty_world(settings, engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         _, channel, alice = art_channel(env)
         result = await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
@@ -446,6 +456,7 @@ async def test_with_every_way_refused_the_painting_is_given_up_and_the_status_le
         token_dies(env)
         faults.refuse_channel(channel.id, status=status, code=code, message=message)
         faults.refuse_dms(alice.id)
+        gate.release()
 
         async def given_up() -> Any:
             current = await core.db.get_job(job.id)

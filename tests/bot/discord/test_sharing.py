@@ -14,10 +14,18 @@ from typing import Any
 import pytest
 import simcord.interactions
 
-from tests.bot.discord.conftest import art_channel, discord_bot, downloaded, faulty_world, requests, until
-from tests.bot.discord.test_faults import THREE_SECONDS, latest_job, token_dies
+from tests.bot.discord.conftest import (
+    GATED,
+    art_channel,
+    discord_bot,
+    downloaded,
+    faulty_world,
+    requests,
+    until,
+)
+from tests.bot.discord.test_faults import latest_job, token_dies
 from tests.fakes import images
-from tests.fakes.engine import invert
+from tests.fakes.engine import Gate, invert
 
 PHOTO = images.pattern(64, 48)
 USER_INSTALL, GUILD_INSTALL = 1, 0  # Discord's integration types
@@ -82,10 +90,12 @@ async def test_paint_this_in_a_server_without_the_bot_answers_through_the_intera
         assert not [p for p in paths if p.startswith(f"/channels/{channel.id}")]  # nothing sent there
 
 
-async def test_past_the_token_the_painting_comes_as_a_dm(discord_settings, user_installed: None) -> None:
+async def test_past_the_token_the_painting_comes_as_a_dm(
+    discord_settings, user_installed: None, gate: Gate
+) -> None:
     """The interaction's token lives 15 minutes; a painting that takes longer cannot be a follow-up, and a
     server without the bot refuses its channel: the painting comes as a DM (one refused channel call)."""
-    async with faulty_world(discord_settings(), engine=THREE_SECONDS) as (bot, faults):
+    async with faulty_world(discord_settings(), engine=GATED) as (bot, faults):
         env, core = bot.env, bot.core
         guild = env.create_guild()
         channel = guild.create_text_channel("art")
@@ -98,6 +108,7 @@ async def test_past_the_token_the_painting_comes_as_a_dm(discord_settings, user_
         assert picker.response is not None
         await alice.select(picker.response, ["udnie"])
         token_dies(env)
+        gate.release()
 
         dm = person.dm_channel
         delivered = await until(env, lambda: [m for m in dm.history() if m.author.bot and m.attachments])
