@@ -5,6 +5,7 @@ a real bug still logs its traceback; the user hears an apology with a reference 
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -106,7 +107,8 @@ async def test_a_refusal_after_a_deferral_whose_answer_was_lost_reaches_the_user
         assert "in progress" in second.followups[0].content
         assert faults.outcomes("POST /interactions/{id}/{token}/callback") == {"ok": 1, "lost": 1}
         await alice.slash(channel, "cancel")
-    assert "40060" not in caplog.text
+    # Discord's code 40060 as a number of its own, not digits inside an id, a port or a pid.
+    assert not [r for r in caplog.records if re.search(r"(?<!\d)40060(?!\d)", r.getMessage())]
     assert not [r for r in caplog.records if "could not be sent" in r.getMessage()]
     assert tracebacks(caplog) == []
 
