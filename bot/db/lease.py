@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -66,6 +67,14 @@ APPLICATION_NAME_MAX = 63  # PostgreSQL's NAMEDATALEN - 1
 # operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), and
 # insufficient resources (53: too many connections while the others reconnect).
 PASSING_SQLSTATES = ("08", "57P", "53")
+# OS errors of a network on its way back (a server's host rebooting, its name not resolving yet); other OS
+# errors (a lock file's directory made read-only, a path that is gone) do not pass by themselves.
+PASSING_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.ETIMEDOUT}
+)
+# A waiting process's pauses in an outage grow no longer than this many of its polls: the holder usually
+# dies in the same outage, and the waiter should take over soon after the database is back, not minutes on.
+OUTAGE_PAUSE_POLLS = 10
 
 LostCallback = Callable[[str], None]
 
@@ -73,8 +82,12 @@ LostCallback = Callable[[str], None]
 def passing(err: BaseException) -> bool:
     """A failure to wait out: the server unreachable, restarting or out of connections, the connection
     dropped. Not: a refused login, a database that does not exist, a bug in a statement."""
-    if isinstance(err, OSError):  # refused, reset, unreachable (a TimeoutError is an OSError)
+    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):  # refused, reset, timed out
         return True
+    if isinstance(err, OSError):  # unreachable; asyncio's "Multiple exceptions" when every address failed
+        return err.errno in PASSING_ERRNOS or (
+            err.errno is None and str(err).startswith("Multiple exceptions")
+        )
     if isinstance(err, DBAPIError):
         state = str(getattr(err.orig, "sqlstate", None) or "")
         return err.connection_invalidated or state.startswith(PASSING_SQLSTATES)
@@ -167,8 +180,8 @@ class Lease(ABC):
 
     async def _attempt(self, stop: asyncio.Event, *, patient: bool) -> str | None:
         """One attempt (``_try``), and the lease's watch if it was taken. ``patient``: the database was
-        reached before, so a passing failure is tried again (``bot.retrying``'s patient pauses, one
-        WARNING per outage) until it goes through or the stop cancels it."""
+        reached before, so a passing failure is tried again (``bot.retrying``'s patient pauses, capped at
+        ``OUTAGE_PAUSE_POLLS`` polls; one WARNING per outage) until it goes through or the stop cancels it."""
         async with self._lock:
             if not patient:
                 holder = await self._try()
@@ -187,7 +200,7 @@ class Lease(ABC):
                     attempt,
                     passing=passing,
                     what="waiting for the database's lease",
-                    pauses=retrying.patient(),
+                    pauses=(min(p, OUTAGE_PAUSE_POLLS * self.poll_seconds) for p in retrying.patient()),
                     describe=describe,
                     quiet=True,
                 )

@@ -4,9 +4,11 @@ holder releases it or dies, a stop that ends the wait, and a holder told when it
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +20,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot import retrying
+from bot.db import lease as lease_module
 from bot.db.lease import FileLease, Lease, PostgresLease, Unshared, describe, lease_for, passing
 from tests.bot.db.conftest import PostgresServer
 
@@ -412,6 +415,7 @@ async def test_a_stop_ends_the_wait_in_a_pause_of_an_outage(
     tmp_path: Path, leases: list[Lease], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(retrying, "PATIENT_FIRST", 3600.0)  # the pause the stop must cut short
+    monkeypatch.setattr(lease_module, "OUTAGE_PAUSE_POLLS", 3600.0 / POLL)
     url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
     first, second = make(leases, url), make(leases, url)
     assert await first.acquire(asyncio.Event())
@@ -426,14 +430,45 @@ async def test_a_stop_ends_the_wait_in_a_pause_of_an_outage(
     assert not second.held
 
 
-async def test_a_failure_that_is_not_passing_still_ends_the_wait(tmp_path: Path, leases: list[Lease]) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("a bug"), PermissionError(13, "Permission denied"), FileNotFoundError(2, "No such file")],
+    ids=["bug", "read-only lock directory", "gone"],
+)
+async def test_a_failure_that_is_not_passing_still_ends_the_wait(
+    tmp_path: Path, leases: list[Lease], error: Exception
+) -> None:
+    """A bug, or a lock file the process may not write (an OSError, but no outage): the wait ends."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
     first, second = make(leases, url), make(leases, url)
     assert await first.acquire(asyncio.Event())
-    Outage(second, ValueError("a bug"))
+    Outage(second, error)
     async with asyncio.timeout(WAIT):
-        with pytest.raises(ValueError, match="a bug"):
+        with pytest.raises(type(error)):
             await second.acquire(asyncio.Event())
+
+
+async def test_after_an_outage_the_waiter_tries_again_within_a_few_polls(
+    tmp_path: Path, leases: list[Lease], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient pauses grow to minutes; a waiter's stop at ``OUTAGE_PAUSE_POLLS`` polls, so that it takes
+    over soon after the database is back (its holder usually died in the same outage)."""
+    monkeypatch.setattr(retrying, "PATIENT_FIRST", 3600.0)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    first, second = make(leases, url), make(leases, url)
+    assert await first.acquire(asyncio.Event())
+    outage = Outage(second, ConnectionResetError())
+    waiting = asyncio.create_task(second.acquire(asyncio.Event()))
+    try:
+        async with asyncio.timeout(WAIT):
+            await outage.over.wait()
+        await attempts_after(second, 1)  # after a pause of 10 polls, not an hour
+        assert not waiting.done()
+        await first.release()
+        async with asyncio.timeout(WAIT):
+            assert await waiting
+    finally:
+        waiting.cancel()  # an hour's pause holds the lease's lock: its release would wait for it
 
 
 def test_passing_failures_are_the_server_going_away_not_a_refused_login() -> None:
@@ -443,7 +478,14 @@ def test_passing_failures_are_the_server_going_away_not_a_refused_login() -> Non
         return DBAPIError("SELECT 1", {}, orig, connection_invalidated=invalidated)
 
     assert passing(ConnectionRefusedError())
+    assert passing(ConnectionResetError())
     assert passing(TimeoutError())
+    assert passing(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    assert passing(OSError(errno.EHOSTUNREACH, "No route to host"))
+    assert passing(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432, 0, 0), ..."))
+    assert not passing(PermissionError(errno.EACCES, "Permission denied"))  # a lock file's read-only folder
+    assert not passing(FileNotFoundError(errno.ENOENT, "No such file or directory"))
+    assert not passing(OSError(errno.EROFS, "Read-only file system"))
     assert passing(dbapi(None, invalidated=True))
     for sqlstate in ("57P01", "57P03", "08006"):  # admin shutdown, starting up, connection failure
         assert passing(dbapi(sqlstate))
