@@ -715,9 +715,15 @@ class JobRepository(_Repository):
             heartbeat_at=utcnow(),
         )
 
-    async def set_status_message(self, job_id: int, message_id: int | None) -> bool:
-        """Remember the bot's status message, in any state (it is edited when the job ends, too)."""
-        return await self._touch(job_id, status_message_id=message_id)
+    async def set_status_message(
+        self, job_id: int, message_id: int | None, *, chat_id: int | None = None
+    ) -> bool:
+        """Remember the bot's status message, in any state (it is edited when the job ends, too).
+        ``chat_id``: the chat it was sent to; nothing is remembered when the job is no longer there (a
+        Telegram group that became a supergroup meanwhile: the id names nothing, or another message, in
+        the new chat). ``False`` when nothing was remembered."""
+        where = () if chat_id is None else (Job.chat_id == chat_id,)
+        return await self._touch(job_id, *where, status_message_id=message_id)
 
     async def record_result_file(self, job_id: int, file_id: str) -> bool:
         """Remember what the platform confirmed sending (Telegram: the result's file id; Discord: the

@@ -299,10 +299,13 @@ class JobService:
         if self.announce_cancelled is not None:
             await self.announce_cancelled(job)
 
-    async def record_status(self, job_id: int, message_id: int) -> JobRecord | None:
+    async def record_status(
+        self, job_id: int, message_id: int, *, chat_id: int | None = None
+    ) -> JobRecord | None:
         """The job's status is (now) this message: remember it (progress edits it, a restart finds it) and
-        return the job as it is now, which may have ended meanwhile."""
-        await self.db.set_status_message(job_id, message_id)
+        return the job as it is now, which may have ended meanwhile. ``chat_id``: the chat the message
+        is in, where message ids are per chat (Telegram): not remembered for a job moved from it since."""
+        await self.db.set_status_message(job_id, message_id, chat_id=chat_id)
         return await self.db.get_job(job_id)
 
     async def cancel(self, job_id: int) -> JobRecord | None:

@@ -115,7 +115,7 @@ class StatusBoard:
         entry = self._entries[job.id] = self._new_entry(job, message_id, is_photo=is_photo)
         entry.shown = _View(text, buttons).key()
         self.throttle.shown(entry)
-        await self.jobs.record_status(job.id, message_id)
+        await self.jobs.record_status(job.id, message_id, chat_id=job.chat_id)
         if (early := self._early.pop(job.id, None)) is not None:  # the sketch was quicker than the message
             await self.show(job, early.text, early.buttons, preview=early.preview, now=True)
 
@@ -341,7 +341,7 @@ class StatusBoard:
                 job.chat_id, view.text, reply_markup=view.buttons, reply_parameters=quote(job)
             )
         entry.message_id, entry.is_photo = message.message_id, bool(view.preview)
-        await self.jobs.record_status(job.id, message.message_id)
+        await self.jobs.record_status(job.id, message.message_id, chat_id=job.chat_id)
 
     async def _render_here(self, entry: _Entry, view: _View) -> None:
         job = entry.job
@@ -378,7 +378,7 @@ class StatusBoard:
         )
         old_id = entry.message_id
         entry.message_id, entry.is_photo = message.message_id, True
-        await self.jobs.record_status(job.id, message.message_id)
+        await self.jobs.record_status(job.id, message.message_id, chat_id=job.chat_id)
         await self._delete(job, old_id)
 
 

@@ -133,3 +133,17 @@ async def test_a_sender_the_new_id_became_meanwhile_keeps_its_settings(database:
     heir = await database.get_user(NEW, platform="telegram")
     assert heir is not None
     assert heir.settings == {"quality": "draft"}
+
+
+async def test_a_status_sent_to_the_old_chat_is_not_recorded_on_the_moved_job(
+    database: Database, user: int
+) -> None:
+    """The status went to the old group just before the move, its id is recorded just after: that id
+    names nothing (or another message) in the new chat, and a restart would edit and delete it there."""
+    job = await new_job(database, user, chat_id=OLD, chat_type="group")
+    await database.move_chat("telegram", OLD, NEW)
+
+    assert not await database.set_status_message(job.id, 12, chat_id=OLD)
+    assert (await database.get_job(job.id)).status_message_id is None  # type: ignore[union-attr]
+    assert await database.set_status_message(job.id, 13, chat_id=NEW)
+    assert (await database.get_job(job.id)).status_message_id == 13  # type: ignore[union-attr]
