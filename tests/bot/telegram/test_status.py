@@ -34,7 +34,7 @@ class SlowTelegram:
 
 
 class Jobs:
-    async def record_status(self, job_id: int, message_id: int) -> None:
+    async def record_status(self, job_id: int, message_id: int, *, chat_id: int | None = None) -> None:
         return None
 
 
