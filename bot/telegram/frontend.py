@@ -245,13 +245,18 @@ class TelegramFrontend:
             kept = f"; it stays in {path} and is tried again later" if path is not None else ""
             log.warning("job %d: %s not sent: %s%s", job.id, what, err, kept)
 
-    async def send_full_resolution(self, job: JobRecord, reply_to: int) -> bool:
-        """The lossless file behind a result photo; False once the retention sweep removed it."""
+    async def send_full_resolution(self, job: JobRecord, reply_to: int, *, in_chat: int) -> bool:
+        """The lossless file behind a result photo, a reply to message ``reply_to`` of chat ``in_chat`` (the
+        pressed result) while the job is still in that chat: a message id names a message of one chat only,
+        and a job moved to a supergroup since would quote an unrelated message there. False once the
+        retention sweep removed the file."""
         path = self.notifier.result_path(job)
         if path is None:
             return False
         data = await asyncio.to_thread(path.read_bytes)
-        reply = ReplyParameters(reply_to, allow_sending_without_reply=True)
+        reply = (
+            ReplyParameters(reply_to, allow_sending_without_reply=True) if in_chat == job.chat_id else None
+        )
         try:
             await self.bot.send_document(
                 job.chat_id, data, filename=_file_name(job, path), reply_parameters=reply

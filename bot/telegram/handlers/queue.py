@@ -68,7 +68,9 @@ async def on_full_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE)
         await answer(query, refusal(update, err))
         return
     await answer(query)
-    if not await frontend(context).send_full_resolution(job, reply_to=message.message_id):
+    if not await frontend(context).send_full_resolution(
+        job, reply_to=message.message_id, in_chat=message.chat_id
+    ):
         await reply(update, say(update, "full_resolution_gone"))
 
 

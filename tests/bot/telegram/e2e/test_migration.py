@@ -117,3 +117,26 @@ async def test_the_service_message_moves_the_job_the_switch_and_the_defaults(
         refused = await tg.wait_for("sendMessage", to(supergroup))
         assert "I'm switched off here" in refused.params["text"]
     assert not [c for c in tg.calls_to("sendPhoto") if to(group)(c)]
+
+
+@pytest.mark.timeout(120)
+async def test_full_resolution_under_a_moved_result_quotes_no_old_message(
+    tg: FakeTelegram, start_bot: StartBot, settings_for: Callable[..., Settings]
+) -> None:
+    """Full resolution pressed under a result left in the old group, after the job moved: the file goes to
+    the supergroup, quoting nothing (the pressed message's id is the old group's; there it names another
+    message, or none)."""
+    settings = settings_for()
+    alice = tg.user("Alice")
+    group = tg.group("Club", [alice], supergroup=False)
+    async with start_bot(settings):
+        await tg.send_photo(alice, group, images.pattern(64, 48), caption=STYLE)
+        sent = await tg.wait_for("sendPhoto", is_result_in(group), timeout=30)
+        result = next(m for m in tg.messages_in(group) if m.message_id == sent.result["message_id"])
+        supergroup = await tg.upgrade_group(group, alice)
+        await until(lambda: not tg.pending_updates)  # the service messages moved the job
+        assert (await job_of(settings, alice)).chat_id == supergroup.id
+        await tg.press_button(alice, result, result.button_data[0])
+        document = await tg.wait_for("sendDocument", lambda c: c.ok)
+    assert document.params["chat_id"] == supergroup.id
+    assert "reply_parameters" not in document.params
