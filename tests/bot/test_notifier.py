@@ -18,6 +18,7 @@ from bot.notifier import Notifier
 from bot.queue.base import JobResult, QueueStatus
 from bot.services.jobs import JobService, Limits
 from engine.protocol import Progress
+from tests.conftest import copy_sqlite
 
 
 class RecordingFrontend:
@@ -77,9 +78,8 @@ class IdleQueue:
 
 
 @pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[tuple[Database, Notifier]]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
-    await db.migrate()
+async def core(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[tuple[Database, Notifier]]:
+    db = Database(copy_sqlite(sqlite_template, tmp_path / "core.db"))  # migrated already
     jobs = JobService(
         db,
         IdleQueue(),  # type: ignore[arg-type]  # a stand-in queue

@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.discord.app import build_client
 from bot.runtime import Runtime, build_services
 from tests.bot.telegram.e2e.conftest import fake_queue
+from tests.conftest import copy_sqlite
 from tests.fakes.discord_faults import DiscordFaults
 from tests.fakes.engine import GATE, Gate
 
@@ -24,14 +25,15 @@ GATED = "tests.fakes.engine:gated_engine"  # each job waits after its first step
 
 
 @pytest.fixture
-def discord_settings(tmp_path: Path) -> Callable[..., Settings]:
+def discord_settings(tmp_path: Path, sqlite_template: Path) -> Callable[..., Settings]:
     styles = tmp_path / "styles"
     styles.mkdir(exist_ok=True)
+    database_url = copy_sqlite(sqlite_template, tmp_path / "bot.db")  # migrated already
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "discord_bot_token": "discord.test.token",
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "database_url": database_url,
             "data_dir": tmp_path / "data",
             "styles_dir": styles,
             "style_cache_dir": tmp_path / "stats",

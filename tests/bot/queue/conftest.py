@@ -21,6 +21,7 @@ from bot.queue.base import JobResult
 from bot.queue.embedded import EmbeddedQueue
 from engine.protocol import Progress
 from engine.workers.runner import WorkerOptions
+from tests.conftest import copy_sqlite
 from tests.fakes.images import pattern
 
 WAIT = 15.0  # seconds any single expectation may take before the test fails (never hangs)
@@ -157,9 +158,8 @@ class Jobs:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "stylebot.db"))  # migrated already
     try:
         yield database
     finally:

@@ -12,14 +12,14 @@ import pytest
 from bot.db import Database
 from bot.services.chats import ChatService
 from tests.bot.db.test_jobs import new_job
+from tests.conftest import copy_sqlite
 
 OLD, NEW = -4518810793, -1002471352452
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     await database.upsert_user(7, None, "Ada", None, platform="telegram")
     yield database
     await database.dispose()

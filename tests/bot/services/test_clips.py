@@ -30,15 +30,15 @@ from engine.catalog import load_catalog
 from engine.clips import ClipLimits, media
 from engine.workers.clips import ClipOrder
 from tests.bot.services.test_jobs import RecordingQueue, photo_job
+from tests.conftest import copy_sqlite
 from tests.fakes import clips
 
 TELEGRAM_MP4 = ClipFormat("mp4", 50 * 2**20)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     yield database
     await database.dispose()
 

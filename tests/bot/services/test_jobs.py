@@ -17,6 +17,7 @@ from bot.services.access import Admins
 from bot.services.jobs import JobService, LimitReachedError, Limits, NewJob, Placement
 from engine.catalog import load_catalog
 from engine.protocol import StyleSettings
+from tests.conftest import copy_sqlite
 from tests.fakes import images
 
 
@@ -34,9 +35,8 @@ class RecordingQueue:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     await database.upsert_user(7, "ada", "Ada", "en", platform="telegram")
     yield database
     await database.dispose()

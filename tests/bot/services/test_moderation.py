@@ -27,6 +27,7 @@ from bot.services.refusals import (
 )
 from bot.services.stats import StatsService
 from tests.bot.services.test_jobs import photo_job
+from tests.conftest import copy_sqlite
 
 ADMIN, ALICE, BOB = 1, 7, 8
 GROUP = -100500
@@ -81,9 +82,8 @@ def build(db: Database, tmp: Path) -> Core:
 
 
 @pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await db.migrate()
+async def core(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Core]:
+    db = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     yield build(db, tmp_path)
     await db.dispose()
 

@@ -13,6 +13,7 @@ import pytest
 
 from bot.db import Database
 from bot.services.retention import Retention, RetentionPolicy
+from tests.conftest import copy_sqlite
 
 DAY = 86400.0
 
@@ -31,9 +32,8 @@ def aged(path: Path, seconds: float, data: bytes = b"x") -> Path:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     await database.upsert_user(7, None, "Ada", None, platform="telegram")
     yield database
     await database.dispose()

@@ -31,6 +31,7 @@ from bot.texts import text
 from engine.catalog import load_catalog
 from engine.errors import UnknownStyleError
 from engine.protocol import StyleSettings
+from tests.conftest import copy_sqlite
 from tests.fakes import images
 
 CATALOG = load_catalog()
@@ -63,9 +64,8 @@ class Paintings:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     yield database
     await database.dispose()
 

@@ -19,6 +19,7 @@ from bot.services.sharing import CHOICE_TTL, SharingService, parse_payload, styl
 from engine.catalog import load_catalog
 from tests.bot.services.test_jobs import photo_job
 from tests.bot.services.test_moderation import ADMIN, ALICE, BOB, Core, build, yes
+from tests.conftest import copy_sqlite
 
 CATALOG = load_catalog()
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -40,9 +41,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    await db.migrate()
+async def world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[World]:
+    db = Database(copy_sqlite(sqlite_template, tmp_path / "bot.db"))  # migrated already
     clock = Clock()
     service = SharingService(
         db, CATALOG, results_dir=tmp_path / "results", retention=timedelta(days=7), clock=clock

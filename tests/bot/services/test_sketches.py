@@ -17,6 +17,7 @@ from bot.services.sketches import Kept, SketchService, sketch_path
 from engine.errors import CorruptImageError, SketchUnavailableError
 from engine.style_store import StyleStore
 from engine.workers.sketcher import SketchBusyError, SketchRequest, SketchResult
+from tests.conftest import copy_sqlite
 from tests.fakes import images
 
 SKETCH = SketchResult(images.jpeg(40, 30), 40, 30, 0.1)
@@ -82,9 +83,8 @@ class FakeNotifier:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
-    await database.migrate()
+async def db(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Database]:
+    database = Database(copy_sqlite(sqlite_template, tmp_path / "core.db"))  # migrated already
     yield database
     await database.dispose()
 

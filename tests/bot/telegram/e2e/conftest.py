@@ -26,6 +26,7 @@ from bot.telegram.context import services
 from engine.catalog import load_catalog
 from engine.settings import EngineSettings
 from engine.workers.runner import WorkerOptions
+from tests.conftest import copy_sqlite
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 StartBot = Callable[..., contextlib.AbstractAsyncContextManager[Services]]
@@ -38,15 +39,16 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, tg: FakeTelegram) -> Callable[..., Settings]:
+def settings_for(tmp_path: Path, tg: FakeTelegram, sqlite_template: Path) -> Callable[..., Settings]:
     styles = tmp_path / "styles"
     styles.mkdir(exist_ok=True)
+    database_url = copy_sqlite(sqlite_template, tmp_path / "bot.db")  # migrated already
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "telegram_bot_token": tg.token,
             "telegram_api_url": tg.root_url,
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "database_url": database_url,
             "data_dir": tmp_path / "data",
             "styles_dir": styles,
             "style_cache_dir": tmp_path / "stats",
