@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.common import answer, core_of, guarded, lang, refusal, say
+from bot.discord.common import acknowledge, answer, core_of, guarded, lang, refusal, say
 from bot.discord.failures import FAILURES, describe
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
@@ -47,7 +47,9 @@ async def admin_stats(interaction: discord.Interaction) -> None:
 @admin.command(name="block", description="Block someone: their pictures are cancelled and new ones refused")
 @app_commands.describe(user="who to block")
 async def admin_block(interaction: discord.Interaction, user: discord.User) -> None:
-    await interaction.response.defer(ephemeral=True)  # the statuses it cancels may take past 3 seconds
+    await acknowledge(
+        interaction, interaction.response.defer(ephemeral=True)
+    )  # the statuses it cancels may take past 3 seconds
     try:
         blocked = await core_of(interaction).moderation.block(interaction.user.id, user.id, platform=DISCORD)
     except REFUSALS as err:

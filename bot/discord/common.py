@@ -11,9 +11,10 @@ import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -33,11 +34,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
+T = TypeVar("T")
 
 DEFERRED = (
     "stylebot.deferred"  # ``interaction.extras`` key: a deferral sent whose answer was lost (``responded``)
 )
 EXPIRED = "stylebot.expired"  # ``interaction.extras`` key: Discord dropped it before its deferral came
+ACK_FAILED = "stylebot.ack_failed"  # ``interaction.extras`` key: its first response failed (``acknowledge``)
+DISCORD_FAILURES = (discord.HTTPException, aiohttp.ClientError)  # of ``FAILURES``, those that are Discord's
 MESSAGE_LIMIT = 2000  # characters in one message's content
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices and select options
 
@@ -114,6 +118,17 @@ def expired(interaction: discord.Interaction) -> bool:
     return bool(interaction.extras.get(EXPIRED))
 
 
+async def acknowledge(interaction: discord.Interaction, response: Awaitable[T]) -> T:
+    """The interaction's first response (``interaction.response.defer(...)``, ``send_message``...), awaited;
+    when Discord fails it, the interaction is marked so that ``report`` tells the user nothing was done
+    (a handler acknowledges before it changes anything) and the failure goes on to ``report``."""
+    try:
+        return await response
+    except FAILURES:
+        interaction.extras[ACK_FAILED] = True
+        raise
+
+
 async def answer(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer, whether or not the interaction was deferred (ephemerally). A follow-up is tried
     again after a passing failure (``bot.discord.failures``; seen by the user alone, a rare duplicate is
@@ -160,18 +175,25 @@ async def report(interaction: discord.Interaction, error: BaseException) -> None
     ``guarded`` buttons): Discord failing the bot (``failures.FAILURES``: a 503, a timeout) is one WARNING
     line with the user, anything else is a bug and logged with its traceback; either way the user gets a
     word with a reference to the log line, if Discord takes it: an apology for a bug, and for Discord's
-    failure what happened. A handler acknowledges before it changes anything (or handles the failure of a
-    later acknowledgement itself, as Cancel does), so an interaction Discord failed to acknowledge has had
-    nothing done: the user is told so, and to ask again, instead of "something went wrong on my side"."""
+    failure what happened. A handler acknowledges (``acknowledge``) before it changes anything (or handles
+    the failure of a later acknowledgement itself, as Cancel and the settings panel do), so an interaction
+    Discord failed to acknowledge has had nothing done: the user is told so, and to ask again, instead of
+    "something went wrong on my side". Any other passing failure (a database or file the handler read
+    before its acknowledgement) gets the apology: that was not Discord."""
     if isinstance(error, app_commands.CommandInvokeError):  # a command's own exception, wrapped
         error = error.original
     reference = secrets.token_hex(4).upper()
     user = interaction.user.id
     key = "apology"
-    if isinstance(error, FAILURES):
-        if not responded(interaction):  # the failure was the acknowledgement (its deferral, its answer)
-            key = "discord_not_acknowledged"
+    if interaction.extras.get(ACK_FAILED):  # the failure was the acknowledgement (its deferral, its answer)
+        key = "discord_not_acknowledged"
+        log.warning(
+            "Discord failed to acknowledge for user %d (ref %s): %s", user, reference, describe(error)
+        )
+    elif isinstance(error, DISCORD_FAILURES):
         log.warning("Discord failed a call for user %d (ref %s): %s", user, reference, describe(error))
+    elif isinstance(error, FAILURES):  # an OSError: a timeout of Discord's, or the bot's database, a file
+        log.warning("a call failed for discord user %d (ref %s): %s", user, reference, describe(error))
     else:
         log.error("unexpected error (ref %s) for discord user %d", reference, user, exc_info=error)
     with contextlib.suppress(*FAILURES):

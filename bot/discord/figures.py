@@ -16,6 +16,7 @@ from bot.discord.attachments import precheck
 from bot.discord.common import (
     MAX_CHOICES,
     StylebotView,
+    acknowledge,
     answer,
     core_of,
     guarded,
@@ -149,8 +150,11 @@ async def again_pressed(interaction: discord.Interaction, job_id: int) -> None:
     if source is None:
         return
     options = [(f"{p.title} ({p.artist})", p.id) for p in core_of(interaction).catalog][:MAX_CHOICES]
-    await interaction.response.send_message(
-        say(interaction, "discord_pick_style"), view=RepaintPicker(source.id, options), ephemeral=True
+    await acknowledge(
+        interaction,
+        interaction.response.send_message(
+            say(interaction, "discord_pick_style"), view=RepaintPicker(source.id, options), ephemeral=True
+        ),
     )
 
 

@@ -18,7 +18,17 @@ from discord import app_commands
 from bot import replies
 from bot.discord.attachments import image_of, is_clip, is_image, precheck
 from bot.discord.clips import DISCORD_UPLOAD
-from bot.discord.common import MAX_CHOICES, StylebotView, answer, core_of, lang, refusal, refuse, say
+from bot.discord.common import (
+    MAX_CHOICES,
+    StylebotView,
+    acknowledge,
+    answer,
+    core_of,
+    lang,
+    refusal,
+    refuse,
+    say,
+)
 from bot.discord.jobs import AsClip, start_job
 from bot.discord.markdown import markdown
 from bot.discord.styles import choose, style_choices
@@ -133,6 +143,9 @@ async def paint_this(interaction: discord.Interaction, message: discord.Message)
         await answer(interaction, say(interaction, "discord_no_image"))
         return
     options = await style_choices(interaction, "")
-    await interaction.response.send_message(
-        say(interaction, "discord_pick_style"), view=StylePicker(message, options), ephemeral=True
+    await acknowledge(
+        interaction,
+        interaction.response.send_message(
+            say(interaction, "discord_pick_style"), view=StylePicker(message, options), ephemeral=True
+        ),
     )

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 
 from bot.discord.attachments import precheck
-from bot.discord.common import answer, core_of, fitting, lang, refusal, refuse, remember, say
+from bot.discord.common import acknowledge, answer, core_of, fitting, lang, refusal, refuse, remember, say
 from bot.discord.jobs import start_job
 from bot.discord.styles import choose, style_choices
 from bot.frontend import DISCORD
@@ -25,7 +25,7 @@ preset = app_commands.Group(name="preset", description="Save and use your styles
 @app_commands.autocomplete(style=style_choices)
 async def preset_save(interaction: discord.Interaction, name: str, style: str | None = None) -> None:
     """``style`` named, else the style of the user's latest job."""
-    await interaction.response.defer(ephemeral=True)
+    await acknowledge(interaction, interaction.response.defer(ephemeral=True))
     await remember(interaction)
     core = core_of(interaction)
     try:

@@ -12,7 +12,7 @@ from discord import app_commands
 
 from bot import replies
 from bot.db import JobRecord
-from bot.discord.common import StylebotView, answer, core_of, guarded, lang, refusal, say
+from bot.discord.common import StylebotView, acknowledge, answer, core_of, guarded, lang, refusal, say
 from bot.discord.failures import FAILURES, describe
 from bot.discord.markdown import markdown
 from bot.discord.sketch import KeepButton
@@ -82,7 +82,9 @@ async def queue_command(interaction: discord.Interaction) -> None:
 @app_commands.command(name="cancel", description="Stop your latest picture")
 @app_commands.describe(everything="stop all of your pictures")
 async def cancel_command(interaction: discord.Interaction, everything: bool = False) -> None:
-    await interaction.response.defer(ephemeral=True)  # the statuses it edits may take past 3 seconds
+    await acknowledge(
+        interaction, interaction.response.defer(ephemeral=True)
+    )  # the statuses it edits may take past 3 seconds
     jobs = core_of(interaction).jobs
     count = await jobs.withdraw_latest(interaction.user.id, everything=everything, platform=DISCORD)
     if not count:

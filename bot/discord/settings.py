@@ -3,17 +3,22 @@ preview, sketch first). What a choice means and how it is kept is ``UserService.
 
 from __future__ import annotations
 
+import logging
+
 import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord.common import StylebotView, answer, core_of, lang, refusal, remember
+from bot.discord.common import StylebotView, acknowledge, answer, core_of, lang, refusal, remember
+from bot.discord.failures import FAILURES, describe
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services.preferences import COLOR_CHOICES, STRENGTHS, Preferences
 from bot.services.refusals import Refused
 from bot.texts import text
 from engine.protocol import QUALITIES
+
+log = logging.getLogger(__name__)
 
 
 def settings_view(
@@ -79,7 +84,15 @@ class SettingsView(StylebotView):
             return
         sketches = core.settings.sketch_preview
         body, view = settings_view(lang(interaction), self.owner, prefs, sketches=sketches)
-        await interaction.response.edit_message(content=body, view=view)
+        try:
+            await interaction.response.edit_message(content=body, view=view)
+        except FAILURES as err:  # saved: only the panel shows the old value (pressing again is harmless)
+            log.warning(
+                "discord user %d: %s saved, but the settings panel could not be refreshed: %s",
+                self.owner,
+                key,
+                describe(err),
+            )
 
 
 @app_commands.command(name="settings", description="Quality, strength, colours, live preview, sketch first")
@@ -89,4 +102,4 @@ async def settings_command(interaction: discord.Interaction) -> None:
     prefs = await core.users.preferences(interaction.user.id, platform=DISCORD)
     sketches = core.settings.sketch_preview
     body, view = settings_view(lang(interaction), interaction.user.id, prefs, sketches=sketches)
-    await interaction.response.send_message(body, view=view, ephemeral=True)
+    await acknowledge(interaction, interaction.response.send_message(body, view=view, ephemeral=True))

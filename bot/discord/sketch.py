@@ -9,7 +9,7 @@ from typing import Any
 import discord
 
 from bot import replies
-from bot.discord.common import answer, core_of, guarded, lang
+from bot.discord.common import acknowledge, answer, core_of, guarded, lang
 from bot.discord.markdown import markdown
 from bot.frontend import DISCORD
 from bot.services.sketches import Kept
@@ -43,6 +43,6 @@ async def keep_pressed(interaction: discord.Interaction, job_id: int) -> None:
     if isinstance(job, Kept):
         await answer(interaction, markdown(replies.kept(lang(interaction), job)))
         return
-    await interaction.response.defer()
+    await acknowledge(interaction, interaction.response.defer())
     outcome = await core.sketches.keep(job)
     await answer(interaction, markdown(replies.kept(lang(interaction), outcome)))

@@ -12,7 +12,16 @@ import discord
 from discord import app_commands
 
 from bot.discord.attachments import download, image_of
-from bot.discord.common import MAX_CHOICES, MESSAGE_LIMIT, answer, core_of, refusal, remember, say
+from bot.discord.common import (
+    MAX_CHOICES,
+    MESSAGE_LIMIT,
+    acknowledge,
+    answer,
+    core_of,
+    refusal,
+    remember,
+    say,
+)
 from bot.frontend import DISCORD
 from bot.services import styles
 from bot.services.refusals import REFUSALS
@@ -61,7 +70,7 @@ async def style_choices(interaction: discord.Interaction, current: str) -> list[
 
 @app_commands.command(name="styles", description="The paintings I can paint in")
 async def styles_command(interaction: discord.Interaction) -> None:
-    await interaction.response.defer(ephemeral=True)
+    await acknowledge(interaction, interaction.response.defer(ephemeral=True))
     paintings = core_of(interaction).paintings
     lines = [f"`{p.id}`: {p.title}, {p.artist} ({p.year})" for p in paintings.store.catalog]
     sheet = await paintings.overview(platform=DISCORD)
@@ -79,7 +88,7 @@ async def use_as_my_style(interaction: discord.Interaction, message: discord.Mes
     if attachment is None:
         await answer(interaction, say(interaction, "discord_no_image"))
         return
-    await interaction.response.defer(ephemeral=True)
+    await acknowledge(interaction, interaction.response.defer(ephemeral=True))
     await remember(interaction)
     core = core_of(interaction)
     name = attachment.filename.rsplit(".", 1)[0]

@@ -37,7 +37,7 @@ async def test_a_command_whose_answer_discord_fails_is_a_warning_with_the_user(
         assert [f.ephemeral for f in result.followups] == [True]
         assert "Reference" in result.followups[0].content  # the apology, ephemeral
         assert [type(e.__cause__) for e in bot.env.errors] == [TimeoutError]  # seen (and let go) by SimCord
-    (warning,) = [r for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()]
+    (warning,) = [r for r in records(caplog, logging.WARNING) if "a call failed" in r.getMessage()]
     assert f"user {alice.id}" in warning.getMessage()
     assert "TimeoutError" in warning.getMessage()
     assert records(caplog, logging.ERROR) == []
@@ -113,11 +113,11 @@ async def test_a_refusal_after_a_deferral_whose_answer_was_lost_reaches_the_user
     assert tracebacks(caplog) == []
 
 
-async def test_a_view_item_whose_answer_discord_fails_is_a_warning_with_the_user(
+async def test_a_settings_change_whose_panel_discord_fails_is_saved_and_says_so_in_the_log(
     discord_settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The /settings panel is a ``StylebotView``: its items' failures go through ``report``, not through
-    discord.py's "Ignoring exception in view" traceback."""
+    """The /settings panel saves the choice, then edits itself (its acknowledgement): that edit failing is
+    one WARNING saying the setting was saved, not "nothing was done" to a user whose setting changed."""
     caplog.set_level(logging.INFO)
     async with faulty_world(discord_settings()) as (bot, faults):
         _, channel, alice = art_channel(bot.env)
@@ -127,14 +127,39 @@ async def test_a_view_item_whose_answer_discord_fails_is_a_warning_with_the_user
         await until(bot.env, lambda: records(caplog, logging.WARNING))
         user = await bot.core.db.get_user(alice.id, platform="discord")
         assert user.settings["quality"] == "high"  # changed; only showing it failed
-        assert [type(e) for e in bot.env.errors] == [TimeoutError]  # seen (and let go) by SimCord
-    warnings = [
-        r.getMessage() for r in records(caplog, logging.WARNING) if "Discord failed a call" in r.getMessage()
+        assert bot.env.errors == []  # handled: nothing raised to discord.py
+    (warning,) = [r.getMessage() for r in records(caplog, logging.WARNING) if "saved" in r.getMessage()]
+    assert f"discord user {alice.id}: quality saved, but the settings panel could not be refreshed" in warning
+    assert not [
+        r for r in caplog.records if "failed a call" in r.getMessage() or "acknowledge" in r.getMessage()
     ]
-    assert len(warnings) == 1
-    assert f"user {alice.id}" in warnings[0]
     assert records(caplog, logging.ERROR) == []
     assert tracebacks(caplog) == []
+
+
+async def test_a_database_failure_before_the_acknowledgement_is_no_fault_of_discord(
+    discord_settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/settings reads the preferences before its answer: the database refusing the connection (an
+    OSError, as Discord's timeouts are) gets the apology, not "Discord didn't confirm my answer"."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, _):
+        _, channel, alice = art_channel(bot.env)
+
+        async def unreachable(*_: object, **__: object) -> None:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+        monkeypatch.setattr(bot.core.users, "preferences", unreachable)
+        result = await alice.slash(channel, "settings")
+        answers = ([result.response] if result.response else []) + result.followups
+        assert [a.ephemeral for a in answers] == [True]
+        assert "went wrong on my side" in answers[0].content
+        assert "Discord didn't confirm" not in answers[0].content
+        assert [type(e.__cause__) for e in bot.env.errors] == [ConnectionRefusedError]  # seen, let go
+    assert not [r for r in caplog.records if "Discord failed" in r.getMessage()]
+    (warning,) = [r.getMessage() for r in records(caplog, logging.WARNING) if "call failed" in r.getMessage()]
+    assert f"discord user {alice.id}" in warning
+    assert "ConnectionRefusedError" in warning
 
 
 async def test_a_command_discord_failed_to_acknowledge_says_nothing_was_done(
