@@ -300,7 +300,9 @@ def test_a_bf16_batch_matches_single_bf16_runs(bf16: Engine, monkeypatch: pytest
         assert isinstance(batched, StylizeResult)
         assert isinstance(single, StylizeResult)
         assert batched.steps == single.steps
-        assert batched.losses["total"] == pytest.approx(single.losses["total"], rel=0.02)
+        # The last loss is more sensitive than the pixels: on a CPU that emulates bf16 (AVX2 only, an AMD
+        # Zen 3 of CI's kind) the batch ends 6% from the single run with its pixels within the bounds above.
+        assert batched.losses["total"] == pytest.approx(single.losses["total"], rel=0.1)
 
 
 def test_a_style_layer_weighed_zero_is_not_computed(bf16: Engine) -> None:
