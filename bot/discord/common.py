@@ -157,7 +157,12 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     """An ephemeral answer, also after a public deferral (what only the download shows: a corrupt picture,
     too many pixels, a limit reached meanwhile): the public "thinking" response is first completed (while
     it loads, a followup would only edit it, public), then the refusal follows ephemerally and the public
-    response is deleted: only the user sees why."""
+    response is deleted: only the user sees why. An interaction that expired before its deferral
+    (``mark_expired``) takes nothing through its token: the refusal goes to its channel, pinging the user
+    (who saw "did not respond" and would hear nothing else)."""
+    if expired(interaction):
+        await _tell_in_channel(interaction, message)
+        return
     if not responded(interaction):
         await answer(interaction, message)
         return
@@ -168,6 +173,30 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     finally:
         with contextlib.suppress(*FAILURES):
             await interaction.delete_original_response()
+
+
+async def _tell_in_channel(interaction: discord.Interaction, message: str) -> None:
+    """``message`` in the interaction's channel, pinging its user alone; a channel out of reach (a user
+    install in a server without the bot) hears nothing, and the log says so."""
+    user = interaction.user.id
+    if interaction.channel_id is None:
+        log.warning("discord user %d: not told (no channel): %s", user, message[:80])
+        return
+    channel = client_of(interaction).get_partial_messageable(
+        interaction.channel_id, guild_id=interaction.guild_id
+    )
+    mention = discord.AllowedMentions(users=[discord.Object(user)])
+    try:
+        await retried(
+            lambda: channel.send(
+                f"<@{user}> {message}", allowed_mentions=mention, nonce=f"r{interaction.id}"
+            ),
+            passing=worth_retrying,
+            describe=describe,
+            what=f"message to discord user {user}",
+        )
+    except FAILURES as err:
+        log.warning("discord user %d: the answer could not be sent in the channel: %s", user, describe(err))
 
 
 async def report(interaction: discord.Interaction, error: BaseException) -> None:

@@ -118,8 +118,9 @@ class StylePicker(StylebotView):
         self.add_item(self.select)
 
     async def picked(self, interaction: discord.Interaction) -> None:
+        """The pick's response becomes the job's status: acknowledged by ``start_job`` (``jobs.begin``), as
+        /paint is, so a pick whose deferral came too late is painted too; a refusal before it is ephemeral."""
         attachment = image_of(self.message)
-        await interaction.response.defer(thinking=True)
         try:
             choice = await choose(interaction, self.select.values[0])
         except REFUSALS as err:

@@ -227,3 +227,47 @@ async def test_a_painting_whose_interaction_expired_is_announced_in_the_channel(
         assert "it will appear here" in told[0].content
     assert records(caplog, logging.ERROR) == []
     assert tracebacks(caplog) == []
+
+
+async def test_a_refusal_after_an_expired_interaction_is_told_in_the_channel(
+    discord_settings, caplog: pytest.LogCaptureFixture, gate: Gate
+) -> None:
+    """/paint's deferral came too late (Unknown Interaction), and then the core refuses (one picture at a
+    time): the token is dead, so the refusal comes in the channel, pinging the user, who would otherwise
+    hear nothing after Discord's "did not respond"."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings(max_active_jobs=1), engine=GATED) as (bot, _faults):
+        env = bot.env
+        _, channel, alice = art_channel(env)
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        env.inject_error("POST", "/interactions/*", status=404, code=10062, message="Unknown interaction")
+        await alice.slash(channel, "paint", image=("photo.png", PHOTO), style="udnie")
+        told = await until(
+            env,
+            lambda: [m for m in channel.history() if m.author.bot and m.content.startswith(f"<@{alice.id}>")],
+        )
+        assert len(told) == 1
+        assert "in progress" in told[0].content
+        await alice.slash(channel, "cancel")
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
+
+
+async def test_paint_this_whose_pick_expired_is_painted_all_the_same(
+    discord_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "Paint this" acknowledges its pick as /paint does (``jobs.begin``): a pick whose deferral came too
+    late (Unknown Interaction) is painted all the same, and the painting comes in the channel."""
+    caplog.set_level(logging.INFO)
+    async with faulty_world(discord_settings()) as (bot, _faults):
+        env = bot.env
+        guild, channel, alice = art_channel(env)
+        bob = guild.add_member(env.create_user("bob"))
+        posted = await bob.send(channel, "look", attachments=[("photo.png", PHOTO)])
+        picker = await alice.context_menu(channel, "Paint this", posted)
+        env.inject_error("POST", "/interactions/*", status=404, code=10062, message="Unknown interaction")
+        await alice.select(picker.response, ["the_scream"])
+        await until(env, lambda: results_for(channel, alice))
+    assert any("expired before its deferral" in r.getMessage() for r in caplog.records)
+    assert records(caplog, logging.ERROR) == []
+    assert tracebacks(caplog) == []
