@@ -59,7 +59,7 @@ ENGINE = "tests.fakes.engine:steady_engine"  # 20 steps of 50 ms: a worker kill 
 STYLES = ("udnie", "the_scream", "starry_night", "great_wave")
 FAULT_KINDS = ("429", "5xx", "timeout", "lost")
 REDELIVERY_SECONDS = 5.0  # the bench's look for unsent results (the bot's default is every 5 minutes)
-SETTLE_SECONDS = 8.0  # after the last photo is accounted for: time for a late duplicate to show
+SETTLE_SECONDS = 8.0  # after the last photo is accounted for: time for a late duplicate to show (--settle)
 QUIET_SECONDS = 60.0  # no new result for this long (12 redelivery looks) and some still missing: lost
 
 
@@ -405,7 +405,7 @@ async def soak_telegram(args: argparse.Namespace) -> dict[str, Any]:
                     if time.monotonic() - started > args.timeout:
                         print("telegram: timed out; the rest counts as lost", file=sys.stderr)
                         break
-                await asyncio.sleep(SETTLE_SECONDS)  # a late duplicate would show now
+                await asyncio.sleep(args.settle)  # a late duplicate would show now
                 rss["end"] = rss_mb(bot.pid)
                 wall = time.monotonic() - started
             finally:
@@ -558,6 +558,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between photos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=600.0, help="per platform")
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_SECONDS, help="seconds to wait for late duplicates at the end"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     parser.add_argument("--serve-telegram", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -26,7 +26,6 @@ from bench.soak import (
     FAULT_KINDS,
     QUIET_SECONDS,
     REPO,
-    SETTLE_SECONDS,
     STYLES,
     Photo,
     digest,
@@ -268,7 +267,7 @@ async def _soak(args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
                         if time.monotonic() - started > args.timeout:
                             print("discord: timed out; the rest counts as lost", file=sys.stderr)
                             break
-                    for _ in range(int(SETTLE_SECONDS * 2)):  # a late duplicate would show now
+                    for _ in range(round(args.settle * 2)):  # a late duplicate would show now
                         await asyncio.sleep(0.5)
                         await env.advance_time(0.5)
                     rss["end"] = rss_mb(os.getpid())

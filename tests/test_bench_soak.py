@@ -14,17 +14,22 @@ from bench.soak import markdown, soak_telegram
 from bench.soak_discord import soak_discord
 
 
+JOBS = 4
+
+
 def tiny(tmp_path: Path) -> argparse.Namespace:
+    """Four photos of two users (one blocks the bot), the bot killed after the first result, a second to
+    wait for a late duplicate: the scripts run and report; the soak itself is ``python -m bench.soak``."""
     return argparse.Namespace(
-        jobs=6, users=3, share=0.1, workers=1, worker_kills=1, interval=0.05, seed=0, timeout=150.0,
-        out=tmp_path / "soak.json",
+        jobs=JOBS, users=2, share=0.1, workers=1, worker_kills=1, interval=0.05, seed=0, timeout=150.0,
+        settle=1.0, out=tmp_path / "soak.json",
     )  # fmt: skip
 
 
 def check(report: dict[str, Any]) -> None:
-    assert report["photos"] == 6
+    assert report["photos"] == JOBS
     outcomes = ("delivered_once", "duplicated", "given_up", "failed_told", "refused_told", "lost")
-    assert sum(report[name] for name in outcomes) == 6  # every photo counted once
+    assert sum(report[name] for name in outcomes) == JOBS  # every photo counted once
     assert report["lost"] == 0, report["lost_photos"]
     assert report["duplicate_causes"].get("unexplained", 0) == 0, report["unexplained_duplicates"]
     assert report["kills"]["bot"] == 1
