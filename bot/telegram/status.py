@@ -329,18 +329,26 @@ class StatusBoard:
         """The status as a new message in the job's (new) chat, remembered as the job's status."""
         job = entry.job
         if view.preview:
-            message = await self.bot.send_photo(
-                job.chat_id,
-                view.preview,
-                caption=view.text,
-                reply_markup=view.buttons,
-                reply_parameters=quote(job),
-            )
-        else:
-            message = await self.bot.send_message(
-                job.chat_id, view.text, reply_markup=view.buttons, reply_parameters=quote(job)
-            )
-        entry.message_id, entry.is_photo = message.message_id, bool(view.preview)
+            await self._send_photo(entry, view)
+            return
+        message = await self.bot.send_message(
+            job.chat_id, view.text, reply_markup=view.buttons, reply_parameters=quote(job)
+        )
+        entry.message_id, entry.is_photo = message.message_id, False
+        await self.jobs.record_status(job.id, message.message_id, chat_id=job.chat_id)
+
+    async def _send_photo(self, entry: _Entry, view: _View) -> None:
+        """The status as a new photo message in the job's chat, remembered as the job's status."""
+        job = entry.job
+        assert view.preview is not None
+        message = await self.bot.send_photo(
+            job.chat_id,
+            view.preview,
+            caption=view.text,
+            reply_markup=view.buttons,
+            reply_parameters=quote(job),
+        )
+        entry.message_id, entry.is_photo = message.message_id, True
         await self.jobs.record_status(job.id, message.message_id, chat_id=job.chat_id)
 
     async def _render_here(self, entry: _Entry, view: _View) -> None:
@@ -367,19 +375,10 @@ class StatusBoard:
 
     async def _switch_to_photo(self, entry: _Entry, view: _View) -> None:
         """A text message cannot become a photo: send the photo status, then delete the text one."""
-        job = entry.job
         assert view.preview is not None  # ``_render`` switches only to show a picture
-        message = await self.bot.send_photo(
-            job.chat_id,
-            view.preview,
-            caption=view.text,
-            reply_markup=view.buttons,
-            reply_parameters=quote(job),
-        )
         old_id = entry.message_id
-        entry.message_id, entry.is_photo = message.message_id, True
-        await self.jobs.record_status(job.id, message.message_id, chat_id=job.chat_id)
-        await self._delete(job, old_id)
+        await self._send_photo(entry, view)
+        await self._delete(entry.job, old_id)
 
 
 def _pause(entry: _Entry, err: TelegramError) -> float | None:
