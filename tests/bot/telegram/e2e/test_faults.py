@@ -6,6 +6,7 @@ says it never can arrive, and no failure turns into a storm of calls or of trace
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -16,8 +17,9 @@ import pytest
 from bot import retrying
 from bot.config import Settings
 from bot.context import Services
-from bot.telegram import frontend
+from bot.telegram import app, frontend
 from bot.telegram.app import PollingEnded, build_application, running
+from bot.telegram.request import TelegramRequest
 from tests.bot.telegram.e2e.conftest import StartBot, fake_queue
 from tests.bot.telegram.e2e.test_figures import button, painted
 from tests.fakes import images
@@ -79,7 +81,7 @@ async def test_a_user_who_blocks_the_bot_while_the_job_waits_costs_a_handful_of_
         blocked_at = len(tg.calls)
         job = (await services.db.recent_jobs(alice.id, 1, platform="telegram"))[0]
         await until(lambda: any(c.status == 403 for c in calls_to_chat(tg, chat, blocked_at)))
-        await asyncio.sleep(3.0)  # ten status intervals of the test settings, 60 progress reports
+        await asyncio.sleep(1.2)  # four status intervals of the test settings, 24 progress reports
         assert len(calls_to_chat(tg, chat, blocked_at)) == 1  # the one refused update; nothing after it
         await services.queue.cancel(job.id)  # the painting is not waited for; the result's part is below
 
@@ -126,14 +128,16 @@ async def test_a_deleted_status_is_forgotten_and_the_painting_still_arrives(
 
 
 async def test_the_result_waits_for_a_slow_answer_instead_of_sending_again(
-    tg: FakeTelegram, start_bot: StartBot, settings_for: Callable[..., Settings]
+    tg: FakeTelegram, start_bot: StartBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Telegram takes longer than PTB's default read timeout (5 s) to answer the upload. Before: the bot
-    gave up on the answer, sent the painting again, and the user got it twice."""
+    """Telegram takes longer than the default read timeout (PTB's 5 s; 2 s here, so that the test waits
+    less) to answer the upload. Before: the bot gave up on the answer, sent the painting again, and the
+    user got it twice."""
+    monkeypatch.setattr(app, "TelegramRequest", functools.partial(TelegramRequest, read_timeout=2.0))
     send_photo = tg._methods["sendphoto"]
 
     async def slowly(params: object) -> object:
-        await asyncio.sleep(5.5)
+        await asyncio.sleep(2.5)
         return await send_photo[1](params)  # type: ignore[arg-type]
 
     tg._methods["sendphoto"] = (send_photo[0], slowly)
