@@ -1,7 +1,11 @@
-"""One authority over the jobs (issue 19), end to end: ``python -m bot`` processes over one database (a SQLite
-file, a PostgreSQL database) and the local stand-in for Telegram's Bot API. A second process says that it
-waits, polls nobody and takes nothing while the first runs; it takes over within seconds when the first is
-SIGKILLed mid-job, and every job is painted to the end and delivered once.
+"""One authority over the jobs (issue 19), end to end: ``python -m bot`` processes over one database and the
+local stand-in for Telegram's Bot API. A second process says that it waits, polls nobody and takes nothing
+while the first runs; it takes over within seconds when the first is SIGKILLed mid-job, and every job is
+painted to the end and delivered once.
+
+The takeover runs on a SQLite file: what the processes do around the lease is the same on either back end,
+and the lease itself is tested on both (``tests/bot/db/test_lease.py``, a SIGKILLed holder included). On
+PostgreSQL, a bot whose lease connection is terminated exits here.
 
 ``python -m tests.bot.test_authority FACTORY`` is ``python -m bot`` (the same ``main``: settings from the
 environment, ``run_all`` with the bot's own polling loop and signal handling) with the workers running the
@@ -52,15 +56,6 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc!r})")
     yield server
     server.drop_all()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The test's own database: a SQLite file or a new PostgreSQL database (the lease is per database)."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
 
 
 @pytest.fixture
@@ -175,8 +170,9 @@ def conflicts(tg: FakeTelegram) -> list[object]:
 
 @pytest.mark.timeout(120)
 async def test_a_second_bot_waits_and_takes_over_the_jobs_of_a_killed_first_each_job_delivered_once(
-    tg: FakeTelegram, bots: list[Bot], tmp_path: Path, database_url: str
+    tg: FakeTelegram, bots: list[Bot], tmp_path: Path
 ) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     first = Bot("first", tmp_path, tg, database_url, SLOW)
     bots.append(first)
     await first.logged(UP)
