@@ -13,7 +13,6 @@ import pytest
 from bench.soak import markdown, soak_telegram
 from bench.soak_discord import soak_discord
 
-
 JOBS = 4
 
 
