@@ -4,6 +4,7 @@ fake engine paints fast, and the real instant path runs once at a tiny size."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,13 @@ def test_the_real_instant_path_finds_a_catalog_painting(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_real_painted_path_paints_a_tiny_clip(tmp_path: Path) -> None:
-    """Gatys per frame through the worker's path, on the CPU, at a tiny size: every frame comes back."""
+def test_the_real_painted_path_paints_a_tiny_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gatys per frame through the worker's path, on the CPU, at a tiny size: every frame comes back. (The
+    tier's side is cut to the clip's own 48 px: decode fits a clip to the tier's 256 px, upscaling this
+    one, and Gatys at 256x171 took a minute of the suite for nothing this test looks at.)"""
     from engine.api import Engine
 
+    monkeypatch.setitem(CLIP_TIERS, "painted", dataclasses.replace(CLIP_TIERS["painted"], side_cpu=48))
     style = tmp_path / "style.png"
     style.write_bytes(encode_image(painting(48, 48, seed=4)))
     source = tmp_path / "clip"
