@@ -18,7 +18,7 @@ import pytest
 from bot import retrying
 from bot.config import Settings
 from bot.db import Database
-from bot.queue import embedded, ledger
+from bot.queue import dispatcher, embedded, ledger
 from tests.bot.telegram.e2e.conftest import StartBot
 from tests.fakes import images
 from tests.fakes.telegram_api import Chat, FakeTelegram, User
@@ -145,6 +145,7 @@ async def test_a_stop_while_sending_loses_nothing(
 ) -> None:
     monkeypatch.setattr(retrying, "PAUSES", (60.0,))  # the bot stops while it waits to try again
     monkeypatch.setattr(embedded, "STOP_TIMEOUT", 0.5)
+    monkeypatch.setattr(dispatcher, "STOP_TIMEOUT", 0.5)  # the pending send is not waited for 10 s
     settings = settings_for()
     alice = tg.user("Alice")
     tg.fail_next("sendPhoto", code=500, description="Internal Server Error")
